@@ -1,0 +1,4 @@
+//! Benchmarks for multiproc (filled in below).
+fn main() {
+    multiproc::init();
+}

@@ -1,0 +1,191 @@
+//! The crate's error type.
+//!
+//! One [`Error`] for everything that is not a per-operation channel error.
+//! [`Error::kind`] says what went wrong in a form a caller can `match` on;
+//! the accessors give the details (the child's exit status, its panic
+//! message and location), and [`std::error::Error::source`] the underlying
+//! OS or codec error.
+
+use std::fmt;
+use std::io;
+
+use crate::process::ExitStatus;
+
+/// What kind of failure an [`Error`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// An operating-system call failed; [`std::error::Error::source`] is the
+    /// [`io::Error`].
+    Io,
+    /// The child panicked. [`Error::panic_message`] and
+    /// [`Error::panic_location`] say where and why.
+    Panicked,
+    /// The child was killed by a signal before it returned a value.
+    /// [`Error::exit_status`] names the signal.
+    Killed,
+    /// The child exited (with [`Error::exit_status`]'s code) without
+    /// returning a value, for example through `std::process::exit`.
+    Exited,
+    /// A value could not be encoded for sending to another process.
+    Encode,
+    /// Bytes from another process could not be decoded into the expected
+    /// type (a different type on each side, or corrupt bytes).
+    Decode,
+    /// The child could not run the function it was sent (a different
+    /// executable, or a failure while starting).
+    Bootstrap,
+    /// `multiproc::init()` was not called before a process was started with
+    /// the spawn or forkserver start method.
+    NotInitialized,
+    /// The start method cannot run this target: a closure that captures
+    /// state was given to the spawn or forkserver start method.
+    CapturingClosure,
+    /// `fork` was refused because the process has other threads.
+    ForkWithThreads,
+    /// A daemon process tried to start a child.
+    DaemonChild,
+    /// The start method was already set.
+    ContextAlreadySet,
+    /// The process is still running.
+    StillRunning,
+    /// A protocol violation: bytes on a connection that do not follow the
+    /// protocol.
+    Protocol,
+    /// A time limit passed.
+    Timeout,
+}
+
+/// The error type of `multiproc`.
+///
+/// Display reads as a sentence: `process 'greeter' (pid 4242) panicked at
+/// src/main.rs:5:9: index out of bounds`.
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    message: String,
+    status: Option<ExitStatus>,
+    panic: Option<PanicReport>,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+/// A panic in a child, as it reported it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct PanicReport {
+    pub(crate) message: String,
+    pub(crate) location: Option<String>,
+}
+
+/// Shorthand for `Result<T, multiproc::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            inner: Box::new(Inner {
+                kind,
+                message: message.into(),
+                status: None,
+                panic: None,
+                source: None,
+            }),
+        }
+    }
+
+    pub(crate) fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        self.inner.source = Some(Box::new(source));
+        self
+    }
+
+    pub(crate) fn with_status(mut self, status: Option<ExitStatus>) -> Self {
+        self.inner.status = status;
+        self
+    }
+
+    pub(crate) fn with_panic(mut self, panic: PanicReport) -> Self {
+        self.inner.panic = Some(panic);
+        self
+    }
+
+    pub(crate) fn io(context: impl Into<String>, err: io::Error) -> Self {
+        Self::new(ErrorKind::Io, context).with_source(err)
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// How the child process ended, when the error is about a child that
+    /// ended.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.inner.status
+    }
+
+    /// The signal that killed the child, if one did.
+    pub fn signal(&self) -> Option<crate::Signal> {
+        self.inner.status.and_then(|s| s.signal())
+    }
+
+    /// The message the child panicked with.
+    pub fn panic_message(&self) -> Option<&str> {
+        self.inner.panic.as_ref().map(|p| p.message.as_str())
+    }
+
+    /// Where the child panicked: `file:line:column`.
+    pub fn panic_location(&self) -> Option<&str> {
+        self.inner
+            .panic
+            .as_ref()
+            .and_then(|p| p.location.as_deref())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.inner.message)?;
+        if let Some(source) = &self.inner.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.inner.kind)
+            .field("message", &self.inner.message);
+        if let Some(status) = &self.inner.status {
+            d.field("status", status);
+        }
+        if let Some(panic) = &self.inner.panic {
+            d.field("panic", panic);
+        }
+        if let Some(source) = &self.inner.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        io::Error::other(e)
+    }
+}

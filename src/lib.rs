@@ -1,0 +1,192 @@
+//! Python's `multiprocessing`, done properly in Rust.
+//!
+//! Run work in other processes — for crash isolation, hard time limits,
+//! libraries that are not thread-safe, memory that must go back to the
+//! system, or every core — with the API a Python user already knows, and
+//! with errors that say what happened.
+//!
+//! # Tutorial
+//!
+//! ## Set-up: `init()` first
+//!
+//! Under the default start method a child is a fresh run of your program
+//! that must turn into the child before your `main` does anything else. So
+//! the first line of `main` is [`init()`]:
+//!
+//! ```
+//! fn main() {
+//!     multiproc::init();
+//!     // ... the rest of the program
+//! }
+//! ```
+//!
+//! In a test file (which has no `main` of yours), put
+//! [`multiproc::test_support!()`](test_support) at the top level instead;
+//! it works under `cargo test` and `cargo nextest`.
+//!
+//! ## Starting a process and getting its result
+//!
+//! A [`Process`] runs a function with arguments in a child; [`Process::join`]
+//! returns what the function returned. Arguments and results are serde
+//! types. Several arguments are a tuple.
+//!
+//! ```
+//! use multiproc::Process;
+//!
+//! fn area(w: u32, h: u32) -> u32 {
+//!     w * h
+//! }
+//!
+//! # fn main() -> Result<(), multiproc::Error> {
+//! multiproc::init();
+//! let p = Process::new(area, (6, 7)).name("area").start()?;
+//! println!("started {} with pid {}", p.name(), p.pid());
+//! assert_eq!(p.join()?, 42);
+//! # Ok(()) }
+//! ```
+//!
+//! ## When a child fails, you are told how
+//!
+//! A panic comes back with its message and location; a signal is named.
+//!
+//! ```
+//! use multiproc::{ErrorKind, Process};
+//!
+//! fn divide(a: u32, b: u32) -> u32 {
+//!     a / b
+//! }
+//!
+//! # fn main() -> Result<(), multiproc::Error> {
+//! # multiproc::init();
+//! let err = Process::new(divide, (1, 0)).start()?.join().unwrap_err();
+//! assert_eq!(err.kind(), ErrorKind::Panicked);
+//! assert!(err.panic_message().unwrap().contains("divide by zero"));
+//! println!("{err}"); // process 'Process-1' (pid 4242) panicked at src/main.rs:4:5: attempt to divide by zero
+//! # Ok(()) }
+//! ```
+//!
+//! ## Controlling a process
+//!
+//! ```
+//! use std::time::Duration;
+//! use multiproc::{ExitStatus, Process, Signal};
+//!
+//! fn forever() {
+//!     loop {
+//!         std::thread::sleep(Duration::from_secs(1));
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), multiproc::Error> {
+//! # multiproc::init();
+//! let p = Process::new(forever, ()).start()?;
+//! assert_eq!(p.join_timeout(Duration::from_millis(10))?, None); // still running
+//! p.terminate()?;
+//! assert_eq!(p.join_timeout(Duration::from_secs(10))?, Some(ExitStatus::Signaled(Signal::TERM)));
+//! # Ok(()) }
+//! ```
+//!
+//! ## Start methods
+//!
+//! [`StartMethod::Forkserver`] (the default), [`StartMethod::Spawn`] and
+//! [`StartMethod::Fork`], as in Python; see [`context`]. Only `fork` can run
+//! a closure that captures variables, because only there is the child a
+//! copy of the parent's memory — that is Python's `os.fork()`:
+//!
+//! ```
+//! use multiproc::Process;
+//!
+//! # fn main() -> Result<(), multiproc::Error> {
+//! # multiproc::init();
+//! let arr: Vec<u64> = (1..=10).collect();
+//! let (left, right) = arr.split_at(arr.len() / 2);
+//! let right = right.to_vec();
+//! let child = Process::fork(move || right.iter().map(|x| x * x).collect::<Vec<u64>>()).start()?;
+//! let mine: Vec<u64> = left.iter().map(|x| x * x).collect();
+//! assert_eq!(mine, [1, 4, 9, 16, 25]);
+//! assert_eq!(child.join()?, [36, 49, 64, 81, 100]);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Passing descriptors
+//!
+//! An [`Fd`] inside the arguments arrives in the child as its own
+//! descriptor, under every start method; this is how queues, pipes and
+//! locks travel to children.
+//!
+//! ## Logging
+//!
+//! [`log_to_stderr`] shows the library's lifecycle events, prefixed with
+//! the process name and pid, in children too.
+//!
+//! # What happens on exit
+//!
+//! As in Python, when the main function returns, daemon children are
+//! terminated and the others are joined. Unlike Python, children also die
+//! when their parent dies abruptly (SIGKILL included): no orphans.
+
+#![deny(unsafe_code)]
+#![allow(clippy::needless_doctest_main)] // the tutorial shows where init() goes
+#![warn(missing_docs)]
+
+mod codec;
+pub mod context;
+mod error;
+mod logging;
+mod process;
+mod runtime;
+mod sys;
+mod target;
+mod wire;
+
+pub use codec::Fd;
+pub use context::{
+    Context, StartMethod, force_start_method, get_all_start_methods, get_context, get_start_method,
+    set_start_method,
+};
+pub use error::{Error, ErrorKind, Result};
+pub use logging::log_to_stderr;
+pub use process::{
+    ExitStatus, Process, ProcessBuilder, ProcessInfo, Run, Signal, active_children, cpu_count,
+    current_process, parent_process,
+};
+pub use target::Target;
+
+/// Prepares this program for `multiproc`. Call it as the first line of
+/// `main`.
+///
+/// In your own process it only records that it ran (and arranges for
+/// children to be joined at exit). In a process that `multiproc` started by
+/// executing the program again (the spawn and forkserver start methods), it
+/// never returns: that process becomes the child, runs the function it was
+/// sent, and exits. That is why nothing may come before it: whatever does
+/// would run again in every child.
+///
+/// Calling it more than once is harmless.
+pub fn init() {
+    runtime::init()
+}
+
+/// Makes a test binary usable with `multiproc`: put `multiproc::test_support!();`
+/// at the top level of each integration-test file (or once in a crate's unit
+/// tests).
+///
+/// A test binary's `main` belongs to the test harness, so [`init()`] cannot be
+/// its first line. This macro runs `init()` from a constructor instead,
+/// before the harness starts, so children (which run the test binary again)
+/// become children before any test does. Works with `cargo test` and
+/// `cargo nextest`.
+#[macro_export]
+macro_rules! test_support {
+    () => {
+        #[allow(unsafe_code)]
+        #[used]
+        #[unsafe(link_section = ".init_array")]
+        static __MULTIPROC_TEST_SUPPORT: extern "C" fn() = {
+            extern "C" fn __multiproc_test_support() {
+                $crate::init()
+            }
+            __multiproc_test_support
+        };
+    };
+}

@@ -1,0 +1,170 @@
+//! The fork server: a copy of this program, executed once and kept
+//! single-threaded, that forks a child whenever asked.
+//!
+//! Protocol, on a sequenced-packet socket pair (one packet per message):
+//! the server sends `READY` (or `FAILED` and a reason) once; then each
+//! request is one packet `FORK` carrying one descriptor, the child's end of
+//! a fresh stream socket to the requester. The server forks with
+//! `CLONE_PARENT`, so the new process is a child of the requester, and the
+//! child runs [`child::serve`] on that socket. When the server cannot fork
+//! it sends an `ERROR` frame on the socket instead. The server exits when
+//! its parent's end of the socket closes.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, ErrorKind};
+use crate::runtime::{child, launch};
+use crate::sys;
+
+const READY: u8 = b'R';
+const FAILED: u8 = b'F';
+const FORK: u8 = b'K';
+
+struct Client {
+    ctrl: OwnedFd,
+    pidfd: OwnedFd,
+    /// The process this connection belongs to.
+    owner: i32,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if self.owner == sys::process::getpid() {
+            // Closing ctrl tells the server to exit; reap it if it already has.
+            let _ = sys::process::try_reap(self.pidfd.as_fd());
+        }
+    }
+}
+
+static CLIENT: Mutex<Option<Arc<Client>>> = Mutex::new(None);
+
+/// Drops a connection inherited through fork: it belongs to the parent.
+pub(crate) fn forget_inherited() {
+    let mut guard = CLIENT.lock().unwrap_or_else(|p| p.into_inner());
+    if guard
+        .as_ref()
+        .is_some_and(|c| c.owner != sys::process::getpid())
+    {
+        *guard = None;
+    }
+}
+
+fn start() -> Result<Client, Error> {
+    let (ours, theirs) =
+        sys::socket::packet_pair().map_err(|e| Error::io("could not create a socket pair", e))?;
+    let ppid = sys::process::getpid();
+    let pid =
+        launch::on_lasting_thread(move || launch::exec_self(format!("forkserver:{ppid}"), theirs))
+            .and_then(|r| r)
+            .map_err(|e| Error::io("could not start the fork server", e))?;
+    let pidfd =
+        sys::process::pidfd(pid).map_err(|e| Error::io("could not watch the fork server", e))?;
+    let mut buf = [0u8; 512];
+    let fail = |why: String| {
+        let _ = sys::process::send_signal(pidfd.as_fd(), libc::SIGKILL);
+        Err(Error::new(ErrorKind::Bootstrap, why))
+    };
+    match sys::socket::recv_packet(ours.as_fd(), &mut buf) {
+        Ok(Some((n, _))) if n >= 1 && buf[0] == READY => {}
+        Ok(Some((n, _))) if n >= 1 && buf[0] == FAILED => {
+            return fail(format!(
+                "the fork server could not start: {}",
+                String::from_utf8_lossy(&buf[1..n])
+            ));
+        }
+        _ => {
+            return fail(
+                "the fork server exited before it was ready: make multiproc::init() the first line of main \
+                 (in test files, use multiproc::test_support!())"
+                    .into(),
+            );
+        }
+    }
+    log::debug!(target: "multiproc", "fork server started (pid {pid})");
+    Ok(Client {
+        ctrl: ours,
+        pidfd,
+        owner: ppid,
+    })
+}
+
+fn client() -> Result<Arc<Client>, Error> {
+    let mut guard = CLIENT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = guard.as_ref().filter(|c| c.owner == sys::process::getpid()) {
+        return Ok(c.clone());
+    }
+    let c = Arc::new(start()?);
+    *guard = Some(c.clone());
+    Ok(c)
+}
+
+/// Asks the fork server for a child that will serve `child_sock`. Starts
+/// the server on first use, and again if it died.
+pub(crate) fn request(child_sock: OwnedFd) -> Result<(), Error> {
+    for attempt in 0..2 {
+        let c = client()?;
+        match sys::socket::send_packet(c.ctrl.as_fd(), &[FORK], &[child_sock.as_fd()]) {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if attempt == 0
+                    && matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::ECONNRESET)) =>
+            {
+                log::warn!(target: "multiproc", "the fork server died; starting a new one");
+                let mut guard = CLIENT.lock().unwrap_or_else(|p| p.into_inner());
+                if guard.as_ref().is_some_and(|g| Arc::ptr_eq(g, &c)) {
+                    *guard = None;
+                }
+            }
+            Err(e) => return Err(Error::io("could not reach the fork server", e)),
+        }
+    }
+    unreachable!("the loop returns on its second pass")
+}
+
+/// The fork server's life. Never returns.
+pub(crate) fn serve(parent: i32) -> ! {
+    let Ok(ctrl) = sys::process::take_stdin() else {
+        sys::process::exit_now(70)
+    };
+    sys::process::close_fds_except(ctrl.as_fd());
+    if !sys::process::die_with_parent(parent) {
+        sys::process::exit_now(0);
+    }
+    let threads = sys::process::thread_count().unwrap_or(0);
+    if threads != 1 {
+        let why = format!(
+            "it has {threads} threads where it must have one; something started threads before \
+             multiproc::init() ran: make init() the first line of main"
+        );
+        let _ =
+            sys::socket::send_packet(ctrl.as_fd(), &[&[FAILED][..], why.as_bytes()].concat(), &[]);
+        sys::process::exit_now(1);
+    }
+    if sys::socket::send_packet(ctrl.as_fd(), &[READY], &[]).is_err() {
+        sys::process::exit_now(0);
+    }
+    let mut buf = [0u8; 16];
+    let sock = loop {
+        let (n, fds) = match sys::socket::recv_packet(ctrl.as_fd(), &mut buf) {
+            Ok(Some(got)) => got,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // The parent is gone: so are we.
+            _ => sys::process::exit_now(0),
+        };
+        let Ok([sock]) = <[OwnedFd; 1]>::try_from(fds) else {
+            continue;
+        };
+        if n != 1 || buf[0] != FORK {
+            continue;
+        }
+        match sys::process::clone_parent() {
+            Ok(sys::process::Forked::Child) => break sock,
+            Ok(sys::process::Forked::Parent(_)) => drop(sock),
+            Err(e) => child::report_error(sock, &Error::io("the fork server could not fork", e)),
+        }
+    };
+    drop(ctrl);
+    child::serve(sock, parent)
+}

@@ -1,0 +1,93 @@
+//! Executing this program again, from a thread that lasts.
+//!
+//! Every child asks the kernel to kill it when its parent dies
+//! (`PR_SET_PDEATHSIG`). The kernel means the parent *thread*: a child
+//! started from a short-lived thread (a test thread, a thread-pool worker)
+//! would be killed when that thread ends, not when the program does. So
+//! executables are started from the main thread when the caller is on it,
+//! and otherwise from the keeper: one thread, started on first need, that
+//! lives as long as the process and does nothing but start programs. The
+//! fork server is started the same way, and its children are made children
+//! of this process (`CLONE_PARENT`) whose parent thread is the same lasting
+//! one.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::sync::mpsc::{self, Sender};
+
+use crate::sys;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The keeper's job queue, with the pid of the process it belongs to (a
+/// forked child inherits the queue but not the thread).
+static KEEPER: Mutex<Option<(i32, Sender<Job>)>> = Mutex::new(None);
+
+/// How many threads of this process are the keeper's (0 or 1): they hold no
+/// locks while idle, so `fork` need not count them.
+pub(crate) fn keeper_threads() -> usize {
+    let guard = KEEPER.lock().unwrap_or_else(|p| p.into_inner());
+    usize::from(
+        guard
+            .as_ref()
+            .is_some_and(|(pid, _)| *pid == sys::process::getpid()),
+    )
+}
+
+/// Runs `f` on a thread whose life is the process's life, and returns what
+/// it returns.
+pub(crate) fn on_lasting_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<T> {
+    if sys::process::is_main_thread() {
+        return Ok(f());
+    }
+    let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+    let job: Job = Box::new(move || {
+        let _ = reply_tx.send(f());
+    });
+    let pid = sys::process::getpid();
+    let mut guard = KEEPER.lock().unwrap_or_else(|p| p.into_inner());
+    let sender = match guard.as_ref() {
+        Some((owner, tx)) if *owner == pid => tx.clone(),
+        _ => {
+            let (tx, rx) = mpsc::channel::<Job>();
+            std::thread::Builder::new()
+                .name("multiproc-keeper".into())
+                .spawn(move || {
+                    for job in rx {
+                        job();
+                    }
+                })?;
+            *guard = Some((pid, tx.clone()));
+            tx
+        }
+    };
+    drop(guard);
+    sender
+        .send(job)
+        .map_err(|_| io::Error::other("the multiproc keeper thread is gone"))?;
+    reply_rx
+        .recv()
+        .map_err(|_| io::Error::other("the multiproc keeper thread dropped a job"))
+}
+
+/// Executes this program again with `role` in its environment and `stdin`
+/// as its standard input; returns the new process's pid. Must run on a
+/// lasting thread (see [`on_lasting_thread`]).
+pub(crate) fn exec_self(role: String, stdin: OwnedFd) -> io::Result<i32> {
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_else(|| "multiproc-child".into());
+    let child = Command::new("/proc/self/exe")
+        .arg0(argv0)
+        .args(args)
+        .env(crate::runtime::ROLE_ENV, role)
+        .stdin(Stdio::from(stdin))
+        .spawn()?;
+    // The Child handle neither waits nor kills when dropped; the caller
+    // reaps the process through a pidfd.
+    Ok(child.id() as i32)
+}

@@ -1,0 +1,123 @@
+//! Naming a function in one process and calling it in another.
+//!
+//! With the spawn and forkserver start methods the child is a fresh `exec` of
+//! this program, loaded at another address (ASLR). A function is therefore
+//! sent as its offset from an anchor function in the same image, and the
+//! child adds its own anchor's address. That is only right if the child runs
+//! the very same image, so three checks come first:
+//!
+//! 1. the child is started through `/proc/self/exe`, which names the file the
+//!    parent runs even if it was replaced or deleted since;
+//! 2. parent and child compare the device, inode, size and modification time
+//!    of their `/proc/self/exe` (a running executable cannot be written to:
+//!    `ETXTBSY`);
+//! 3. before jumping, the child compares the first bytes of machine code at
+//!    the computed address with the bytes the parent read at its own copy.
+//!
+//! Only then is the address turned back into a function pointer.
+
+use std::io;
+use std::os::unix::fs::MetadataExt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::child::Entry;
+
+/// Identifies the executable file this process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ImageId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+impl ImageId {
+    /// Reads this process's own image identity.
+    pub(crate) fn current() -> io::Result<Self> {
+        let m = std::fs::metadata("/proc/self/exe")?;
+        Ok(Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+        })
+    }
+}
+
+/// How many bytes of code are compared before a jump.
+pub(crate) const CODE_CHECK: usize = 16;
+
+/// The function all offsets are taken from.
+#[inline(never)]
+fn anchor() -> u64 {
+    // Something the optimiser cannot merge with another function.
+    0x6d75_6c74_6970_726f
+}
+
+fn anchor_addr() -> usize {
+    anchor as fn() -> u64 as usize
+}
+
+/// A function pointer as something that can cross to another process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EntryRef {
+    offset: i64,
+    code: [u8; CODE_CHECK],
+}
+
+fn code_at(addr: usize) -> [u8; CODE_CHECK] {
+    let mut code = [0u8; CODE_CHECK];
+    // SAFETY: `addr` is the address of a function of this image (ours, or
+    // computed from an offset into the same image after the identity check),
+    // and every function has at least CODE_CHECK readable bytes after its
+    // start: code sections are mapped readable and functions are followed by
+    // more code or section padding well before the end of the mapping.
+    let src = unsafe { std::slice::from_raw_parts(addr as *const u8, CODE_CHECK) };
+    code.copy_from_slice(src);
+    code
+}
+
+impl EntryRef {
+    /// Describes `entry` relative to this image.
+    pub(crate) fn new(entry: Entry) -> Self {
+        let addr = entry as usize;
+        Self {
+            offset: addr as i64 - anchor_addr() as i64,
+            code: code_at(addr),
+        }
+    }
+
+    /// Turns the description back into a function pointer, in a process that
+    /// has checked it runs the same image ([`ImageId`]). `None` if the code
+    /// found there is not the code the parent named.
+    pub(crate) fn resolve(&self, same_image: bool) -> Option<Entry> {
+        if !same_image {
+            return None;
+        }
+        let addr = (anchor_addr() as i64).checked_add(self.offset)? as usize;
+        if code_at(addr) != self.code {
+            return None;
+        }
+        // SAFETY: the image is the parent's (checked by the caller through
+        // ImageId), so anchor + offset is where the parent's `Entry` function
+        // lies in this process, and its first bytes match. Function pointers
+        // and usize have the same size on every Linux target.
+        Some(unsafe { std::mem::transmute::<usize, Entry>(addr) })
+    }
+}
+
+/// Produces a value of a zero-sized `Copy` type, such as a function item or
+/// a closure that captures nothing. `None` for any other type.
+pub(crate) fn conjure<F: Copy + 'static>() -> Option<F> {
+    if std::mem::size_of::<F>() != 0 {
+        return None;
+    }
+    // SAFETY: F is zero-sized, so a value has no bytes to initialise, and F
+    // is Copy, so making another value of it is what copying one would do: a
+    // value existed in the parent (it was passed to `Process::new`), and Copy
+    // types carry no uniqueness invariant that a second copy could break.
+    Some(unsafe { std::mem::zeroed::<F>() })
+}

@@ -1,0 +1,2 @@
+//! The process suite, run once per start method (filled in below).
+fn main() {}
