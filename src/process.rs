@@ -316,7 +316,10 @@ impl Process<()> {
     #[allow(clippy::type_complexity)] // an impl Trait cannot be named by an alias
     pub fn from_run<T: Run>(
         object: T,
-    ) -> ProcessBuilder<impl Target<fn(T) -> T::Output, Args = T> + Copy, fn(T) -> T::Output> {
+    ) -> ProcessBuilder<
+        impl Target<fn(T) -> T::Output, Args = T, Output = T::Output> + Copy,
+        fn(T) -> T::Output,
+    > {
         Process::new(run_object::<T>, object)
     }
 

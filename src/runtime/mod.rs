@@ -133,6 +133,8 @@ pub(crate) fn become_child(info: &child::ChildInfo) {
 
 /// What `multiproc::init()` does; see there.
 pub(crate) fn init() {
+    // Set first: a child inherits the flag, and may start children itself.
+    INITIALIZED.store(true, Ordering::Release);
     if let Some(role) = std::env::var_os(ROLE_ENV) {
         let role = role.to_string_lossy().into_owned();
         // We were started by multiproc; nothing else has run yet.
@@ -153,7 +155,6 @@ pub(crate) fn init() {
         }
         eprintln!("multiproc: ignoring malformed {ROLE_ENV}={role:?}");
     }
-    INITIALIZED.store(true, Ordering::Release);
     register_exit_hook();
 }
 

@@ -1,0 +1,133 @@
+//! A tour of multiproc: run it with `cargo run --release --example tour`.
+//!
+//! Each section shows one thing a Python `multiprocessing` user knows, the
+//! Rust way. Later parts of the library add their own sections.
+
+use std::time::{Duration, Instant};
+
+use multiproc::{ErrorKind, ExitStatus, Process, Signal, StartMethod};
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn greet(name: String, times: u32) -> String {
+    let me = multiproc::current_process();
+    let parent = multiproc::parent_process().map(|p| p.pid()).unwrap_or(0);
+    format!(
+        "{} x{times} from {} (pid {}, parent {parent})",
+        name,
+        me.name(),
+        me.pid()
+    )
+}
+
+fn divide(a: u32, b: u32) -> u32 {
+    a / b
+}
+
+fn sleep_forever() {
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn section(title: &str) {
+    println!("\n== {title}");
+}
+
+fn main() -> Result<(), multiproc::Error> {
+    multiproc::init(); // always the first line of main
+
+    section("the machine");
+    println!(
+        "cpu_count() = {} (affinity and cgroup aware); this is {} (pid {})",
+        multiproc::cpu_count(),
+        multiproc::current_process().name(),
+        std::process::id()
+    );
+
+    section("Process: a function in a child, its return value back");
+    let p = Process::new(greet, ("hello".to_string(), 2))
+        .name("greeter")
+        .start()?;
+    println!(
+        "started {} (pid {}), alive: {}",
+        p.name(),
+        p.pid(),
+        p.is_alive()
+    );
+    println!("join() -> {:?}", p.join()?);
+
+    section("start methods: forkserver (default), spawn, fork");
+    for method in multiproc::get_all_start_methods() {
+        let t = Instant::now();
+        let n = 20;
+        for i in 0..n {
+            let r = multiproc::get_context(method)
+                .process(square, i)
+                .start()?
+                .join()?;
+            assert_eq!(r, i * i);
+        }
+        println!(
+            "{method:>10}: start + join {:>8.0} µs each",
+            t.elapsed().as_micros() as f64 / n as f64
+        );
+    }
+
+    section("os.fork: a closure that captures, with the fork start method");
+    let arr: Vec<u64> = (1..=10).collect();
+    let (left, right) = arr.split_at(arr.len() / 2);
+    let right = right.to_vec();
+    let child = Process::fork(move || right.iter().map(|x| x * x).collect::<Vec<_>>()).start()?;
+    println!(
+        "parent squares {:?}",
+        left.iter().map(|x| x * x).collect::<Vec<_>>()
+    );
+    println!("child squares  {:?}", child.join()?);
+
+    section("errors say what happened");
+    let err = Process::new(divide, (1, 0))
+        .name("divider")
+        .start()?
+        .join()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Panicked);
+    println!("{err}");
+    let p = Process::new(sleep_forever, ()).start()?;
+    p.kill()?;
+    println!("{}", p.join().unwrap_err());
+
+    section("terminate, join with a timeout, exit status");
+    let p = Process::new(sleep_forever, ()).daemon(true).start()?;
+    println!(
+        "join_timeout(50 ms) -> {:?}",
+        p.join_timeout(Duration::from_millis(50))?
+    );
+    p.terminate()?;
+    let status = p.join_timeout(Duration::from_secs(5))?;
+    assert_eq!(status, Some(ExitStatus::Signaled(Signal::TERM)));
+    println!(
+        "after terminate(): {} (Python's exitcode: {})",
+        status.unwrap(),
+        status.unwrap().python_exitcode()
+    );
+
+    section("fork is refused when threads exist");
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || rx.recv());
+    let err = Process::new(square, 2)
+        .start_method(StartMethod::Fork)
+        .start()
+        .unwrap_err();
+    println!("{err}");
+    tx.send(()).ok();
+    let _ = t.join();
+
+    println!(
+        "\nactive_children() at the end: {:?}",
+        multiproc::active_children()
+    );
+    Ok(())
+}
