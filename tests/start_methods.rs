@@ -38,6 +38,14 @@ fn main() {
         Some("suite") => suite(args[2].parse().expect("a start method")),
         Some("log-demo") => log_demo(args[2].parse().expect("a start method")),
         Some("cpu-count") => println!("{}", multiproc::cpu_count()),
+        Some("exit-demo") => exit_demo(args[2].parse().expect("a start method")),
+        // cargo nextest lists tests first, then runs each by name: this
+        // binary is one test to it.
+        _ if args.iter().any(|a| a == "--list") => {
+            if !args.iter().any(|a| a == "--ignored") {
+                println!("all_start_methods: test");
+            }
+        }
         _ => supervise(),
     }
 }
@@ -131,6 +139,10 @@ fn suite(method: StartMethod) {
         ("not_initialized_is_explained", not_initialized_is_explained),
         ("log_lines_name_the_process", log_lines_name_the_process),
         ("cpu_count_respects_affinity", cpu_count_respects_affinity),
+        (
+            "exit_joins_children_and_terminates_daemons",
+            exit_joins_children_and_terminates_daemons,
+        ),
     ];
     let mut failed = 0;
     for (name, test) in tests {
@@ -627,6 +639,40 @@ fn log_demo(method: StartMethod) {
         .unwrap()
         .join()
         .unwrap();
+}
+
+/// Starts a non-daemon child that works a little and a daemon that never
+/// ends, then returns from main without joining either.
+fn exit_demo(method: StartMethod) {
+    multiproc::log_to_stderr(log::LevelFilter::Info);
+    multiproc::set_start_method(method).unwrap();
+    fn work() -> u64 {
+        (0..2_000_000u64).fold(0, |a, x| a.wrapping_add(x * x))
+    }
+    let worker = Process::new(work, ()).name("worker").start().unwrap();
+    let daemon = Process::new(block_forever, ())
+        .name("sleeper")
+        .daemon(true)
+        .start()
+        .unwrap();
+    drop((worker, daemon));
+}
+
+fn exit_joins_children_and_terminates_daemons(method: StartMethod) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["exit-demo", method.name()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    let parent_says = |a: &str, b: &str| {
+        text.lines()
+            .any(|l| l.starts_with("[INFO/MainProcess") && l.contains(a) && l.contains(b))
+    };
+    assert!(parent_says("terminating daemon sleeper", ""), "{text}");
+    assert!(parent_says("joining worker", ""), "{text}");
+    assert!(parent_says("worker (pid", "exited with code 0"), "{text}");
+    assert!(parent_says("sleeper (pid", "killed by SIGTERM"), "{text}");
 }
 
 fn cpu_count_respects_affinity(_: StartMethod) {

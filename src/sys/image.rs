@@ -121,3 +121,64 @@ pub(crate) fn conjure<F: Copy + 'static>() -> Option<F> {
     // types carry no uniqueness invariant that a second copy could break.
     Some(unsafe { std::mem::zeroed::<F>() })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(
+        _: &crate::runtime::child::ChildIo,
+        _: Vec<u8>,
+        _: Vec<std::os::fd::OwnedFd>,
+    ) -> Result<(), crate::Error> {
+        Ok(())
+    }
+
+    fn other(
+        _: &crate::runtime::child::ChildIo,
+        _: Vec<u8>,
+        _: Vec<std::os::fd::OwnedFd>,
+    ) -> Result<(), crate::Error> {
+        Err(crate::Error::new(crate::ErrorKind::Io, "other"))
+    }
+
+    #[test]
+    fn an_entry_resolves_to_itself_in_the_same_image() {
+        let r = EntryRef::new(target);
+        assert_eq!(
+            r.resolve(true).map(|f| f as usize),
+            Some(target as Entry as usize)
+        );
+        assert!(r.resolve(false).is_none(), "another image never resolves");
+    }
+
+    #[test]
+    fn an_offset_to_other_code_is_refused() {
+        let mut r = EntryRef::new(target);
+        r.offset = EntryRef::new(other).offset;
+        assert!(
+            r.resolve(true).is_none(),
+            "the code bytes differ, so the jump is refused"
+        );
+    }
+
+    #[test]
+    fn only_zero_sized_copy_types_can_be_conjured() {
+        fn f() -> u8 {
+            7
+        }
+        let g = conjure::<fn() -> u8>();
+        assert!(g.is_none(), "a fn pointer has a size");
+        fn conjure_like<T: Copy + 'static>(_: T) -> Option<T> {
+            conjure::<T>()
+        }
+        assert_eq!(conjure_like(f).map(|h| h()), Some(7));
+        let captured = 5u8;
+        assert!(conjure_like(move || captured).is_none());
+    }
+
+    #[test]
+    fn the_image_id_is_stable() {
+        assert_eq!(ImageId::current().unwrap(), ImageId::current().unwrap());
+    }
+}
