@@ -1,0 +1,34 @@
+"""Shared by the benchmark scripts in this directory.
+
+The convention (the same for the C programs in ../c): a script is run as
+``python3 SCRIPT VARIANT ITERS``, does ITERS iterations of the scenario's
+operation and prints a single number on stdout, the run's value in the
+scenario's unit.
+"""
+
+import statistics
+import sys
+import time
+
+
+def args():
+    """(variant, iters) from the command line."""
+    if len(sys.argv) != 3:
+        sys.exit(f"usage: {sys.argv[0]} VARIANT ITERS")
+    return sys.argv[1], int(sys.argv[2])
+
+
+def median_us(cycle, iters):
+    """Runs cycle() once untimed, then ITERS times; the median in µs."""
+    cycle()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        cycle()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e6
+
+
+def report(value):
+    """Prints the run's value, the only thing a script writes to stdout."""
+    print(f"{value:.3f}")

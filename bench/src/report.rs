@@ -1,0 +1,148 @@
+//! Results: the median, the Markdown table and the JSON lines.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::scenarios::Impl;
+
+/// The median of `values` (sorted in place); NaN if empty.
+pub fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
+/// What one implementation gave for one scenario variant.
+#[derive(Clone, Debug)]
+pub enum Cell {
+    /// The value of each run, in run order.
+    Runs(Vec<f64>),
+    /// Not measured: the peer's tool is missing.
+    Skipped,
+    /// A run failed; the message was already printed.
+    Failed,
+}
+
+impl Cell {
+    /// The median of the runs, if there are any.
+    pub fn median(&self) -> Option<f64> {
+        match self {
+            Cell::Runs(runs) if !runs.is_empty() => Some(median(&mut runs.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// One line of the table: a scenario variant, with a cell per implementation.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// Scenario name.
+    pub scenario: &'static str,
+    /// Variant name, `-` if none.
+    pub variant: &'static str,
+    /// Unit of the values.
+    pub unit: &'static str,
+    /// The implementations that have this scenario variant.
+    pub cells: BTreeMap<Impl, Cell>,
+}
+
+/// How a unit reads in the table.
+fn display_unit(unit: &str) -> &str {
+    match unit {
+        "us" => "µs",
+        "us_per_task" => "µs/task",
+        "msgs_per_s" => "msg/s",
+        "GB_per_s" => "GB/s",
+        other => other,
+    }
+}
+
+/// About three significant digits.
+fn number(v: f64) -> String {
+    match v.abs() {
+        a if a >= 100.0 => format!("{v:.0}"),
+        a if a >= 10.0 => format!("{v:.1}"),
+        _ => format!("{v:.2}"),
+    }
+}
+
+/// Writes the Markdown table: one column per implementation that appears
+/// in `rows`, then the ratio of each peer to multiproc.
+pub fn write_table(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
+    let impls: Vec<Impl> = Impl::ALL
+        .into_iter()
+        .filter(|imp| rows.iter().any(|r| r.cells.contains_key(imp)))
+        .collect();
+    let mut header = vec!["scenario".to_string(), "variant".to_string()];
+    header.extend(impls.iter().map(|imp| imp.name().to_string()));
+    header.push("peer / multiproc".to_string());
+    writeln!(out, "| {} |", header.join(" | "))?;
+    writeln!(out, "|{}", "---|".repeat(header.len()))?;
+    for row in rows {
+        let unit = display_unit(row.unit);
+        let mut line = vec![row.scenario.to_string(), row.variant.to_string()];
+        for imp in &impls {
+            line.push(match row.cells.get(imp) {
+                None => String::new(),
+                Some(Cell::Skipped) => "skipped".to_string(),
+                Some(Cell::Failed) => "error".to_string(),
+                Some(cell) => cell
+                    .median()
+                    .map_or_else(String::new, |m| format!("{} {unit}", number(m))),
+            });
+        }
+        let base = row.cells.get(&Impl::Multiproc).and_then(Cell::median);
+        let ratios: Vec<String> = row
+            .cells
+            .iter()
+            .filter(|(imp, _)| **imp != Impl::Multiproc)
+            .filter_map(|(imp, cell)| Some((imp, cell.median()? / base?)))
+            .map(|(imp, ratio)| format!("{}/multiproc = {}×", imp.name(), number(ratio)))
+            .collect();
+        line.push(ratios.join(", "));
+        writeln!(out, "| {} |", line.join(" | "))?;
+    }
+    Ok(())
+}
+
+/// One line of the JSON output.
+#[derive(Serialize)]
+struct Record<'a> {
+    scenario: &'a str,
+    variant: &'a str,
+    #[serde(rename = "impl")]
+    imp: &'a str,
+    median: f64,
+    unit: &'a str,
+    runs: &'a [f64],
+}
+
+/// Writes one JSON object per line for every measured cell.
+pub fn write_json(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
+    for row in rows {
+        for (imp, cell) in &row.cells {
+            if let (Cell::Runs(runs), Some(median)) = (cell, cell.median()) {
+                let record = Record {
+                    scenario: row.scenario,
+                    variant: row.variant,
+                    imp: imp.name(),
+                    median,
+                    unit: row.unit,
+                    runs,
+                };
+                serde_json::to_writer(&mut *out, &record)?;
+                writeln!(out)?;
+            }
+        }
+    }
+    Ok(())
+}

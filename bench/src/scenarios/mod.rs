@@ -1,0 +1,178 @@
+//! The scenario table: every benchmark the harness knows, by a fixed name.
+//!
+//! A scenario is a name, its variants, a unit, how many iterations one run
+//! does, and one [`Entry`] per implementation that has it. Adding a scenario
+//! is adding one element to [`SCENARIOS`] (plus its native run functions in a
+//! module here, and its Python script or C program if peers have it).
+//!
+//! Every runner, native or external, does `iters` iterations of the
+//! scenario's operation and returns one value in the scenario's unit; the
+//! harness repeats that several times and reports the median.
+
+mod process_start;
+
+/// An implementation a scenario can be measured with; also the table's
+/// column order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Impl {
+    /// This crate.
+    Multiproc,
+    /// CPython's `multiprocessing`, via a script in `bench/python`.
+    Python,
+    /// The `procspawn` crate.
+    Procspawn,
+    /// The `rayon` crate (for pool scenarios, once they exist).
+    Rayon,
+    /// The hardware/OS limit: a small C program in `bench/c`.
+    Limit,
+}
+
+impl Impl {
+    /// All implementations, in column order.
+    pub const ALL: [Impl; 5] = [
+        Impl::Multiproc,
+        Impl::Python,
+        Impl::Procspawn,
+        Impl::Rayon,
+        Impl::Limit,
+    ];
+
+    /// The name used in the table header and the JSON `impl` field.
+    pub fn name(self) -> &'static str {
+        match self {
+            Impl::Multiproc => "multiproc",
+            Impl::Python => "python",
+            Impl::Procspawn => "procspawn",
+            Impl::Rayon => "rayon",
+            Impl::Limit => "limit",
+        }
+    }
+}
+
+/// How one implementation runs a scenario once.
+#[derive(Clone, Copy, Debug)]
+pub enum Runner {
+    /// A function in this binary: `(variant, iters)` to the run's value.
+    Native(fn(&str, usize) -> Result<f64, String>),
+    /// A script in `bench/python`, run as `python3 SCRIPT VARIANT ITERS`;
+    /// it prints the run's value as a single number on stdout.
+    Python(&'static str),
+    /// A C source in `bench/c`, compiled with `cc` and run as
+    /// `PROGRAM VARIANT ITERS`; same output convention as the scripts.
+    C(&'static str),
+}
+
+/// One implementation of a scenario.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    /// Whose implementation this is.
+    pub imp: Impl,
+    /// The variants it covers; empty means all of the scenario's.
+    pub variants: &'static [&'static str],
+    /// How to run it.
+    pub runner: Runner,
+}
+
+impl Entry {
+    /// Does this entry cover `variant`?
+    pub fn covers(&self, variant: &str) -> bool {
+        self.variants.is_empty() || self.variants.contains(&variant)
+    }
+}
+
+/// A benchmark scenario.
+#[derive(Clone, Copy, Debug)]
+pub struct Scenario {
+    /// Fixed name, stable over time so results can be compared.
+    pub name: &'static str,
+    /// Variants (start methods, sizes); `["-"]` if none.
+    pub variants: &'static [&'static str],
+    /// Unit of every value: `us`, `ms`, `us_per_task`, `msgs_per_s`, `GB_per_s`.
+    pub unit: &'static str,
+    /// Iterations per run for a variant; the bool is `--quick`.
+    pub iters: fn(&str, bool) -> usize,
+    /// The implementations that have it.
+    pub entries: &'static [Entry],
+    /// `Some(feature)` while the feature has not landed in multiproc: the
+    /// scenario is listed but skipped.
+    pub pending: Option<&'static str>,
+}
+
+impl Scenario {
+    /// A scenario whose multiproc feature does not exist yet.
+    const fn pending(name: &'static str, feature: &'static str) -> Scenario {
+        Scenario {
+            name,
+            variants: &["-"],
+            unit: "-",
+            iters: |_, _| 0,
+            entries: &[],
+            pending: Some(feature),
+        }
+    }
+
+    /// The entry of `imp` for `variant`, if it has one.
+    pub fn entry(&self, imp: Impl, variant: &str) -> Option<&Entry> {
+        self.entries
+            .iter()
+            .find(|e| e.imp == imp && e.covers(variant))
+    }
+}
+
+/// Every scenario, in the order they run and print.
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "process_start",
+        variants: &["fork", "spawn", "forkserver"],
+        unit: "us",
+        iters: process_start::iters,
+        entries: &[
+            Entry {
+                imp: Impl::Multiproc,
+                variants: &[],
+                runner: Runner::Native(process_start::multiproc),
+            },
+            Entry {
+                imp: Impl::Python,
+                variants: &[],
+                runner: Runner::Python("process_start.py"),
+            },
+            Entry {
+                imp: Impl::Procspawn,
+                variants: &["spawn"],
+                runner: Runner::Native(process_start::procspawn),
+            },
+            Entry {
+                imp: Impl::Limit,
+                variants: &["fork", "forkserver"],
+                runner: Runner::C("fork_exit.c"),
+            },
+            Entry {
+                imp: Impl::Limit,
+                variants: &["spawn"],
+                runner: Runner::C("posix_spawn_true.c"),
+            },
+        ],
+        pending: None,
+    },
+    Scenario::pending("pool_start", "Pool"),
+    Scenario::pending("pool_map_chunk1", "Pool"),
+    Scenario::pending("pool_map_auto", "Pool"),
+    Scenario::pending("pool_apply_async", "Pool"),
+    Scenario::pending("pool_imap_unordered", "Pool"),
+    Scenario::pending("queue_small", "Queue"),
+    Scenario::pending("queue_1mib", "Queue"),
+    Scenario::pending("pipe_small", "Pipe"),
+    Scenario::pending("pipe_1mib", "Pipe"),
+    Scenario::pending("pipe_pingpong", "Pipe"),
+    Scenario::pending("lock_uncontended", "Lock"),
+    Scenario::pending("lock_contended", "Lock"),
+    Scenario::pending("value_incr", "Value"),
+    Scenario::pending("shm_create", "shared_memory"),
+    Scenario::pending("manager_dict", "Manager"),
+];
+
+/// Looks a scenario up by name.
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    SCENARIOS.iter().find(|s| s.name == name)
+}
