@@ -54,6 +54,14 @@ pub enum ErrorKind {
     Protocol,
     /// A time limit passed.
     Timeout,
+    /// The other end of a connection is closed, or its process died
+    /// (Python's `EOFError`).
+    Eof,
+    /// The peer failed the authentication handshake, or rejected ours
+    /// (Python's `AuthenticationError`).
+    Authentication,
+    /// A message is longer than the receiver accepts.
+    MessageTooLarge,
 }
 
 /// The error type of `multiproc`.

@@ -130,6 +130,7 @@
 #![warn(missing_docs)]
 
 mod codec;
+pub mod connection;
 pub mod context;
 mod error;
 mod logging;
@@ -140,6 +141,7 @@ mod target;
 mod wire;
 
 pub use codec::Fd;
+pub use connection::{Client, Connection, Listener, pipe};
 pub use context::{
     Context, StartMethod, force_start_method, get_all_start_methods, get_context, get_start_method,
     set_start_method,

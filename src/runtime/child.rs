@@ -72,7 +72,7 @@ pub(crate) struct ErrorReport {
     pub(crate) message: String,
 }
 
-const KINDS: [ErrorKind; 15] = [
+const KINDS: [ErrorKind; 18] = [
     ErrorKind::Io,
     ErrorKind::Panicked,
     ErrorKind::Killed,
@@ -88,6 +88,9 @@ const KINDS: [ErrorKind; 15] = [
     ErrorKind::StillRunning,
     ErrorKind::Protocol,
     ErrorKind::Timeout,
+    ErrorKind::Eof,
+    ErrorKind::Authentication,
+    ErrorKind::MessageTooLarge,
 ];
 
 impl ErrorReport {

@@ -1,0 +1,235 @@
+//! `Listener` and `Client` over Unix sockets and TCP, with the authkey
+//! handshake of CPython's `multiprocessing.connection` (see `auth.rs`), so a
+//! Rust listener accepts Python clients and a Rust client reaches a Python
+//! listener for byte messages.
+
+use std::fmt;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use super::{Connection, auth};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Where a [`Listener`] listens: a Unix socket path or a TCP address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// A Unix socket at this path (Python's `'AF_UNIX'` family).
+    Unix(PathBuf),
+    /// A TCP address (Python's `('host', port)`, family `'AF_INET'`).
+    Tcp(SocketAddr),
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Unix(p) => write!(f, "{}", p.display()),
+            Address::Tcp(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+impl From<SocketAddr> for Address {
+    fn from(a: SocketAddr) -> Self {
+        Address::Tcp(a)
+    }
+}
+
+impl From<PathBuf> for Address {
+    fn from(p: PathBuf) -> Self {
+        Address::Unix(p)
+    }
+}
+
+impl From<&Path> for Address {
+    fn from(p: &Path) -> Self {
+        Address::Unix(p.to_path_buf())
+    }
+}
+
+impl FromStr for Address {
+    type Err = Error;
+    /// `host:port` is TCP; anything with a `/` is a Unix socket path.
+    fn from_str(s: &str) -> Result<Self> {
+        if s.contains('/') {
+            return Ok(Address::Unix(PathBuf::from(s)));
+        }
+        s.to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .map(Address::Tcp)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("{s:?} is neither host:port nor a socket path"),
+                )
+            })
+    }
+}
+
+enum Inner {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+/// Accepts connections at an address, checking each peer's authkey
+/// (Python's `multiprocessing.connection.Listener`).
+///
+/// ```
+/// use multiproc::{Client, Listener};
+/// let listener = Listener::bind("127.0.0.1:0".parse::<multiproc::connection::Address>()?, Some(b"secret"))?;
+/// let address = listener.address().clone();
+/// let t = std::thread::spawn(move || {
+///     let conn = Client::connect::<String>(&address, Some(b"secret")).unwrap();
+///     conn.send(&"hi".to_string()).unwrap();
+/// });
+/// let conn = listener.accept::<String>()?;
+/// assert_eq!(conn.recv()?, "hi");
+/// t.join().unwrap();
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Listener {
+    inner: Inner,
+    address: Address,
+    authkey: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+impl Listener {
+    /// Listens at `address` (TCP port 0 picks a free port; see
+    /// [`address`](Self::address)). With an `authkey`, every connection must
+    /// pass the handshake; with `None`, none is done (as in Python).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the address cannot be bound (in use, a path that
+    /// exists, no permission).
+    pub fn bind(address: impl Into<Address>, authkey: Option<&[u8]>) -> Result<Listener> {
+        let address = address.into();
+        let (inner, address) = match &address {
+            Address::Unix(path) => {
+                let l = UnixListener::bind(path)
+                    .map_err(|e| Error::io(format!("could not listen at {}", path.display()), e))?;
+                (Inner::Unix(l), address)
+            }
+            Address::Tcp(a) => {
+                let l = TcpListener::bind(a)
+                    .map_err(|e| Error::io(format!("could not listen at {a}"), e))?;
+                let actual = l
+                    .local_addr()
+                    .map_err(|e| Error::io("could not read the bound address", e))?;
+                (Inner::Tcp(l), Address::Tcp(actual))
+            }
+        };
+        Ok(Listener {
+            inner,
+            address,
+            authkey: authkey.map(<[u8]>::to_vec),
+        })
+    }
+
+    /// Listens on a fresh Unix socket in a private temporary directory
+    /// (Python's `Listener()` with no address).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the socket cannot be created.
+    pub fn bind_temp(authkey: Option<&[u8]>) -> Result<Listener> {
+        let dir = std::env::temp_dir().join(format!("multiproc-{}", crate::sys::process::getpid()));
+        let _ = std::fs::create_dir(&dir);
+        let mut n = [0u8; 8];
+        let _ = rustix::rand::getrandom(&mut n, rustix::rand::GetRandomFlags::empty());
+        let path = dir.join(format!("listener-{:016x}", u64::from_le_bytes(n)));
+        Listener::bind(path, authkey)
+    }
+
+    /// The address the listener is bound to (with the real port for TCP
+    /// port 0).
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// Waits for a connection, runs the authkey handshake (challenging the
+    /// peer, then answering its challenge), and returns it.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Authentication`] if the peer fails the handshake (the
+    /// listener keeps working: call `accept` again); [`ErrorKind::Eof`] if
+    /// it hung up during it; [`ErrorKind::Io`] if accepting fails.
+    pub fn accept<T>(&self) -> Result<Connection<T>> {
+        let (fd, unix): (OwnedFd, bool) = match &self.inner {
+            Inner::Unix(l) => (
+                l.accept()
+                    .map_err(|e| Error::io("accept failed", e))?
+                    .0
+                    .into(),
+                true,
+            ),
+            Inner::Tcp(l) => {
+                let (s, _) = l.accept().map_err(|e| Error::io("accept failed", e))?;
+                let _ = s.set_nodelay(true);
+                (s.into(), false)
+            }
+        };
+        let conn = Connection::new(fd, unix, true, true);
+        if let Some(key) = &self.authkey {
+            auth::deliver_challenge(&conn, key)?;
+            auth::answer_challenge(&conn, key)?;
+        }
+        Ok(conn)
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Address::Unix(path) = &self.address {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Connects to a [`Listener`] (Python's `multiprocessing.connection.Client`).
+#[derive(Debug)]
+pub struct Client;
+
+impl Client {
+    /// Connects to `address` and, with an `authkey`, runs the handshake
+    /// (answering the listener's challenge, then challenging it).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Authentication`] if the keys differ; [`ErrorKind::Eof`]
+    /// if the listener hung up; [`ErrorKind::Io`] if connecting fails.
+    pub fn connect<T>(address: &Address, authkey: Option<&[u8]>) -> Result<Connection<T>> {
+        let (fd, unix): (OwnedFd, bool) = match address {
+            Address::Unix(path) => (
+                UnixStream::connect(path)
+                    .map_err(|e| Error::io(format!("could not connect to {}", path.display()), e))?
+                    .into(),
+                true,
+            ),
+            Address::Tcp(a) => {
+                let s = TcpStream::connect(a)
+                    .map_err(|e| Error::io(format!("could not connect to {a}"), e))?;
+                let _ = s.set_nodelay(true);
+                (s.into(), false)
+            }
+        };
+        let conn = Connection::new(fd, unix, true, true);
+        if let Some(key) = authkey {
+            auth::answer_challenge(&conn, key)?;
+            auth::deliver_challenge(&conn, key)?;
+        }
+        Ok(conn)
+    }
+}

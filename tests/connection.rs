@@ -1,0 +1,414 @@
+//! Pipes, listeners and clients: messages, end of file when the peer goes
+//! away, descriptors, corrupt bytes, and the real python3 as a peer.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use multiproc::connection::{self, Address, Connection, Waitable};
+use multiproc::{Client, ErrorKind, Fd, Listener, Process, Signal};
+
+multiproc::test_support!();
+
+/// Aborts the test binary if a test hangs; children die with it.
+struct Watchdog(#[allow(dead_code)] mpsc::Sender<()>);
+
+fn watchdog(name: &'static str) -> Watchdog {
+    let (tx, rx) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(120)) {
+            eprintln!("watchdog: {name} hung; aborting");
+            std::process::abort();
+        }
+    });
+    Watchdog(tx)
+}
+
+fn shout(conn: Connection<String>) -> usize {
+    let mut n = 0;
+    while let Ok(s) = conn.recv() {
+        conn.send(&s.to_uppercase()).unwrap();
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn a_child_answers_until_the_parent_hangs_up() {
+    let _w = watchdog("echo");
+    let (ours, theirs) = connection::pipe::<String>().unwrap();
+    let child = Process::new(shout, theirs).start().unwrap();
+    for word in ["one", "two", "three"] {
+        ours.send(&word.to_string()).unwrap();
+        assert_eq!(ours.recv().unwrap(), word.to_uppercase());
+    }
+    drop(ours);
+    assert_eq!(child.join().unwrap(), 3);
+}
+
+fn hold_forever(conn: Connection<u64>) {
+    conn.send(&1).unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn recv_fails_with_eof_when_the_peer_dies() {
+    let _w = watchdog("peer dies");
+    let (ours, theirs) = connection::pipe::<u64>().unwrap();
+    let child = Process::new(hold_forever, theirs).start().unwrap();
+    assert_eq!(ours.recv().unwrap(), 1);
+    child.kill().unwrap();
+    let err = ours.recv().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Eof, "{err}");
+    assert_eq!(child.join().unwrap_err().signal(), Some(Signal::KILL));
+}
+
+fn send_big_then_die(conn: Connection) {
+    // Starts a 64 MiB message and is killed by its parent part-way.
+    let big = vec![7u8; 64 << 20];
+    let _ = conn.send_bytes(&big);
+}
+
+#[test]
+fn a_peer_killed_mid_message_gives_eof_not_a_torn_message() {
+    let _w = watchdog("mid message");
+    let (ours, theirs) = connection::pipe::<Vec<u8>>().unwrap();
+    let child = Process::new(send_big_then_die, theirs).start().unwrap();
+    // Wait until the child has started writing: the socket is readable
+    // (poll the socket itself: Connection::poll would wait for the whole
+    // message).
+    let mut fds = [rustix::event::PollFd::new(
+        &ours,
+        rustix::event::PollFlags::IN,
+    )];
+    rustix::event::poll(&mut fds, None).unwrap();
+    child.kill().unwrap();
+    let _ = child.join();
+    let err = ours.recv_bytes().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Eof, "{err}");
+}
+
+#[test]
+fn eof_as_soon_as_the_other_end_is_dropped() {
+    let (a, b) = connection::pipe::<u8>().unwrap();
+    a.send(&5).unwrap();
+    drop(a);
+    // What was sent before the close is still delivered.
+    assert_eq!(b.recv().unwrap(), 5);
+    assert_eq!(b.recv().unwrap_err().kind(), ErrorKind::Eof);
+    assert_eq!(b.try_recv().unwrap_err().kind(), ErrorKind::Eof);
+}
+
+#[test]
+fn byte_messages_limits_and_buffers() {
+    let (a, b) = connection::pipe::<()>().unwrap();
+    a.send_bytes(b"hello").unwrap();
+    a.send_bytes(&[]).unwrap();
+    a.send_bytes(&[1u8; 100]).unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), b"hello");
+    assert_eq!(b.recv_bytes().unwrap(), b"");
+    let mut small = [0u8; 10];
+    let err = b.recv_bytes_into(&mut small).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
+    // Nothing was lost: the message is still there.
+    let mut big = [0u8; 200];
+    assert_eq!(b.recv_bytes_into(&mut big).unwrap(), 100);
+    a.send_bytes(&[2u8; 300]).unwrap();
+    assert_eq!(
+        b.recv_bytes_max(100).unwrap_err().kind(),
+        ErrorKind::MessageTooLarge
+    );
+}
+
+#[test]
+fn poll_try_recv_and_timeouts() {
+    let (a, b) = connection::pipe::<u32>().unwrap();
+    assert!(!b.poll(Some(Duration::from_millis(10))).unwrap());
+    assert_eq!(b.try_recv().unwrap(), None);
+    assert_eq!(b.recv_timeout(Duration::from_millis(10)).unwrap(), None);
+    a.send(&9).unwrap();
+    assert!(b.poll(Some(Duration::ZERO)).unwrap());
+    assert_eq!(b.recv_timeout(Duration::from_secs(10)).unwrap(), Some(9));
+}
+
+#[test]
+fn one_way_pipes_refuse_the_wrong_direction() {
+    let (reader, writer) = connection::pipe_oneway::<u8>().unwrap();
+    assert!(reader.send(&1).is_err());
+    assert!(writer.recv().is_err());
+    writer.send(&2).unwrap();
+    assert_eq!(reader.recv().unwrap(), 2);
+}
+
+#[test]
+fn a_wrong_type_is_a_decode_error_and_the_stream_goes_on() {
+    let (a, b) = connection::pipe::<u64>().unwrap();
+    a.send(&u64::MAX).unwrap();
+    a.send(&3).unwrap();
+    let b = b.cast::<String>();
+    assert_eq!(b.recv().unwrap_err().kind(), ErrorKind::Decode);
+    let b = b.cast::<u64>();
+    assert_eq!(b.recv().unwrap(), 3);
+}
+
+#[test]
+fn large_messages_both_ways() {
+    let _w = watchdog("large");
+    let (a, b) = connection::pipe::<Vec<u8>>().unwrap();
+    let big: Vec<u8> = (0..16 << 20).map(|i| (i % 253) as u8).collect();
+    let expected = big.clone();
+    let t = std::thread::spawn(move || {
+        a.send(&big).unwrap();
+        a.send_bytes(&big).unwrap();
+    });
+    assert_eq!(b.recv().unwrap(), expected);
+    assert_eq!(b.recv_bytes().unwrap(), expected);
+    t.join().unwrap();
+}
+
+fn read_through(conn: Connection<Fd>) -> String {
+    let fd = conn.recv().unwrap();
+    let mut s = String::new();
+    std::fs::File::from(fd.into_owned())
+        .read_to_string(&mut s)
+        .unwrap();
+    s
+}
+
+#[test]
+fn descriptors_travel_over_a_pipe() {
+    let _w = watchdog("fds");
+    let (ours, theirs) = connection::pipe::<Fd>().unwrap();
+    let child = Process::new(read_through, theirs).start().unwrap();
+    let (r, mut w) = std::io::pipe().unwrap();
+    ours.send(&Fd::new(r.into())).unwrap();
+    w.write_all(b"sent as a descriptor").unwrap();
+    drop(w);
+    assert_eq!(child.join().unwrap(), "sent as a descriptor");
+}
+
+fn finish_after(conn: Connection<u8>) {
+    let _ = conn.recv();
+}
+
+#[test]
+fn wait_over_connections_and_sentinels() {
+    let _w = watchdog("wait");
+    let (a, b) = connection::pipe::<u8>().unwrap();
+    let (c, d) = connection::pipe::<u8>().unwrap();
+    let (go, child_end) = connection::pipe::<u8>().unwrap();
+    let child = Process::new(finish_after, child_end).start().unwrap();
+    assert!(
+        connection::wait(&[&b, &d, &child], Some(Duration::from_millis(10)))
+            .unwrap()
+            .is_empty()
+    );
+    c.send(&1).unwrap();
+    assert_eq!(connection::wait(&[&b, &d, &child], None).unwrap(), vec![1]);
+    go.send(&0).unwrap();
+    // The child ends: its sentinel becomes ready.
+    let mut ready = vec![];
+    while !ready.contains(&2) {
+        ready = connection::wait(&[&b, &child as &dyn Waitable], None)
+            .unwrap()
+            .iter()
+            .map(|i| i * 2)
+            .collect();
+    }
+    child.join().unwrap();
+    drop(a);
+}
+
+#[test]
+fn random_bytes_on_the_wire_are_errors_not_panics() {
+    let mut seed = 0x1234_5678_9abc_def1u64;
+    for round in 0..300 {
+        let (a, b) = connection::pipe::<Vec<String>>().unwrap();
+        let n: i32 = 1 + (round % 40);
+        let mut bytes = Vec::new();
+        for _ in 0..n {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            bytes.push(seed as u8);
+        }
+        // Keep most lengths small so that some frames complete.
+        if round % 2 == 0 && n >= 4 {
+            bytes[..4].copy_from_slice(&((n - 4).max(0)).to_be_bytes());
+        }
+        let raw = a.fileno().try_clone_to_owned().unwrap();
+        let mut f = std::fs::File::from(raw);
+        f.write_all(&bytes).unwrap();
+        drop(f);
+        drop(a);
+        for _ in 0..4 {
+            if b.recv().is_err() {
+                break;
+            }
+        }
+    }
+}
+
+// ---- Python interoperability --------------------------------------------
+
+fn python() -> Option<Command> {
+    let ok = Command::new("python3")
+        .arg("-c")
+        .arg("pass")
+        .status()
+        .ok()?
+        .success();
+    ok.then(|| Command::new("python3"))
+}
+
+const PY_CLIENT: &str = r#"
+import sys
+from multiprocessing.connection import Client
+family, where, key = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+address = where if family == "unix" else (where.rsplit(":", 1)[0], int(where.rsplit(":", 1)[1]))
+try:
+    c = Client(address, authkey=key)
+except Exception as e:
+    print("ERR", type(e).__name__)
+    sys.exit(0)
+c.send_bytes(b"ping from python")
+print("GOT", c.recv_bytes().decode())
+c.close()
+"#;
+
+const PY_LISTENER: &str = r#"
+import sys, tempfile, os
+from multiprocessing.connection import Listener
+family, key = sys.argv[1], sys.argv[2].encode()
+if family == "unix":
+    address = os.path.join(tempfile.mkdtemp(), "sock")
+else:
+    address = ("127.0.0.1", 0)
+l = Listener(address, authkey=key)
+a = l.address
+print(a if isinstance(a, str) else f"{a[0]}:{a[1]}", flush=True)
+try:
+    c = l.accept()
+except Exception as e:
+    print("ERR", type(e).__name__, flush=True)
+    sys.exit(0)
+print("GOT", c.recv_bytes().decode(), flush=True)
+c.send_bytes(b"pong from python")
+c.close()
+"#;
+
+fn rust_listener_python_client(
+    address: Address,
+    family: &str,
+    client_key: &str,
+) -> (String, multiproc::Result<()>) {
+    let Some(mut py) = python() else {
+        return ("python3 missing".into(), Ok(()));
+    };
+    let listener = Listener::bind(address, Some(b"right key")).unwrap();
+    let where_ = listener.address().to_string();
+    let child = py
+        .args(["-c", PY_CLIENT, family, &where_, client_key])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let served = listener.accept::<()>().and_then(|conn| {
+        assert_eq!(conn.recv_bytes()?, b"ping from python");
+        conn.send_bytes(b"pong from rust")
+    });
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        served,
+    )
+}
+
+#[test]
+fn python_client_to_rust_listener() {
+    let _w = watchdog("python client");
+    let dir = std::env::temp_dir().join(format!("multiproc-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (address, family) in [
+        (Address::Unix(dir.join("ok.sock")), "unix"),
+        ("127.0.0.1:0".parse().unwrap(), "tcp"),
+    ] {
+        let (said, served) = rust_listener_python_client(address, family, "right key");
+        if said == "python3 missing" {
+            eprintln!("python3 missing: interop not checked");
+            return;
+        }
+        served.unwrap();
+        assert_eq!(said, "GOT pong from rust", "{family}");
+    }
+    // A wrong key fails on both sides, and the listener's side says so.
+    let (said, served) =
+        rust_listener_python_client(Address::Unix(dir.join("bad.sock")), "unix", "wrong key");
+    assert_eq!(said, "ERR AuthenticationError");
+    assert_eq!(served.unwrap_err().kind(), ErrorKind::Authentication);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn rust_client_to_python_listener() {
+    let _w = watchdog("python listener");
+    for (family, key, good) in [
+        ("unix", "k", true),
+        ("tcp", "k", true),
+        ("tcp", "other", false),
+    ] {
+        let Some(mut py) = python() else { return };
+        let mut child = py
+            .args(["-c", PY_LISTENER, family, "k"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        let address: Address = line.trim().parse().unwrap();
+        let conn = Client::connect::<()>(&address, Some(key.as_bytes()));
+        let mut rest = String::new();
+        if good {
+            let conn = conn.unwrap();
+            conn.send_bytes(b"ping from rust").unwrap();
+            assert_eq!(conn.recv_bytes().unwrap(), b"pong from python");
+            out.read_to_string(&mut rest).unwrap();
+            assert_eq!(rest.trim(), "GOT ping from rust");
+        } else {
+            assert_eq!(conn.unwrap_err().kind(), ErrorKind::Authentication);
+            out.read_to_string(&mut rest).unwrap();
+            assert_eq!(rest.trim(), "ERR AuthenticationError");
+        }
+        child.wait().unwrap();
+    }
+}
+
+#[test]
+fn typed_messages_over_tcp_and_a_listener_that_survives_a_bad_client() {
+    let _w = watchdog("tcp typed");
+    let listener = Listener::bind("127.0.0.1:0".parse::<Address>().unwrap(), Some(b"k")).unwrap();
+    let address = listener.address().clone();
+    let t = std::thread::spawn(move || {
+        let bad = Client::connect::<u32>(&address, Some(b"wrong"));
+        assert_eq!(bad.unwrap_err().kind(), ErrorKind::Authentication);
+        let good = Client::connect::<Vec<String>>(&address, Some(b"k")).unwrap();
+        good.send(&vec!["a".to_string(), "b".to_string()]).unwrap();
+        // Descriptors cannot cross TCP: a clear error, nothing sent.
+        let fdconn = good.cast::<Fd>();
+        let (r, _w) = std::io::pipe().unwrap();
+        assert_eq!(
+            fdconn.send(&Fd::new(r.into())).unwrap_err().kind(),
+            ErrorKind::Encode
+        );
+    });
+    assert_eq!(
+        listener.accept::<u32>().unwrap_err().kind(),
+        ErrorKind::Authentication
+    );
+    let conn = listener.accept::<Vec<String>>().unwrap();
+    assert_eq!(conn.recv().unwrap(), vec!["a", "b"]);
+    t.join().unwrap();
+}
