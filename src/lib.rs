@@ -133,6 +133,7 @@ mod codec;
 pub mod connection;
 pub mod context;
 mod error;
+mod fuzzing;
 mod logging;
 mod process;
 mod runtime;
@@ -153,6 +154,14 @@ pub use process::{
     current_process, parent_process,
 };
 pub use target::Target;
+
+/// Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`); not
+/// part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::fuzzing::decode_everything;
+}
 
 /// Prepares this program for `multiproc`. Call it as the first line of
 /// `main`.

@@ -93,6 +93,11 @@ impl Reader {
         }
     }
 
+    /// Adds bytes as if they had been read (for fuzzing the decoder).
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
     /// Reads once from `sock`.
     pub(crate) fn fill(&mut self, sock: BorrowedFd<'_>) -> io::Result<Fill> {
         if self.eof {
