@@ -32,6 +32,25 @@ fn sleep_forever() {
     }
 }
 
+fn shout(conn: multiproc::Connection<String>) -> usize {
+    let mut n = 0;
+    while let Ok(s) = conn.recv() {
+        conn.send(&s.to_uppercase()).unwrap();
+        n += 1;
+    }
+    n
+}
+
+fn call_listener(address: String) {
+    let address = address.parse().unwrap();
+    let conn = multiproc::Client::connect::<String>(&address, Some(b"key")).unwrap();
+    conn.send(&format!(
+        "hello from {}",
+        multiproc::current_process().name()
+    ))
+    .unwrap();
+}
+
 fn section(title: &str) {
     println!("\n== {title}");
 }
@@ -124,6 +143,25 @@ fn main() -> Result<(), multiproc::Error> {
     println!("{err}");
     tx.send(()).ok();
     let _ = t.join();
+
+    section("Pipe: two ends that talk; end of file when the other side goes");
+    let (parent_end, child_end) = multiproc::pipe::<String>()?;
+    let echo = Process::new(shout, child_end).start()?;
+    for word in ["one", "two"] {
+        parent_end.send(&word.to_string())?;
+        println!("sent {word:?}, got back {:?}", parent_end.recv()?);
+    }
+    drop(parent_end); // the child's recv() now fails with Eof and its loop ends
+    println!("the child answered {} messages", echo.join()?);
+
+    section("Listener and Client: authenticated, and Python speaks the same protocol");
+    let address: multiproc::connection::Address = "127.0.0.1:0".parse()?;
+    let listener = multiproc::Listener::bind(address, Some(b"key"))?;
+    let address = listener.address().clone();
+    let client = Process::new(call_listener, address.to_string()).start()?;
+    let conn = listener.accept::<String>()?;
+    println!("listener at {address} got {:?}", conn.recv()?);
+    client.join()?;
 
     println!(
         "\nactive_children() at the end: {:?}",

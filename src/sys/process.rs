@@ -123,7 +123,11 @@ pub(crate) fn is_main_thread() -> bool {
 
 /// How many threads this process has, read from `/proc/self/stat`.
 pub(crate) fn thread_count() -> io::Result<usize> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // One read: the line is far shorter than the buffer, and the file is
+    // generated whole on the first read.
+    let mut buf = [0u8; 1024];
+    let n = std::io::Read::read(&mut std::fs::File::open("/proc/self/stat")?, &mut buf)?;
+    let stat = String::from_utf8_lossy(&buf[..n]);
     // The command name (field 2) is in parentheses and may hold spaces.
     let after = stat
         .rfind(')')
