@@ -73,7 +73,14 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, Error>
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T, Error> {
     let table = fds.into_iter().map(Some).collect();
     let previous = INCOMING.with(|i| i.borrow_mut().replace(table));
-    let result = postcard::from_bytes(bytes);
+    // Strict: bytes left over mean the sender encoded another type.
+    let result = postcard::take_from_bytes(bytes).and_then(|(value, rest): (T, &[u8])| {
+        if rest.is_empty() {
+            Ok(value)
+        } else {
+            Err(postcard::Error::DeserializeBadEncoding)
+        }
+    });
     INCOMING.with(|i| *i.borrow_mut() = previous);
     result.map_err(|e| {
         Error::new(

@@ -62,6 +62,9 @@ pub enum ErrorKind {
     Authentication,
     /// A message is longer than the receiver accepts.
     MessageTooLarge,
+    /// A manager refused a request (no such object, an index out of range,
+    /// a registered object's method failed); the message says which.
+    Remote,
 }
 
 /// The error type of `multiproc`.

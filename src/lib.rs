@@ -135,6 +135,7 @@ pub mod context;
 mod error;
 mod fuzzing;
 mod logging;
+pub mod manager;
 mod process;
 mod runtime;
 mod sys;
@@ -149,6 +150,7 @@ pub use context::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use logging::log_to_stderr;
+pub use manager::Manager;
 pub use process::{
     ExitStatus, Process, ProcessBuilder, ProcessInfo, Run, Signal, active_children, cpu_count,
     current_process, parent_process,

@@ -14,7 +14,7 @@ use super::{Connection, auth};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Where a [`Listener`] listens: a Unix socket path or a TCP address.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Address {
     /// A Unix socket at this path (Python's `'AF_UNIX'` family).
     Unix(PathBuf),
@@ -72,6 +72,8 @@ impl FromStr for Address {
 enum Inner {
     Unix(UnixListener),
     Tcp(TcpListener),
+    /// Taken by `into_parts`.
+    None,
 }
 
 /// Accepts connections at an address, checking each peer's authkey
@@ -94,6 +96,8 @@ pub struct Listener {
     inner: Inner,
     address: Address,
     authkey: Option<Vec<u8>>,
+    /// Whether dropping removes the Unix socket's path.
+    owns_path: bool,
 }
 
 impl fmt::Debug for Listener {
@@ -134,7 +138,37 @@ impl Listener {
             inner,
             address,
             authkey: authkey.map(<[u8]>::to_vec),
+            owns_path: true,
         })
+    }
+
+    /// The listening socket and its address, for handing the listener to
+    /// another process; the path is no longer removed on drop.
+    pub(crate) fn into_parts(mut self) -> (OwnedFd, Address) {
+        self.owns_path = false;
+        let address = self.address.clone();
+        let inner = std::mem::replace(&mut self.inner, Inner::None);
+        let fd = match inner {
+            Inner::Unix(l) => OwnedFd::from(l),
+            Inner::Tcp(l) => OwnedFd::from(l),
+            Inner::None => unreachable!("a listener always has a socket until into_parts"),
+        };
+        (fd, address)
+    }
+
+    /// A listener around a socket from [`into_parts`](Self::into_parts); it
+    /// removes the Unix socket's path when dropped.
+    pub(crate) fn from_parts(fd: OwnedFd, address: Address, authkey: Option<Vec<u8>>) -> Self {
+        let inner = match address {
+            Address::Unix(_) => Inner::Unix(UnixListener::from(fd)),
+            Address::Tcp(_) => Inner::Tcp(TcpListener::from(fd)),
+        };
+        Listener {
+            inner,
+            address,
+            authkey,
+            owns_path: true,
+        }
     }
 
     /// Listens on a fresh Unix socket in a private temporary directory
@@ -180,6 +214,7 @@ impl Listener {
                 let _ = s.set_nodelay(true);
                 (s.into(), false)
             }
+            Inner::None => return Err(Error::new(ErrorKind::Io, "the listener was closed")),
         };
         let conn = Connection::new(fd, unix, true, true);
         if let Some(key) = &self.authkey {
@@ -192,7 +227,7 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Address::Unix(path) = &self.address {
+        if let (true, Address::Unix(path)) = (self.owns_path, &self.address) {
             let _ = std::fs::remove_file(path);
         }
     }

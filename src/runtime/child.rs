@@ -72,7 +72,7 @@ pub(crate) struct ErrorReport {
     pub(crate) message: String,
 }
 
-const KINDS: [ErrorKind; 18] = [
+const KINDS: [ErrorKind; 19] = [
     ErrorKind::Io,
     ErrorKind::Panicked,
     ErrorKind::Killed,
@@ -91,6 +91,7 @@ const KINDS: [ErrorKind; 18] = [
     ErrorKind::Eof,
     ErrorKind::Authentication,
     ErrorKind::MessageTooLarge,
+    ErrorKind::Remote,
 ];
 
 impl ErrorReport {

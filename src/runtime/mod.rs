@@ -98,6 +98,12 @@ pub(crate) fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
     f(guard.as_mut().expect("state was just set"))
 }
 
+/// This process's authentication key (Python's `current_process().authkey`):
+/// random in the main process, inherited by children.
+pub(crate) fn authkey() -> [u8; 32] {
+    with_state(|s| s.me.authkey)
+}
+
 /// Whether `init()` ran in this program.
 pub(crate) fn initialized() -> bool {
     INITIALIZED.load(Ordering::Acquire)

@@ -182,3 +182,37 @@ mod tests {
         assert_eq!(ImageId::current().unwrap(), ImageId::current().unwrap());
     }
 }
+
+/// A constructor of a registered manager object, named across processes
+/// like [`Entry`].
+pub(crate) type Constructor = crate::manager::server::Constructor;
+
+/// A [`Constructor`] as something that can cross to another process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ConstructorRef(EntryRef);
+
+impl ConstructorRef {
+    /// Describes `f` relative to this image.
+    pub(crate) fn new(f: Constructor) -> Self {
+        let addr = f as usize;
+        Self(EntryRef {
+            offset: addr as i64 - anchor_addr() as i64,
+            code: code_at(addr),
+        })
+    }
+
+    /// The constructor again, in a process running the same image; `None`
+    /// if the code there is not the code that was named.
+    pub(crate) fn resolve(&self, same_image: bool) -> Option<Constructor> {
+        if !same_image {
+            return None;
+        }
+        let addr = (anchor_addr() as i64).checked_add(self.0.offset)? as usize;
+        if code_at(addr) != self.0.code {
+            return None;
+        }
+        // SAFETY: as in EntryRef::resolve; a ConstructorRef is only made from
+        // a Constructor, so the function at that address has that type.
+        Some(unsafe { std::mem::transmute::<usize, Constructor>(addr) })
+    }
+}

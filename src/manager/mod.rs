@@ -1,0 +1,452 @@
+//! Managers: a server process that holds shared objects — dicts, lists,
+//! sets, namespaces and objects of your own types — which any process
+//! reaches through proxies (Python's `multiprocessing.Manager`).
+//!
+//! ```
+//! # multiproc::init();
+//! use multiproc::{Manager, Process};
+//! use multiproc::manager::DictProxy;
+//!
+//! fn work(i: u32, results: DictProxy<u32, String>) {
+//!     results.insert(i, format!("done by {}", multiproc::current_process().name())).unwrap();
+//! }
+//!
+//! let manager = Manager::new()?;
+//! let results = manager.dict::<u32, String>()?;
+//! let children: Vec<_> = (0..3)
+//!     .map(|i| Process::new(work, (i, results.clone())).start())
+//!     .collect::<Result<_, _>>()?;
+//! for c in children {
+//!     c.join()?;
+//! }
+//! assert_eq!(results.len()?, 3);
+//! # Ok::<(), multiproc::Error>(())
+//! ```
+//!
+//! Proxies are cheap to clone, passable to children under every start
+//! method, and usable from several threads. Each operation is one round
+//! trip to the server; `get_many`, `update` and `extend` do many in one.
+//! Objects live until the manager shuts down.
+
+mod protocol;
+mod proxy;
+pub(crate) mod server;
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use proxy::{DictProxy, ListProxy, Namespace, ObjectProxy, SetProxy};
+pub use server::SharedObject;
+
+use crate::codec::Fd;
+use crate::connection::{Address, Client, Connection, Listener};
+use crate::context::StartMethod;
+use crate::error::{Error, ErrorKind, Result};
+use crate::process::Process;
+use crate::sys::image::ConstructorRef;
+use protocol::{Kind, Reply, Request};
+
+/// How to reach a manager's server: its address and key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Link {
+    address: Address,
+    authkey: Vec<u8>,
+}
+
+type SharedConn = Arc<Mutex<Connection<()>>>;
+
+/// One connection per manager per process, made on first use (also in a
+/// child that received a proxy), remembered with the pid it belongs to.
+static CONNECTIONS: Mutex<Vec<(i32, Link, SharedConn)>> = Mutex::new(Vec::new());
+
+fn gone(link: &Link, e: &Error) -> Error {
+    Error::new(
+        ErrorKind::Eof,
+        format!("the manager at {} is gone: {e}", link.address),
+    )
+}
+
+impl Link {
+    fn connection(&self) -> Result<SharedConn> {
+        let pid = crate::sys::process::getpid();
+        let mut conns = CONNECTIONS.lock().unwrap_or_else(|p| p.into_inner());
+        conns.retain(|(owner, _, _)| *owner == pid);
+        if let Some((_, _, c)) = conns.iter().find(|(_, l, _)| l == self) {
+            return Ok(c.clone());
+        }
+        let conn = Client::connect::<()>(&self.address, Some(&self.authkey))?;
+        let conn = Arc::new(Mutex::new(conn));
+        conns.push((pid, self.clone(), conn.clone()));
+        Ok(conn)
+    }
+
+    fn forget(&self) {
+        let mut conns = CONNECTIONS.lock().unwrap_or_else(|p| p.into_inner());
+        conns.retain(|(_, l, _)| l != self);
+    }
+
+    /// One request, one reply. A reply that reports an error becomes an
+    /// [`ErrorKind::Remote`] error.
+    pub(crate) fn call(&self, request: &Request) -> Result<Reply> {
+        let bytes = postcard::to_allocvec(request).map_err(|e| {
+            Error::new(ErrorKind::Encode, "could not encode a manager request").with_source(e)
+        })?;
+        let conn = self.connection()?;
+        let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+        let answer = guard
+            .send_bytes(&bytes)
+            .and_then(|()| server::recv_spinning(&guard));
+        drop(guard);
+        let answer = answer.map_err(|e| {
+            self.forget();
+            gone(self, &e)
+        })?;
+        match postcard::from_bytes::<Reply>(&answer) {
+            Ok(Reply::Error(e)) => Err(Error::new(ErrorKind::Remote, e.to_string())),
+            Ok(reply) => Ok(reply),
+            Err(e) => Err(
+                Error::new(ErrorKind::Decode, "could not decode the manager's reply")
+                    .with_source(e),
+            ),
+        }
+    }
+
+    fn create(&self, kind: Kind, init: Vec<(Vec<u8>, Vec<u8>)>) -> Result<u64> {
+        match self.call(&Request::Create { kind, init })? {
+            Reply::Created(id) => Ok(id),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+pub(crate) fn unexpected(reply: &Reply) -> Error {
+    Error::new(
+        ErrorKind::Protocol,
+        format!("unexpected reply from the manager: {reply:?}"),
+    )
+}
+
+/// A manager: owns a server process (made by [`Manager::new`] or
+/// [`ManagerBuilder::start`]) or is connected to one elsewhere
+/// ([`Manager::connect`]).
+///
+/// Dropping a manager that owns its server shuts the server down, like
+/// [`shutdown`](Manager::shutdown); proxies then fail with
+/// [`ErrorKind::Eof`].
+pub struct Manager {
+    link: Link,
+    server: Option<Process<()>>,
+    socket_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("address", &self.link.address)
+            .finish()
+    }
+}
+
+/// Options for a manager: registered types, address, key, start method.
+#[derive(Default)]
+#[must_use = "a ManagerBuilder does nothing until start() or serve_forever()"]
+pub struct ManagerBuilder {
+    registry: Vec<(String, ConstructorRef)>,
+    address: Option<Address>,
+    authkey: Option<Vec<u8>>,
+    method: Option<StartMethod>,
+}
+
+impl std::fmt::Debug for ManagerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagerBuilder")
+            .field(
+                "types",
+                &self.registry.iter().map(|(t, _)| t).collect::<Vec<_>>(),
+            )
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+/// The arguments of the server process.
+type ServerArgs = (Fd, Address, Vec<u8>, Vec<(String, ConstructorRef)>);
+
+fn run_server(args: ServerArgs) {
+    let (fd, address, authkey, registry) = args;
+    let registry: HashMap<String, server::Constructor> = registry
+        .into_iter()
+        // The server runs the image that sent these (it checked before
+        // running this function), so the references resolve.
+        .filter_map(|(typeid, r)| r.resolve(true).map(|c| (typeid, c)))
+        .collect();
+    let listener = Listener::from_parts(fd.into_owned(), address, Some(authkey));
+    Arc::new(server::Server::new(registry)).serve(listener);
+}
+
+impl ManagerBuilder {
+    /// Lets the server make objects of type `T` under the name `typeid`
+    /// (Python's `BaseManager.register(typeid, callable)`); clients make
+    /// them with [`Manager::create`].
+    pub fn register<T: SharedObject>(mut self, typeid: &str) -> Self {
+        self.registry.push((
+            typeid.to_string(),
+            ConstructorRef::new(server::construct::<T>),
+        ));
+        self
+    }
+
+    /// Serves at this address instead of a private Unix socket (for
+    /// clients on other machines, use a TCP address).
+    pub fn address(mut self, address: impl Into<Address>) -> Self {
+        self.address = Some(address.into());
+        self
+    }
+
+    /// The key clients must prove they know (default: this process's
+    /// authkey, which its children inherit).
+    pub fn authkey(mut self, key: &[u8]) -> Self {
+        self.authkey = Some(key.to_vec());
+        self
+    }
+
+    /// The start method of the server process.
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    fn key(&self) -> Vec<u8> {
+        self.authkey
+            .clone()
+            .unwrap_or_else(|| crate::runtime::authkey().to_vec())
+    }
+
+    /// Starts the server process and returns the manager.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the address cannot be bound; the errors of
+    /// [`ProcessBuilder::start`](crate::ProcessBuilder::start).
+    pub fn start(self) -> Result<Manager> {
+        let authkey = self.key();
+        let listener = match &self.address {
+            Some(a) => Listener::bind(a.clone(), Some(&authkey))?,
+            None => Listener::bind_temp(Some(&authkey))?,
+        };
+        let (fd, address): (OwnedFd, Address) = listener.into_parts();
+        let socket_dir = match (&self.address, &address) {
+            (None, Address::Unix(path)) => path.parent().map(|p| p.to_path_buf()),
+            _ => None,
+        };
+        let args: ServerArgs = (Fd::new(fd), address.clone(), authkey.clone(), self.registry);
+        let mut p = Process::new(run_server, args)
+            .name("SyncManager")
+            .daemon(true);
+        if let Some(m) = self.method {
+            p = p.start_method(m);
+        }
+        let server = p.start()?;
+        log::info!(target: "multiproc", "manager serving at {address} (pid {})", server.pid());
+        Ok(Manager {
+            link: Link { address, authkey },
+            server: Some(server),
+            socket_dir,
+        })
+    }
+
+    /// Serves in this process until a client calls
+    /// [`shutdown`](Manager::shutdown) (Python's
+    /// `get_server().serve_forever()`). Needs an [`address`](Self::address).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if there is no address or it cannot be bound.
+    pub fn serve_forever(self) -> Result<()> {
+        let authkey = self.key();
+        let Some(address) = self.address.clone() else {
+            return Err(Error::new(ErrorKind::Io, "serve_forever needs an address"));
+        };
+        let listener = Listener::bind(address, Some(&authkey))?;
+        let registry = self
+            .registry
+            .into_iter()
+            .filter_map(|(t, r)| r.resolve(true).map(|c| (t, c)))
+            .collect();
+        Arc::new(server::Server::new(registry)).serve(listener);
+        Ok(())
+    }
+}
+
+impl Manager {
+    /// Starts a manager server process with the default options (Python's
+    /// `Manager()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`ManagerBuilder::start`].
+    pub fn new() -> Result<Manager> {
+        Manager::builder().start()
+    }
+
+    /// A builder for the options.
+    pub fn builder() -> ManagerBuilder {
+        ManagerBuilder::default()
+    }
+
+    /// Connects to a manager served elsewhere (Python's
+    /// `BaseManager(address, authkey).connect()`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Authentication`] for a wrong key; [`ErrorKind::Io`] if
+    /// nothing listens there.
+    pub fn connect(address: &Address, authkey: &[u8]) -> Result<Manager> {
+        let link = Link {
+            address: address.clone(),
+            authkey: authkey.to_vec(),
+        };
+        link.connection()?;
+        Ok(Manager {
+            link,
+            server: None,
+            socket_dir: None,
+        })
+    }
+
+    /// The server process's pid, for a manager that started it.
+    pub fn server_pid(&self) -> Option<u32> {
+        self.server.as_ref().map(|p| p.pid())
+    }
+
+    /// Where the server listens.
+    pub fn address(&self) -> &Address {
+        &self.link.address
+    }
+
+    /// A new shared dict.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the server is gone.
+    pub fn dict<K, V>(&self) -> Result<DictProxy<K, V>> {
+        Ok(DictProxy::new(
+            self.link.clone(),
+            self.link.create(Kind::Dict, Vec::new())?,
+        ))
+    }
+
+    /// A new shared list.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the server is gone.
+    pub fn list<T>(&self) -> Result<ListProxy<T>> {
+        Ok(ListProxy::new(
+            self.link.clone(),
+            self.link.create(Kind::List, Vec::new())?,
+        ))
+    }
+
+    /// A new shared list holding `items` (Python's `manager.list(range(5))`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Encode`] if an item cannot be encoded; [`ErrorKind::Eof`]
+    /// if the server is gone.
+    pub fn list_from<T: Serialize>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<ListProxy<T>> {
+        let init = items
+            .into_iter()
+            .map(|t| proxy::enc(&t).map(|b| (b, Vec::new())))
+            .collect::<Result<_>>()?;
+        Ok(ListProxy::new(
+            self.link.clone(),
+            self.link.create(Kind::List, init)?,
+        ))
+    }
+
+    /// A new shared set.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the server is gone.
+    pub fn set<T>(&self) -> Result<SetProxy<T>> {
+        Ok(SetProxy::new(
+            self.link.clone(),
+            self.link.create(Kind::Set, Vec::new())?,
+        ))
+    }
+
+    /// A new namespace: named fields of any serde type.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the server is gone.
+    pub fn namespace(&self) -> Result<Namespace> {
+        Ok(Namespace::new(
+            self.link.clone(),
+            self.link.create(Kind::Namespace, Vec::new())?,
+        ))
+    }
+
+    /// A new object of a type registered as `typeid`, made from `init`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Remote`] if the server has no such type;
+    /// [`ErrorKind::Eof`] if it is gone.
+    pub fn create<T: SharedObject>(&self, typeid: &str, init: &T) -> Result<ObjectProxy<T>> {
+        let reply = self.link.call(&Request::CreateRegistered {
+            typeid: typeid.to_string(),
+            init: proxy::enc(init)?,
+        })?;
+        match reply {
+            Reply::Created(id) => Ok(ObjectProxy::new(self.link.clone(), id)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Stops the server (and, for a manager that owns it, waits for its
+    /// process to end).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the server was already gone.
+    pub fn shutdown(mut self) -> Result<()> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        let said = self.link.call(&Request::Shutdown).map(|_| ());
+        self.link.forget();
+        if let Some(server) = self.server.take() {
+            if server.join_timeout(Duration::from_secs(5))?.is_none() {
+                server.kill()?;
+            }
+            let _ = server.join_timeout(Duration::from_secs(5));
+        }
+        if let Some(dir) = self.socket_dir.take() {
+            if let Address::Unix(path) = &self.link.address {
+                let _ = std::fs::remove_file(path);
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+        said
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        if self.server.is_some() {
+            let _ = self.stop();
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! What clients and the manager server say to each other: one [`Request`]
+//! per message, one [`Reply`] back. Keys and values travel as the
+//! postcard bytes of the client's types; the server compares bytes and never
+//! needs to know the types, except for registered objects, whose methods
+//! it runs.
+
+use serde::{Deserialize, Serialize};
+
+/// The kinds of object a manager holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Kind {
+    Dict,
+    List,
+    Set,
+    Namespace,
+}
+
+pub(crate) type Bytes = Vec<u8>;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Request {
+    /// Makes an object; `init` is its starting content (items for a list or
+    /// set, pairs for a dict or namespace).
+    Create {
+        kind: Kind,
+        init: Vec<(Bytes, Bytes)>,
+    },
+    /// Makes an object of a registered type from its encoded initial value.
+    CreateRegistered {
+        typeid: String,
+        init: Bytes,
+    },
+    Op {
+        id: u64,
+        op: Op,
+    },
+    /// Several requests in one round trip; the reply is `Replies`.
+    Batch(Vec<Request>),
+    /// Stops the server.
+    Shutdown,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Op {
+    // dict and namespace
+    Get(Bytes),
+    /// The value and its version, for read-modify-write.
+    GetVersioned(Bytes),
+    Insert(Bytes, Bytes),
+    /// Inserts only if the entry's version is still `version` (0: absent).
+    CompareAndSet {
+        key: Bytes,
+        version: u64,
+        value: Bytes,
+    },
+    Remove(Bytes),
+    Contains(Bytes),
+    Len,
+    Keys,
+    Values,
+    Items,
+    Update(Vec<(Bytes, Bytes)>),
+    Clear,
+    // list
+    Push(Bytes),
+    Pop,
+    Index(u64),
+    SetIndex(u64, Bytes),
+    Extend(Vec<Bytes>),
+    Reverse,
+    /// The whole list with the list's version.
+    Snapshot,
+    /// Replaces the whole list if its version is still `version`.
+    ReplaceIfVersion {
+        version: u64,
+        items: Vec<Bytes>,
+    },
+    // set
+    Add(Bytes),
+    Discard(Bytes),
+    // registered objects
+    Call(Bytes),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Reply {
+    Created(u64),
+    Done,
+    Value(Option<Bytes>),
+    Versioned(Option<Bytes>, u64),
+    Bool(bool),
+    Len(u64),
+    Items(Vec<Bytes>),
+    Pairs(Vec<(Bytes, Bytes)>),
+    Snapshot(u64, Vec<Bytes>),
+    Replies(Vec<Reply>),
+    /// The request failed; the message says why. The server goes on.
+    Error(ErrorReply),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum ErrorReply {
+    /// No object with that id.
+    NoSuchObject(u64),
+    /// The operation does not apply to that kind of object.
+    WrongKind(String),
+    /// A list index out of range.
+    IndexOutOfRange { index: u64, len: u64 },
+    /// Pop from an empty list.
+    Empty,
+    /// A type that was not registered with the server.
+    UnknownType(String),
+    /// A registered object's method failed (panicked or got bytes it could
+    /// not decode).
+    Call(String),
+}
+
+impl std::fmt::Display for ErrorReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ErrorReply::NoSuchObject(id) => write!(f, "the manager has no object {id}"),
+            ErrorReply::WrongKind(why) => write!(f, "{why}"),
+            ErrorReply::IndexOutOfRange { index, len } => {
+                write!(f, "list index {index} out of range for a list of {len}")
+            }
+            ErrorReply::Empty => write!(f, "pop from an empty list"),
+            ErrorReply::UnknownType(t) => write!(f, "the manager has no registered type {t:?}"),
+            ErrorReply::Call(why) => write!(f, "the shared object's method failed: {why}"),
+        }
+    }
+}

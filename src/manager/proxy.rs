@@ -1,0 +1,500 @@
+//! Typed proxies: the client side of each kind of shared object.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::protocol::{Op, Reply, Request};
+use super::{Link, SharedObject, unexpected};
+use crate::error::{Error, ErrorKind, Result};
+
+pub(crate) fn enc<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    let e = crate::codec::encode(value)?;
+    if !e.fds.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Encode,
+            "descriptors cannot be stored in a manager; send them through a Pipe",
+        ));
+    }
+    Ok(e.bytes)
+}
+
+fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    crate::codec::decode(bytes, Vec::new())
+}
+
+/// What every proxy holds: the server and the object's id.
+#[derive(Clone, Serialize, Deserialize)]
+struct Handle {
+    link: Link,
+    id: u64,
+}
+
+impl Handle {
+    fn op(&self, op: Op) -> Result<Reply> {
+        self.link.call(&Request::Op { id: self.id, op })
+    }
+}
+
+macro_rules! proxy_common {
+    ($name:ident < $($t:ident),* >) => {
+        impl<$($t),*> $name<$($t),*> {
+            pub(crate) fn new(link: Link, id: u64) -> Self {
+                Self { handle: Handle { link, id }, _types: PhantomData }
+            }
+        }
+        impl<$($t),*> Clone for $name<$($t),*> {
+            fn clone(&self) -> Self {
+                Self { handle: self.handle.clone(), _types: PhantomData }
+            }
+        }
+        impl<$($t),*> fmt::Debug for $name<$($t),*> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("manager", &self.handle.link.address)
+                    .field("id", &self.handle.id)
+                    .finish()
+            }
+        }
+        impl<$($t),*> Serialize for $name<$($t),*> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                self.handle.serialize(s)
+            }
+        }
+        impl<'de, $($t),*> Deserialize<'de> for $name<$($t),*> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                Ok(Self { handle: Handle::deserialize(d)?, _types: PhantomData })
+            }
+        }
+    };
+}
+
+/// A shared dict (Python's `manager.dict()`), keys `K` and values `V`.
+///
+/// Every method is one round trip to the manager and fails with
+/// [`ErrorKind::Eof`] if the manager is gone.
+pub struct DictProxy<K, V> {
+    handle: Handle,
+    _types: PhantomData<fn(K) -> V>,
+}
+proxy_common!(DictProxy<K, V>);
+
+impl<K, V> DictProxy<K, V>
+where
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    /// The value for `key`, if any (Python's `d.get(k)`).
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        match self.handle.op(Op::Get(enc(key)?))? {
+            Reply::Value(v) => v.map(|b| dec(&b)).transpose(),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Sets `key` to `value` (Python's `d[k] = v`).
+    pub fn insert(&self, key: K, value: V) -> Result<()> {
+        self.handle
+            .op(Op::Insert(enc(&key)?, enc(&value)?))
+            .map(drop)
+    }
+
+    /// Removes `key`, returning its value (Python's `d.pop(k, None)`).
+    pub fn remove(&self, key: &K) -> Result<Option<V>> {
+        match self.handle.op(Op::Remove(enc(key)?))? {
+            Reply::Value(v) => v.map(|b| dec(&b)).transpose(),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Whether `key` is present (Python's `k in d`).
+    pub fn contains(&self, key: &K) -> Result<bool> {
+        match self.handle.op(Op::Contains(enc(key)?))? {
+            Reply::Bool(b) => Ok(b),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// How many entries there are.
+    pub fn len(&self) -> Result<usize> {
+        match self.handle.op(Op::Len)? {
+            Reply::Len(n) => Ok(n as usize),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Whether the dict is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// The keys, in insertion order.
+    pub fn keys(&self) -> Result<Vec<K>> {
+        match self.handle.op(Op::Keys)? {
+            Reply::Items(items) => items.iter().map(|b| dec(b)).collect(),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The values, in insertion order.
+    pub fn values(&self) -> Result<Vec<V>> {
+        match self.handle.op(Op::Values)? {
+            Reply::Items(items) => items.iter().map(|b| dec(b)).collect(),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The entries, in insertion order: a snapshot.
+    pub fn items(&self) -> Result<Vec<(K, V)>> {
+        match self.handle.op(Op::Items)? {
+            Reply::Pairs(pairs) => pairs.iter().map(|(k, v)| Ok((dec(k)?, dec(v)?))).collect(),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Sets many entries in one round trip (Python's `d.update(...)`).
+    pub fn update(&self, entries: impl IntoIterator<Item = (K, V)>) -> Result<()> {
+        let pairs = entries
+            .into_iter()
+            .map(|(k, v)| Ok((enc(&k)?, enc(&v)?)))
+            .collect::<Result<_>>()?;
+        self.handle.op(Op::Update(pairs)).map(drop)
+    }
+
+    /// Looks up many keys in one round trip.
+    pub fn get_many<'a>(&self, keys: impl IntoIterator<Item = &'a K>) -> Result<Vec<Option<V>>>
+    where
+        K: 'a,
+    {
+        let requests = keys
+            .into_iter()
+            .map(|k| {
+                Ok(Request::Op {
+                    id: self.handle.id,
+                    op: Op::Get(enc(k)?),
+                })
+            })
+            .collect::<Result<_>>()?;
+        match self.handle.link.call(&Request::Batch(requests))? {
+            Reply::Replies(replies) => replies
+                .into_iter()
+                .map(|r| match r {
+                    Reply::Value(v) => v.map(|b| dec(&b)).transpose(),
+                    other => Err(unexpected(&other)),
+                })
+                .collect(),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) -> Result<()> {
+        self.handle.op(Op::Clear).map(drop)
+    }
+
+    /// Reads, changes and writes one entry atomically: `f` gets the current
+    /// value (or `None`) and returns the new one. If another process
+    /// changed the entry meanwhile, `f` runs again on the newer value, so
+    /// it must not have side effects. Returns the value written.
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let m = multiproc::Manager::new()?;
+    /// let counts = m.dict::<String, u64>()?;
+    /// counts.modify("hits".to_string(), |n| n.unwrap_or(0) + 1)?;
+    /// assert_eq!(counts.get(&"hits".to_string())?, Some(1));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn modify(&self, key: K, mut f: impl FnMut(Option<V>) -> V) -> Result<V> {
+        let k = enc(&key)?;
+        loop {
+            let (current, version) = match self.handle.op(Op::GetVersioned(k.clone()))? {
+                Reply::Versioned(v, version) => (v.map(|b| dec::<V>(&b)).transpose()?, version),
+                other => return Err(unexpected(&other)),
+            };
+            let new = f(current);
+            let value = enc(&new)?;
+            match self.handle.op(Op::CompareAndSet {
+                key: k.clone(),
+                version,
+                value,
+            })? {
+                Reply::Bool(true) => return Ok(new),
+                Reply::Bool(false) => continue,
+                other => return Err(unexpected(&other)),
+            }
+        }
+    }
+}
+
+/// A shared list (Python's `manager.list()`).
+///
+/// Every method is one round trip to the manager and fails with
+/// [`ErrorKind::Eof`] if the manager is gone.
+pub struct ListProxy<T> {
+    handle: Handle,
+    _types: PhantomData<fn(T) -> T>,
+}
+proxy_common!(ListProxy<T>);
+
+impl<T: Serialize + DeserializeOwned> ListProxy<T> {
+    /// Appends a value (Python's `append`).
+    pub fn push(&self, value: T) -> Result<()> {
+        self.handle.op(Op::Push(enc(&value)?)).map(drop)
+    }
+
+    /// Removes and returns the last value; `None` if the list is empty.
+    pub fn pop(&self) -> Result<Option<T>> {
+        match self.handle.op(Op::Pop) {
+            Ok(Reply::Value(Some(b))) => dec(&b).map(Some),
+            Ok(other) => Err(unexpected(&other)),
+            Err(e) if e.kind() == ErrorKind::Remote && e.to_string().contains("empty") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The value at `index`; `None` if out of range.
+    pub fn get(&self, index: usize) -> Result<Option<T>> {
+        match self.handle.op(Op::Index(index as u64)) {
+            Ok(Reply::Value(Some(b))) => dec(&b).map(Some),
+            Ok(other) => Err(unexpected(&other)),
+            Err(e) if e.kind() == ErrorKind::Remote && e.to_string().contains("out of range") => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replaces the value at `index` (Python's `l[i] = v`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Remote`] if `index` is out of range.
+    pub fn set(&self, index: usize, value: T) -> Result<()> {
+        self.handle
+            .op(Op::SetIndex(index as u64, enc(&value)?))
+            .map(drop)
+    }
+
+    /// How many values there are.
+    pub fn len(&self) -> Result<usize> {
+        match self.handle.op(Op::Len)? {
+            Reply::Len(n) => Ok(n as usize),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// Appends many values in one round trip.
+    pub fn extend(&self, values: impl IntoIterator<Item = T>) -> Result<()> {
+        let items = values.into_iter().map(|v| enc(&v)).collect::<Result<_>>()?;
+        self.handle.op(Op::Extend(items)).map(drop)
+    }
+
+    /// Reverses the list in place.
+    pub fn reverse(&self) -> Result<()> {
+        self.handle.op(Op::Reverse).map(drop)
+    }
+
+    /// Removes every value.
+    pub fn clear(&self) -> Result<()> {
+        self.handle.op(Op::Clear).map(drop)
+    }
+
+    fn snapshot(&self) -> Result<(u64, Vec<T>)> {
+        match self.handle.op(Op::Snapshot)? {
+            Reply::Snapshot(version, items) => Ok((
+                version,
+                items.iter().map(|b| dec(b)).collect::<Result<_>>()?,
+            )),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The values now: a snapshot, for iterating.
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        self.snapshot().map(|(_, v)| v)
+    }
+
+    /// Sorts the list. Sorting happens here, on a snapshot, and is written
+    /// back only if nobody changed the list meanwhile (else it starts over),
+    /// so the result is as if the sort were atomic.
+    pub fn sort(&self) -> Result<()>
+    where
+        T: Ord,
+    {
+        loop {
+            let (version, mut items) = self.snapshot()?;
+            items.sort();
+            let encoded = items.iter().map(|v| enc(v)).collect::<Result<_>>()?;
+            match self.handle.op(Op::ReplaceIfVersion {
+                version,
+                items: encoded,
+            })? {
+                Reply::Bool(true) => return Ok(()),
+                Reply::Bool(false) => continue,
+                other => return Err(unexpected(&other)),
+            }
+        }
+    }
+}
+
+/// A shared set.
+///
+/// Every method is one round trip to the manager and fails with
+/// [`ErrorKind::Eof`] if the manager is gone.
+pub struct SetProxy<T> {
+    handle: Handle,
+    _types: PhantomData<fn(T) -> T>,
+}
+proxy_common!(SetProxy<T>);
+
+impl<T: Serialize + DeserializeOwned> SetProxy<T> {
+    /// Adds a value; `false` if it was already there.
+    pub fn add(&self, value: T) -> Result<bool> {
+        match self.handle.op(Op::Add(enc(&value)?))? {
+            Reply::Bool(b) => Ok(b),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Removes a value; `false` if it was not there (Python's `discard`).
+    pub fn remove(&self, value: &T) -> Result<bool> {
+        match self.handle.op(Op::Discard(enc(value)?))? {
+            Reply::Bool(b) => Ok(b),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Whether the value is there.
+    pub fn contains(&self, value: &T) -> Result<bool> {
+        match self.handle.op(Op::Contains(enc(value)?))? {
+            Reply::Bool(b) => Ok(b),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// How many values there are.
+    pub fn len(&self) -> Result<usize> {
+        match self.handle.op(Op::Len)? {
+            Reply::Len(n) => Ok(n as usize),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// The values now, in insertion order: a snapshot.
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        match self.handle.op(Op::Snapshot)? {
+            Reply::Snapshot(_, items) => items.iter().map(|b| dec(b)).collect(),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Removes every value.
+    pub fn clear(&self) -> Result<()> {
+        self.handle.op(Op::Clear).map(drop)
+    }
+}
+
+/// A namespace: named fields of any serde type (Python's
+/// `manager.Namespace()`, with `ns.x = 3` written `ns.set("x", 3)`).
+#[derive(Clone)]
+pub struct Namespace {
+    handle: Handle,
+}
+
+impl fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Namespace")
+            .field("id", &self.handle.id)
+            .finish()
+    }
+}
+
+impl Serialize for Namespace {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.handle.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Namespace {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(Self {
+            handle: Handle::deserialize(d)?,
+        })
+    }
+}
+
+impl Namespace {
+    pub(crate) fn new(link: Link, id: u64) -> Self {
+        Self {
+            handle: Handle { link, id },
+        }
+    }
+
+    /// Sets field `name`.
+    pub fn set<V: Serialize>(&self, name: &str, value: V) -> Result<()> {
+        self.handle
+            .op(Op::Insert(enc(name)?, enc(&value)?))
+            .map(drop)
+    }
+
+    /// Field `name`, if set; [`ErrorKind::Decode`] if it holds another type.
+    pub fn get<V: DeserializeOwned>(&self, name: &str) -> Result<Option<V>> {
+        match self.handle.op(Op::Get(enc(name)?))? {
+            Reply::Value(v) => v.map(|b| dec(&b)).transpose(),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Removes field `name`; whether it was set.
+    pub fn remove(&self, name: &str) -> Result<bool> {
+        match self.handle.op(Op::Remove(enc(name)?))? {
+            Reply::Value(v) => Ok(v.is_some()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The names of the fields that are set.
+    pub fn names(&self) -> Result<Vec<String>> {
+        match self.handle.op(Op::Keys)? {
+            Reply::Items(items) => items.iter().map(|b| dec(b)).collect(),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+/// A proxy for an object of a registered type ([`SharedObject`]), whose
+/// methods run in the manager's process.
+pub struct ObjectProxy<T> {
+    handle: Handle,
+    _types: PhantomData<fn(T) -> T>,
+}
+proxy_common!(ObjectProxy<T>);
+
+impl<T: SharedObject> ObjectProxy<T> {
+    /// Runs one operation on the object, in the manager, and returns its
+    /// response.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Remote`] if the method panicked (the object and the
+    /// server go on); [`ErrorKind::Eof`] if the manager is gone.
+    pub fn call(&self, request: T::Request) -> Result<T::Response> {
+        match self.handle.op(Op::Call(enc(&request)?))? {
+            Reply::Value(Some(b)) => dec(&b),
+            other => Err(unexpected(&other)),
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! The manager server: holds the objects, answers requests.
+//!
+//! One thread accepts connections (checking the authkey); one thread per
+//! client serves its requests in order. Objects have a lock each, so slow
+//! methods of one registered object do not hold up other objects. A client
+//! that dies mid-request only ends its own thread; a malformed or oversized
+//! request gets an error reply (or ends that client's connection when the
+//! stream cannot be resynchronised) and is logged; the server goes on.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indexmap::{IndexMap, IndexSet};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::protocol::{Bytes, ErrorReply, Kind, Op, Reply, Request};
+use crate::connection::{Connection, Listener};
+use crate::error::ErrorKind;
+
+/// Makes a registered object from its encoded initial value.
+pub(crate) type Constructor = fn(&[u8]) -> Result<Box<dyn ErasedObject>, String>;
+
+/// A registered object, its type erased.
+pub(crate) trait ErasedObject: Send {
+    fn call(&mut self, request: &[u8]) -> Result<Bytes, String>;
+}
+
+/// An object whose methods run inside the manager's process, called through
+/// an [`ObjectProxy`](super::ObjectProxy) (Python's `BaseManager.register`).
+///
+/// The object is created in the server from the value the client passes,
+/// and every call sends a `Request` and returns a `Response`: an enum of
+/// operations is the Rust way to say "these are its methods".
+pub trait SharedObject: Serialize + DeserializeOwned + Send + 'static {
+    /// The operations a client may ask for.
+    type Request: Serialize + DeserializeOwned;
+    /// What an operation returns.
+    type Response: Serialize + DeserializeOwned;
+    /// Runs one operation, in the manager's process, holding the object's
+    /// lock: calls on one object never overlap.
+    fn handle(&mut self, request: Self::Request) -> Self::Response;
+}
+
+impl<T: SharedObject> ErasedObject for T {
+    fn call(&mut self, request: &[u8]) -> Result<Bytes, String> {
+        let request: T::Request =
+            postcard::from_bytes(request).map_err(|e| format!("undecodable request: {e}"))?;
+        let response = std::panic::catch_unwind(AssertUnwindSafe(|| self.handle(request)))
+            .map_err(|p| {
+                p.downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panicked".into())
+            })?;
+        postcard::to_allocvec(&response).map_err(|e| e.to_string())
+    }
+}
+
+/// The [`Constructor`] for `T`.
+pub(crate) fn construct<T: SharedObject>(init: &[u8]) -> Result<Box<dyn ErasedObject>, String> {
+    postcard::from_bytes::<T>(init)
+        .map(|t| Box::new(t) as Box<dyn ErasedObject>)
+        .map_err(|e| format!("undecodable initial value: {e}"))
+}
+
+struct Dict {
+    map: IndexMap<Bytes, (Bytes, u64)>,
+    clock: u64,
+}
+
+enum Object {
+    Dict(Dict),
+    List { items: Vec<Bytes>, version: u64 },
+    Set(IndexSet<Bytes>),
+    Registered(Box<dyn ErasedObject>),
+}
+
+/// The server's state.
+pub(crate) struct Server {
+    objects: Mutex<HashMap<u64, Arc<Mutex<Object>>>>,
+    next_id: AtomicU64,
+    registry: HashMap<String, Constructor>,
+    stop: AtomicBool,
+}
+
+/// The largest request a server accepts.
+const MAX_REQUEST: usize = 256 << 20;
+
+fn wrong(op: &Op, kind: &str) -> Reply {
+    Reply::Error(ErrorReply::WrongKind(format!(
+        "{op:?} does not apply to a {kind}"
+    )))
+}
+
+impl Server {
+    pub(crate) fn new(registry: HashMap<String, Constructor>) -> Self {
+        Self {
+            objects: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            registry,
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    fn insert(&self, object: Object) -> Reply {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, Arc::new(Mutex::new(object)));
+        Reply::Created(id)
+    }
+
+    pub(crate) fn handle(&self, request: Request) -> Reply {
+        match request {
+            Request::Create { kind, init } => self.insert(match kind {
+                Kind::Dict | Kind::Namespace => {
+                    let mut d = Dict {
+                        map: IndexMap::new(),
+                        clock: 0,
+                    };
+                    for (k, v) in init {
+                        d.clock += 1;
+                        d.map.insert(k, (v, d.clock));
+                    }
+                    Object::Dict(d)
+                }
+                Kind::List => Object::List {
+                    items: init.into_iter().map(|(k, _)| k).collect(),
+                    version: 1,
+                },
+                Kind::Set => Object::Set(init.into_iter().map(|(k, _)| k).collect()),
+            }),
+            Request::CreateRegistered { typeid, init } => match self.registry.get(&typeid) {
+                None => Reply::Error(ErrorReply::UnknownType(typeid)),
+                Some(construct) => match construct(&init) {
+                    Ok(object) => self.insert(Object::Registered(object)),
+                    Err(why) => Reply::Error(ErrorReply::Call(why)),
+                },
+            },
+            Request::Op { id, op } => {
+                let object = self
+                    .objects
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&id)
+                    .cloned();
+                match object {
+                    None => Reply::Error(ErrorReply::NoSuchObject(id)),
+                    Some(object) => {
+                        apply(&mut object.lock().unwrap_or_else(|p| p.into_inner()), op)
+                    }
+                }
+            }
+            Request::Batch(requests) => {
+                Reply::Replies(requests.into_iter().map(|r| self.handle(r)).collect())
+            }
+            Request::Shutdown => {
+                self.stop.store(true, Ordering::Release);
+                Reply::Done
+            }
+        }
+    }
+
+    /// Serves connections from `listener` until a client asks for shutdown,
+    /// then returns. Client threads still serving live connections are left
+    /// to end when their clients hang up (or with the process).
+    pub(crate) fn serve(self: Arc<Self>, listener: Listener) {
+        let address = listener.address().clone();
+        while !self.stop.load(Ordering::Acquire) {
+            match listener.accept::<()>() {
+                Ok(conn) => {
+                    if self.stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    let server = self.clone();
+                    let address = address.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name("multiproc-manager-client".into())
+                        .spawn(move || server.serve_client(conn, &address));
+                    if let Err(e) = spawned {
+                        log::warn!(target: "multiproc", "manager: no thread for a client: {e}");
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Authentication => {
+                    log::warn!(target: "multiproc", "manager: refused a client: {e}");
+                }
+                Err(e) => log::debug!(target: "multiproc", "manager: accept: {e}"),
+            }
+        }
+    }
+
+    fn serve_client(&self, conn: Connection<()>, address: &crate::connection::Address) {
+        loop {
+            let bytes = match recv_spinning(&conn) {
+                Ok(b) => b,
+                Err(e) if e.kind() == ErrorKind::Eof => return,
+                Err(e) => {
+                    log::warn!(target: "multiproc", "manager: dropping a client: {e}");
+                    return;
+                }
+            };
+            let reply = match postcard::from_bytes::<Request>(&bytes) {
+                Ok(request) => self.handle(request),
+                Err(e) => {
+                    log::warn!(target: "multiproc", "manager: malformed request ({} bytes): {e}", bytes.len());
+                    Reply::Error(ErrorReply::WrongKind(format!("malformed request: {e}")))
+                }
+            };
+            let Ok(out) = postcard::to_allocvec(&reply) else {
+                return;
+            };
+            if conn.send_bytes(&out).is_err() {
+                return;
+            }
+            if self.stop.load(Ordering::Acquire) {
+                // Wake the accept loop so that it sees the flag.
+                let _ = crate::connection::Client::connect::<()>(address, None);
+                return;
+            }
+        }
+    }
+}
+
+/// Receives the next message, first checking briefly without sleeping:
+/// waking a sleeping thread costs tens of microseconds on these machines,
+/// and a client that just got its answer often asks again at once.
+pub(crate) fn recv_spinning(conn: &Connection<()>) -> crate::Result<Bytes> {
+    let until = Instant::now() + Duration::from_micros(50);
+    loop {
+        if conn.poll(Some(Duration::ZERO))? {
+            return conn.recv_bytes_max(MAX_REQUEST);
+        }
+        if Instant::now() >= until {
+            return conn.recv_bytes_max(MAX_REQUEST);
+        }
+        std::hint::spin_loop();
+    }
+}
+
+fn apply(object: &mut Object, op: Op) -> Reply {
+    match object {
+        Object::Dict(d) => dict_op(d, op),
+        Object::List { items, version } => list_op(items, version, op),
+        Object::Set(s) => set_op(s, op),
+        Object::Registered(o) => match op {
+            Op::Call(request) => match o.call(&request) {
+                Ok(bytes) => Reply::Value(Some(bytes)),
+                Err(why) => Reply::Error(ErrorReply::Call(why)),
+            },
+            op => wrong(&op, "registered object"),
+        },
+    }
+}
+
+fn dict_op(d: &mut Dict, op: Op) -> Reply {
+    match op {
+        Op::Get(k) => Reply::Value(d.map.get(&k).map(|(v, _)| v.clone())),
+        Op::GetVersioned(k) => match d.map.get(&k) {
+            Some((v, ver)) => Reply::Versioned(Some(v.clone()), *ver),
+            None => Reply::Versioned(None, 0),
+        },
+        Op::Insert(k, v) => {
+            d.clock += 1;
+            d.map.insert(k, (v, d.clock));
+            Reply::Done
+        }
+        Op::CompareAndSet {
+            key,
+            version,
+            value,
+        } => {
+            let current = d.map.get(&key).map(|(_, ver)| *ver).unwrap_or(0);
+            if current != version {
+                return Reply::Bool(false);
+            }
+            d.clock += 1;
+            d.map.insert(key, (value, d.clock));
+            Reply::Bool(true)
+        }
+        Op::Remove(k) => Reply::Value(d.map.shift_remove(&k).map(|(v, _)| v)),
+        Op::Contains(k) => Reply::Bool(d.map.contains_key(&k)),
+        Op::Len => Reply::Len(d.map.len() as u64),
+        Op::Keys => Reply::Items(d.map.keys().cloned().collect()),
+        Op::Values => Reply::Items(d.map.values().map(|(v, _)| v.clone()).collect()),
+        Op::Items => Reply::Pairs(
+            d.map
+                .iter()
+                .map(|(k, (v, _))| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        Op::Update(pairs) => {
+            for (k, v) in pairs {
+                d.clock += 1;
+                d.map.insert(k, (v, d.clock));
+            }
+            Reply::Done
+        }
+        Op::Clear => {
+            d.map.clear();
+            Reply::Done
+        }
+        op => wrong(&op, "dict"),
+    }
+}
+
+fn list_op(items: &mut Vec<Bytes>, version: &mut u64, op: Op) -> Reply {
+    let len = items.len() as u64;
+    let mut changed = true;
+    let reply = match op {
+        Op::Push(v) => {
+            items.push(v);
+            Reply::Done
+        }
+        Op::Pop => match items.pop() {
+            Some(v) => Reply::Value(Some(v)),
+            None => {
+                changed = false;
+                Reply::Error(ErrorReply::Empty)
+            }
+        },
+        Op::Index(i) => {
+            changed = false;
+            match items.get(i as usize) {
+                Some(v) => Reply::Value(Some(v.clone())),
+                None => Reply::Error(ErrorReply::IndexOutOfRange { index: i, len }),
+            }
+        }
+        Op::SetIndex(i, v) => match items.get_mut(i as usize) {
+            Some(slot) => {
+                *slot = v;
+                Reply::Done
+            }
+            None => {
+                changed = false;
+                Reply::Error(ErrorReply::IndexOutOfRange { index: i, len })
+            }
+        },
+        Op::Extend(vs) => {
+            items.extend(vs);
+            Reply::Done
+        }
+        Op::Reverse => {
+            items.reverse();
+            Reply::Done
+        }
+        Op::Len => {
+            changed = false;
+            Reply::Len(len)
+        }
+        Op::Snapshot => {
+            changed = false;
+            Reply::Snapshot(*version, items.clone())
+        }
+        Op::ReplaceIfVersion {
+            version: expected,
+            items: new,
+        } => {
+            if *version == expected {
+                *items = new;
+                Reply::Bool(true)
+            } else {
+                changed = false;
+                Reply::Bool(false)
+            }
+        }
+        Op::Clear => {
+            items.clear();
+            Reply::Done
+        }
+        op => {
+            changed = false;
+            wrong(&op, "list")
+        }
+    };
+    if changed {
+        *version += 1;
+    }
+    reply
+}
+
+fn set_op(s: &mut IndexSet<Bytes>, op: Op) -> Reply {
+    match op {
+        Op::Add(v) => Reply::Bool(s.insert(v)),
+        Op::Discard(v) => Reply::Bool(s.shift_remove(&v)),
+        Op::Contains(v) => Reply::Bool(s.contains(&v)),
+        Op::Len => Reply::Len(s.len() as u64),
+        Op::Snapshot => Reply::Snapshot(0, s.iter().cloned().collect()),
+        Op::Clear => {
+            s.clear();
+            Reply::Done
+        }
+        op => wrong(&op, "set"),
+    }
+}
