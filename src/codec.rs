@@ -160,19 +160,28 @@ impl fmt::Debug for Fd {
 
 impl Serialize for Fd {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let dup = sys::socket::dup(self.0.as_fd()).map_err(S::Error::custom)?;
-        let index = OUTGOING.with(|o| {
-            o.borrow_mut().as_mut().map(|table| {
-                table.push(dup);
-                table.len() - 1
-            })
-        });
-        match index {
-            Some(index) => serializer.serialize_u32(index as u32),
-            None => Err(S::Error::custom(
-                "multiproc::Fd can only be serialized by multiproc while sending it to another process",
-            )),
-        }
+        serialize_fd(self.0.as_fd(), serializer)
+    }
+}
+
+/// Serializes a duplicate of `fd` the way [`Fd`] does, for types that hold
+/// a descriptor without being an `Fd` (deserialize it as an `Fd`).
+pub(crate) fn serialize_fd<S: Serializer>(
+    fd: BorrowedFd<'_>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let dup = sys::socket::dup(fd).map_err(S::Error::custom)?;
+    let index = OUTGOING.with(|o| {
+        o.borrow_mut().as_mut().map(|table| {
+            table.push(dup);
+            table.len() - 1
+        })
+    });
+    match index {
+        Some(index) => serializer.serialize_u32(index as u32),
+        None => Err(S::Error::custom(
+            "multiproc::Fd can only be serialized by multiproc while sending it to another process",
+        )),
     }
 }
 

@@ -137,6 +137,8 @@ mod fuzzing;
 mod logging;
 pub mod manager;
 mod process;
+#[allow(dead_code)] // the foundation of the queue and sync modules, which land next
+mod region;
 mod runtime;
 mod sys;
 mod target;

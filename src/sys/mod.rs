@@ -2,18 +2,23 @@
 //!
 //! The rest of the crate is safe Rust built on the functions here. Each file
 //! covers one area: [`process`] (fork, clone, pidfd, signals, exit), [`socket`]
-//! (socket pairs, `SCM_RIGHTS`, poll) and [`image`] (which executable runs, and
+//! (socket pairs, `SCM_RIGHTS`, poll), [`shm`] (memfd, named segments, mmap),
+//! [`futex`] (sleeping on a shared word) and [`image`] (which executable runs, and
 //! naming a function across `exec`). System calls go through rustix where it
 //! has them and through libc where it does not (`fork`, `atexit`, `_exit`).
 //!
 //! Only Linux is supported today; another platform would add its own versions
-//! of these three files behind `cfg`.
+//! of these files behind `cfg`.
 
 #![allow(unsafe_code)]
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("multiproc supports Linux only for now; the OS layer lives in src/sys/");
 
+#[allow(dead_code)] // used by the queue and sync modules, which land next
+pub(crate) mod futex;
 pub(crate) mod image;
 pub(crate) mod process;
+#[allow(dead_code)] // used by the queue and sync modules, which land next
+pub(crate) mod shm;
 pub(crate) mod socket;
