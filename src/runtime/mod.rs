@@ -112,6 +112,7 @@ pub(crate) fn initialized() -> bool {
 /// Makes this process the child described by `info`: its name, its parent,
 /// an empty list of children. Called first thing in every child.
 pub(crate) fn become_child(info: &child::ChildInfo) {
+    sys::process::forget_cached_pid();
     let level = info.log_level.map(crate::logging::level_from_u8);
     let mut guard = STATE.lock().unwrap_or_else(|p| p.into_inner());
     *guard = Some(State {

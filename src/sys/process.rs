@@ -280,3 +280,61 @@ pub(crate) fn take_stdin() -> io::Result<OwnedFd> {
     stdin_to_devnull()?;
     Ok(fd)
 }
+
+/// This process's pid, cached: reading it costs one atomic load, which the
+/// lock fast paths need (`getpid(2)` is a system call).
+///
+/// The cache is emptied in a child: by an at-fork handler for `fork(2)`,
+/// and by [`forget_cached_pid`], which every child calls first thing
+/// (the fork server's `clone` runs no at-fork handlers).
+pub(crate) fn cached_pid() -> u32 {
+    match CACHED_PID.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => cache_pid(),
+        pid => pid,
+    }
+}
+
+static CACHED_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[cold]
+fn cache_pid() -> u32 {
+    static HANDLER: std::sync::Once = std::sync::Once::new();
+    HANDLER.call_once(|| {
+        extern "C" fn in_child() {
+            forget_cached_pid();
+        }
+        // SAFETY: registers a handler that only stores to an atomic, which
+        // is async-signal-safe and so fine in a fork child.
+        unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+    });
+    let pid = getpid() as u32;
+    CACHED_PID.store(pid, std::sync::atomic::Ordering::Relaxed);
+    pid
+}
+
+/// Empties the pid cache (in a new child).
+pub(crate) fn forget_cached_pid() {
+    CACHED_PID.store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether process `pid` is gone: no such process, or a zombie that has
+/// exited but is not reaped yet (`kill(pid, 0)` alone would call a zombie
+/// alive). A recycled pid looks alive; callers that act on death document
+/// that.
+pub(crate) fn is_dead(pid: u32) -> bool {
+    let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return true;
+    };
+    // EPERM would mean it exists but belongs to another user.
+    if let Err(rustix::io::Errno::SRCH) = rustix::process::test_kill_process(p) {
+        return true;
+    }
+    match std::fs::read(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')'.
+        Ok(stat) => match stat.iter().rposition(|&b| b == b')') {
+            Some(i) => matches!(stat.get(i + 2), Some(b'Z' | b'X' | b'x')),
+            None => false,
+        },
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    }
+}
