@@ -3,7 +3,6 @@
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use multiproc::connection::{self, Address, Connection, Waitable};
@@ -11,19 +10,8 @@ use multiproc::{Client, ErrorKind, Fd, Listener, Process, Signal};
 
 multiproc::test_support!();
 
-/// Aborts the test binary if a test hangs; children die with it.
-struct Watchdog(#[allow(dead_code)] mpsc::Sender<()>);
-
-fn watchdog(name: &'static str) -> Watchdog {
-    let (tx, rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(120)) {
-            eprintln!("watchdog: {name} hung; aborting");
-            std::process::abort();
-        }
-    });
-    Watchdog(tx)
-}
+mod common;
+use common::watchdog;
 
 fn shout(conn: Connection<String>) -> usize {
     let mut n = 0;

@@ -3,28 +3,13 @@
 //! outlive the thread that started them.
 
 use std::io::{Read, Write};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use multiproc::{ErrorKind, Fd, Process, StartMethod};
 
 multiproc::test_support!();
 
-/// Aborts the whole test binary if a test runs past its deadline, so a hang
-/// fails instead of stalling CI. Children die with it (they follow their
-/// parent). Dropping the guard disarms it.
-struct Watchdog(#[allow(dead_code)] mpsc::Sender<()>);
-
-fn watchdog(name: &'static str) -> Watchdog {
-    let (tx, rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(120)) {
-            eprintln!("watchdog: {name} hung; aborting");
-            std::process::abort();
-        }
-    });
-    Watchdog(tx)
-}
+mod common;
+use common::watchdog;
 
 fn square(x: u64) -> u64 {
     x * x
