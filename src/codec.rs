@@ -68,6 +68,32 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, Error>
     Ok(Encoded { bytes, fds })
 }
 
+/// Encodes `value` into `buf` (cleared first, its allocation reused),
+/// returning duplicates of the descriptors inside it. For hot paths that
+/// keep one buffer per thread.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+) -> Result<Vec<OwnedFd>, Error> {
+    buf.clear();
+    let previous = OUTGOING.with(|o| o.borrow_mut().replace(Vec::new()));
+    let result = postcard::to_extend(value, std::mem::take(buf));
+    let fds = OUTGOING
+        .with(|o| std::mem::replace(&mut *o.borrow_mut(), previous))
+        .unwrap_or_default();
+    *buf = result.map_err(|e| {
+        Error::new(
+            ErrorKind::Encode,
+            format!(
+                "could not encode a value of type {}",
+                std::any::type_name::<T>()
+            ),
+        )
+        .with_source(e)
+    })?;
+    Ok(fds)
+}
+
 /// Decodes a `T` from `bytes`, handing it the descriptors that came with them.
 /// Descriptors the value does not claim are closed.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T, Error> {

@@ -65,6 +65,16 @@ pub enum ErrorKind {
     /// A manager refused a request (no such object, an index out of range,
     /// a registered object's method failed); the message says which.
     Remote,
+    /// A queue is full (Python's `queue.Full`).
+    Full,
+    /// A queue is empty (Python's `queue.Empty`).
+    Empty,
+    /// A queue was closed by this handle or shut down (Python 3.13's
+    /// `queue.ShutDown`).
+    Closed,
+    /// `JoinableQueue::task_done` was called more times than messages were
+    /// taken (Python's `ValueError`).
+    TaskDone,
 }
 
 /// The error type of `multiproc`.

@@ -139,7 +139,7 @@ mod lockword;
 mod logging;
 pub mod manager;
 mod process;
-#[allow(dead_code)] // the foundation of the queue and sync modules, which land next
+pub mod queue;
 mod region;
 mod runtime;
 mod sys;
@@ -159,6 +159,7 @@ pub use process::{
     ExitStatus, Process, ProcessBuilder, ProcessInfo, Run, Signal, active_children, cpu_count,
     current_process, parent_process,
 };
+pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use target::Target;
 
 /// Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`); not

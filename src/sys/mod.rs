@@ -15,7 +15,6 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("multiproc supports Linux only for now; the OS layer lives in src/sys/");
 
-#[allow(dead_code)] // used by the queue and sync modules, which land next
 pub(crate) mod futex;
 pub(crate) mod image;
 pub(crate) mod process;

@@ -1,0 +1,748 @@
+//! The shared-memory ring under every queue: its layout and its algorithm.
+//!
+//! One anonymous segment holds a header page and a byte ring. Messages are
+//! records `[len: u32][len ^ MAGIC: u32][payload, padded to 8 bytes]` laid
+//! end to end; positions (`head`, `tail`) are byte counters that only grow,
+//! and a position's offset in the ring is `position % cap`.
+//!
+//! - **Put** (under the producers' lock): write the record at `tail`, then
+//!   publish it with one release store of `tail`. A producer killed before
+//!   that store published nothing; its half-written bytes lie beyond `tail`
+//!   and the next producer overwrites them.
+//! - **Get** (under the consumers' lock): copy the record at `head` out,
+//!   then retire it with one release store of `head`. A consumer killed
+//!   before that store took nothing; the next consumer gets the same
+//!   message.
+//! - **Counts** (`put_count`, `got_count`, for `qsize`, `maxsize` and
+//!   `join`) are stored right after the position, preceded by an *intent*
+//!   (the position and count about to be stored). A lock taken over from a
+//!   dead holder (`owner_died`) finishes the count if the dead holder's
+//!   position store landed and its count store did not.
+//! - **Growth** instead of blocking: when a record does not fit, the
+//!   producer also takes the consumers' lock and doubles `cap` (the segment
+//!   is reserved at [`MAX_CAP`] and only touched pages cost memory). Bytes
+//!   whose offset changes under the new capacity are copied to
+//!   `[cap, 2·cap)`, which the old ring never used, and then `cap` is
+//!   switched with one store: a producer killed mid-growth leaves the old
+//!   ring intact. So an unbounded queue never blocks a put, and `maxsize`
+//!   counts messages, as in Python.
+//! - **Sleeping**: a waiter spins briefly, then yields, then sets a
+//!   *sleepers* flag and sleeps on a sequence word's futex. The other side
+//!   checks the flag after each operation (a fence and a load) and only
+//!   when it is set clears it, bumps the sequence and wakes everyone. A
+//!   sleeper that dies costs one extra wake, not one per operation.
+//!
+//! See `README.md` beside this file for the design and the measurements.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ErrorKind};
+use crate::lockword;
+use crate::region::Region;
+use crate::sys::futex;
+
+// The header, at offsets from the start of the segment. All-zero is a
+// fresh empty queue (capacity 0 reads as MIN_CAP, maxsize 0 as unbounded).
+// Each group that one side writes sits on its own 128-byte line pair.
+
+/// u64: ring capacity in bytes, a power of two; 0 means [`MIN_CAP`].
+pub(super) const CAP: usize = 0;
+/// u64: most messages the queue holds; 0 means unbounded.
+pub(super) const MAXSIZE: usize = 8;
+/// u32: 1 once the queue is shut down.
+pub(super) const SHUTDOWN: usize = 16;
+
+/// u32 lock word of the producers ([`crate::lockword`]).
+pub(super) const PUT_LOCK: usize = 128;
+/// u64: end of the published records (bytes ever put).
+pub(super) const TAIL: usize = 136;
+/// u64: messages ever put.
+pub(super) const PUT_COUNT: usize = 144;
+/// u64: the `TAIL` the lock holder is about to store.
+pub(super) const INTENT_TAIL: usize = 152;
+/// u64: the `PUT_COUNT` that goes with `INTENT_TAIL`.
+pub(super) const INTENT_PUT: usize = 160;
+
+/// u32 lock word of the consumers.
+pub(super) const GET_LOCK: usize = 256;
+/// u64: start of the first unread record (bytes ever taken).
+pub(super) const HEAD: usize = 264;
+/// u64: messages ever taken.
+pub(super) const GOT_COUNT: usize = 272;
+/// u64: the `HEAD` the lock holder is about to store.
+pub(super) const INTENT_HEAD: usize = 280;
+/// u64: the `GOT_COUNT` that goes with `INTENT_HEAD`.
+pub(super) const INTENT_GOT: usize = 288;
+
+/// u32 futex: bumped when data arrives and someone sleeps for it.
+pub(super) const DATA_SEQ: usize = 384;
+/// u32: 1 while some consumer may sleep on `DATA_SEQ`.
+pub(super) const DATA_SLEEPERS: usize = 388;
+
+/// u32 futex: bumped when a message leaves and a producer sleeps for room.
+pub(super) const SPACE_SEQ: usize = 512;
+/// u32: 1 while some producer may sleep on `SPACE_SEQ`.
+pub(super) const SPACE_SLEEPERS: usize = 516;
+
+/// u64: `task_done` calls so far (JoinableQueue).
+pub(super) const DONE_COUNT: usize = 640;
+/// u32 futex: bumped when `task_done` runs and someone sleeps in `join`.
+pub(super) const JOIN_SEQ: usize = 648;
+/// u32: 1 while some process may sleep in `join`.
+pub(super) const JOIN_SLEEPERS: usize = 652;
+
+/// Where the ring starts.
+pub(super) const RING: usize = 4096;
+/// The capacity of a fresh ring.
+pub(super) const MIN_CAP: u64 = 64 << 10;
+/// The largest the ring may grow: the segment's reserved size.
+pub(super) const MAX_CAP: u64 = 1 << 34;
+/// The segment's length.
+pub(super) const REGION_LEN: usize = RING + MAX_CAP as usize;
+
+/// A record's header: length and check word.
+const RECORD_HEADER: u64 = 8;
+const MAGIC: u32 = 0x5155_4555; // "QUEU"
+
+/// The largest payload one message may have.
+pub(super) const MAX_MESSAGE: usize = (MAX_CAP / 2) as usize - RECORD_HEADER as usize;
+
+/// How long a waiter spins, then yields, before it sleeps.
+const SPIN: Duration = Duration::from_micros(20);
+const YIELD: Duration = Duration::from_micros(100);
+
+/// How a blocking operation waits.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Wait {
+    /// Not at all (the `try_` forms).
+    No,
+    /// Until the deadline (`None`: forever).
+    Until(Option<Instant>),
+}
+
+impl Wait {
+    pub(super) fn timeout(d: Duration) -> Self {
+        Wait::Until(Instant::now().checked_add(d))
+    }
+
+    fn deadline(self) -> Option<Instant> {
+        match self {
+            Wait::No => None,
+            Wait::Until(d) => d,
+        }
+    }
+
+    fn expired(self) -> bool {
+        match self {
+            Wait::No => true,
+            Wait::Until(None) => false,
+            Wait::Until(Some(d)) => Instant::now() >= d,
+        }
+    }
+}
+
+/// Why an operation on the ring did not happen.
+#[derive(Debug)]
+pub(super) enum Fail {
+    /// Full (try), or empty (try).
+    WouldBlock,
+    /// The deadline passed.
+    Timeout,
+    /// Shut down (and, for a get, empty).
+    Closed,
+    /// Anything else: a message too large, a corrupt ring.
+    Error(Error),
+}
+
+/// A handle on one queue's shared memory. Cloning shares the mapping.
+#[derive(Clone, Debug)]
+pub(crate) struct Ring {
+    region: Region,
+}
+
+fn record_len(len: usize) -> u64 {
+    RECORD_HEADER + (len as u64).next_multiple_of(8)
+}
+
+impl Ring {
+    /// A fresh empty ring; `maxsize` 0 is unbounded.
+    pub(super) fn new(maxsize: u64) -> Result<Self, Error> {
+        let region = Region::new("multiproc-queue", REGION_LEN)?;
+        let ring = Ring { region };
+        ring.a64(MAXSIZE).store(maxsize, Ordering::Release);
+        Ok(ring)
+    }
+
+    /// A ring received from another process: checks the segment's length.
+    pub(super) fn from_region(region: Region) -> Result<Self, String> {
+        if region.len() != REGION_LEN {
+            return Err(format!(
+                "a queue's segment is {} bytes, expected {REGION_LEN}",
+                region.len()
+            ));
+        }
+        Ok(Ring { region })
+    }
+
+    pub(super) fn region(&self) -> &Region {
+        &self.region
+    }
+
+    fn a32(&self, off: usize) -> &AtomicU32 {
+        self.region.u32_at(off)
+    }
+
+    fn a64(&self, off: usize) -> &AtomicU64 {
+        self.region.u64_at(off)
+    }
+
+    /// The capacity; an error if the header was overwritten.
+    fn cap(&self) -> Result<u64, Error> {
+        match self.a64(CAP).load(Ordering::Acquire) {
+            0 => Ok(MIN_CAP),
+            c if c.is_power_of_two() && (MIN_CAP..=MAX_CAP).contains(&c) => Ok(c),
+            c => Err(corrupt(format!("its capacity reads {c}"))),
+        }
+    }
+
+    pub(super) fn maxsize(&self) -> u64 {
+        self.a64(MAXSIZE).load(Ordering::Relaxed)
+    }
+
+    pub(super) fn is_shut_down(&self) -> bool {
+        self.a32(SHUTDOWN).load(Ordering::Acquire) != 0
+    }
+
+    /// Messages in the queue now (approximate while others operate).
+    pub(super) fn len(&self) -> u64 {
+        let got = self.a64(GOT_COUNT).load(Ordering::Acquire);
+        let put = self.a64(PUT_COUNT).load(Ordering::Acquire);
+        put.saturating_sub(got)
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.a64(HEAD).load(Ordering::Acquire) == self.a64(TAIL).load(Ordering::Acquire)
+    }
+
+    pub(super) fn is_full(&self) -> bool {
+        let max = self.maxsize();
+        max != 0 && self.len() >= max
+    }
+
+    /// The ring's current capacity in bytes.
+    #[cfg(test)]
+    pub(super) fn capacity(&self) -> u64 {
+        self.cap().unwrap_or(0)
+    }
+
+    /// Shuts the queue down: puts fail from now on, gets drain what is left
+    /// and then fail. Wakes every sleeper.
+    pub(super) fn shut_down(&self) {
+        self.a32(SHUTDOWN).store(1, Ordering::Release);
+        for seq in [DATA_SEQ, SPACE_SEQ] {
+            self.a32(seq).fetch_add(1, Ordering::AcqRel);
+            futex::wake_all(self.a32(seq));
+        }
+    }
+
+    // ---- writing and reading records ----
+
+    fn write_wrapped(&self, pos: u64, bytes: &[u8], cap: u64) {
+        let off = (pos & (cap - 1)) as usize;
+        let first = bytes.len().min(cap as usize - off);
+        let map = self.region.map();
+        map.write(RING + off, &bytes[..first]);
+        if first < bytes.len() {
+            map.write(RING, &bytes[first..]);
+        }
+    }
+
+    fn read_wrapped(&self, pos: u64, out: &mut [u8], cap: u64) {
+        let off = (pos & (cap - 1)) as usize;
+        let first = out.len().min(cap as usize - off);
+        let map = self.region.map();
+        let (a, b) = out.split_at_mut(first);
+        map.read(RING + off, a);
+        if !b.is_empty() {
+            map.read(RING, b);
+        }
+    }
+
+    // ---- put ----
+
+    /// Puts one encoded message.
+    pub(super) fn put(&self, bytes: &[u8], wait: Wait) -> Result<(), Fail> {
+        if bytes.len() > MAX_MESSAGE {
+            return Err(Fail::Error(Error::new(
+                ErrorKind::MessageTooLarge,
+                format!(
+                    "a message of {} bytes is larger than a queue holds ({MAX_MESSAGE} bytes)",
+                    bytes.len()
+                ),
+            )));
+        }
+        loop {
+            if self.is_shut_down() {
+                return Err(Fail::Closed);
+            }
+            let lock = self.a32(PUT_LOCK);
+            let Some(acquired) = lockword::lock(lock, wait.deadline()) else {
+                return Err(Fail::Timeout);
+            };
+            if acquired.owner_died {
+                self.repair_put();
+            }
+            let result = self.put_locked(bytes, wait);
+            lockword::unlock(lock);
+            match result {
+                Ok(true) => {
+                    self.notify(DATA_SEQ, DATA_SLEEPERS);
+                    return Ok(());
+                }
+                Ok(false) => {}
+                Err(e) => return Err(e),
+            }
+            // Full (bounded): wait for a get.
+            if matches!(wait, Wait::No) {
+                return Err(Fail::WouldBlock);
+            }
+            if wait.expired() {
+                return Err(Fail::Timeout);
+            }
+            self.sleep(SPACE_SEQ, SPACE_SLEEPERS, wait.deadline(), || {
+                !self.is_full() || self.is_shut_down()
+            });
+        }
+    }
+
+    /// With the producers' lock: `Ok(false)` if the queue is full.
+    fn put_locked(&self, bytes: &[u8], wait: Wait) -> Result<bool, Fail> {
+        if self.is_shut_down() {
+            return Err(Fail::Closed);
+        }
+        let count = self.a64(PUT_COUNT).load(Ordering::Relaxed);
+        let max = self.maxsize();
+        if max != 0 && count.saturating_sub(self.a64(GOT_COUNT).load(Ordering::Acquire)) >= max {
+            return Ok(false);
+        }
+        let rec = record_len(bytes.len());
+        let tail = self.a64(TAIL).load(Ordering::Relaxed);
+        let mut cap = self.cap().map_err(Fail::Error)?;
+        let head = self.a64(HEAD).load(Ordering::Acquire);
+        let used = tail.wrapping_sub(head);
+        if used > cap {
+            return Err(Fail::Error(corrupt(format!(
+                "{used} bytes are in use in a ring of {cap}"
+            ))));
+        }
+        if cap - used < rec {
+            cap = self.grow(tail, rec, wait)?;
+        }
+        let len = bytes.len() as u32;
+        let mut header = [0u8; 8];
+        header[..4].copy_from_slice(&len.to_le_bytes());
+        header[4..].copy_from_slice(&(len ^ MAGIC).to_le_bytes());
+        self.write_wrapped(tail, &header, cap);
+        self.write_wrapped(tail + RECORD_HEADER, bytes, cap);
+        let new_tail = tail + rec;
+        self.a64(INTENT_TAIL).store(new_tail, Ordering::Release);
+        self.a64(INTENT_PUT).store(count + 1, Ordering::Release);
+        self.a64(TAIL).store(new_tail, Ordering::Release);
+        self.a64(PUT_COUNT).store(count + 1, Ordering::Release);
+        Ok(true)
+    }
+
+    /// Finishes what a producer that died holding the lock left: if its
+    /// `TAIL` store landed, its `PUT_COUNT` store must land too.
+    fn repair_put(&self) {
+        let intent = self.a64(INTENT_TAIL).load(Ordering::Acquire);
+        if intent == self.a64(TAIL).load(Ordering::Acquire) {
+            let count = self.a64(INTENT_PUT).load(Ordering::Acquire);
+            self.a64(PUT_COUNT).store(count, Ordering::Release);
+        }
+    }
+
+    /// With the producers' lock: makes room for `rec` more bytes by
+    /// doubling the ring, under the consumers' lock too. Returns the new
+    /// capacity.
+    fn grow(&self, tail: u64, rec: u64, wait: Wait) -> Result<u64, Fail> {
+        let lock = self.a32(GET_LOCK);
+        let Some(acquired) = lockword::lock(lock, wait.deadline()) else {
+            return Err(Fail::Timeout);
+        };
+        if acquired.owner_died {
+            self.repair_get();
+        }
+        let result = self.grow_locked(tail, rec);
+        lockword::unlock(lock);
+        result
+    }
+
+    fn grow_locked(&self, tail: u64, rec: u64) -> Result<u64, Fail> {
+        let cap = self.cap().map_err(Fail::Error)?;
+        let head = self.a64(HEAD).load(Ordering::Acquire);
+        let used = tail.wrapping_sub(head);
+        let mut new_cap = cap;
+        while new_cap - used < rec {
+            new_cap *= 2;
+            if new_cap > MAX_CAP {
+                return Err(Fail::Error(Error::new(
+                    ErrorKind::MessageTooLarge,
+                    format!(
+                        "the queue holds {used} bytes and cannot grow past {MAX_CAP} to take {rec} more"
+                    ),
+                )));
+            }
+        }
+        if new_cap == cap {
+            return Ok(cap); // consumers made room meanwhile
+        }
+        // Copy every byte whose offset changes to its new offset. New
+        // offsets that differ lie in [cap, new_cap), which the old ring
+        // never used: nothing live is overwritten. Chunks never cross a
+        // multiple of `cap`, so each is contiguous in both rings.
+        let mut buf = Vec::new();
+        let mut pos = head;
+        while pos != tail {
+            let old_off = pos & (cap - 1);
+            let chunk = (cap - old_off).min(tail - pos).min(1 << 20);
+            let new_off = pos & (new_cap - 1);
+            if new_off != old_off {
+                buf.resize(chunk as usize, 0);
+                let map = self.region.map();
+                map.read(RING + old_off as usize, &mut buf);
+                map.write(RING + new_off as usize, &buf);
+            }
+            pos += chunk;
+        }
+        self.a64(CAP).store(new_cap, Ordering::Release);
+        Ok(new_cap)
+    }
+
+    // ---- get ----
+
+    /// Takes one message into `out` (grown as needed); returns its length.
+    pub(super) fn get(&self, out: &mut Vec<u8>, wait: Wait) -> Result<usize, Fail> {
+        loop {
+            if !self.is_empty() {
+                let lock = self.a32(GET_LOCK);
+                let Some(acquired) = lockword::lock(lock, wait.deadline()) else {
+                    return Err(Fail::Timeout);
+                };
+                if acquired.owner_died {
+                    self.repair_get();
+                }
+                let result = self.get_locked(out);
+                lockword::unlock(lock);
+                match result {
+                    Ok(Some(n)) => {
+                        self.notify(SPACE_SEQ, SPACE_SLEEPERS);
+                        return Ok(n);
+                    }
+                    Ok(None) => {} // another consumer was first
+                    Err(e) => return Err(Fail::Error(e)),
+                }
+            }
+            if self.is_shut_down() && self.is_empty() {
+                return Err(Fail::Closed);
+            }
+            if matches!(wait, Wait::No) {
+                return Err(Fail::WouldBlock);
+            }
+            if wait.expired() {
+                return Err(Fail::Timeout);
+            }
+            self.sleep(DATA_SEQ, DATA_SLEEPERS, wait.deadline(), || {
+                !self.is_empty() || self.is_shut_down()
+            });
+        }
+    }
+
+    /// With the consumers' lock: `Ok(None)` if empty.
+    fn get_locked(&self, out: &mut Vec<u8>) -> Result<Option<usize>, Error> {
+        let head = self.a64(HEAD).load(Ordering::Relaxed);
+        let tail = self.a64(TAIL).load(Ordering::Acquire);
+        if head == tail {
+            return Ok(None);
+        }
+        let cap = self.cap()?;
+        let used = tail.wrapping_sub(head);
+        if used > cap || !used.is_multiple_of(8) {
+            return Err(self.discard_all(format!("{used} bytes are in use in a ring of {cap}")));
+        }
+        let mut header = [0u8; 8];
+        self.read_wrapped(head, &mut header, cap);
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+        let check = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        let rec = record_len(len as usize);
+        if check != len ^ MAGIC || rec > used {
+            return Err(self.discard_all(format!(
+                "a record header reads length {len}, check {check:#x}, with {used} bytes in use"
+            )));
+        }
+        let len = len as usize;
+        if out.len() < len {
+            out.resize(len, 0);
+        }
+        self.read_wrapped(head + RECORD_HEADER, &mut out[..len], cap);
+        let got = self.a64(GOT_COUNT).load(Ordering::Relaxed);
+        let new_head = head + rec;
+        self.a64(INTENT_HEAD).store(new_head, Ordering::Release);
+        self.a64(INTENT_GOT).store(got + 1, Ordering::Release);
+        self.a64(HEAD).store(new_head, Ordering::Release);
+        self.a64(GOT_COUNT).store(got + 1, Ordering::Release);
+        Ok(Some(len))
+    }
+
+    /// Finishes what a consumer that died holding the lock left.
+    fn repair_get(&self) {
+        let intent = self.a64(INTENT_HEAD).load(Ordering::Acquire);
+        if intent == self.a64(HEAD).load(Ordering::Acquire) {
+            let count = self.a64(INTENT_GOT).load(Ordering::Acquire);
+            self.a64(GOT_COUNT).store(count, Ordering::Release);
+        }
+    }
+
+    /// With the consumers' lock, after finding the ring corrupt: drops
+    /// every message in it so that later puts and gets work again.
+    fn discard_all(&self, what: String) -> Error {
+        let tail = self.a64(TAIL).load(Ordering::Acquire);
+        let put = self.a64(PUT_COUNT).load(Ordering::Acquire);
+        self.a64(INTENT_HEAD).store(tail, Ordering::Release);
+        self.a64(INTENT_GOT).store(put, Ordering::Release);
+        self.a64(HEAD).store(tail, Ordering::Release);
+        self.a64(GOT_COUNT).store(put, Ordering::Release);
+        corrupt(format!("{what}; the messages in it were discarded"))
+    }
+
+    // ---- JoinableQueue ----
+
+    /// One taken message is finished.
+    pub(super) fn task_done(&self) -> Result<(), Error> {
+        let done = self.a64(DONE_COUNT);
+        let mut d = done.load(Ordering::Acquire);
+        loop {
+            if d >= self.a64(GOT_COUNT).load(Ordering::Acquire) {
+                return Err(Error::new(
+                    ErrorKind::TaskDone,
+                    "task_done() called more times than messages were taken from the queue",
+                ));
+            }
+            match done.compare_exchange_weak(d, d + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => d = now,
+            }
+        }
+        self.notify(JOIN_SEQ, JOIN_SLEEPERS);
+        Ok(())
+    }
+
+    /// Messages put and not yet marked done.
+    pub(super) fn unfinished(&self) -> u64 {
+        let done = self.a64(DONE_COUNT).load(Ordering::Acquire);
+        self.a64(PUT_COUNT)
+            .load(Ordering::Acquire)
+            .saturating_sub(done)
+    }
+
+    /// Waits until every message put has been marked done. `false`: the
+    /// deadline passed first.
+    pub(super) fn join(&self, deadline: Option<Instant>) -> bool {
+        loop {
+            if self.unfinished() == 0 {
+                return true;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
+            self.sleep(JOIN_SEQ, JOIN_SLEEPERS, deadline, || self.unfinished() == 0);
+        }
+    }
+
+    // ---- sleeping and waking ----
+
+    /// After changing what sleepers on `seq` wait for: wakes them, if the
+    /// flag says there may be some.
+    fn notify(&self, seq: usize, sleepers: usize) {
+        fence(Ordering::SeqCst);
+        let flag = self.a32(sleepers);
+        if flag.load(Ordering::Relaxed) != 0 && flag.swap(0, Ordering::SeqCst) != 0 {
+            self.a32(seq).fetch_add(1, Ordering::AcqRel);
+            futex::wake_all(self.a32(seq));
+        }
+    }
+
+    /// Waits until `ready()` may hold (spurious returns allowed): spins,
+    /// yields, then sleeps on `seq` until a notify or the deadline.
+    fn sleep(
+        &self,
+        seq: usize,
+        sleepers: usize,
+        deadline: Option<Instant>,
+        ready: impl Fn() -> bool,
+    ) {
+        let start = Instant::now();
+        let mut spins = 0u32;
+        loop {
+            if ready() {
+                return;
+            }
+            spins += 1;
+            if spins.is_multiple_of(64) {
+                let waited = start.elapsed();
+                if waited >= SPIN + YIELD || deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                if waited >= SPIN {
+                    std::thread::yield_now();
+                }
+            }
+            std::hint::spin_loop();
+        }
+        let word = self.a32(seq);
+        let before = word.load(Ordering::Acquire);
+        self.a32(sleepers).store(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if ready() {
+            return;
+        }
+        futex::wait_until(word, before, deadline);
+    }
+}
+
+fn corrupt(what: String) -> Error {
+    Error::new(
+        ErrorKind::Decode,
+        format!("the queue's shared memory is corrupt: {what}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The layout other processes rely on: every field where the docs say,
+    /// on its own line pair per writer, inside the header page.
+    #[test]
+    fn layout_is_pinned() {
+        assert_eq!([CAP, MAXSIZE, SHUTDOWN], [0, 8, 16], "configuration line");
+        assert_eq!(
+            [PUT_LOCK, TAIL, PUT_COUNT, INTENT_TAIL, INTENT_PUT],
+            [128, 136, 144, 152, 160]
+        );
+        assert_eq!(
+            [GET_LOCK, HEAD, GOT_COUNT, INTENT_HEAD, INTENT_GOT],
+            [256, 264, 272, 280, 288]
+        );
+        assert_eq!([DATA_SEQ, DATA_SLEEPERS], [384, 388]);
+        assert_eq!([SPACE_SEQ, SPACE_SLEEPERS], [512, 516]);
+        assert_eq!([DONE_COUNT, JOIN_SEQ, JOIN_SLEEPERS], [640, 648, 652]);
+        assert_eq!(RING, 4096);
+        assert_eq!(REGION_LEN, 4096 + (16 << 30));
+        assert!(MIN_CAP.is_power_of_two() && MAX_CAP.is_power_of_two());
+        assert_eq!(record_len(0), 8);
+        assert_eq!(record_len(1), 16);
+        assert_eq!(record_len(8), 16);
+    }
+
+    fn get_vec(r: &Ring, wait: Wait) -> Result<Vec<u8>, Fail> {
+        let mut out = Vec::new();
+        let n = r.get(&mut out, wait)?;
+        out.truncate(n);
+        Ok(out)
+    }
+
+    #[test]
+    fn fifo_across_wrap_and_growth() {
+        let r = Ring::new(0).unwrap();
+        assert_eq!(r.capacity(), MIN_CAP);
+        // Wrap a few times with messages of odd sizes.
+        let mut next_out = 0u32;
+        for i in 0..20_000u32 {
+            let msg = vec![(i % 251) as u8; (i % 37) as usize];
+            r.put(&msg, Wait::No).unwrap();
+            if i % 3 != 0 {
+                let got = get_vec(&r, Wait::No).unwrap();
+                assert_eq!(got, vec![(next_out % 251) as u8; (next_out % 37) as usize]);
+                next_out += 1;
+            }
+        }
+        assert!(r.capacity() > MIN_CAP, "the backlog made it grow");
+        while next_out < 20_000 {
+            let got = get_vec(&r, Wait::No).unwrap();
+            assert_eq!(got, vec![(next_out % 251) as u8; (next_out % 37) as usize]);
+            next_out += 1;
+        }
+        assert!(matches!(get_vec(&r, Wait::No), Err(Fail::WouldBlock)));
+        assert_eq!(r.len(), 0);
+        // A message larger than the ring.
+        let big: Vec<u8> = (0..(3 << 20)).map(|i: u32| i as u8).collect();
+        r.put(&[1, 2, 3], Wait::No).unwrap();
+        r.put(&big, Wait::No).unwrap();
+        assert_eq!(get_vec(&r, Wait::No).unwrap(), [1, 2, 3]);
+        assert_eq!(get_vec(&r, Wait::No).unwrap(), big);
+    }
+
+    #[test]
+    fn maxsize_counts_messages() {
+        let r = Ring::new(2).unwrap();
+        r.put(b"a", Wait::No).unwrap();
+        r.put(b"b", Wait::No).unwrap();
+        assert!(r.is_full());
+        assert!(matches!(r.put(b"c", Wait::No), Err(Fail::WouldBlock)));
+        assert!(matches!(
+            r.put(b"c", Wait::timeout(Duration::from_millis(5))),
+            Err(Fail::Timeout)
+        ));
+        assert_eq!(get_vec(&r, Wait::No).unwrap(), b"a");
+        r.put(b"c", Wait::No).unwrap();
+        assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn a_dead_producers_count_is_finished_and_its_half_record_ignored() {
+        let r = Ring::new(0).unwrap();
+        r.put(b"first", Wait::No).unwrap();
+        // A producer that stored TAIL and died before PUT_COUNT.
+        let tail = r.a64(TAIL).load(Ordering::Relaxed);
+        r.write_wrapped(tail, &[5, 0, 0, 0], MIN_CAP); // half a header
+        r.a64(INTENT_TAIL).store(tail, Ordering::Relaxed);
+        r.a64(INTENT_PUT).store(1, Ordering::Relaxed);
+        r.a64(PUT_COUNT).store(0, Ordering::Relaxed);
+        r.repair_put();
+        assert_eq!(r.len(), 1);
+        assert_eq!(get_vec(&r, Wait::No).unwrap(), b"first");
+        r.put(b"second", Wait::No).unwrap();
+        assert_eq!(get_vec(&r, Wait::No).unwrap(), b"second");
+    }
+
+    #[test]
+    fn a_corrupt_ring_is_an_error_and_then_usable() {
+        let r = Ring::new(0).unwrap();
+        r.put(b"hello", Wait::No).unwrap();
+        r.put(b"world", Wait::No).unwrap();
+        r.region.map().write(RING, &[0xff; 8]); // scribble over the first header
+        let err = match get_vec(&r, Wait::No) {
+            Err(Fail::Error(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(err.kind(), ErrorKind::Decode);
+        assert!(r.is_empty());
+        r.put(b"again", Wait::No).unwrap();
+        assert_eq!(get_vec(&r, Wait::No).unwrap(), b"again");
+        // A capacity that is not a power of two: an error, never a panic.
+        r.a64(CAP).store(12345, Ordering::Relaxed);
+        assert!(matches!(r.put(b"x", Wait::No), Err(Fail::Error(_))));
+    }
+
+    #[test]
+    fn a_sleeping_consumer_is_woken_by_a_put_on_another_thread() {
+        let r = Ring::new(0).unwrap();
+        let r2 = r.clone();
+        let t = std::thread::spawn(move || get_vec(&r2, Wait::Until(None)).unwrap());
+        // Whether the consumer is asleep yet or not, it must get this.
+        r.put(b"wake", Wait::No).unwrap();
+        assert_eq!(t.join().unwrap(), b"wake");
+    }
+}
