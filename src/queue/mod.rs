@@ -381,6 +381,53 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.try_get()
     }
 
+    /// Crash-test support, not part of the API: puts `value` (or, if
+    /// `None`, gets) and, at `stage` (`put-record`, `put-grow`,
+    /// `put-published`, `get-record`, `get-retired`), calls `notify` and
+    /// stops forever, holding the queue's lock, so that a test can SIGKILL
+    /// the process at exactly that moment. Returns if the stage is never
+    /// reached.
+    #[doc(hidden)]
+    pub fn __stall(&self, value: Option<T>, stage: &str, notify: impl Fn()) -> Result<Option<T>> {
+        let stage = match stage {
+            "put-record" => ring::Stage::PutRecord,
+            "put-grow" => ring::Stage::PutGrow,
+            "put-published" => ring::Stage::PutPublished,
+            "get-record" => ring::Stage::GetRecord,
+            "get-retired" => ring::Stage::GetRetired,
+            other => panic!("no stage {other}"),
+        };
+        let hook = |s: ring::Stage| {
+            if s == stage {
+                notify();
+                loop {
+                    std::thread::park();
+                }
+            }
+        };
+        let fail = |f: Fail| match f {
+            Fail::Error(e) => e,
+            other => Error::new(ErrorKind::Io, format!("{other:?}")),
+        };
+        match value {
+            Some(v) => {
+                let bytes = codec::encode(&v)?.bytes;
+                self.ring
+                    .put_hooked(&bytes, Wait::Until(None), Some(&hook))
+                    .map_err(fail)?;
+                Ok(None)
+            }
+            None => {
+                let mut buf = Vec::new();
+                let n = self
+                    .ring
+                    .get_hooked(&mut buf, Wait::Until(None), Some(&hook))
+                    .map_err(fail)?;
+                codec::decode(&buf[..n], Vec::new()).map(Some)
+            }
+        }
+    }
+
     /// A blocking iterator over the messages: each `next` is a
     /// [`get`](Queue::get); it ends when the queue is shut down and
     /// drained. A message that fails to decode ends it too; use `get` to

@@ -34,6 +34,7 @@
 //!
 //! See `README.md` beside this file for the design and the measurements.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
@@ -111,6 +112,8 @@ pub(super) const MAX_MESSAGE: usize = (MAX_CAP / 2) as usize - RECORD_HEADER as 
 /// How long a waiter spins, then yields, before it sleeps.
 const SPIN: Duration = Duration::from_micros(20);
 const YIELD: Duration = Duration::from_micros(100);
+/// Pause instructions between two looks while spinning.
+const SPIN_PAUSES: u32 = 1;
 
 /// How a blocking operation waits.
 #[derive(Clone, Copy, Debug)]
@@ -155,10 +158,48 @@ pub(super) enum Fail {
     Error(Error),
 }
 
+/// A point inside an operation where crash tests stop a process (see
+/// `Queue::__stall_put`): the worst moments to die.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// Put: half the payload copied into the ring.
+    PutRecord,
+    /// Put: growing, the moved bytes copied, the new capacity not stored.
+    PutGrow,
+    /// Put: `TAIL` stored, `PUT_COUNT` not.
+    PutPublished,
+    /// Get: half the payload copied out.
+    GetRecord,
+    /// Get: `HEAD` stored, `GOT_COUNT` not.
+    GetRetired,
+}
+
+/// Called at each [`Stage`] (crash tests only; `None` in real use).
+pub(super) type Hook<'a> = Option<&'a dyn Fn(Stage)>;
+
+fn at(hook: Hook<'_>, stage: Stage) {
+    if let Some(h) = hook {
+        h(stage)
+    }
+}
+
 /// A handle on one queue's shared memory. Cloning shares the mapping.
 #[derive(Clone, Debug)]
 pub(crate) struct Ring {
     region: Region,
+    seen: Arc<Seen>,
+}
+
+/// What this process last saw of the other side's position. Positions only
+/// grow, so a stale value is a safe lower bound: a producer rereads `HEAD`
+/// (a cache line the consumers write) only when the space it knows of is
+/// not enough, and a consumer rereads `TAIL` only when the messages it
+/// knows of are used up. So while one side runs ahead, the other reads the
+/// shared positions once per batch instead of once per message.
+#[derive(Debug, Default)]
+struct Seen {
+    head: AtomicU64,
+    tail: AtomicU64,
 }
 
 fn record_len(len: usize) -> u64 {
@@ -169,7 +210,10 @@ impl Ring {
     /// A fresh empty ring; `maxsize` 0 is unbounded.
     pub(super) fn new(maxsize: u64) -> Result<Self, Error> {
         let region = Region::new("multiproc-queue", REGION_LEN)?;
-        let ring = Ring { region };
+        let ring = Ring {
+            region,
+            seen: Arc::default(),
+        };
         ring.a64(MAXSIZE).store(maxsize, Ordering::Release);
         Ok(ring)
     }
@@ -182,7 +226,10 @@ impl Ring {
                 region.len()
             ));
         }
-        Ok(Ring { region })
+        Ok(Ring {
+            region,
+            seen: Arc::default(),
+        })
     }
 
     pub(super) fn region(&self) -> &Region {
@@ -222,7 +269,15 @@ impl Ring {
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.a64(HEAD).load(Ordering::Acquire) == self.a64(TAIL).load(Ordering::Acquire)
+        let head = self.a64(HEAD).load(Ordering::Acquire);
+        head >= self.seen.tail.load(Ordering::Acquire) && head == self.load_tail()
+    }
+
+    /// Loads `TAIL` and remembers it.
+    fn load_tail(&self) -> u64 {
+        let tail = self.a64(TAIL).load(Ordering::Acquire);
+        self.seen.tail.fetch_max(tail, Ordering::AcqRel);
+        tail
     }
 
     pub(super) fn is_full(&self) -> bool {
@@ -273,6 +328,11 @@ impl Ring {
 
     /// Puts one encoded message.
     pub(super) fn put(&self, bytes: &[u8], wait: Wait) -> Result<(), Fail> {
+        self.put_hooked(bytes, wait, None)
+    }
+
+    /// [`put`](Self::put), calling `hook` at each [`Stage`].
+    pub(super) fn put_hooked(&self, bytes: &[u8], wait: Wait, hook: Hook<'_>) -> Result<(), Fail> {
         if bytes.len() > MAX_MESSAGE {
             return Err(Fail::Error(Error::new(
                 ErrorKind::MessageTooLarge,
@@ -293,7 +353,7 @@ impl Ring {
             if acquired.owner_died {
                 self.repair_put();
             }
-            let result = self.put_locked(bytes, wait);
+            let result = self.put_locked(bytes, wait, hook);
             lockword::unlock(lock);
             match result {
                 Ok(true) => {
@@ -317,7 +377,7 @@ impl Ring {
     }
 
     /// With the producers' lock: `Ok(false)` if the queue is full.
-    fn put_locked(&self, bytes: &[u8], wait: Wait) -> Result<bool, Fail> {
+    fn put_locked(&self, bytes: &[u8], wait: Wait, hook: Hook<'_>) -> Result<bool, Fail> {
         if self.is_shut_down() {
             return Err(Fail::Closed);
         }
@@ -329,26 +389,39 @@ impl Ring {
         let rec = record_len(bytes.len());
         let tail = self.a64(TAIL).load(Ordering::Relaxed);
         let mut cap = self.cap().map_err(Fail::Error)?;
-        let head = self.a64(HEAD).load(Ordering::Acquire);
-        let used = tail.wrapping_sub(head);
-        if used > cap {
-            return Err(Fail::Error(corrupt(format!(
-                "{used} bytes are in use in a ring of {cap}"
-            ))));
-        }
-        if cap - used < rec {
-            cap = self.grow(tail, rec, wait)?;
+        let mut head = self.seen.head.load(Ordering::Acquire);
+        if cap.saturating_sub(tail.saturating_sub(head)) < rec {
+            // Not enough room as far as we knew: look again.
+            head = self.a64(HEAD).load(Ordering::Acquire);
+            self.seen.head.fetch_max(head, Ordering::AcqRel);
+            let used = tail.wrapping_sub(head);
+            if used > cap {
+                return Err(Fail::Error(corrupt(format!(
+                    "{used} bytes are in use in a ring of {cap}"
+                ))));
+            }
+            if cap - used < rec {
+                cap = self.grow(tail, rec, wait, hook)?;
+            }
         }
         let len = bytes.len() as u32;
         let mut header = [0u8; 8];
         header[..4].copy_from_slice(&len.to_le_bytes());
         header[4..].copy_from_slice(&(len ^ MAGIC).to_le_bytes());
         self.write_wrapped(tail, &header, cap);
-        self.write_wrapped(tail + RECORD_HEADER, bytes, cap);
+        if hook.is_some() {
+            let half = bytes.len() / 2;
+            self.write_wrapped(tail + RECORD_HEADER, &bytes[..half], cap);
+            at(hook, Stage::PutRecord);
+            self.write_wrapped(tail + RECORD_HEADER + half as u64, &bytes[half..], cap);
+        } else {
+            self.write_wrapped(tail + RECORD_HEADER, bytes, cap);
+        }
         let new_tail = tail + rec;
         self.a64(INTENT_TAIL).store(new_tail, Ordering::Release);
         self.a64(INTENT_PUT).store(count + 1, Ordering::Release);
         self.a64(TAIL).store(new_tail, Ordering::Release);
+        at(hook, Stage::PutPublished);
         self.a64(PUT_COUNT).store(count + 1, Ordering::Release);
         Ok(true)
     }
@@ -366,7 +439,7 @@ impl Ring {
     /// With the producers' lock: makes room for `rec` more bytes by
     /// doubling the ring, under the consumers' lock too. Returns the new
     /// capacity.
-    fn grow(&self, tail: u64, rec: u64, wait: Wait) -> Result<u64, Fail> {
+    fn grow(&self, tail: u64, rec: u64, wait: Wait, hook: Hook<'_>) -> Result<u64, Fail> {
         let lock = self.a32(GET_LOCK);
         let Some(acquired) = lockword::lock(lock, wait.deadline()) else {
             return Err(Fail::Timeout);
@@ -374,12 +447,12 @@ impl Ring {
         if acquired.owner_died {
             self.repair_get();
         }
-        let result = self.grow_locked(tail, rec);
+        let result = self.grow_locked(tail, rec, hook);
         lockword::unlock(lock);
         result
     }
 
-    fn grow_locked(&self, tail: u64, rec: u64) -> Result<u64, Fail> {
+    fn grow_locked(&self, tail: u64, rec: u64, hook: Hook<'_>) -> Result<u64, Fail> {
         let cap = self.cap().map_err(Fail::Error)?;
         let head = self.a64(HEAD).load(Ordering::Acquire);
         let used = tail.wrapping_sub(head);
@@ -416,6 +489,7 @@ impl Ring {
             }
             pos += chunk;
         }
+        at(hook, Stage::PutGrow);
         self.a64(CAP).store(new_cap, Ordering::Release);
         Ok(new_cap)
     }
@@ -424,6 +498,16 @@ impl Ring {
 
     /// Takes one message into `out` (grown as needed); returns its length.
     pub(super) fn get(&self, out: &mut Vec<u8>, wait: Wait) -> Result<usize, Fail> {
+        self.get_hooked(out, wait, None)
+    }
+
+    /// [`get`](Self::get), calling `hook` at each [`Stage`].
+    pub(super) fn get_hooked(
+        &self,
+        out: &mut Vec<u8>,
+        wait: Wait,
+        hook: Hook<'_>,
+    ) -> Result<usize, Fail> {
         loop {
             if !self.is_empty() {
                 let lock = self.a32(GET_LOCK);
@@ -433,7 +517,7 @@ impl Ring {
                 if acquired.owner_died {
                     self.repair_get();
                 }
-                let result = self.get_locked(out);
+                let result = self.get_locked(out, hook);
                 lockword::unlock(lock);
                 match result {
                     Ok(Some(n)) => {
@@ -460,11 +544,14 @@ impl Ring {
     }
 
     /// With the consumers' lock: `Ok(None)` if empty.
-    fn get_locked(&self, out: &mut Vec<u8>) -> Result<Option<usize>, Error> {
+    fn get_locked(&self, out: &mut Vec<u8>, hook: Hook<'_>) -> Result<Option<usize>, Error> {
         let head = self.a64(HEAD).load(Ordering::Relaxed);
-        let tail = self.a64(TAIL).load(Ordering::Acquire);
-        if head == tail {
-            return Ok(None);
+        let mut tail = self.seen.tail.load(Ordering::Acquire);
+        if tail <= head {
+            tail = self.load_tail();
+            if tail == head {
+                return Ok(None);
+            }
         }
         let cap = self.cap()?;
         let used = tail.wrapping_sub(head);
@@ -485,12 +572,20 @@ impl Ring {
         if out.len() < len {
             out.resize(len, 0);
         }
-        self.read_wrapped(head + RECORD_HEADER, &mut out[..len], cap);
+        if hook.is_some() {
+            let half = len / 2;
+            self.read_wrapped(head + RECORD_HEADER, &mut out[..half], cap);
+            at(hook, Stage::GetRecord);
+            self.read_wrapped(head + RECORD_HEADER + half as u64, &mut out[half..len], cap);
+        } else {
+            self.read_wrapped(head + RECORD_HEADER, &mut out[..len], cap);
+        }
         let got = self.a64(GOT_COUNT).load(Ordering::Relaxed);
         let new_head = head + rec;
         self.a64(INTENT_HEAD).store(new_head, Ordering::Release);
         self.a64(INTENT_GOT).store(got + 1, Ordering::Release);
         self.a64(HEAD).store(new_head, Ordering::Release);
+        at(hook, Stage::GetRetired);
         self.a64(GOT_COUNT).store(got + 1, Ordering::Release);
         Ok(Some(len))
     }
@@ -598,7 +693,11 @@ impl Ring {
                     std::thread::yield_now();
                 }
             }
-            std::hint::spin_loop();
+            // Look less often than every cycle: each look pulls a cache
+            // line the other side is writing, and stalls it.
+            for _ in 0..SPIN_PAUSES {
+                std::hint::spin_loop();
+            }
         }
         let word = self.a32(seq);
         let before = word.load(Ordering::Acquire);

@@ -10,6 +10,7 @@
 //! harness repeats that several times and reports the median.
 
 mod process_start;
+mod queue;
 
 /// An implementation a scenario can be measured with; also the table's
 /// column order.
@@ -160,8 +161,54 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario::pending("pool_map_auto", "Pool"),
     Scenario::pending("pool_apply_async", "Pool"),
     Scenario::pending("pool_imap_unordered", "Pool"),
-    Scenario::pending("queue_small", "Queue"),
-    Scenario::pending("queue_1mib", "Queue"),
+    Scenario {
+        name: "queue_small",
+        variants: &["fork", "spawn", "forkserver"],
+        unit: "msgs_per_s",
+        iters: queue::iters_small,
+        entries: &[
+            Entry {
+                imp: Impl::Multiproc,
+                variants: &[],
+                runner: Runner::Native(queue::multiproc_small),
+            },
+            Entry {
+                imp: Impl::Python,
+                variants: &[],
+                runner: Runner::Python("queue_small.py"),
+            },
+            Entry {
+                imp: Impl::Rayon,
+                variants: &[],
+                runner: Runner::Native(queue::crossbeam_small),
+            },
+        ],
+        pending: None,
+    },
+    Scenario {
+        name: "queue_1mib",
+        variants: &["fork", "spawn", "forkserver"],
+        unit: "GB_per_s",
+        iters: queue::iters_1mib,
+        entries: &[
+            Entry {
+                imp: Impl::Multiproc,
+                variants: &[],
+                runner: Runner::Native(queue::multiproc_1mib),
+            },
+            Entry {
+                imp: Impl::Python,
+                variants: &[],
+                runner: Runner::Python("queue_1mib.py"),
+            },
+            Entry {
+                imp: Impl::Rayon,
+                variants: &[],
+                runner: Runner::Native(queue::crossbeam_1mib),
+            },
+        ],
+        pending: None,
+    },
     Scenario::pending("pipe_small", "Pipe"),
     Scenario::pending("pipe_1mib", "Pipe"),
     Scenario::pending("pipe_pingpong", "Pipe"),
