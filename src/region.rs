@@ -83,16 +83,19 @@ impl Region {
     }
 
     /// The mapping: atomics at offsets, and copies in and out.
+    #[inline]
     pub(crate) fn map(&self) -> &Mapping {
         &self.0.map
     }
 
     /// The 32-bit atomic at `offset` (panics if outside or misaligned).
+    #[inline]
     pub(crate) fn u32_at(&self, offset: usize) -> &AtomicU32 {
         self.0.map.atomic_u32(offset)
     }
 
     /// The 64-bit atomic at `offset` (panics if outside or misaligned).
+    #[inline]
     pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
         self.0.map.atomic_u64(offset)
     }

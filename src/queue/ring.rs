@@ -236,10 +236,12 @@ impl Ring {
         &self.region
     }
 
+    #[inline(always)]
     fn a32(&self, off: usize) -> &AtomicU32 {
         self.region.u32_at(off)
     }
 
+    #[inline(always)]
     fn a64(&self, off: usize) -> &AtomicU64 {
         self.region.u64_at(off)
     }
@@ -248,7 +250,7 @@ impl Ring {
     fn cap(&self) -> Result<u64, Error> {
         match self.a64(CAP).load(Ordering::Acquire) {
             0 => Ok(MIN_CAP),
-            c if c.is_power_of_two() && (MIN_CAP..=MAX_CAP).contains(&c) => Ok(c),
+            c if c & (c - 1) == 0 && (MIN_CAP..=MAX_CAP).contains(&c) => Ok(c),
             c => Err(corrupt(format!("its capacity reads {c}"))),
         }
     }
@@ -343,9 +345,6 @@ impl Ring {
             )));
         }
         loop {
-            if self.is_shut_down() {
-                return Err(Fail::Closed);
-            }
             let lock = self.a32(PUT_LOCK);
             let Some(acquired) = lockword::lock(lock, wait.deadline()) else {
                 return Err(Fail::Timeout);
@@ -659,8 +658,15 @@ impl Ring {
 
     /// After changing what sleepers on `seq` wait for: wakes them, if the
     /// flag says there may be some.
+    ///
+    /// Every caller has just done an atomic read-modify-write (the unlock's
+    /// swap, `task_done`'s compare-and-swap) after the stores that sleepers
+    /// wait for, so on x86 (where a locked instruction is a full barrier)
+    /// only the compiler must be kept from hoisting the flag's load above
+    /// it; elsewhere this is a real fence. This saves an `mfence` (tens of
+    /// cycles) per put and per get.
     fn notify(&self, seq: usize, sleepers: usize) {
-        fence(Ordering::SeqCst);
+        fence_after_rmw();
         let flag = self.a32(sleepers);
         if flag.load(Ordering::Relaxed) != 0 && flag.swap(0, Ordering::SeqCst) != 0 {
             self.a32(seq).fetch_add(1, Ordering::AcqRel);
@@ -701,13 +707,23 @@ impl Ring {
         }
         let word = self.a32(seq);
         let before = word.load(Ordering::Acquire);
-        self.a32(sleepers).store(1, Ordering::SeqCst);
+        self.a32(sleepers).swap(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         if ready() {
             return;
         }
         futex::wait_until(word, before, deadline);
     }
+}
+
+/// A store-load fence for code that has just executed an atomic
+/// read-modify-write; see [`Ring::notify`].
+#[inline(always)]
+fn fence_after_rmw() {
+    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
+    fence(Ordering::SeqCst);
 }
 
 fn corrupt(what: String) -> Error {

@@ -127,20 +127,24 @@ impl Mapping {
         self.ptr.as_ptr()
     }
 
+    #[inline(always)]
     fn check(&self, offset: usize, size: usize, align: usize) {
         assert!(
             offset.checked_add(size).is_some_and(|end| end <= self.len),
             "shared-memory access at {offset}+{size} outside a mapping of {} bytes",
             self.len
         );
+        // mmap returns page-aligned addresses, so the offset alone decides
+        // alignment (and a constant offset makes this check free).
         assert!(
-            (self.ptr.as_ptr() as usize + offset).is_multiple_of(align),
+            offset.is_multiple_of(align),
             "misaligned shared-memory access at {offset}"
         );
     }
 
     /// The 32-bit atomic at `offset`. Panics if it lies outside the mapping
     /// or is misaligned (a bug in the caller's layout, not bad input).
+    #[inline]
     pub(crate) fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
         self.check(offset, 4, 4);
         // SAFETY: in bounds and aligned (checked); the memory lives as long
@@ -150,6 +154,7 @@ impl Mapping {
     }
 
     /// The 64-bit atomic at `offset`; panics as [`atomic_u32`](Self::atomic_u32).
+    #[inline]
     pub(crate) fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
         self.check(offset, 8, 8);
         // SAFETY: as in atomic_u32.
@@ -159,6 +164,7 @@ impl Mapping {
     /// Copies `src` into the mapping at `offset`. Panics if out of bounds.
     /// The bytes are not synchronised: publish them with a release store to
     /// an atomic afterwards.
+    #[inline]
     pub(crate) fn write(&self, offset: usize, src: &[u8]) {
         self.check(offset, src.len(), 1);
         // SAFETY: the destination is in bounds (checked) and cannot overlap
@@ -171,6 +177,7 @@ impl Mapping {
 
     /// Copies bytes at `offset` out into `dst`. Panics if out of bounds.
     /// Read them after an acquire load of the atomic that published them.
+    #[inline]
     pub(crate) fn read(&self, offset: usize, dst: &mut [u8]) {
         self.check(offset, dst.len(), 1);
         // SAFETY: the source is in bounds (checked); `dst` is an exclusive
