@@ -51,6 +51,66 @@ fn call_listener(address: String) {
     .unwrap();
 }
 
+fn produce(q: multiproc::Queue<(u32, u64)>, id: u32, n: u64) {
+    for i in 0..n {
+        q.put((id, i)).unwrap();
+    }
+}
+
+fn consume(q: multiproc::JoinableQueue<(u32, u64)>) -> u64 {
+    let mut sum = 0;
+    while let Ok((_, i)) = q.get() {
+        sum += i;
+        q.task_done().unwrap();
+    }
+    sum
+}
+
+/// Queues: many producers and consumers in any processes; a child with
+/// data in a queue exits at once; bounded puts hand the value back.
+fn queues() -> Result<(), multiproc::Error> {
+    use multiproc::queue::{JoinableQueue, PutError};
+    section("Queue: producers and consumers in any processes, through shared memory");
+    let q = JoinableQueue::<(u32, u64)>::new()?;
+    let consumers: Vec<_> = (0..2)
+        .map(|_| Process::new(consume, q.clone()).start())
+        .collect::<Result<_, _>>()?;
+    let t = Instant::now();
+    let producers: Vec<_> = (0..2)
+        .map(|id| Process::new(produce, ((*q).clone(), id, 100_000)).start())
+        .collect::<Result<_, _>>()?;
+    for p in producers {
+        p.join()?; // returns at once: what they put is in the queue, no feeder thread
+    }
+    q.join(); // every message taken and task_done()
+    println!(
+        "200000 messages through 2 producers and 2 consumers in {:?}",
+        t.elapsed()
+    );
+    q.shutdown(); // consumers' get() now fails: their loops end
+    let sum: u64 = consumers
+        .into_iter()
+        .map(|c| c.join())
+        .sum::<Result<u64, _>>()?;
+    println!(
+        "consumers' sum {sum} (expected {})",
+        2 * (99_999u64 * 100_000 / 2)
+    );
+
+    let bounded = multiproc::Queue::<String>::with_maxsize(1)?;
+    bounded
+        .put("first".into())
+        .map_err(multiproc::Error::from)?;
+    if let Err(PutError::Full(v)) = bounded.try_put("second".into()) {
+        println!("try_put on a full queue handed back {v:?}");
+    }
+    let err = bounded
+        .put_timeout("third".into(), Duration::from_millis(10))
+        .unwrap_err();
+    println!("put_timeout: {err} (kind {:?})", err.kind());
+    Ok(())
+}
+
 fn section(title: &str) {
     println!("\n== {title}");
 }
@@ -153,6 +213,8 @@ fn main() -> Result<(), multiproc::Error> {
     }
     drop(parent_end); // the child's recv() now fails with Eof and its loop ends
     println!("the child answered {} messages", echo.join()?);
+
+    queues()?;
 
     section("Listener and Client: authenticated, and Python speaks the same protocol");
     let address: multiproc::connection::Address = "127.0.0.1:0".parse()?;

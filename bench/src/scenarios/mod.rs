@@ -22,7 +22,8 @@ pub enum Impl {
     Python,
     /// The `procspawn` crate.
     Procspawn,
-    /// The `rayon` crate (for pool scenarios, once they exist).
+    /// The in-process limit: the `rayon` crate for pool scenarios, two
+    /// threads and a `crossbeam-channel` for queue scenarios.
     Rayon,
     /// The hardware/OS limit: a small C program in `bench/c`.
     Limit,
