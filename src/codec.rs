@@ -120,6 +120,29 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Re
     })
 }
 
+/// Decodes a `T` from `bytes` that carry no descriptors (a queue's
+/// messages): a value that claims one fails to decode.
+pub(crate) fn decode_plain<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    postcard::take_from_bytes(bytes)
+        .and_then(|(value, rest): (T, &[u8])| {
+            if rest.is_empty() {
+                Ok(value)
+            } else {
+                Err(postcard::Error::DeserializeBadEncoding)
+            }
+        })
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Decode,
+                format!(
+                    "could not decode a value of type {}",
+                    std::any::type_name::<T>()
+                ),
+            )
+            .with_source(e)
+        })
+}
+
 /// A file descriptor that can travel to another process inside a value.
 ///
 /// Put an `Fd` in a child's arguments (or its return value) and the other

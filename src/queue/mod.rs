@@ -83,7 +83,7 @@ use crate::region::Region;
 use ring::{Fail, Ring, Wait};
 
 /// Buffers kept per thread so that small messages allocate nothing but the
-/// decoded value. Taken out while in use, so a re-entrant call still works.
+/// decoded value.
 const KEEP_BUFFER: usize = 8 << 20;
 
 thread_local! {
@@ -95,12 +95,17 @@ fn with_buffer<R>(
     cell: &'static std::thread::LocalKey<RefCell<Vec<u8>>>,
     f: impl FnOnce(&mut Vec<u8>) -> R,
 ) -> R {
-    let mut buf = cell.with(|c| std::mem::take(&mut *c.borrow_mut()));
-    let r = f(&mut buf);
-    if buf.capacity() <= KEEP_BUFFER {
-        cell.with(|c| *c.borrow_mut() = buf);
-    }
-    r
+    cell.with(|c| match c.try_borrow_mut() {
+        Ok(mut buf) => {
+            let r = f(&mut buf);
+            if buf.capacity() > KEEP_BUFFER {
+                *buf = Vec::new();
+            }
+            r
+        }
+        // Re-entered (a value's Serialize putting on a queue): a fresh one.
+        Err(_) => f(&mut Vec::new()),
+    })
 }
 
 /// A multi-producer, multi-consumer queue between processes (Python's
@@ -328,7 +333,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 Fail::Closed => GetError::Closed,
                 Fail::Error(e) => GetError::Failed(e),
             })?;
-            codec::decode::<T>(&buf[..n], Vec::new()).map_err(GetError::Failed)
+            codec::decode_plain::<T>(&buf[..n]).map_err(GetError::Failed)
         })
     }
 
