@@ -139,9 +139,10 @@ mod lockword;
 mod logging;
 pub mod manager;
 mod process;
-#[allow(dead_code)] // the foundation of the queue and sync modules, which land next
 mod region;
 mod runtime;
+pub mod shared;
+pub mod sync;
 mod sys;
 mod target;
 mod wire;

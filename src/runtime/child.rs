@@ -72,7 +72,7 @@ pub(crate) struct ErrorReport {
     pub(crate) message: String,
 }
 
-const KINDS: [ErrorKind; 19] = [
+const KINDS: [ErrorKind; 23] = [
     ErrorKind::Io,
     ErrorKind::Panicked,
     ErrorKind::Killed,
@@ -92,6 +92,10 @@ const KINDS: [ErrorKind; 19] = [
     ErrorKind::Authentication,
     ErrorKind::MessageTooLarge,
     ErrorKind::Remote,
+    ErrorKind::OwnerDied,
+    ErrorKind::BrokenBarrier,
+    ErrorKind::NotAcquired,
+    ErrorKind::InvalidArgument,
 ];
 
 impl ErrorReport {

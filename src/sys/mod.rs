@@ -15,10 +15,9 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("multiproc supports Linux only for now; the OS layer lives in src/sys/");
 
-#[allow(dead_code)] // used by the queue and sync modules, which land next
 pub(crate) mod futex;
 pub(crate) mod image;
 pub(crate) mod process;
-#[allow(dead_code)] // used by the queue and sync modules, which land next
 pub(crate) mod shm;
 pub(crate) mod socket;
+pub(crate) mod thread;
