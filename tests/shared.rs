@@ -1,0 +1,4 @@
+mod suite;
+fn main() {
+    suite::main("shared", &[], |_| false);
+}
