@@ -134,7 +134,6 @@ pub mod connection;
 pub mod context;
 mod error;
 mod fuzzing;
-#[allow(dead_code)] // the lock under the queue and sync modules, which land next
 mod lockword;
 mod logging;
 pub mod manager;

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::lock::check_len;
-use super::lockword;
 use crate::error::{Error, ErrorKind, Result};
+use crate::lockword;
 use crate::region::Region;
 use crate::sys::futex;
 

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::lock::{LockLayout, LockResult, TryLockResult, check_len, owner_died_check};
-use super::lockword;
 use crate::error::{Error, Result};
+use crate::lockword;
 use crate::region::Region;
 use crate::sys::futex;
 

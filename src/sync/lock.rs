@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::lockword;
 use crate::error::{Error, ErrorKind, Result};
+use crate::lockword;
 use crate::region::Region;
 
 /// The shared-memory layout of a [`Lock`] (8 bytes; all-zero is an

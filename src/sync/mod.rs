@@ -51,9 +51,6 @@ mod barrier;
 mod condition;
 mod event;
 mod lock;
-// TEMPORARY: main's `crate::lockword` until it lands.
-#[path = "lockword_tmp.rs"]
-pub(crate) mod lockword;
 mod rlock;
 mod semaphore;
 

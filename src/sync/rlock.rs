@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::lock::{LockLayout, LockResult, TryLockResult, check_len, owner_died_check};
-use super::lockword;
 use crate::error::{Error, ErrorKind, Result};
+use crate::lockword;
 use crate::region::Region;
 
 /// The shared-memory layout of an [`RLock`] (16 bytes; all-zero is free).
@@ -36,7 +36,7 @@ const OWNER: usize = std::mem::offset_of!(RLockLayout, owner);
 const COUNT: usize = std::mem::offset_of!(RLockLayout, count);
 
 fn me() -> u32 {
-    crate::sys::thread::current_tid(lockword::cached_pid())
+    crate::sys::thread::current_tid(crate::sys::process::cached_pid())
 }
 
 /// A reentrant lock shared by processes: Python's `multiprocessing.RLock`.
