@@ -6,7 +6,6 @@
 //! what Python cannot do: a worker killed while holding the lock does not
 //! hang the others — the next one gets the lock and is told.
 
-use std::io::Write;
 use std::time::Duration;
 
 use multiproc::Process;
@@ -14,12 +13,12 @@ use multiproc::sync::{Event, Lock};
 
 fn worker_with(lock: Lock, name: String) {
     let _held = lock.acquire().unwrap(); // `with lock:`
-    writeln!(std::io::stdout(), "Lock acquired via with ({name})").unwrap();
+    println!("Lock acquired via with ({name})");
 }
 
 fn worker_no_with(lock: Lock) {
     let held = lock.acquire().unwrap(); // lock.acquire()
-    writeln!(std::io::stdout(), "Lock acquired directly").unwrap();
+    println!("Lock acquired directly");
     drop(held); // lock.release()
 }
 
