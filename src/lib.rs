@@ -114,6 +114,34 @@
 //! descriptor, under every start method; this is how queues, pipes and
 //! locks travel to children.
 //!
+//! ## Locks and shared values
+//!
+//! [`sync`] has Python's `Lock`, `RLock`, `Semaphore`, `Condition`, `Event`
+//! and `Barrier`; [`shared`] has `Value`, `Array`, `RawValue`, `RawArray`
+//! and `SharedMemory`. All of them travel in a child's arguments. A process
+//! killed while holding a lock does not deadlock the others: the next one
+//! gets the lock with an [`OwnerDied`](sync::OwnerDied) it can repair from.
+//!
+//! ```
+//! use multiproc::{Process, shared::Value};
+//!
+//! fn add(counter: Value<u64>) {
+//!     for _ in 0..1000 {
+//!         *counter.lock().unwrap() += 1;
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), multiproc::Error> {
+//! # multiproc::init();
+//! let counter = Value::new(0u64)?;
+//! let a = Process::new(add, counter.clone()).start()?;
+//! let b = Process::new(add, counter.clone()).start()?;
+//! a.join()?;
+//! b.join()?;
+//! assert_eq!(counter.get()?, 2000);
+//! # Ok(()) }
+//! ```
+//!
 //! ## Logging
 //!
 //! [`log_to_stderr`] shows the library's lifecycle events, prefixed with

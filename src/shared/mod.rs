@@ -11,7 +11,7 @@
 //! it ends: nothing is ever left in `/dev/shm`.
 //!
 //! Which types may be shared: [`Value`] and [`Array`] take any
-//! [`Pod`](bytemuck::Pod) type (every bit pattern valid, no pointers —
+//! [`Pod`] type (every bit pattern valid, no pointers —
 //! integers, floats, and `#[repr(C)]` structs deriving `bytemuck::Pod`);
 //! [`RawValue`] and [`RawArray`] take the atomic integer types
 //! ([`SharedAtomic`]), which is what makes lock-free access safe.
