@@ -34,6 +34,10 @@ fn main() {
             ),
             ("named_segment_owner_unlinks", named_segment_owner_unlinks),
             (
+                "inherited_by_a_forked_closure",
+                inherited_by_a_forked_closure,
+            ),
+            (
                 "nothing_left_after_sigkill_of_all",
                 nothing_left_after_sigkill_of_all,
             ),
@@ -306,4 +310,34 @@ fn nothing_left_after_sigkill_of_all(method: StartMethod) {
     let after = suite::dev_shm();
     let new: Vec<_> = after.difference(&before).collect();
     assert!(new.is_empty(), "left in /dev/shm: {new:?}");
+}
+
+// ---- Inherited under fork ------------------------------------------------
+
+fn inherited_by_a_forked_closure(_: StartMethod) {
+    // No sending at all: a forked closure captures the handles, and the
+    // mappings it inherits are the same memory.
+    let counter = Value::new(0u64).unwrap();
+    let lock = Lock::new().unwrap();
+    let done = Event::new().unwrap();
+    let shm = SharedMemory::new(64).unwrap();
+    let held = lock.acquire().unwrap();
+    let (c, l, d, m) = (counter.clone(), lock.clone(), done.clone(), shm.clone());
+    let child = Process::fork(move || {
+        *c.lock().unwrap() += 5;
+        m.write(0, b"forked").unwrap();
+        d.set();
+        // Blocks until the parent releases the lock it holds.
+        let _g = l.acquire().unwrap();
+        c.get().unwrap()
+    })
+    .start()
+    .unwrap();
+    assert!(done.wait_timeout(LONG));
+    assert_eq!(counter.get().unwrap(), 5);
+    let mut buf = [0u8; 6];
+    shm.read(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"forked");
+    drop(held);
+    assert_eq!(child.join().unwrap(), 5);
 }

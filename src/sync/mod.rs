@@ -211,4 +211,71 @@ mod tests {
         }
         assert!(t.join().unwrap());
     }
+
+    static ACTIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+    fn count_action() {
+        ACTIONS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn panicking_action() {
+        panic!("the action failed");
+    }
+
+    #[test]
+    fn barrier_action_runs_once_per_round_and_a_panic_breaks_it() {
+        let b = Barrier::new(2).unwrap().with_action(count_action);
+        let b2 = b.clone();
+        let t = std::thread::spawn(move || {
+            for _ in 0..10 {
+                b2.wait().unwrap();
+            }
+        });
+        for _ in 0..10 {
+            b.wait().unwrap();
+        }
+        t.join().unwrap();
+        assert_eq!(ACTIONS.load(std::sync::atomic::Ordering::SeqCst), 10);
+
+        let b = Barrier::new(1).unwrap().with_action(panicking_action);
+        let err = b.wait().unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::BrokenBarrier);
+        assert!(b.broken());
+    }
+
+    #[test]
+    fn a_handle_decoded_from_a_smaller_object_is_refused() {
+        let ev = Event::new().unwrap();
+        let e = crate::codec::encode(&ev).unwrap();
+        let err = crate::codec::decode::<Condition>(&e.bytes, e.fds).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Decode);
+        let e = crate::codec::encode(&ev).unwrap();
+        let err = crate::codec::decode::<Semaphore>(&e.bytes, e.fds).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Decode);
+        let e = crate::codec::encode(&ev).unwrap();
+        let err = crate::codec::decode::<RLock>(&e.bytes, e.fds).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Decode);
+    }
+
+    #[test]
+    fn handles_survive_encoding_and_share_state() {
+        let lock = Lock::new().unwrap();
+        let e = crate::codec::encode(&lock).unwrap();
+        let back: Lock = crate::codec::decode(&e.bytes, e.fds).unwrap();
+        let g = back.acquire().unwrap();
+        assert!(lock.is_locked());
+        drop(g);
+        let b = Barrier::new(3)
+            .unwrap()
+            .with_timeout(std::time::Duration::from_millis(1));
+        let e = crate::codec::encode(&b).unwrap();
+        let back: Barrier = crate::codec::decode(&e.bytes, e.fds).unwrap();
+        assert_eq!(back.parties(), 3);
+        assert_eq!(
+            back.wait().unwrap_err().kind(),
+            crate::ErrorKind::BrokenBarrier,
+            "the timeout travelled"
+        );
+        assert!(b.broken());
+    }
 }
