@@ -209,6 +209,7 @@ pub mod __fuzz {
 ///
 /// Calling it more than once is harmless.
 pub fn init() {
+    shared::tracker::serve_if_asked();
     runtime::init()
 }
 

@@ -38,6 +38,14 @@ fn main() {
                 inherited_by_a_forked_closure,
             ),
             (
+                "named_segment_of_a_killed_creator_is_cleaned_up",
+                named_segment_of_a_killed_creator_is_cleaned_up,
+            ),
+            (
+                "named_segment_in_use_is_not_unlinked",
+                named_segment_in_use_is_not_unlinked,
+            ),
+            (
                 "nothing_left_after_sigkill_of_all",
                 nothing_left_after_sigkill_of_all,
             ),
@@ -58,6 +66,13 @@ fn roles(args: &[String]) -> bool {
             println!("{}|{}", String::from_utf8_lossy(&buf), shm.size());
             shm.write(4, b"pong").unwrap();
             true
+        }
+        Some("named-role") => {
+            // Creates a named segment, never unlinks it, waits to be killed.
+            let shm = SharedMemory::create(&args[1], 4096).unwrap();
+            shm.write(0, b"left behind").unwrap();
+            println!("ready");
+            suite::park_forever()
         }
         Some("leak-role") => {
             leak_role(args[1].parse().unwrap());
@@ -340,4 +355,70 @@ fn inherited_by_a_forked_closure(_: StartMethod) {
     assert_eq!(&buf, b"forked");
     drop(held);
     assert_eq!(child.join().unwrap(), 5);
+}
+
+// ---- Named segments of a creator that dies -------------------------------
+
+/// Starts a program that creates the named segment `name` and waits; its
+/// stderr (which the tracker shares) comes back as lines.
+fn start_named_role(
+    name: &str,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+) {
+    let mut role = Command::new(std::env::current_exe().unwrap())
+        .args(["named-role", name])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(role.stdout.take().unwrap()).lines();
+    assert_eq!(out.next().unwrap().unwrap(), "ready");
+    let err = BufReader::new(role.stderr.take().unwrap()).lines();
+    (role, err)
+}
+
+/// Reads the tracker's stderr until a line contains `what`.
+fn tracker_says(lines: &mut impl Iterator<Item = std::io::Result<String>>, what: &str) -> String {
+    for line in lines {
+        let line = line.unwrap();
+        if line.contains(what) {
+            return line;
+        }
+    }
+    panic!("the tracker never said {what:?}");
+}
+
+fn named_segment_of_a_killed_creator_is_cleaned_up(method: StartMethod) {
+    let name = format!("multiproc-test-killed-{}-{method}", std::process::id());
+    let (mut role, mut err) = start_named_role(&name);
+    assert!(suite::dev_shm().contains(&name));
+    role.kill().unwrap(); // SIGKILL: the creator runs no code at all
+    role.wait().unwrap();
+    tracker_says(&mut err, &format!("unlinked shared memory /{name}"));
+    assert!(
+        !suite::dev_shm().contains(&name),
+        "cleaned up after its creator died"
+    );
+}
+
+fn named_segment_in_use_is_not_unlinked(method: StartMethod) {
+    let name = format!("multiproc-test-in-use-{}-{method}", std::process::id());
+    let (mut role, mut err) = start_named_role(&name);
+    let user = SharedMemory::attach(&name).unwrap();
+    role.kill().unwrap();
+    role.wait().unwrap();
+    let line = tracker_says(&mut err, "is still used by pid");
+    assert!(line.contains(&std::process::id().to_string()), "{line}");
+    assert!(
+        suite::dev_shm().contains(&name),
+        "not unlinked while we use it"
+    );
+    let mut buf = [0u8; 11];
+    user.read(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"left behind");
+    drop(user);
+    tracker_says(&mut err, &format!("unlinked shared memory /{name}"));
+    assert!(!suite::dev_shm().contains(&name));
 }

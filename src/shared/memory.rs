@@ -36,22 +36,26 @@ use crate::sys::shm;
 ///
 /// # Cleaning up named segments: Python's way and ours
 ///
-/// Python registers every segment it creates *or attaches* with a
+/// Python registers every segment a process creates *or attaches* with a
 /// "resource tracker" process, which unlinks what is still registered when
 /// the program ends, warning about "leaked shared_memory objects". Because
 /// attaching also registered (before 3.13's `track=False`), the tracker of
 /// a process that merely attached could unlink a segment that its creator
-/// and others were still using. Here, ownership is explicit instead:
+/// and others were still using. Here:
 ///
 /// - only the creating handle unlinks, on drop (or `unlink`); attaching
-///   never registers anything, so a reader can never pull a segment from
-///   under others;
+///   registers nothing, so a reader never pulls a segment from under others;
 /// - unlinking removes the *name* only: processes that have the segment
 ///   mapped keep using it, and it is freed when the last one lets go;
-/// - a creator killed by SIGKILL cannot run any code, so its named segment
-///   stays in `/dev/shm` until someone unlinks it (`SharedMemory::attach`
-///   then `unlink`, or `rm`). Use anonymous segments where you can: they
-///   are never left behind.
+/// - a creator that dies without unlinking (SIGKILL, `mem::forget`, exit
+///   without drop) is covered by a tracker process, as in Python: once
+///   every process of the creator's family is gone, the tracker unlinks the
+///   names it created — but only when no live process maps or holds the
+///   segment; while one does, it says so on stderr and waits. The tracker
+///   is the program run again, so it needs `multiproc::init()` as the first
+///   line of `main` (or `test_support!()`); without it, a killed creator
+///   leaves its named segments behind. [`keep`](Self::keep) tells the
+///   tracker to leave the segment alone.
 ///
 /// ```
 /// # multiproc::init();
@@ -169,6 +173,7 @@ impl SharedMemory {
                 return Err(e);
             }
         };
+        super::tracker::register(bare);
         Ok(Self {
             region,
             name: Some(bare.to_string()),
@@ -219,6 +224,9 @@ impl SharedMemory {
     /// the segment outlives this process; someone must
     /// [`unlink`](Self::unlink) it later.
     pub fn keep(&mut self) {
+        if let (true, Some(name)) = (self.owner, &self.name) {
+            super::tracker::unregister(name);
+        }
         self.owner = false;
     }
 
@@ -237,10 +245,14 @@ impl SharedMemory {
                 "an anonymous segment has no name to unlink",
             ));
         };
-        self.owner = false;
         let path = format!("/{name}");
-        shm::unlink_named(&path)
-            .map_err(|e| Error::io(format!("could not unlink shared memory {path:?}"), e))
+        let result = shm::unlink_named(&path)
+            .map_err(|e| Error::io(format!("could not unlink shared memory {path:?}"), e));
+        if self.owner {
+            super::tracker::unregister(name);
+            self.owner = false;
+        }
+        result
     }
 
     /// Unmaps this handle's view (Python's `close()`); the owner also
@@ -333,6 +345,7 @@ impl Drop for SharedMemory {
     fn drop(&mut self) {
         if let (true, Some(name)) = (self.owner, &self.name) {
             let _ = shm::unlink_named(&format!("/{name}"));
+            super::tracker::unregister(name);
         }
     }
 }

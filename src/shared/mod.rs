@@ -45,6 +45,7 @@
 mod layout;
 mod memory;
 mod raw;
+pub(crate) mod tracker;
 mod value;
 
 pub use bytemuck::{Pod, Zeroable};
