@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use multiproc::shared::{RawArray, RawValue};
-use multiproc::sync::{Barrier, Condition, Event, Lock, RLock, Semaphore};
+use multiproc::sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
 use multiproc::{ErrorKind, Process, Signal, StartMethod};
 
 fn main() {
@@ -44,6 +44,14 @@ fn main() {
             (
                 "rlock_holder_killed_owner_died",
                 rlock_holder_killed_owner_died,
+            ),
+            (
+                "condition_holder_killed_wakes_the_waiter",
+                condition_holder_killed_wakes_the_waiter,
+            ),
+            (
+                "bounded_semaphore_over_release_in_a_child",
+                bounded_semaphore_over_release_in_a_child,
             ),
         ],
         |_| false,
@@ -356,4 +364,71 @@ fn rlock_holder_killed_owner_died(_: StartMethod) {
     drop(guard);
     assert_eq!(lock.count(), 0);
     assert!(lock.acquire().is_ok());
+}
+
+/// Waits on the condition; what `wait` reported.
+fn wait_on_condition(cond: Condition, waiting: Event) -> String {
+    let mut g = cond.acquire().unwrap();
+    waiting.set();
+    match g.wait_timeout(LONG) {
+        Ok(notified) => format!("notified: {notified}"),
+        Err(died) => {
+            died.into_guard();
+            "OwnerDied".to_string()
+        }
+    }
+}
+
+fn hold_condition(cond: Condition, holding: Event) {
+    let _g = cond.acquire().unwrap();
+    holding.set();
+    suite::park_forever()
+}
+
+fn condition_holder_killed_wakes_the_waiter(_: StartMethod) {
+    let cond = Condition::new().unwrap();
+    let (waiting, holding) = (Event::new().unwrap(), Event::new().unwrap());
+    let waiter = Process::new(wait_on_condition, (cond.clone(), waiting.clone()))
+        .start()
+        .unwrap();
+    assert!(waiting.wait_timeout(LONG));
+    // The waiter released the lock inside wait(); a second process takes
+    // it and dies holding it, without notifying.
+    let holder = Process::new(hold_condition, (cond.clone(), holding.clone()))
+        .start()
+        .unwrap();
+    assert!(holding.wait_timeout(LONG));
+    holder.kill().unwrap();
+    let _ = holder.join();
+    // We take the lock from the dead holder, learn it, notify the waiter
+    // and release without acknowledging: the waiter re-takes the lock and
+    // is told too.
+    let died = match cond.acquire_timeout(LONG) {
+        Err(died) => died,
+        Ok(_) => panic!("expected OwnerDied"),
+    };
+    died.get_ref().notify_all();
+    drop(died);
+    assert_eq!(waiter.join().unwrap(), "OwnerDied");
+    // The waiter acknowledged it: clean from now on.
+    assert!(cond.acquire().is_ok());
+}
+
+fn over_release(sem: BoundedSemaphore) -> (String, u32) {
+    let err = sem.release().unwrap_err();
+    sem.acquire();
+    sem.release().unwrap();
+    (format!("{:?}", err.kind()), sem.get_value())
+}
+
+fn bounded_semaphore_over_release_in_a_child(_: StartMethod) {
+    let sem = BoundedSemaphore::new(2).unwrap();
+    let (kind, value) = Process::new(over_release, sem.clone())
+        .start()
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(kind, "NotAcquired");
+    assert_eq!(value, 2);
+    assert_eq!(sem.get_value(), 2);
 }
