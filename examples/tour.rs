@@ -111,6 +111,72 @@ fn queues() -> Result<(), multiproc::Error> {
     Ok(())
 }
 
+fn add_many(counter: multiproc::shared::Value<u64>, n: u64) {
+    for _ in 0..n {
+        *counter.lock().unwrap() += 1;
+    }
+}
+
+fn hold_and_die(lock: multiproc::sync::Lock, holding: multiproc::sync::Event) {
+    let _held = lock.acquire().unwrap();
+    holding.set();
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Locks and shared memory: a Value four processes increment, and a lock
+/// whose holder is killed.
+fn sync_and_shared() -> Result<(), multiproc::Error> {
+    use multiproc::shared::{SharedMemory, Value};
+    use multiproc::sync::{Event, Lock};
+
+    section("Value with its own lock: 4 processes x 100 000 increments");
+    let counter = Value::new(0u64)?;
+    let t = Instant::now();
+    let workers: Vec<_> = (0..4)
+        .map(|_| Process::new(add_many, (counter.clone(), 100_000)).start())
+        .collect::<Result<_, _>>()?;
+    for w in workers {
+        w.join()?;
+    }
+    println!("counter = {} in {:?}", counter.get()?, t.elapsed());
+
+    section("Lock: a holder killed with SIGKILL does not hang the others");
+    let lock = Lock::new()?;
+    let holding = Event::new()?;
+    let victim = Process::new(hold_and_die, (lock.clone(), holding.clone())).start()?;
+    holding.wait();
+    victim.kill()?;
+    let _ = victim.join();
+    let t = Instant::now();
+    match lock.acquire() {
+        Err(died) => {
+            println!(
+                "got the lock {:?} after the holder's death, with: {died}",
+                t.elapsed()
+            );
+            drop(died.into_guard()); // repaired
+        }
+        Ok(_) => println!("got the lock (no death noticed)"),
+    }
+
+    section("SharedMemory: named, attached by name, unlinked by its owner");
+    let name = format!("multiproc-tour-{}", std::process::id());
+    let owner = SharedMemory::create(&name, 4096)?;
+    owner.write(0, b"hello")?;
+    let reader = SharedMemory::attach(&name)?;
+    let mut buf = [0u8; 5];
+    reader.read(0, &mut buf)?;
+    println!("attached {name:?}: {:?}", String::from_utf8_lossy(&buf));
+    drop(owner); // the creator unlinks the name; the reader keeps its mapping
+    println!(
+        "after the owner's drop, /dev/shm/{name} exists: {}",
+        std::path::Path::new(&format!("/dev/shm/{name}")).exists()
+    );
+    Ok(())
+}
+
 fn section(title: &str) {
     println!("\n== {title}");
 }
@@ -224,6 +290,8 @@ fn main() -> Result<(), multiproc::Error> {
     let conn = listener.accept::<String>()?;
     println!("listener at {address} got {:?}", conn.recv()?);
     client.join()?;
+
+    sync_and_shared()?;
 
     println!(
         "\nactive_children() at the end: {:?}",

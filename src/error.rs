@@ -75,6 +75,20 @@ pub enum ErrorKind {
     /// `JoinableQueue::task_done` was called more times than messages were
     /// taken (Python's `ValueError`).
     TaskDone,
+    /// The previous holder of a lock died while holding it, so the data the
+    /// lock protects may be half-changed. See [`crate::sync::OwnerDied`].
+    OwnerDied,
+    /// A [`Barrier`](crate::sync::Barrier) is broken: it was aborted or
+    /// reset, a waiter timed out, or its action panicked (Python's
+    /// `BrokenBarrierError`).
+    BrokenBarrier,
+    /// A lock or semaphore was released more often than it was acquired, or
+    /// by a thread that does not hold it (Python's `ValueError` /
+    /// `RuntimeError` from `release()`).
+    NotAcquired,
+    /// An argument is out of range (a zero-sized segment, a bad name, zero
+    /// barrier parties); the message says which.
+    InvalidArgument,
 }
 
 /// The error type of `multiproc`.

@@ -114,6 +114,34 @@
 //! descriptor, under every start method; this is how queues, pipes and
 //! locks travel to children.
 //!
+//! ## Locks and shared values
+//!
+//! [`sync`] has Python's `Lock`, `RLock`, `Semaphore`, `Condition`, `Event`
+//! and `Barrier`; [`shared`] has `Value`, `Array`, `RawValue`, `RawArray`
+//! and `SharedMemory`. All of them travel in a child's arguments. A process
+//! killed while holding a lock does not deadlock the others: the next one
+//! gets the lock with an [`OwnerDied`](sync::OwnerDied) it can repair from.
+//!
+//! ```
+//! use multiproc::{Process, shared::Value};
+//!
+//! fn add(counter: Value<u64>) {
+//!     for _ in 0..1000 {
+//!         *counter.lock().unwrap() += 1;
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), multiproc::Error> {
+//! # multiproc::init();
+//! let counter = Value::new(0u64)?;
+//! let a = Process::new(add, counter.clone()).start()?;
+//! let b = Process::new(add, counter.clone()).start()?;
+//! a.join()?;
+//! b.join()?;
+//! assert_eq!(counter.get()?, 2000);
+//! # Ok(()) }
+//! ```
+//!
 //! ## Logging
 //!
 //! [`log_to_stderr`] shows the library's lifecycle events, prefixed with
@@ -134,7 +162,6 @@ pub mod connection;
 pub mod context;
 mod error;
 mod fuzzing;
-#[allow(dead_code)] // the lock under the queue and sync modules, which land next
 mod lockword;
 mod logging;
 pub mod manager;
@@ -142,6 +169,8 @@ mod process;
 pub mod queue;
 mod region;
 mod runtime;
+pub mod shared;
+pub mod sync;
 mod sys;
 mod target;
 mod wire;
@@ -182,6 +211,7 @@ pub mod __fuzz {
 ///
 /// Calling it more than once is harmless.
 pub fn init() {
+    shared::tracker::serve_if_asked();
     runtime::init()
 }
 

@@ -101,7 +101,7 @@ impl Region {
     }
 
     /// Whether two handles map the same segment in this process.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[allow(dead_code)] // used by tests (and the queues)
     pub(crate) fn same(&self, other: &Region) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }

@@ -61,6 +61,7 @@ fn display_unit(unit: &str) -> &str {
         "us" => "µs",
         "us_per_task" => "µs/task",
         "msgs_per_s" => "msg/s",
+        "ops_per_s" => "op/s",
         "GB_per_s" => "GB/s",
         other => other,
     }

@@ -72,7 +72,7 @@ pub(crate) struct ErrorReport {
     pub(crate) message: String,
 }
 
-const KINDS: [ErrorKind; 23] = [
+const KINDS: [ErrorKind; 27] = [
     ErrorKind::Io,
     ErrorKind::Panicked,
     ErrorKind::Killed,
@@ -96,6 +96,10 @@ const KINDS: [ErrorKind; 23] = [
     ErrorKind::Empty,
     ErrorKind::Closed,
     ErrorKind::TaskDone,
+    ErrorKind::OwnerDied,
+    ErrorKind::BrokenBarrier,
+    ErrorKind::NotAcquired,
+    ErrorKind::InvalidArgument,
 ];
 
 impl ErrorReport {

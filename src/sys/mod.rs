@@ -18,6 +18,6 @@ compile_error!("multiproc supports Linux only for now; the OS layer lives in src
 pub(crate) mod futex;
 pub(crate) mod image;
 pub(crate) mod process;
-#[allow(dead_code)] // used by the queue and sync modules, which land next
 pub(crate) mod shm;
 pub(crate) mod socket;
+pub(crate) mod thread;

@@ -11,6 +11,7 @@
 
 mod process_start;
 mod queue;
+mod sync;
 
 /// An implementation a scenario can be measured with; also the table's
 /// column order.
@@ -89,7 +90,8 @@ pub struct Scenario {
     pub name: &'static str,
     /// Variants (start methods, sizes); `["-"]` if none.
     pub variants: &'static [&'static str],
-    /// Unit of every value: `us`, `ms`, `us_per_task`, `msgs_per_s`, `GB_per_s`.
+    /// Unit of every value: `ns`, `us`, `ms`, `us_per_task`, `msgs_per_s`,
+    /// `ops_per_s`, `GB_per_s`.
     pub unit: &'static str,
     /// Iterations per run for a variant; the bool is `--quick`.
     pub iters: fn(&str, bool) -> usize,
@@ -213,10 +215,82 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario::pending("pipe_small", "Pipe"),
     Scenario::pending("pipe_1mib", "Pipe"),
     Scenario::pending("pipe_pingpong", "Pipe"),
-    Scenario::pending("lock_uncontended", "Lock"),
-    Scenario::pending("lock_contended", "Lock"),
-    Scenario::pending("value_incr", "Value"),
-    Scenario::pending("shm_create", "shared_memory"),
+    Scenario {
+        name: "lock_uncontended",
+        variants: &["-"],
+        unit: "ns",
+        iters: sync::iters_lock,
+        entries: &[
+            Entry {
+                imp: Impl::Multiproc,
+                variants: &[],
+                runner: Runner::Native(sync::lock_uncontended),
+            },
+            Entry {
+                imp: Impl::Python,
+                variants: &[],
+                runner: Runner::Python("lock_uncontended.py"),
+            },
+        ],
+        pending: None,
+    },
+    Scenario {
+        name: "lock_contended",
+        variants: &["-"],
+        unit: "ops_per_s",
+        iters: sync::iters_contended,
+        entries: &[
+            Entry {
+                imp: Impl::Multiproc,
+                variants: &[],
+                runner: Runner::Native(sync::lock_contended),
+            },
+            Entry {
+                imp: Impl::Python,
+                variants: &[],
+                runner: Runner::Python("lock_contended.py"),
+            },
+        ],
+        pending: None,
+    },
+    Scenario {
+        name: "value_incr",
+        variants: &["-"],
+        unit: "ops_per_s",
+        iters: sync::iters_contended,
+        entries: &[
+            Entry {
+                imp: Impl::Multiproc,
+                variants: &[],
+                runner: Runner::Native(sync::value_incr),
+            },
+            Entry {
+                imp: Impl::Python,
+                variants: &[],
+                runner: Runner::Python("value_incr.py"),
+            },
+        ],
+        pending: None,
+    },
+    Scenario {
+        name: "shm_create",
+        variants: &["named", "anonymous"],
+        unit: "us",
+        iters: sync::iters_shm,
+        entries: &[
+            Entry {
+                imp: Impl::Multiproc,
+                variants: &[],
+                runner: Runner::Native(sync::shm_create),
+            },
+            Entry {
+                imp: Impl::Python,
+                variants: &["named"],
+                runner: Runner::Python("shm_create.py"),
+            },
+        ],
+        pending: None,
+    },
     Scenario::pending("manager_dict", "Manager"),
 ];
 

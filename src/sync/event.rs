@@ -1,0 +1,123 @@
+//! [`Event`]: a flag in shared memory that processes wait for.
+//!
+//! One futex word: 0 clear, 1 set. `set` stores 1 and, if the flag was
+//! clear, wakes every sleeper; `wait` sleeps on the word while it is 0.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::lock::check_len;
+use crate::error::{Error, Result};
+use crate::region::Region;
+use crate::sys::futex;
+
+/// The shared-memory layout of an [`Event`] (4 bytes; all-zero is clear).
+///
+/// | offset | field | meaning |
+/// |---|---|---|
+/// | 0 | `flag` | 0 clear, 1 set (the futex word) |
+#[repr(C)]
+pub(crate) struct EventLayout {
+    pub(crate) flag: AtomicU32,
+}
+
+/// A flag that processes can set, clear and wait for: Python's
+/// `multiprocessing.Event`.
+///
+/// ```
+/// use std::time::Duration;
+/// # multiproc::init();
+/// let ev = multiproc::sync::Event::new()?;
+/// assert!(!ev.wait_timeout(Duration::from_millis(1)));
+/// ev.set();
+/// assert!(ev.is_set());
+/// ev.wait();
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "Region", into = "Region")]
+pub struct Event {
+    region: Region,
+}
+
+impl TryFrom<Region> for Event {
+    type Error = Error;
+    fn try_from(region: Region) -> Result<Self> {
+        check_len(&region, size_of::<EventLayout>(), "Event")?;
+        Ok(Self { region })
+    }
+}
+
+impl From<Event> for Region {
+    fn from(e: Event) -> Region {
+        e.region
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("is_set", &self.is_set())
+            .finish()
+    }
+}
+
+impl Event {
+    /// A new, clear event.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) if the segment cannot be
+    /// created or mapped.
+    pub fn new() -> Result<Self> {
+        Ok(Self {
+            region: Region::new("multiproc-event", size_of::<EventLayout>())?,
+        })
+    }
+
+    fn flag(&self) -> &AtomicU32 {
+        self.region.u32_at(0)
+    }
+
+    /// Sets the flag and wakes every process waiting for it.
+    pub fn set(&self) {
+        if self.flag().swap(1, Ordering::Release) == 0 {
+            futex::wake_all(self.flag());
+        }
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) {
+        self.flag().store(0, Ordering::Release);
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.flag().load(Ordering::Acquire) != 0
+    }
+
+    /// Waits until the flag is set.
+    pub fn wait(&self) {
+        self.wait_until(None);
+    }
+
+    /// Waits at most `timeout` for the flag; whether it is set (Python's
+    /// `wait(timeout)`).
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_until(Some(Instant::now() + timeout))
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        loop {
+            if self.is_set() {
+                return true;
+            }
+            if futex::wait_until(self.flag(), 0, deadline) == futex::Woken::TimedOut {
+                return self.is_set();
+            }
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! [`Lock`]: a mutual-exclusion lock shared by processes, robust against a
+//! holder that dies.
+//!
+//! The lock is one word of shared memory managed by `crate::lockword`
+//! (compare-and-swap of the holder's pid to lock, a swap to unlock, a futex
+//! to sleep), plus a sticky *owner-died* flag beside it. When a process
+//! dies holding the lock, the next locker takes it over within ~50 ms and
+//! sets the flag; every acquisition that finds the flag set returns
+//! [`OwnerDied`] instead of a plain guard, until someone takes
+//! responsibility for the data with [`OwnerDied::into_guard`].
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::lockword;
+use crate::region::Region;
+
+/// The shared-memory layout of a [`Lock`] (8 bytes; all-zero is an
+/// unlocked lock whose data is consistent).
+///
+/// | offset | field | meaning |
+/// |---|---|---|
+/// | 0 | `word` | the lock word: 0 free, else holder pid (bit 31: waiters) |
+/// | 4 | `owner_died` | 1 while a holder's death has not been acknowledged |
+#[repr(C)]
+pub(crate) struct LockLayout {
+    pub(crate) word: AtomicU32,
+    pub(crate) owner_died: AtomicU32,
+}
+
+/// The outcome of a blocking acquisition: the guard, or [`OwnerDied`]
+/// carrying the guard when the previous holder died holding the lock.
+pub type LockResult<G> = std::result::Result<G, OwnerDied<G>>;
+
+/// The outcome of a `try_` or `_timeout` acquisition: `Ok(None)` when the
+/// lock stayed busy (or the time ran out).
+pub type TryLockResult<G> = std::result::Result<Option<G>, OwnerDied<G>>;
+
+/// A process died while holding the lock: what the lock protects may be
+/// half-changed. You hold the lock now (the guard is inside).
+///
+/// This is the robust-mutex counterpart of std's `PoisonError`, and it is
+/// sticky in the same way: every later acquisition, in any process, gets an
+/// `OwnerDied` too until someone calls [`into_guard`](Self::into_guard),
+/// which says "I am repairing the data" and clears the indication.
+/// Converting it into an [`Error`] (with `?`) releases the lock and leaves
+/// the indication set, so the next holder is told as well.
+///
+/// ```
+/// # multiproc::init();
+/// let lock = multiproc::sync::Lock::new()?;
+/// let guard = match lock.acquire() {
+///     Ok(guard) => guard,
+///     Err(died) => {
+///         // repair the shared data here, then:
+///         died.into_guard()
+///     }
+/// };
+/// drop(guard);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[must_use = "the lock is held, and the data it protects may need repair"]
+pub struct OwnerDied<G> {
+    guard: G,
+    flag: Region,
+    flag_offset: usize,
+}
+
+impl<G> OwnerDied<G> {
+    pub(crate) fn new(guard: G, flag: Region, flag_offset: usize) -> Self {
+        Self {
+            guard,
+            flag,
+            flag_offset,
+        }
+    }
+
+    /// The guard, after acknowledging that the previous holder died: the
+    /// indication is cleared, so later acquisitions succeed normally. Repair
+    /// the data before you release the guard.
+    pub fn into_guard(self) -> G {
+        self.flag
+            .u32_at(self.flag_offset)
+            .store(0, Ordering::Release);
+        self.guard
+    }
+
+    /// The guard, without acknowledging anything (the indication stays).
+    pub fn get_ref(&self) -> &G {
+        &self.guard
+    }
+
+    /// The guard, mutably, without acknowledging anything.
+    pub fn get_mut(&mut self) -> &mut G {
+        &mut self.guard
+    }
+
+    /// Maps the guard inside, keeping the indication pending.
+    pub(crate) fn map<H>(self, f: impl FnOnce(G) -> H) -> OwnerDied<H> {
+        OwnerDied {
+            guard: f(self.guard),
+            flag: self.flag,
+            flag_offset: self.flag_offset,
+        }
+    }
+}
+
+impl<G> fmt::Debug for OwnerDied<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnerDied").finish_non_exhaustive()
+    }
+}
+
+impl<G> fmt::Display for OwnerDied<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "a process died while holding the lock: the data it protects may be half-changed \
+             (handle the OwnerDied and call into_guard() after repairing it)",
+        )
+    }
+}
+
+impl<G> std::error::Error for OwnerDied<G> {}
+
+impl<G> From<OwnerDied<G>> for Error {
+    /// An [`ErrorKind::OwnerDied`] error. The guard is dropped (the lock is
+    /// released) and the indication stays for the next holder.
+    fn from(e: OwnerDied<G>) -> Self {
+        Error::new(ErrorKind::OwnerDied, e.to_string())
+    }
+}
+
+/// Checks that a region received from another process is big enough for
+/// a structure of `need` bytes at offset 0.
+pub(crate) fn check_len(region: &Region, need: usize, what: &str) -> Result<()> {
+    if region.len() < need {
+        return Err(Error::new(
+            ErrorKind::Decode,
+            format!(
+                "a {what} needs {need} bytes of shared memory; the segment received has {}",
+                region.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A lock shared by processes: Python's `multiprocessing.Lock`.
+///
+/// Create it, then pass it to children in their arguments (it travels as a
+/// descriptor under every start method) or let them inherit it under fork.
+/// Clones are handles to the same lock.
+///
+/// [`acquire`](Self::acquire) returns an RAII [`LockGuard`] that releases
+/// on drop. As in Python, a lock acquired in one process may be released
+/// by another: [`LockGuard::leak`] keeps it held, and [`Lock::release`]
+/// releases it from anywhere.
+///
+/// If a process dies holding the lock, the next process to acquire it gets
+/// it within about 50 ms, as an [`OwnerDied`] (Python deadlocks here).
+///
+/// ```
+/// use multiproc::{Process, sync::Lock};
+///
+/// fn work(lock: Lock) {
+///     let _held = lock.acquire().unwrap();
+///     // ... exclusive section
+/// }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// # multiproc::init();
+/// let lock = Lock::new()?;
+/// let child = Process::new(work, lock.clone()).start()?;
+/// {
+///     let _held = lock.acquire()?;
+/// }
+/// child.join()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "LockWire", into = "LockWire")]
+pub struct Lock {
+    region: Region,
+    /// The lock of a `Value` or `Array`: [`Lock::release`] is refused, since
+    /// releasing someone else's acquisition would let two processes hold
+    /// `&mut` to the same data.
+    guards_data: bool,
+}
+
+/// How a [`Lock`] travels.
+#[derive(Serialize, Deserialize)]
+struct LockWire(Region, bool);
+
+impl TryFrom<LockWire> for Lock {
+    type Error = Error;
+    fn try_from(LockWire(region, guards_data): LockWire) -> Result<Self> {
+        check_len(&region, size_of::<LockLayout>(), "Lock")?;
+        Ok(Self {
+            region,
+            guards_data,
+        })
+    }
+}
+
+impl From<Lock> for LockWire {
+    fn from(l: Lock) -> LockWire {
+        LockWire(l.region, l.guards_data)
+    }
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("holder", &lockword::holder(self.word()))
+            .finish()
+    }
+}
+
+impl Lock {
+    /// A new, unlocked lock in a fresh anonymous shared-memory segment.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the segment cannot be created or mapped.
+    pub fn new() -> Result<Self> {
+        Ok(Self {
+            region: Region::new("multiproc-lock", size_of::<LockLayout>())?,
+            guards_data: false,
+        })
+    }
+
+    /// The lock at the start of `region` (whose first bytes are a
+    /// [`LockLayout`]), guarding the typed data that follows it.
+    pub(crate) fn for_data(region: Region) -> Self {
+        assert!(region.len() >= size_of::<LockLayout>());
+        Self {
+            region,
+            guards_data: true,
+        }
+    }
+
+    pub(crate) fn region(&self) -> &Region {
+        &self.region
+    }
+
+    /// Whether this is the lock of a `Value` or `Array`.
+    pub(crate) fn guards_data(&self) -> bool {
+        self.guards_data
+    }
+
+    #[inline]
+    pub(crate) fn word(&self) -> &AtomicU32 {
+        self.region.u32_at(std::mem::offset_of!(LockLayout, word))
+    }
+
+    #[inline]
+    fn guard(&self, got: lockword::Acquired) -> LockResult<LockGuard<'_>> {
+        let guard = LockGuard {
+            lock: self,
+            _not_sync: PhantomData,
+        };
+        owner_died_check(&self.region, 0, got, guard)
+    }
+
+    /// Acquires the lock, waiting as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] (holding the guard) if a process died holding the lock
+    /// and nobody has acknowledged it since.
+    pub fn acquire(&self) -> LockResult<LockGuard<'_>> {
+        let got = lockword::lock(self.word(), None).expect("no deadline");
+        self.guard(got)
+    }
+
+    /// Acquires the lock if it is free now (Python's
+    /// `acquire(block=False)`); `Ok(None)` if another process or thread
+    /// holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`], as [`acquire`](Self::acquire).
+    pub fn try_acquire(&self) -> TryLockResult<LockGuard<'_>> {
+        match lockword::try_lock(self.word()) {
+            Some(got) => self.guard(got).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Acquires the lock, waiting at most `timeout`; `Ok(None)` if it is
+    /// still held by a live process then.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`], as [`acquire`](Self::acquire).
+    pub fn acquire_timeout(&self, timeout: Duration) -> TryLockResult<LockGuard<'_>> {
+        match lockword::lock(self.word(), Some(Instant::now() + timeout)) {
+            Some(got) => self.guard(got).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Releases the lock, whoever acquired it (Python's `release()`): the
+    /// counterpart of [`LockGuard::leak`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotAcquired`] if the lock is not held;
+    /// [`ErrorKind::InvalidArgument`] if it is the lock of a
+    /// [`Value`](crate::shared::Value) or [`Array`](crate::shared::Array),
+    /// whose guards give `&mut` access: those are released by dropping
+    /// the guard.
+    pub fn release(&self) -> Result<()> {
+        if self.guards_data {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "the lock of a Value or Array is released by dropping its guard, not by release()",
+            ));
+        }
+        if lockword::holder(self.word()).is_none() {
+            return Err(Error::new(
+                ErrorKind::NotAcquired,
+                "release of a Lock that is not held",
+            ));
+        }
+        lockword::unlock(self.word());
+        Ok(())
+    }
+
+    /// Whether some process holds the lock right now (it may change at
+    /// once).
+    pub fn is_locked(&self) -> bool {
+        lockword::holder(self.word()).is_some()
+    }
+
+    /// The pid of the process holding the lock, if any.
+    pub fn holder(&self) -> Option<u32> {
+        lockword::holder(self.word())
+    }
+}
+
+/// Records an owner-died acquisition in the flag at `offset + 4` of
+/// `region` and turns a pending one into [`OwnerDied`].
+#[inline]
+pub(crate) fn owner_died_check<G>(
+    region: &Region,
+    offset: usize,
+    got: lockword::Acquired,
+    guard: G,
+) -> LockResult<G> {
+    let flag_offset = offset + std::mem::offset_of!(LockLayout, owner_died);
+    let flag = region.u32_at(flag_offset);
+    if got.owner_died {
+        flag.store(1, Ordering::Release);
+    }
+    if flag.load(Ordering::Acquire) != 0 {
+        return Err(OwnerDied::new(guard, region.clone(), flag_offset));
+    }
+    Ok(guard)
+}
+
+/// Holds a [`Lock`]; releases it when dropped.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
+    // A guard may be sent to another thread (any thread may release a
+    // Lock), but sharing `&LockGuard` is pointless; keep it simple.
+    _not_sync: PhantomData<std::cell::Cell<()>>,
+}
+
+impl<'a> LockGuard<'a> {
+    /// The lock this guard holds.
+    pub(crate) fn lock(&self) -> &'a Lock {
+        self.lock
+    }
+
+    /// Keeps the lock held after the guard is gone; release it later with
+    /// [`Lock::release`], in this process or another (Python's
+    /// acquire-here, release-there). (The lock of a `Value` or `Array`
+    /// then stays held for good: its `release` is refused.)
+    pub fn leak(self) {
+        std::mem::forget(self)
+    }
+}
+
+impl fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard").finish_non_exhaustive()
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        lockword::unlock(self.lock.word());
+    }
+}
