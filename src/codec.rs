@@ -9,7 +9,7 @@
 //! back out by index. This is how a `Queue`, `Pipe` or `Lock` handle, which
 //! holds descriptors, can sit inside a child's arguments as in Python.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
@@ -23,6 +23,8 @@ use crate::sys;
 thread_local! {
     static OUTGOING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
     static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+    /// Set while encoding for a destination that cannot carry descriptors.
+    static NO_FDS: Cell<bool> = const { Cell::new(false) };
 }
 
 /// An encoded value: its bytes and the descriptors that travel with them.
@@ -68,19 +70,18 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, Error>
     Ok(Encoded { bytes, fds })
 }
 
-/// Encodes `value` into `buf` (cleared first, its allocation reused),
-/// returning duplicates of the descriptors inside it. For hot paths that
-/// keep one buffer per thread.
-pub(crate) fn encode_into<T: Serialize + ?Sized>(
+/// Encodes `value` into `buf` (cleared first, its allocation reused), for
+/// a destination that cannot carry descriptors (a queue's shared memory):
+/// a value holding an [`Fd`] fails with [`ErrorKind::Encode`] saying so.
+/// For hot paths that keep one buffer per thread.
+pub(crate) fn encode_plain_into<T: Serialize + ?Sized>(
     value: &T,
     buf: &mut Vec<u8>,
-) -> Result<Vec<OwnedFd>, Error> {
+) -> Result<(), Error> {
     buf.clear();
-    let previous = OUTGOING.with(|o| o.borrow_mut().replace(Vec::new()));
+    let previous = NO_FDS.replace(true);
     let result = postcard::to_extend(value, std::mem::take(buf));
-    let fds = OUTGOING
-        .with(|o| std::mem::replace(&mut *o.borrow_mut(), previous))
-        .unwrap_or_default();
+    NO_FDS.set(previous);
     *buf = result.map_err(|e| {
         Error::new(
             ErrorKind::Encode,
@@ -91,7 +92,7 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
         )
         .with_source(e)
     })?;
-    Ok(fds)
+    Ok(())
 }
 
 /// Decodes a `T` from `bytes`, handing it the descriptors that came with them.
@@ -219,6 +220,12 @@ pub(crate) fn serialize_fd<S: Serializer>(
     fd: BorrowedFd<'_>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
+    if NO_FDS.get() {
+        return Err(S::Error::custom(
+            "it holds descriptors, which cannot travel through a queue's shared memory; \
+             send it in a child's arguments or through a Pipe",
+        ));
+    }
     let dup = sys::socket::dup(fd).map_err(S::Error::custom)?;
     let index = OUTGOING.with(|o| {
         o.borrow_mut().as_mut().map(|table| {

@@ -256,17 +256,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             return Err(PutError::Closed(value));
         }
         let result = with_buffer(&ENCODE_BUF, |buf| {
-            let fds = codec::encode_into(&value, buf)?;
-            if !fds.is_empty() {
-                return Err(Error::new(
-                    ErrorKind::Encode,
-                    format!(
-                        "a value of type {} holds descriptors, which a queue cannot carry; \
-                         send it in a child's arguments or through a Pipe",
-                        std::any::type_name::<T>()
-                    ),
-                ));
-            }
+            codec::encode_plain_into(&value, buf)?;
             Ok(self.ring.put(buf, wait))
         });
         match result {
