@@ -23,8 +23,9 @@ use crate::sys;
 thread_local! {
     static OUTGOING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
     static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
-    /// Set while encoding for a destination that cannot carry descriptors.
-    static NO_FDS: Cell<bool> = const { Cell::new(false) };
+    /// While encoding for a destination that cannot carry descriptors:
+    /// `Some(found)`, `found` set once an [`Fd`] was refused.
+    static NO_FDS: Cell<Option<bool>> = const { Cell::new(None) };
 }
 
 /// An encoded value: its bytes and the descriptors that travel with them.
@@ -79,18 +80,26 @@ pub(crate) fn encode_plain_into<T: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
 ) -> Result<(), Error> {
     buf.clear();
-    let previous = NO_FDS.replace(true);
+    let previous = NO_FDS.replace(Some(false));
     let result = postcard::to_extend(value, std::mem::take(buf));
-    NO_FDS.set(previous);
+    let refused = NO_FDS.replace(previous) == Some(true);
     *buf = result.map_err(|e| {
-        Error::new(
-            ErrorKind::Encode,
-            format!(
-                "could not encode a value of type {}",
-                std::any::type_name::<T>()
-            ),
-        )
-        .with_source(e)
+        let what = std::any::type_name::<T>();
+        if refused {
+            Error::new(
+                ErrorKind::Encode,
+                format!(
+                    "a value of type {what} holds descriptors, which cannot travel through a \
+                     queue's shared memory; send it in a child's arguments or through a Pipe"
+                ),
+            )
+        } else {
+            Error::new(
+                ErrorKind::Encode,
+                format!("could not encode a value of type {what}"),
+            )
+            .with_source(e)
+        }
     })?;
     Ok(())
 }
@@ -220,11 +229,9 @@ pub(crate) fn serialize_fd<S: Serializer>(
     fd: BorrowedFd<'_>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    if NO_FDS.get() {
-        return Err(S::Error::custom(
-            "it holds descriptors, which cannot travel through a queue's shared memory; \
-             send it in a child's arguments or through a Pipe",
-        ));
+    if NO_FDS.get().is_some() {
+        NO_FDS.set(Some(true));
+        return Err(S::Error::custom("a descriptor cannot travel here"));
     }
     let dup = sys::socket::dup(fd).map_err(S::Error::custom)?;
     let index = OUTGOING.with(|o| {
