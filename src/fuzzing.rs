@@ -22,6 +22,8 @@ pub fn decode_everything(data: &[u8]) {
     let _ = crate::codec::decode::<crate::Fd>(data, Vec::new());
     let _ = postcard::from_bytes::<Boot>(data);
     let _ = postcard::from_bytes::<ErrorReport>(data);
+    // A queue whose shared memory another process scribbled over.
+    crate::queue::ring::fuzz(data);
 }
 
 #[cfg(test)]

@@ -716,6 +716,70 @@ impl Ring {
     }
 }
 
+/// For the fuzz target and its unit test: scribbles `data` over the header
+/// fields another process could corrupt (not the lock and futex words,
+/// which only ever hold what the lock code writes) and the first bytes of
+/// the ring, then runs every non-blocking operation. Whatever the bytes,
+/// each gives a value or an error: never a panic, a hang or an access
+/// outside the mapping. The capacity is kept at most 1 MiB so that a
+/// record header cannot make the fuzzer allocate gigabytes (a corrupt
+/// queue may make one get allocate up to the ring's capacity).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn fuzz(data: &[u8]) {
+    thread_local! {
+        static FUZZ_RING: Ring = Ring::new(0).expect("a queue for fuzzing");
+    }
+    FUZZ_RING.with(|r| {
+        let mut words = data.chunks(8).map(|c| {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            u64::from_le_bytes(w)
+        });
+        for field in [
+            CAP,
+            MAXSIZE,
+            TAIL,
+            PUT_COUNT,
+            INTENT_TAIL,
+            INTENT_PUT,
+            HEAD,
+            GOT_COUNT,
+            INTENT_HEAD,
+            INTENT_GOT,
+            DONE_COUNT,
+        ] {
+            let Some(mut w) = words.next() else { break };
+            if field == CAP {
+                w &= (1 << 20) - 1;
+            }
+            r.a64(field).store(w, Ordering::Relaxed);
+        }
+        r.a32(SHUTDOWN)
+            .store(u32::from(data.first() == Some(&7)), Ordering::Relaxed);
+        let rest = data.get(88..).unwrap_or(&[]);
+        r.region.map().write(RING, rest);
+        r.seen.head.store(0, Ordering::Relaxed);
+        r.seen.tail.store(0, Ordering::Relaxed);
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            let _ = r.get(&mut out, Wait::No);
+        }
+        let _ = r.put(b"fuzz", Wait::No);
+        let _ = r.get(&mut out, Wait::No);
+        let _ = (r.len(), r.is_empty(), r.is_full(), r.unfinished());
+        let _ = r.task_done();
+        let _ = r.join(Some(Instant::now()));
+        // Leave a sane queue for the next input.
+        for off in [CAP, MAXSIZE, TAIL, PUT_COUNT, INTENT_TAIL, INTENT_PUT] {
+            r.a64(off).store(0, Ordering::Relaxed);
+        }
+        for off in [HEAD, GOT_COUNT, INTENT_HEAD, INTENT_GOT, DONE_COUNT] {
+            r.a64(off).store(0, Ordering::Relaxed);
+        }
+        r.a32(SHUTDOWN).store(0, Ordering::Relaxed);
+    });
+}
+
 /// A store-load fence for code that has just executed an atomic
 /// read-modify-write; see [`Ring::notify`].
 #[inline(always)]
