@@ -724,7 +724,7 @@ impl Ring {
 /// outside the mapping. The capacity is kept at most 1 MiB so that a
 /// record header cannot make the fuzzer allocate gigabytes (a corrupt
 /// queue may make one get allocate up to the ring's capacity).
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
 pub(crate) fn fuzz(data: &[u8]) {
     thread_local! {
         static FUZZ_RING: Ring = Ring::new(0).expect("a queue for fuzzing");
