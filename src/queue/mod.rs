@@ -661,3 +661,38 @@ impl<T> JoinableQueue<T> {
         self.0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handle_to_a_segment_of_the_wrong_size_is_a_decode_error() {
+        let small = Region::new("not-a-queue", 4096).unwrap();
+        let e = codec::encode(&small).unwrap();
+        let err = codec::decode::<Queue<u8>>(&e.bytes, e.fds).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode);
+    }
+
+    #[test]
+    fn a_handle_travels_and_shares_the_queue() {
+        let q = Queue::<String>::new().unwrap();
+        q.put("before".into()).unwrap();
+        let e = codec::encode(&q).unwrap();
+        let back: Queue<String> = codec::decode(&e.bytes, e.fds).unwrap();
+        assert_eq!(back.get().unwrap(), "before");
+        back.put("after".into()).unwrap();
+        assert_eq!(q.try_get().unwrap(), "after");
+        assert!(!back.is_closed(), "close() is per process, not carried");
+    }
+
+    #[test]
+    fn errors_convert_with_their_kinds() {
+        let e: Error = PutError::Full(1).into();
+        assert_eq!(e.kind(), ErrorKind::Full);
+        let e: Error = GetError::Closed.into();
+        assert_eq!(e.kind(), ErrorKind::Closed);
+        assert_eq!(PutError::Timeout("x").into_inner(), "x");
+        assert_eq!(format!("{:?}", PutError::Closed(5)), "Closed(..)");
+    }
+}
