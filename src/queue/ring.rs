@@ -25,7 +25,8 @@
 //!   `[cap, 2·cap)`, which the old ring never used, and then `cap` is
 //!   switched with one store: a producer killed mid-growth leaves the old
 //!   ring intact. So an unbounded queue never blocks a put, and `maxsize`
-//!   counts messages, as in Python.
+//!   counts messages, as in Python. A get that empties a large ring
+//!   shrinks it back and gives the memory back.
 //! - **Sleeping**: a waiter spins briefly, then yields, then sets a
 //!   *sleepers* flag and sleeps on a sequence word's futex. The other side
 //!   checks the flag after each operation (a fence and a load) and only
@@ -41,7 +42,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorKind};
 use crate::lockword;
 use crate::region::Region;
-use crate::sys::futex;
+use crate::sys::{futex, shm};
 
 // The header, at offsets from the start of the segment. All-zero is a
 // fresh empty queue (capacity 0 reads as MIN_CAP, maxsize 0 as unbounded).
@@ -99,6 +100,9 @@ pub(super) const RING: usize = 4096;
 pub(super) const MIN_CAP: u64 = 64 << 10;
 /// The largest the ring may grow: the segment's reserved size.
 pub(super) const MAX_CAP: u64 = 1 << 34;
+/// A ring this large that a get leaves empty shrinks back to [`MIN_CAP`]
+/// and gives its memory back.
+pub(super) const SHRINK_AT: u64 = 64 << 20;
 /// The segment's length.
 pub(super) const REGION_LEN: usize = RING + MAX_CAP as usize;
 
@@ -586,7 +590,40 @@ impl Ring {
         self.a64(HEAD).store(new_head, Ordering::Release);
         at(hook, Stage::GetRetired);
         self.a64(GOT_COUNT).store(got + 1, Ordering::Release);
+        if cap >= SHRINK_AT && new_head == tail {
+            self.maybe_shrink(new_head);
+        }
         Ok(Some(len))
+    }
+
+    /// With the consumers' lock, after a get that emptied a large ring: if
+    /// the producers' lock is free and the ring is still empty, shrinks it
+    /// to [`MIN_CAP`] (one store: an empty ring is valid under any
+    /// capacity) and gives the rest of its memory back. Never waits for
+    /// the producers' lock (a producer holding it may be waiting for ours,
+    /// to grow).
+    fn maybe_shrink(&self, head: u64) {
+        let lock = self.a32(PUT_LOCK);
+        let Some(acquired) = lockword::try_lock(lock) else {
+            return;
+        };
+        if acquired.owner_died {
+            self.repair_put();
+        }
+        let Ok(cap) = self.cap() else {
+            lockword::unlock(lock);
+            return;
+        };
+        let empty = self.a64(TAIL).load(Ordering::Acquire) == head;
+        if empty {
+            self.a64(CAP).store(MIN_CAP, Ordering::Release);
+        }
+        lockword::unlock(lock);
+        if empty {
+            // Producers now write below MIN_CAP only, and growing again
+            // needs the consumers' lock, which we hold.
+            let _ = shm::punch_hole(self.region.fd(), (RING as u64) + MIN_CAP, cap - MIN_CAP);
+        }
     }
 
     /// Finishes what a consumer that died holding the lock left.
@@ -861,6 +898,34 @@ mod tests {
         r.put(&big, Wait::No).unwrap();
         assert_eq!(get_vec(&r, Wait::No).unwrap(), [1, 2, 3]);
         assert_eq!(get_vec(&r, Wait::No).unwrap(), big);
+    }
+
+    #[test]
+    fn an_emptied_large_ring_shrinks_and_gives_its_memory_back() {
+        let blocks = |r: &Ring| rustix::fs::fstat(r.region.fd()).unwrap().st_blocks * 512;
+        let r = Ring::new(0).unwrap();
+        let msg = vec![9u8; 1 << 20];
+        for _ in 0..80 {
+            r.put(&msg, Wait::No).unwrap();
+        }
+        assert!(r.capacity() >= 80 << 20);
+        assert!(blocks(&r) >= 80 << 20);
+        for _ in 0..80 {
+            assert_eq!(get_vec(&r, Wait::No).unwrap(), msg);
+        }
+        assert_eq!(r.capacity(), MIN_CAP);
+        assert!(
+            blocks(&r) <= 2 * MIN_CAP as i64 + 8192,
+            "{} bytes kept",
+            blocks(&r)
+        );
+        // And it works, and grows, again.
+        for _ in 0..3 {
+            r.put(&msg, Wait::No).unwrap();
+        }
+        for _ in 0..3 {
+            assert_eq!(get_vec(&r, Wait::No).unwrap(), msg);
+        }
     }
 
     #[test]

@@ -39,6 +39,21 @@ pub(crate) fn size(fd: BorrowedFd<'_>) -> io::Result<usize> {
     usize::try_from(st.st_size).map_err(|_| io::Error::other("segment size out of range"))
 }
 
+/// Gives the memory behind bytes `offset..offset + len` of the segment
+/// back to the system; they read as zero afterwards
+/// ([fallocate(2)](https://man7.org/linux/man-pages/man2/fallocate.2.html)
+/// with `FALLOC_FL_PUNCH_HOLE`). The size does not change.
+pub(crate) fn punch_hole(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+    use rustix::fs::FallocateFlags;
+    rustix::fs::fallocate(
+        fd,
+        FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+        offset,
+        len,
+    )?;
+    Ok(())
+}
+
 /// Creates the named segment `name` (of the form `/something`) with `len`
 /// zero bytes, readable and writable by this user only. Fails with
 /// `AlreadyExists` if the name is taken.
