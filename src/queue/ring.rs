@@ -54,6 +54,8 @@ pub(super) const CAP: usize = 0;
 pub(super) const MAXSIZE: usize = 8;
 /// u32: 1 once the queue is shut down.
 pub(super) const SHUTDOWN: usize = 16;
+/// u64: when the ring last grew, in milliseconds of wall-clock time.
+pub(super) const LAST_GROW: usize = 24;
 
 /// u32 lock word of the producers ([`crate::lockword`]).
 pub(super) const PUT_LOCK: usize = 128;
@@ -101,8 +103,18 @@ pub(super) const MIN_CAP: u64 = 64 << 10;
 /// The largest the ring may grow: the segment's reserved size.
 pub(super) const MAX_CAP: u64 = 1 << 34;
 /// A ring this large that a get leaves empty shrinks back to [`MIN_CAP`]
-/// and gives its memory back.
+/// and gives its memory back, if it has not grown for [`SHRINK_AFTER_MS`]
+/// (so a busy queue whose backlog comes and goes does not pay page faults
+/// to grow again and again).
 pub(super) const SHRINK_AT: u64 = 64 << 20;
+/// See [`SHRINK_AT`].
+pub(super) const SHRINK_AFTER_MS: u64 = 2000;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 /// The segment's length.
 pub(super) const REGION_LEN: usize = RING + MAX_CAP as usize;
 
@@ -494,6 +506,7 @@ impl Ring {
         }
         at(hook, Stage::PutGrow);
         self.a64(CAP).store(new_cap, Ordering::Release);
+        self.a64(LAST_GROW).store(now_ms(), Ordering::Relaxed);
         Ok(new_cap)
     }
 
@@ -603,6 +616,10 @@ impl Ring {
     /// the producers' lock (a producer holding it may be waiting for ours,
     /// to grow).
     fn maybe_shrink(&self, head: u64) {
+        let grown = self.a64(LAST_GROW).load(Ordering::Relaxed);
+        if now_ms().saturating_sub(grown) < SHRINK_AFTER_MS {
+            return;
+        }
         let lock = self.a32(PUT_LOCK);
         let Some(acquired) = lockword::try_lock(lock) else {
             return;
@@ -910,6 +927,19 @@ mod tests {
         }
         assert!(r.capacity() >= 80 << 20);
         assert!(blocks(&r) >= 80 << 20);
+        // Not right after growing: a backlog that comes and goes keeps
+        // its memory.
+        assert_eq!(get_vec(&r, Wait::No).unwrap(), msg);
+        r.put(&msg, Wait::No).unwrap();
+        for _ in 0..80 {
+            assert_eq!(get_vec(&r, Wait::No).unwrap(), msg);
+        }
+        assert!(r.capacity() >= 80 << 20, "shrunk right after growing");
+        // Once it has not grown for a while, an emptying get shrinks it.
+        r.a64(LAST_GROW).store(0, Ordering::Relaxed);
+        for _ in 0..80 {
+            r.put(&msg, Wait::No).unwrap();
+        }
         for _ in 0..80 {
             assert_eq!(get_vec(&r, Wait::No).unwrap(), msg);
         }
