@@ -687,6 +687,45 @@ mod tests {
     }
 
     #[test]
+    fn threads_of_one_process_share_a_bounded_queue_exactly() {
+        // The locks exclude threads of one process too (the lock word
+        // names a process, and a second thread of it waits like anyone).
+        let q = Queue::<(u32, u32)>::with_maxsize(8).unwrap();
+        let producers: Vec<_> = (0..3u32)
+            .map(|id| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    for i in 0..20_000u32 {
+                        q.put((id, i)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let consumers: Vec<_> = (0..3)
+            .map(|_| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    let mut last = [None::<u32>; 3];
+                    let mut n = 0u64;
+                    for (id, i) in q.iter() {
+                        assert!(last[id as usize].is_none_or(|l| l < i), "order");
+                        last[id as usize] = Some(i);
+                        n += u64::from(i);
+                    }
+                    n
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().unwrap();
+        }
+        q.shutdown();
+        let total: u64 = consumers.into_iter().map(|c| c.join().unwrap()).sum();
+        assert_eq!(total, 3 * (19_999 * 20_000 / 2));
+        assert!(q.empty());
+    }
+
+    #[test]
     fn errors_convert_with_their_kinds() {
         let e: Error = PutError::Full(1).into();
         assert_eq!(e.kind(), ErrorKind::Full);
