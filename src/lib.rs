@@ -114,6 +114,34 @@
 //! descriptor, under every start method; this is how queues, pipes and
 //! locks travel to children.
 //!
+//! ## Queues
+//!
+//! [`Queue`] (and [`SimpleQueue`], [`JoinableQueue`]) carries serde values
+//! between any number of producer and consumer processes through shared
+//! memory. A put is in the queue when it returns, so a child that put data
+//! exits at once; a producer or consumer killed in the middle of an
+//! operation corrupts nothing. [`Queue::shutdown`] ends consumers that loop
+//! on `get`.
+//!
+//! ```
+//! use multiproc::{Process, Queue};
+//!
+//! fn squares(q: Queue<u64>, n: u64) {
+//!     for i in 0..n {
+//!         q.put(i * i).unwrap();
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), multiproc::Error> {
+//! # multiproc::init();
+//! let q = Queue::new()?;
+//! let child = Process::new(squares, (q.clone(), 4)).start()?;
+//! child.join()?; // never waits for a reader
+//! let got: Vec<u64> = q.try_iter().collect();
+//! assert_eq!(got, [0, 1, 4, 9]);
+//! # Ok(()) }
+//! ```
+//!
 //! ## Locks and shared values
 //!
 //! [`sync`] has Python's `Lock`, `RLock`, `Semaphore`, `Condition`, `Event`
