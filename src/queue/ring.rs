@@ -404,7 +404,12 @@ impl Ring {
         let rec = record_len(bytes.len());
         let tail = self.a64(TAIL).load(Ordering::Relaxed);
         let mut cap = self.cap().map_err(Fail::Error)?;
+        // A remembered HEAD past TAIL can only come from corrupt memory:
+        // ignore it, or we would overwrite unread records.
         let mut head = self.seen.head.load(Ordering::Acquire);
+        if head > tail {
+            head = 0;
+        }
         if cap.saturating_sub(tail.saturating_sub(head)) < rec {
             // Not enough room as far as we knew: look again.
             head = self.a64(HEAD).load(Ordering::Acquire);
@@ -661,6 +666,9 @@ impl Ring {
         self.a64(INTENT_GOT).store(put, Ordering::Release);
         self.a64(HEAD).store(tail, Ordering::Release);
         self.a64(GOT_COUNT).store(put, Ordering::Release);
+        // What this process remembered may be as wrong as the header was.
+        self.seen.head.store(tail, Ordering::Release);
+        self.seen.tail.store(tail, Ordering::Release);
         corrupt(format!("{what}; the messages in it were discarded"))
     }
 
@@ -1008,6 +1016,32 @@ mod tests {
         // A capacity that is not a power of two: an error, never a panic.
         r.a64(CAP).store(12345, Ordering::Relaxed);
         assert!(matches!(r.put(b"x", Wait::No), Err(Fail::Error(_))));
+    }
+
+    #[test]
+    fn positions_scribbled_far_ahead_do_not_poison_later_operations() {
+        let r = Ring::new(0).unwrap();
+        r.put(b"one", Wait::No).unwrap();
+        // Another process scribbles huge positions; this one reads them.
+        let (head, tail) = (
+            r.a64(HEAD).load(Ordering::Relaxed),
+            r.a64(TAIL).load(Ordering::Relaxed),
+        );
+        r.a64(HEAD).store(1 << 50, Ordering::Relaxed);
+        r.a64(TAIL).store(1 << 51, Ordering::Relaxed);
+        assert!(matches!(get_vec(&r, Wait::No), Err(Fail::Error(_))));
+        let _ = r.put(b"x", Wait::No);
+        // The header is put right (by the other process, say).
+        r.a64(HEAD).store(head, Ordering::Relaxed);
+        r.a64(TAIL).store(tail, Ordering::Relaxed);
+        r.a64(INTENT_TAIL).store(tail, Ordering::Relaxed);
+        let _ = get_vec(&r, Wait::No); // may report the garbage once
+        for i in 0..5000u32 {
+            r.put(&i.to_le_bytes(), Wait::No).unwrap();
+        }
+        for i in 0..5000u32 {
+            assert_eq!(get_vec(&r, Wait::No).unwrap(), i.to_le_bytes());
+        }
     }
 
     #[test]
