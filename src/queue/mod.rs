@@ -44,8 +44,8 @@
 //! - **Crashes do not corrupt it**: a producer killed in the middle of a
 //!   put published nothing; a consumer killed in the middle of a get took
 //!   nothing (the next consumer gets that message). A lock held by a dead
-//!   process is taken over within a few tens of milliseconds
-//!   ([`crate::lockword`]).
+//!   process is taken over within a few tens of milliseconds. Both hold
+//!   whatever the moment of death: the tests kill children at each one.
 //! - **Unbounded means unbounded**: a full ring grows instead of blocking
 //!   the put, up to 16 GiB of messages (memory is only used as the ring
 //!   fills). `maxsize` counts messages, as in Python.
@@ -53,12 +53,12 @@
 //!   `queue.Queue.shutdown`) makes every put fail and every get fail once
 //!   the queue is drained, so blocked consumers wake up.
 //! - A value of the wrong type is a [`GetError::Failed`] with
-//!   [`ErrorKind::Decode`](crate::ErrorKind::Decode), never a panic.
+//!   [`ErrorKind::Decode`], never a panic.
 //!
 //! Values that hold descriptors ([`Fd`](crate::Fd), a `Connection`, another
 //! queue) cannot travel through a queue: shared memory does not carry
 //! descriptors, and such a put fails with
-//! [`ErrorKind::Encode`](crate::ErrorKind::Encode). Send them in a child's
+//! [`ErrorKind::Encode`]. Send them in a child's
 //! arguments or through a [`Pipe`](crate::connection::pipe).
 
 mod errors;
