@@ -32,3 +32,12 @@ def median_us(cycle, iters):
 def report(value):
     """Prints the run's value, the only thing a script writes to stdout."""
     print(f"{value:.3f}")
+
+
+def rss_mib(pid):
+    """The resident set size of process PID in MiB (VmRSS in /proc)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise SystemExit(f"no VmRSS for {pid}")
