@@ -1,7 +1,8 @@
 /* Limit for idle_rss (every start method): the smallest idle child, a
  * forked C process blocked in read(2) on a pipe. Reads its VmRSS from
- * /proc/PID/status, ITERS children one after the other. Prints the median
- * in MiB. */
+ * /proc/PID/status (idle_uss.c: Private_Clean + Private_Dirty from
+ * /proc/PID/smaps_rollup), ITERS children one after the other. Prints the
+ * median in MiB. */
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,19 +11,29 @@
 
 static double rss_mib(pid_t pid) {
     char path[64], line[256];
+#ifdef IDLE_USS
+    snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
+#else
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+#endif
     FILE *f = fopen(path, "r");
     if (!f) {
         perror(path);
         exit(1);
     }
     double kib = -1;
-    while (fgets(line, sizeof line, f))
+    while (fgets(line, sizeof line, f)) {
+#ifdef IDLE_USS
+        if (strncmp(line, "Private_Clean:", 14) == 0 || strncmp(line, "Private_Dirty:", 14) == 0)
+            kib = (kib < 0 ? 0 : kib) + strtod(line + 14, NULL);
+#else
         if (strncmp(line, "VmRSS:", 6) == 0)
             kib = strtod(line + 6, NULL);
+#endif
+    }
     fclose(f);
     if (kib < 0) {
-        fprintf(stderr, "%s has no VmRSS\n", path);
+        fprintf(stderr, "%s has no memory figure\n", path);
         exit(1);
     }
     return kib / 1024;

@@ -41,3 +41,14 @@ def rss_mib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     raise SystemExit(f"no VmRSS for {pid}")
+
+
+def uss_mib(pid):
+    """The private memory of process PID in MiB: Private_Clean +
+    Private_Dirty in /proc/PID/smaps_rollup."""
+    kib = 0
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                kib += int(line.split()[1])
+    return kib / 1024

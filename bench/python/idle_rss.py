@@ -3,6 +3,7 @@
 Usage: python3 idle_rss.py {fork,spawn,forkserver} ITERS
 Starts a child that says it is ready and blocks on its pipe, reads its
 VmRSS from /proc, and lets it go; ITERS times. Prints the median in MiB.
+idle_uss.py does the same for its private memory.
 """
 
 import multiprocessing
@@ -16,7 +17,7 @@ def idle(conn):
     conn.recv()
 
 
-def main():
+def main(metric=bench_common.rss_mib):
     method, iters = bench_common.args()
     ctx = multiprocessing.get_context(method)
     values = []
@@ -26,7 +27,7 @@ def main():
         p.start()
         theirs.close()
         assert ours.recv() == "ready"
-        values.append(bench_common.rss_mib(p.pid))
+        values.append(metric(p.pid))
         ours.send("stop")
         p.join()
     bench_common.report(statistics.median(values))

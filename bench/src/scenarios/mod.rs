@@ -352,6 +352,44 @@ pub const QUICK_SIZES: &[&str] = &["8", "4096", "1048576"];
 /// element here (with `chart: true` for a numeric parameter): it gets its
 /// table, its JSON lines and its chart panel.
 pub const SWEEPS: &[Sweep] = &[
+    // The idle-memory sweeps first: after the byte sweeps the harness has
+    // more memory of its own, which a forked child's RSS counts.
+    Sweep {
+        scenario: Scenario {
+            name: "idle_rss",
+            variants: &["fork", "spawn", "forkserver"],
+            unit: "MiB",
+            iters: idle_rss::iters,
+            entries: &[
+                Entry::all(Impl::Multiproc, Runner::Native(idle_rss::multiproc_rss)),
+                Entry::all(Impl::Python, Runner::Python("idle_rss.py")),
+                Entry::all(Impl::Limit, Runner::C("idle_rss.c")),
+            ],
+            pending: None,
+        },
+        quick: &["fork", "spawn", "forkserver"],
+        title: "Resident memory (VmRSS) of an idle child",
+        param: "start method",
+        chart: false,
+    },
+    Sweep {
+        scenario: Scenario {
+            name: "idle_uss",
+            variants: &["fork", "spawn", "forkserver"],
+            unit: "MiB",
+            iters: idle_rss::iters,
+            entries: &[
+                Entry::all(Impl::Multiproc, Runner::Native(idle_rss::multiproc_uss)),
+                Entry::all(Impl::Python, Runner::Python("idle_uss.py")),
+                Entry::all(Impl::Limit, Runner::C("idle_uss.c")),
+            ],
+            pending: None,
+        },
+        quick: &["fork", "spawn", "forkserver"],
+        title: "Private memory (USS: Private_Clean + Private_Dirty) of an idle child",
+        param: "start method",
+        chart: false,
+    },
     Sweep {
         scenario: Scenario {
             name: "pipe_size",
@@ -369,24 +407,6 @@ pub const SWEEPS: &[Sweep] = &[
         title: "Pipe throughput vs message size (send_bytes, parent to child)",
         param: "bytes",
         chart: true,
-    },
-    Sweep {
-        scenario: Scenario {
-            name: "idle_rss",
-            variants: &["fork", "spawn", "forkserver"],
-            unit: "MiB",
-            iters: idle_rss::iters,
-            entries: &[
-                Entry::all(Impl::Multiproc, Runner::Native(idle_rss::multiproc)),
-                Entry::all(Impl::Python, Runner::Python("idle_rss.py")),
-                Entry::all(Impl::Limit, Runner::C("idle_rss.c")),
-            ],
-            pending: None,
-        },
-        quick: &["fork", "spawn", "forkserver"],
-        title: "Resident memory (VmRSS) of an idle child",
-        param: "start method",
-        chart: false,
     },
 ];
 

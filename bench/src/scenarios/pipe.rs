@@ -20,7 +20,7 @@ pub fn small_iters(_variant: &str, quick: bool) -> usize {
 
 /// Iterations per run of `pipe_1mib` (messages of 1 MiB).
 pub fn mib_iters(_variant: &str, quick: bool) -> usize {
-    if quick { 100 } else { 2_000 }
+    if quick { 100 } else { 500 }
 }
 
 /// Iterations per run of `pipe_pingpong` (round trips).
