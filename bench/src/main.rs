@@ -302,3 +302,58 @@ fn bench_variant(
         cells,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<Options, String> {
+        parse_args(list.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn names_choose_scenarios_and_sweeps_and_nothing_means_all() {
+        let all = args(&[]).unwrap();
+        assert_eq!(all.scenarios.len(), SCENARIOS.len());
+        assert_eq!(all.sweeps.len(), SWEEPS.len());
+
+        let some = args(&["pipe_small", "pipe_size", "--chart", "x.png", "pipe_small"]).unwrap();
+        let names: Vec<_> = some.scenarios.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["pipe_small"]);
+        assert_eq!(some.sweeps.len(), 1);
+        assert_eq!(some.sweeps[0].scenario.name, "pipe_size");
+        assert_eq!(some.chart.as_deref(), Some("x.png"));
+
+        let err = args(&["no_such"]).unwrap_err();
+        assert!(
+            err.contains("idle_rss"),
+            "the error lists sweeps too: {err}"
+        );
+        assert!(args(&["--chart"]).is_err());
+    }
+
+    #[test]
+    fn the_chart_goes_where_asked_else_next_to_the_json() {
+        let opts = args(&["--json", "out/r.jsonl"]).unwrap();
+        assert_eq!(chart_path(&opts), PathBuf::from("out/r.png"));
+        let opts = args(&["--json", "r.jsonl", "--chart", "c.png"]).unwrap();
+        assert_eq!(chart_path(&opts), PathBuf::from("c.png"));
+    }
+
+    #[test]
+    fn every_sweep_value_under_quick_is_one_of_its_values() {
+        for sweep in SWEEPS {
+            for v in sweep.quick {
+                assert!(
+                    sweep.scenario.variants.contains(v),
+                    "{}: {v}",
+                    sweep.scenario.name
+                );
+            }
+            assert!(
+                scenarios::find(sweep.scenario.name).is_none(),
+                "names are distinct"
+            );
+        }
+    }
+}

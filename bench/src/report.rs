@@ -235,3 +235,65 @@ pub fn write_json(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(variant: &'static str, cells: &[(Impl, Cell)]) -> Row {
+        Row {
+            scenario: "pipe_size",
+            variant,
+            unit: "GB_per_s",
+            cells: cells.iter().cloned().collect(),
+        }
+    }
+
+    #[test]
+    fn sweep_json_lines_name_the_sweep_its_value_and_the_runs() {
+        let rows = [row(
+            "4096",
+            &[
+                (Impl::Multiproc, Cell::Runs(vec![3.0, 1.0, 2.0])),
+                (Impl::Python, Cell::Skipped),
+            ],
+        )];
+        let mut out = Vec::new();
+        write_sweep_json(&mut out, "bytes", &rows).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "a skipped cell writes nothing: {text}");
+        let l = &lines[0];
+        assert_eq!(l["sweep"], "pipe_size");
+        assert_eq!(l["param"], "bytes");
+        assert_eq!(l["value"], "4096");
+        assert_eq!(l["impl"], "multiproc");
+        assert_eq!(l["median"], 2.0);
+        assert_eq!(l["unit"], "GB_per_s");
+        assert_eq!(l["runs"], serde_json::json!([3.0, 1.0, 2.0]));
+    }
+
+    #[test]
+    fn sweep_tables_show_sizes_small_rates_and_ratios() {
+        let rows = [row(
+            "8",
+            &[
+                (Impl::Multiproc, Cell::Runs(vec![0.004])),
+                (Impl::Python, Cell::Runs(vec![0.002])),
+            ],
+        )];
+        let mut out = Vec::new();
+        write_sweep_table(&mut out, "Pipe", "bytes", &rows).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("| 8 B | 0.00400 GB/s | 0.00200 GB/s | python/multiproc = 0.500× |"),
+            "{text}"
+        );
+        assert_eq!(display_value("bytes", "16777216"), "16 MiB");
+        assert_eq!(display_value("bytes", "32768"), "32 KiB");
+        assert_eq!(display_value("start method", "fork"), "fork");
+    }
+}
