@@ -179,6 +179,8 @@ fn bench(opts: &Options) -> io::Result<bool> {
 
     let mut stdout = io::stdout().lock();
     writeln!(stdout)?;
+    writeln!(stdout, "{}", machine_line(runs))?;
+    writeln!(stdout)?;
     if rows.is_empty() && sweeps.is_empty() {
         writeln!(stdout, "(nothing measured)")?;
     } else if !rows.is_empty() {
@@ -220,6 +222,43 @@ fn bench(opts: &Options) -> io::Result<bool> {
         file.flush()?;
     }
     Ok(ok)
+}
+
+/// When and where the figures were taken: the date (UTC), the command
+/// line, `nproc`, the CPU model from `/proc/cpuinfo`, the runs per cell.
+fn machine_line(runs: usize) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let (hh, mm) = (secs % 86_400 / 3600, secs % 3600 / 60);
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    format!(
+        "{y:04}-{m:02}-{d:02} {hh:02}:{mm:02} UTC; `multiproc-bench {}`; nproc {nproc}, {cpu}; median of {runs} run(s) per cell",
+        args.join(" ")
+    )
+}
+
+/// The date of a day counted from 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// `--chart FILE`; else the JSON file's name with `.png`; else
@@ -330,6 +369,13 @@ mod tests {
             "the error lists sweeps too: {err}"
         );
         assert!(args(&["--chart"]).is_err());
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_415), (2025, 11, 23));
     }
 
     #[test]
