@@ -109,7 +109,7 @@ pub struct Scenario {
     /// Variants (start methods, sizes); `["-"]` if none.
     pub variants: &'static [&'static str],
     /// Unit of every value: `ns`, `us`, `ms`, `us_per_task`, `msgs_per_s`,
-    /// `ops_per_s`, `GB_per_s`.
+    /// `ops_per_s`, `GB_per_s`, `MiB`.
     pub unit: &'static str,
     /// Iterations per run for a variant; the bool is `--quick`.
     pub iters: fn(&str, bool) -> usize,
