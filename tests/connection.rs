@@ -400,3 +400,54 @@ fn typed_messages_over_tcp_and_a_listener_that_survives_a_bad_client() {
     assert_eq!(conn.recv().unwrap(), vec!["a", "b"]);
     t.join().unwrap();
 }
+
+/// The sizes `send_sizes` sends: every size class from empty to 300 KiB,
+/// many of them small, so that reads hold many messages and end in the
+/// middle of one.
+fn mixed_sizes() -> Vec<usize> {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    (0..3000)
+        .map(|i| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            match i % 10 {
+                0 => (seed % 300_000) as usize,
+                1 => (seed % 70_000) as usize,
+                _ => (seed % 300) as usize,
+            }
+        })
+        .collect()
+}
+
+fn send_sizes(conn: Connection) {
+    for (i, size) in mixed_sizes().into_iter().enumerate() {
+        conn.send_bytes(&vec![i as u8; size]).unwrap();
+    }
+}
+
+#[test]
+fn thousands_of_mixed_size_messages_arrive_whole_and_in_order() {
+    let _w = watchdog("mixed sizes");
+    let (ours, theirs) = connection::pipe::<Vec<u8>>().unwrap();
+    let child = Process::new(send_sizes, theirs).start().unwrap();
+    let mut into = vec![0u8; 300_000];
+    for (i, size) in mixed_sizes().into_iter().enumerate() {
+        // Every way of receiving, in turn, over the same buffered stream.
+        let got = match i % 3 {
+            0 => ours.recv_bytes().unwrap(),
+            1 => {
+                let n = ours.recv_bytes_into(&mut into).unwrap();
+                into[..n].to_vec()
+            }
+            _ => {
+                assert!(ours.poll(Some(Duration::from_secs(60))).unwrap());
+                ours.recv_bytes().unwrap()
+            }
+        };
+        assert_eq!(got.len(), size, "message {i}");
+        assert!(got.iter().all(|&b| b == i as u8), "message {i} is torn");
+    }
+    child.join().unwrap();
+    assert_eq!(ours.recv_bytes().unwrap_err().kind(), ErrorKind::Eof);
+}

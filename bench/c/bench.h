@@ -28,13 +28,13 @@ static long bench_iters(int argc, char **argv) {
     return iters;
 }
 
-static int cmp_double(const void *a, const void *b) {
+static inline int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
 /* Runs cycle() once untimed, then ITERS times; the median in µs. */
-static double median_us(void (*cycle)(void), long iters) {
+static inline double median_us(void (*cycle)(void), long iters) {
     double *times = malloc(iters * sizeof *times);
     if (!times) {
         perror("malloc");

@@ -32,3 +32,23 @@ def median_us(cycle, iters):
 def report(value):
     """Prints the run's value, the only thing a script writes to stdout."""
     print(f"{value:.3f}")
+
+
+def rss_mib(pid):
+    """The resident set size of process PID in MiB (VmRSS in /proc)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise SystemExit(f"no VmRSS for {pid}")
+
+
+def uss_mib(pid):
+    """The private memory of process PID in MiB: Private_Clean +
+    Private_Dirty in /proc/PID/smaps_rollup."""
+    kib = 0
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                kib += int(line.split()[1])
+    return kib / 1024

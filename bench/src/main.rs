@@ -2,18 +2,21 @@
 //! `procspawn` and the OS limit (small C programs).
 //!
 //! ```text
-//! multiproc-bench [--quick] [--runs N] [--json FILE] [SCENARIO...]
+//! multiproc-bench [--quick] [--runs N] [--json FILE] [--chart FILE] [NAME...]
 //! ```
 //!
 //! Each scenario variant is run `N` times (default 5; `--quick`: once, with
 //! small iteration counts) for every implementation that has it,
 //! alternating implementations between runs; the table shows the medians.
+//! Then each sweep (one parameter over several values) is run the same way
+//! and printed as its own table; the numeric ones are drawn in a PNG chart.
 //! Progress and errors go to stderr, the table to stdout. The exit code is 1
 //! if any run failed (a missing `python3` or `cc` only skips that peer).
 //!
 //! This process starts no threads of its own: the fork start method is
 //! refused in a multi-threaded process.
 
+mod chart;
 mod external;
 mod report;
 mod scenarios;
@@ -21,18 +24,22 @@ mod scenarios;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use external::{External, ExternalError};
 use report::{Cell, Row};
-use scenarios::{Entry, Impl, Runner, SCENARIOS, Scenario};
+use scenarios::{Entry, Impl, Runner, SCENARIOS, SWEEPS, Scenario, Sweep};
 
-const USAGE: &str = "usage: multiproc-bench [--quick] [--runs N] [--json FILE] [SCENARIO...]
+const USAGE: &str =
+    "usage: multiproc-bench [--quick] [--runs N] [--json FILE] [--chart FILE] [NAME...]
 
-  --quick       each scenario once with small sizes (a smoke test)
-  --runs N      runs per scenario variant (default 5, --quick 1)
-  --json FILE   also write one JSON object per measured cell to FILE
-  SCENARIO      run only these (default: all)";
+  --quick        each scenario once with small sizes (a smoke test)
+  --runs N       runs per scenario variant (default 5, --quick 1)
+  --json FILE    also write one JSON object per measured cell to FILE
+  --chart FILE   where the PNG chart of the sweeps goes (default: next to
+                 the JSON file, else target/multiproc-bench/sweeps.png)
+  NAME           run only these scenarios and sweeps (default: all)";
 
 /// The command line.
 #[derive(Debug, Default)]
@@ -40,7 +47,9 @@ struct Options {
     quick: bool,
     runs: Option<usize>,
     json: Option<String>,
+    chart: Option<String>,
     scenarios: Vec<&'static Scenario>,
+    sweeps: Vec<&'static Sweep>,
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -57,11 +66,22 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
                 }
             }
             "--json" => opts.json = Some(args.next().ok_or("--json needs a file name")?),
+            "--chart" => opts.chart = Some(args.next().ok_or("--chart needs a file name")?),
             "-h" | "--help" => return Err(String::new()),
             name if name.starts_with('-') => return Err(format!("unknown option {name}")),
             name => {
+                if let Some(sweep) = scenarios::find_sweep(name) {
+                    if !opts.sweeps.iter().any(|s| s.scenario.name == name) {
+                        opts.sweeps.push(sweep);
+                    }
+                    continue;
+                }
                 let scenario = scenarios::find(name).ok_or_else(|| {
-                    let known: Vec<_> = SCENARIOS.iter().map(|s| s.name).collect();
+                    let known: Vec<_> = SCENARIOS
+                        .iter()
+                        .chain(SWEEPS.iter().map(|s| &s.scenario))
+                        .map(|s| s.name)
+                        .collect();
                     format!("unknown scenario {name:?}; known: {}", known.join(", "))
                 })?;
                 if !opts.scenarios.iter().any(|s| s.name == scenario.name) {
@@ -70,8 +90,9 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
             }
         }
     }
-    if opts.scenarios.is_empty() {
+    if opts.scenarios.is_empty() && opts.sweeps.is_empty() {
         opts.scenarios = SCENARIOS.iter().collect();
+        opts.sweeps = SWEEPS.iter().collect();
     }
     Ok(opts)
 }
@@ -137,14 +158,54 @@ fn bench(opts: &Options) -> io::Result<bool> {
             rows.push(row);
         }
     }
+    let mut sweeps = Vec::new();
+    for sweep in &opts.sweeps {
+        let mut sweep_rows = Vec::new();
+        for &value in sweep.values(opts.quick) {
+            let row = bench_variant(
+                &sweep.scenario,
+                value,
+                runs,
+                opts.quick,
+                &mut external,
+                &mut notes,
+            );
+            ok &= !row.cells.values().any(|c| matches!(c, Cell::Failed));
+            sweep_rows.push(row);
+        }
+        sweeps.push((*sweep, sweep_rows));
+    }
     drop(external);
 
     let mut stdout = io::stdout().lock();
     writeln!(stdout)?;
-    if rows.is_empty() {
+    writeln!(stdout, "{}", machine_line(runs))?;
+    writeln!(stdout)?;
+    if rows.is_empty() && sweeps.is_empty() {
         writeln!(stdout, "(nothing measured)")?;
-    } else {
+    } else if !rows.is_empty() {
         report::write_table(&mut stdout, &rows)?;
+    }
+    for (sweep, sweep_rows) in &sweeps {
+        writeln!(stdout)?;
+        report::write_sweep_table(&mut stdout, sweep.title, sweep.param, sweep_rows)?;
+    }
+    let panels: Vec<chart::Panel<'_>> = sweeps
+        .iter()
+        .filter(|(sweep, _)| sweep.chart)
+        .map(|(sweep, rows)| chart::Panel {
+            title: sweep.title,
+            param: sweep.param,
+            unit: report::display_unit(sweep.scenario.unit),
+            rows,
+        })
+        .collect();
+    if !panels.is_empty() {
+        let path = chart_path(opts);
+        match chart::draw(&path, &panels) {
+            Ok(()) => notes.push(format!("chart of the sweeps: {}", path.display())),
+            Err(e) => notes.push(format!("chart skipped: {e}")),
+        }
     }
     if !notes.is_empty() {
         writeln!(stdout)?;
@@ -155,9 +216,61 @@ fn bench(opts: &Options) -> io::Result<bool> {
     if let Some(file) = json {
         let mut file = BufWriter::new(file);
         report::write_json(&mut file, &rows)?;
+        for (sweep, sweep_rows) in &sweeps {
+            report::write_sweep_json(&mut file, sweep.param, sweep_rows)?;
+        }
         file.flush()?;
     }
     Ok(ok)
+}
+
+/// When and where the figures were taken: the date (UTC), the command
+/// line, `nproc`, the CPU model from `/proc/cpuinfo`, the runs per cell.
+fn machine_line(runs: usize) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let (hh, mm) = (secs % 86_400 / 3600, secs % 3600 / 60);
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    format!(
+        "{y:04}-{m:02}-{d:02} {hh:02}:{mm:02} UTC; `multiproc-bench {}`; nproc {nproc}, {cpu}; median of {runs} run(s) per cell",
+        args.join(" ")
+    )
+}
+
+/// The date of a day counted from 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `--chart FILE`; else the JSON file's name with `.png`; else
+/// `target/multiproc-bench/sweeps.png` in the workspace.
+fn chart_path(opts: &Options) -> PathBuf {
+    if let Some(path) = &opts.chart {
+        return PathBuf::from(path);
+    }
+    if let Some(json) = &opts.json {
+        return PathBuf::from(json).with_extension("png");
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/multiproc-bench/sweeps.png")
 }
 
 /// `runs` runs of every implementation of one scenario variant, rotating
@@ -226,5 +339,67 @@ fn bench_variant(
         variant,
         unit: scenario.unit,
         cells,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<Options, String> {
+        parse_args(list.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn names_choose_scenarios_and_sweeps_and_nothing_means_all() {
+        let all = args(&[]).unwrap();
+        assert_eq!(all.scenarios.len(), SCENARIOS.len());
+        assert_eq!(all.sweeps.len(), SWEEPS.len());
+
+        let some = args(&["pipe_small", "pipe_size", "--chart", "x.png", "pipe_small"]).unwrap();
+        let names: Vec<_> = some.scenarios.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["pipe_small"]);
+        assert_eq!(some.sweeps.len(), 1);
+        assert_eq!(some.sweeps[0].scenario.name, "pipe_size");
+        assert_eq!(some.chart.as_deref(), Some("x.png"));
+
+        let err = args(&["no_such"]).unwrap_err();
+        assert!(
+            err.contains("idle_rss"),
+            "the error lists sweeps too: {err}"
+        );
+        assert!(args(&["--chart"]).is_err());
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_415), (2025, 11, 23));
+    }
+
+    #[test]
+    fn the_chart_goes_where_asked_else_next_to_the_json() {
+        let opts = args(&["--json", "out/r.jsonl"]).unwrap();
+        assert_eq!(chart_path(&opts), PathBuf::from("out/r.png"));
+        let opts = args(&["--json", "r.jsonl", "--chart", "c.png"]).unwrap();
+        assert_eq!(chart_path(&opts), PathBuf::from("c.png"));
+    }
+
+    #[test]
+    fn every_sweep_value_under_quick_is_one_of_its_values() {
+        for sweep in SWEEPS {
+            for v in sweep.quick {
+                assert!(
+                    sweep.scenario.variants.contains(v),
+                    "{}: {v}",
+                    sweep.scenario.name
+                );
+            }
+            assert!(
+                scenarios::find(sweep.scenario.name).is_none(),
+                "names are distinct"
+            );
+        }
     }
 }

@@ -53,9 +53,14 @@ use frame::{Header, decode_header, encode_header};
 const CHUNK: usize = 64 * 1024;
 
 struct ReadState {
+    /// Storage for received bytes, zeroed once when it grows and reused
+    /// (so a read never pays for clearing memory): `buf[start..end]` holds
+    /// what was received and not yet consumed.
     buf: Vec<u8>,
     /// How much of `buf` has been consumed.
     start: usize,
+    /// How much of `buf` has been filled.
+    end: usize,
     fds: VecDeque<OwnedFd>,
     eof: bool,
     /// A header that could not be honoured; the stream cannot be resynchronised.
@@ -137,6 +142,7 @@ impl<T> Connection<T> {
             read: Mutex::new(ReadState {
                 buf: Vec::new(),
                 start: 0,
+                end: 0,
                 fds: VecDeque::new(),
                 eof: false,
                 broken: None,
@@ -251,7 +257,7 @@ impl<T> Connection<T> {
                         ),
                     ));
                 }
-                if st.buf.len() - st.start >= total {
+                if st.end - st.start >= total {
                     let body = st.start + header_len..st.start + total;
                     buf[..len as usize].copy_from_slice(&st.buf[body]);
                     st.start += total;
@@ -273,7 +279,7 @@ impl<T> Connection<T> {
         let mut st = self.reader()?;
         loop {
             match self.peek_header(&mut st, u64::MAX) {
-                Ok(Some((h, len))) if st.buf.len() - st.start >= h + len as usize => {
+                Ok(Some((h, len))) if st.end - st.start >= h + len as usize => {
                     return Ok(true);
                 }
                 Err(_) => return Ok(true),
@@ -306,7 +312,7 @@ impl<T> Connection<T> {
         if let Some(why) = &st.broken {
             return Err(Error::new(ErrorKind::Protocol, why.clone()));
         }
-        match decode_header(&st.buf[st.start..], max) {
+        match decode_header(&st.buf[st.start..st.end], max) {
             Ok(Header::Incomplete) => Ok(None),
             Ok(Header::Body { header_len, len }) => Ok(Some((header_len, len))),
             Err(e @ frame::HeaderError::TooLarge { .. }) => {
@@ -325,35 +331,33 @@ impl<T> Connection<T> {
         if st.eof {
             return Err(eof_error());
         }
-        if st.start > 0 && st.start == st.buf.len() {
-            st.buf.clear();
+        if st.start == st.end {
             st.start = 0;
-        } else if st.start > CHUNK && st.start * 2 > st.buf.len() {
-            st.buf.drain(..st.start);
+            st.end = 0;
+        } else if st.start > CHUNK && st.start * 2 > st.end {
+            st.buf.copy_within(st.start..st.end, 0);
+            st.end -= st.start;
             st.start = 0;
         }
         let want = want.unwrap_or(CHUNK).max(CHUNK);
-        let old = st.buf.len();
-        st.buf.resize(old + want, 0);
+        if st.buf.len() < st.end + want {
+            st.buf.resize(st.end + want, 0);
+        }
         let mut fds = Vec::new();
-        let got = sys::socket::recv(self.sock.as_fd(), &mut st.buf[old..], &mut fds);
+        let end = st.end;
+        let got = sys::socket::recv(self.sock.as_fd(), &mut st.buf[end..], &mut fds);
         st.fds.extend(fds);
         match got {
             Ok(sys::socket::Received::Bytes(n)) => {
-                st.buf.truncate(old + n);
+                st.end += n;
                 Ok(())
             }
             Ok(sys::socket::Received::Eof) => {
-                st.buf.truncate(old);
                 st.eof = true;
                 Err(eof_error())
             }
-            Ok(sys::socket::Received::WouldBlock) => {
-                st.buf.truncate(old);
-                Ok(())
-            }
+            Ok(sys::socket::Received::WouldBlock) => Ok(()),
             Err(e) => {
-                st.buf.truncate(old);
                 if e.kind() == std::io::ErrorKind::ConnectionReset {
                     st.eof = true;
                     return Err(eof_error());
@@ -383,7 +387,7 @@ impl<T> Connection<T> {
         loop {
             if let Some((header_len, len)) = self.peek_header(&mut st, max)? {
                 let total = header_len + len as usize;
-                let have = st.buf.len() - st.start;
+                let have = st.end - st.start;
                 if have >= total {
                     let body = st.buf[st.start + header_len..st.start + total].to_vec();
                     st.start += total;
@@ -401,7 +405,7 @@ impl<T> Connection<T> {
                         return Ok(None);
                     }
                     self.fill_nonblocking(&mut st)?;
-                    if st.eof && st.buf.len() - st.start < total {
+                    if st.eof && st.end - st.start < total {
                         return Err(eof_error());
                     }
                     continue;
@@ -417,7 +421,7 @@ impl<T> Connection<T> {
                     return Ok(None);
                 }
                 self.fill_nonblocking(&mut st)?;
-                if st.eof && st.buf.len() == st.start {
+                if st.eof && st.end == st.start {
                     return Err(eof_error());
                 }
                 continue;
@@ -454,9 +458,9 @@ impl<T> Connection<T> {
         typed: bool,
     ) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
         let mut body = Vec::with_capacity(len);
-        body.extend_from_slice(&st.buf[st.start + header_len..]);
-        st.buf.clear();
+        body.extend_from_slice(&st.buf[st.start + header_len..st.end]);
         st.start = 0;
+        st.end = 0;
         while body.len() < len {
             match sys::socket::read_into(self.sock.as_fd(), &mut body, len) {
                 Ok(0) => {
@@ -586,7 +590,7 @@ struct Wire {
 impl<T> Serialize for Connection<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         let st = self.read.lock().unwrap_or_else(|p| p.into_inner());
-        if st.buf.len() > st.start || !st.fds.is_empty() {
+        if st.end > st.start || !st.fds.is_empty() {
             return Err(S::Error::custom(
                 "this connection already read data that its new owner would miss: pass it before receiving on it",
             ));
@@ -640,10 +644,8 @@ impl<T> Waitable for Connection<T> {
     }
     fn ready_now(&self) -> bool {
         let mut st = self.read.lock().unwrap_or_else(|p| p.into_inner());
-        match decode_header(&st.buf[st.start..], u64::MAX) {
-            Ok(Header::Body { header_len, len }) => {
-                st.buf.len() - st.start >= header_len + len as usize
-            }
+        match decode_header(&st.buf[st.start..st.end], u64::MAX) {
+            Ok(Header::Body { header_len, len }) => st.end - st.start >= header_len + len as usize,
             Ok(Header::Incomplete) => st.eof,
             Err(_) => {
                 st.broken.get_or_insert_with(|| "corrupt header".into());

@@ -9,6 +9,8 @@
 //! scenario's operation and returns one value in the scenario's unit; the
 //! harness repeats that several times and reports the median.
 
+mod idle_rss;
+mod pipe;
 mod process_start;
 mod queue;
 mod sync;
@@ -77,6 +79,24 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry for every variant of its scenario.
+    pub const fn all(imp: Impl, runner: Runner) -> Entry {
+        Entry {
+            imp,
+            variants: &[],
+            runner,
+        }
+    }
+
+    /// An entry for some variants only.
+    pub const fn only(imp: Impl, variants: &'static [&'static str], runner: Runner) -> Entry {
+        Entry {
+            imp,
+            variants,
+            runner,
+        }
+    }
+
     /// Does this entry cover `variant`?
     pub fn covers(&self, variant: &str) -> bool {
         self.variants.is_empty() || self.variants.contains(&variant)
@@ -91,7 +111,7 @@ pub struct Scenario {
     /// Variants (start methods, sizes); `["-"]` if none.
     pub variants: &'static [&'static str],
     /// Unit of every value: `ns`, `us`, `ms`, `us_per_task`, `msgs_per_s`,
-    /// `ops_per_s`, `GB_per_s`.
+    /// `ops_per_s`, `GB_per_s`, `MiB`.
     pub unit: &'static str,
     /// Iterations per run for a variant; the bool is `--quick`.
     pub iters: fn(&str, bool) -> usize,
@@ -170,21 +190,9 @@ pub const SCENARIOS: &[Scenario] = &[
         unit: "msgs_per_s",
         iters: queue::iters_small,
         entries: &[
-            Entry {
-                imp: Impl::Multiproc,
-                variants: &[],
-                runner: Runner::Native(queue::multiproc_small),
-            },
-            Entry {
-                imp: Impl::Python,
-                variants: &[],
-                runner: Runner::Python("queue_small.py"),
-            },
-            Entry {
-                imp: Impl::Rayon,
-                variants: &[],
-                runner: Runner::Native(queue::crossbeam_small),
-            },
+            Entry::all(Impl::Multiproc, Runner::Native(queue::multiproc_small)),
+            Entry::all(Impl::Python, Runner::Python("queue_small.py")),
+            Entry::all(Impl::Rayon, Runner::Native(queue::crossbeam_small)),
         ],
         pending: None,
     },
@@ -194,27 +202,50 @@ pub const SCENARIOS: &[Scenario] = &[
         unit: "GB_per_s",
         iters: queue::iters_1mib,
         entries: &[
-            Entry {
-                imp: Impl::Multiproc,
-                variants: &[],
-                runner: Runner::Native(queue::multiproc_1mib),
-            },
-            Entry {
-                imp: Impl::Python,
-                variants: &[],
-                runner: Runner::Python("queue_1mib.py"),
-            },
-            Entry {
-                imp: Impl::Rayon,
-                variants: &[],
-                runner: Runner::Native(queue::crossbeam_1mib),
-            },
+            Entry::all(Impl::Multiproc, Runner::Native(queue::multiproc_1mib)),
+            Entry::all(Impl::Python, Runner::Python("queue_1mib.py")),
+            Entry::all(Impl::Rayon, Runner::Native(queue::crossbeam_1mib)),
         ],
         pending: None,
     },
-    Scenario::pending("pipe_small", "Pipe"),
-    Scenario::pending("pipe_1mib", "Pipe"),
-    Scenario::pending("pipe_pingpong", "Pipe"),
+    Scenario {
+        name: "pipe_small",
+        variants: &["-"],
+        unit: "msgs_per_s",
+        iters: pipe::small_iters,
+        entries: &[
+            Entry::all(Impl::Multiproc, Runner::Native(pipe::small)),
+            Entry::all(Impl::Python, Runner::Python("pipe_small.py")),
+            Entry::all(Impl::Limit, Runner::C("socketpair_small.c")),
+        ],
+        pending: None,
+    },
+    Scenario {
+        name: "pipe_1mib",
+        // `memcpy` is a limit-only row: copying 1 MiB once in one process.
+        variants: &["-", "memcpy"],
+        unit: "GB_per_s",
+        iters: pipe::mib_iters,
+        entries: &[
+            Entry::only(Impl::Multiproc, &["-"], Runner::Native(pipe::bytes)),
+            Entry::only(Impl::Python, &["-"], Runner::Python("pipe_bytes.py")),
+            Entry::only(Impl::Limit, &["-"], Runner::C("socketpair_stream.c")),
+            Entry::only(Impl::Limit, &["memcpy"], Runner::C("memcpy.c")),
+        ],
+        pending: None,
+    },
+    Scenario {
+        name: "pipe_pingpong",
+        variants: &["-"],
+        unit: "us",
+        iters: pipe::pingpong_iters,
+        entries: &[
+            Entry::all(Impl::Multiproc, Runner::Native(pipe::pingpong)),
+            Entry::all(Impl::Python, Runner::Python("pipe_pingpong.py")),
+            Entry::all(Impl::Limit, Runner::C("socketpair_pingpong.c")),
+        ],
+        pending: None,
+    },
     Scenario {
         name: "lock_uncontended",
         variants: &["-"],
@@ -297,4 +328,113 @@ pub const SCENARIOS: &[Scenario] = &[
 /// Looks a scenario up by name.
 pub fn find(name: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().find(|s| s.name == name)
+}
+
+/// A sweep: one parameter of a measurement taking several values (message
+/// size, number of workers, start method), printed as its own table with a
+/// row per value and a column per implementation, and, if `chart` is set
+/// and the values are numbers, drawn as one panel of the PNG chart with a
+/// curve per implementation.
+///
+/// It reuses [`Scenario`]: the parameter's values are the variants, passed
+/// to the runners as `VARIANT` like any other (so `bench/python/X.py 4096
+/// ITERS` for a size of 4096 bytes), and its name is the sweep's name.
+#[derive(Clone, Copy, Debug)]
+pub struct Sweep {
+    /// Name, values, unit, iterations and implementations.
+    pub scenario: Scenario,
+    /// The values under `--quick` (a few of `scenario.variants`).
+    pub quick: &'static [&'static str],
+    /// The table's and the chart panel's title.
+    pub title: &'static str,
+    /// What the parameter is (`bytes`, `workers`, `start method`).
+    pub param: &'static str,
+    /// Draw it in the chart (numeric values only; both axes logarithmic).
+    pub chart: bool,
+}
+
+impl Sweep {
+    /// The values to measure.
+    pub fn values(&self, quick: bool) -> &'static [&'static str] {
+        if quick {
+            self.quick
+        } else {
+            self.scenario.variants
+        }
+    }
+}
+
+/// Message sizes for the size sweeps, 8 B to 16 MiB by factors of 8 (and 1 MiB).
+pub const SIZES: &[&str] = &[
+    "8", "64", "512", "4096", "32768", "262144", "1048576", "2097152", "16777216",
+];
+
+/// The sizes under `--quick`.
+pub const QUICK_SIZES: &[&str] = &["8", "4096", "1048576"];
+
+/// Every sweep, in the order they run and print. To add a curve, add an
+/// element here (with `chart: true` for a numeric parameter): it gets its
+/// table, its JSON lines and its chart panel.
+pub const SWEEPS: &[Sweep] = &[
+    // The idle-memory sweeps first: after the byte sweeps the harness has
+    // more memory of its own, which a forked child's RSS counts.
+    Sweep {
+        scenario: Scenario {
+            name: "idle_rss",
+            variants: &["fork", "spawn", "forkserver"],
+            unit: "MiB",
+            iters: idle_rss::iters,
+            entries: &[
+                Entry::all(Impl::Multiproc, Runner::Native(idle_rss::multiproc_rss)),
+                Entry::all(Impl::Python, Runner::Python("idle_rss.py")),
+                Entry::all(Impl::Limit, Runner::C("idle_rss.c")),
+            ],
+            pending: None,
+        },
+        quick: &["fork", "spawn", "forkserver"],
+        title: "Resident memory (VmRSS) of an idle child",
+        param: "start method",
+        chart: false,
+    },
+    Sweep {
+        scenario: Scenario {
+            name: "idle_uss",
+            variants: &["fork", "spawn", "forkserver"],
+            unit: "MiB",
+            iters: idle_rss::iters,
+            entries: &[
+                Entry::all(Impl::Multiproc, Runner::Native(idle_rss::multiproc_uss)),
+                Entry::all(Impl::Python, Runner::Python("idle_uss.py")),
+                Entry::all(Impl::Limit, Runner::C("idle_uss.c")),
+            ],
+            pending: None,
+        },
+        quick: &["fork", "spawn", "forkserver"],
+        title: "Private memory (USS: Private_Clean + Private_Dirty) of an idle child",
+        param: "start method",
+        chart: false,
+    },
+    Sweep {
+        scenario: Scenario {
+            name: "pipe_size",
+            variants: SIZES,
+            unit: "GB_per_s",
+            iters: pipe::sweep_iters,
+            entries: &[
+                Entry::all(Impl::Multiproc, Runner::Native(pipe::bytes)),
+                Entry::all(Impl::Python, Runner::Python("pipe_bytes.py")),
+                Entry::all(Impl::Limit, Runner::C("socketpair_stream.c")),
+            ],
+            pending: None,
+        },
+        quick: QUICK_SIZES,
+        title: "Pipe throughput vs message size (send_bytes, parent to child)",
+        param: "bytes",
+        chart: true,
+    },
+];
+
+/// Looks a sweep up by name.
+pub fn find_sweep(name: &str) -> Option<&'static Sweep> {
+    SWEEPS.iter().find(|s| s.scenario.name == name)
 }
