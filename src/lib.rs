@@ -165,6 +165,7 @@ mod fuzzing;
 mod lockword;
 mod logging;
 pub mod manager;
+pub mod pool;
 mod process;
 mod region;
 mod runtime;
@@ -183,6 +184,7 @@ pub use context::{
 pub use error::{Error, ErrorKind, Result};
 pub use logging::log_to_stderr;
 pub use manager::Manager;
+pub use pool::{AsyncResult, Pool, PoolBuilder};
 pub use process::{
     ExitStatus, Process, ProcessBuilder, ProcessInfo, Run, Signal, active_children, cpu_count,
     current_process, parent_process,

@@ -72,7 +72,7 @@ pub(crate) struct ErrorReport {
     pub(crate) message: String,
 }
 
-const KINDS: [ErrorKind; 23] = [
+const KINDS: [ErrorKind; 26] = [
     ErrorKind::Io,
     ErrorKind::Panicked,
     ErrorKind::Killed,
@@ -96,6 +96,9 @@ const KINDS: [ErrorKind; 23] = [
     ErrorKind::BrokenBarrier,
     ErrorKind::NotAcquired,
     ErrorKind::InvalidArgument,
+    ErrorKind::WorkerLost,
+    ErrorKind::Interrupted,
+    ErrorKind::PoolClosed,
 ];
 
 impl ErrorReport {

@@ -1,0 +1,419 @@
+//! Pools: the API, dead workers, time limits, recycling, termination.
+//!
+//! Crashes are real: tasks kill their own worker with SIGKILL, abort it, or
+//! sleep past their limit, and each test asserts what the caller sees and
+//! that the pool goes on working.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use multiproc::{ErrorKind, Pool, Signal};
+
+multiproc::test_support!();
+
+/// Aborts the test binary if a test hangs; children die with it.
+struct Watchdog(#[allow(dead_code)] mpsc::Sender<()>);
+
+fn watchdog(name: &'static str) -> Watchdog {
+    let (tx, rx) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(120)) {
+            eprintln!("watchdog: {name} hung; aborting");
+            std::process::abort();
+        }
+    });
+    Watchdog(tx)
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+fn pid_of_worker(_: u32) -> u32 {
+    std::process::id()
+}
+
+#[test]
+fn map_returns_results_in_order() {
+    let _w = watchdog("map");
+    let pool = Pool::new(2).unwrap();
+    let squares = pool.map(square, 0..10_000u64).unwrap();
+    assert_eq!(squares, (0..10_000u64).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(
+        pool.map(square, Vec::<u64>::new()).unwrap(),
+        Vec::<u64>::new()
+    );
+    // An input of unknown length takes the adaptive path.
+    let odd = pool
+        .map(square, (0..5_000u64).filter(|x| x % 2 == 1))
+        .unwrap();
+    assert_eq!(odd.len(), 2_500);
+    assert_eq!(odd[1], 9);
+    pool.close();
+    pool.join().unwrap();
+}
+
+#[test]
+fn the_work_is_spread_over_the_workers() {
+    let _w = watchdog("spread");
+    let pool = Pool::new(3).unwrap();
+    let pids = pool.chunksize(1).map(pid_of_worker, 0..300).unwrap();
+    let mut distinct = pids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert!(distinct.len() >= 2, "all 300 tasks ran in {distinct:?}");
+    assert!(!distinct.contains(&std::process::id()));
+}
+
+#[test]
+fn several_arguments_travel_as_tuples() {
+    let _w = watchdog("starmap");
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.apply(add, (1, 2)).unwrap(), 3);
+    assert_eq!(pool.starmap(add, vec![(1, 2), (3, 4)]).unwrap(), [3, 7]);
+    let r = pool.starmap_async(add, vec![(5, 5)]).unwrap();
+    assert_eq!(r.get().unwrap(), [10]);
+}
+
+#[test]
+fn apply_async_results_and_their_state() {
+    let _w = watchdog("apply_async");
+    let pool = Pool::new(2).unwrap();
+    let results: Vec<_> = (0..100u64)
+        .map(|i| pool.apply_async(add, (i, 1)).unwrap())
+        .collect();
+    let r0 = &results[0];
+    r0.wait().unwrap();
+    assert!(r0.ready());
+    assert_eq!(r0.successful(), Some(true));
+    let sum: u64 = results.into_iter().map(|r| r.get().unwrap()).sum();
+    assert_eq!(sum, (1..=100).sum());
+
+    let slow = pool.apply_async(sleep_ms, 2_000).unwrap();
+    assert_eq!(slow.get_timeout(Duration::from_millis(10)).unwrap(), None);
+    assert_eq!(slow.successful(), None);
+    assert_eq!(
+        slow.get_timeout(Duration::from_secs(60)).unwrap(),
+        Some(2_000)
+    );
+    assert_eq!(
+        slow.try_get().unwrap_err().kind(),
+        ErrorKind::Eof,
+        "the value is handed out once"
+    );
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[test]
+fn callbacks_run_before_join_returns() {
+    let _w = watchdog("callbacks");
+    let pool = Pool::new(2).unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(AtomicUsize::new(0));
+    for i in 0..20u64 {
+        let got = got.clone();
+        let errors = errors.clone();
+        let _ = pool
+            .apply_async_with(
+                fail_on_7,
+                i,
+                move |v: &u64| got.lock().unwrap().push(*v),
+                move |e| {
+                    assert_eq!(e.kind(), ErrorKind::Panicked);
+                    errors.fetch_add(1, Ordering::SeqCst);
+                },
+            )
+            .unwrap();
+    }
+    let total = Arc::new(AtomicUsize::new(0));
+    let t = total.clone();
+    let _ = pool
+        .map_async_with(
+            square,
+            0..10u64,
+            move |v: &Vec<u64>| t.store(v.iter().sum::<u64>() as usize, Ordering::SeqCst),
+            |_| panic!("no error expected"),
+        )
+        .unwrap();
+    pool.close();
+    pool.join().unwrap();
+    let mut got = got.lock().unwrap().clone();
+    got.sort();
+    assert_eq!(got.len(), 19);
+    assert!(!got.contains(&7));
+    assert_eq!(errors.load(Ordering::SeqCst), 1);
+    assert_eq!(total.load(Ordering::SeqCst), 285);
+}
+
+fn fail_on_7(x: u64) -> u64 {
+    assert_ne!(x, 7, "seven is not allowed");
+    x
+}
+
+#[test]
+fn a_panicking_task_is_that_tasks_error_and_the_worker_survives() {
+    let _w = watchdog("panic");
+    let pool = Pool::new(1).unwrap();
+    let before = pool.apply(pid_of_worker, 0).unwrap();
+    let err = pool.apply(fail_on_7, 7).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Panicked);
+    assert!(
+        err.panic_message()
+            .unwrap()
+            .contains("seven is not allowed"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("task 0"), "{err}");
+    assert_eq!(pool.apply(pid_of_worker, 0).unwrap(), before, "same worker");
+    assert_eq!(pool.stats().worker_restarts, 0);
+
+    let results: Vec<_> = pool.imap(fail_on_7, 0..10u64).unwrap().collect();
+    assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
+    assert!(results[7].is_err());
+    let err = pool.map(fail_on_7, 0..10u64).unwrap_err();
+    assert!(err.to_string().contains("task 7"), "{err}");
+}
+
+fn kill_self_at(i: u64, at: u64) -> u64 {
+    if i == at {
+        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL)
+            .unwrap();
+    }
+    i
+}
+
+#[test]
+fn a_worker_killed_mid_map_fails_exactly_one_task() {
+    let _w = watchdog("sigkill");
+    let pool = Pool::new(2).unwrap();
+    let input: Vec<(u64, u64)> = (0..10_000).map(|i| (i, 5_000)).collect();
+    let results: Vec<_> = pool.imap(kill_self_at, input.clone()).unwrap().collect();
+    let failed: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_err())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(failed, [5_000]);
+    let err = results[5_000].as_ref().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WorkerLost);
+    assert_eq!(err.signal(), Some(Signal::KILL));
+    assert!(err.to_string().contains("task 5000"), "{err}");
+    for (i, r) in results.iter().enumerate() {
+        if i != 5_000 {
+            assert_eq!(*r.as_ref().unwrap(), i as u64);
+        }
+    }
+    let stats = pool.stats();
+    assert_eq!(stats.tasks_failed, 1);
+    assert_eq!(stats.worker_restarts, 1);
+
+    // map reports it as its error; the pool stays usable.
+    let err = pool.map(kill_self_at, input).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WorkerLost);
+    assert_eq!(pool.map(square, 0..100u64).unwrap().len(), 100);
+    assert_eq!(pool.stats().workers, 2);
+}
+
+fn abort_on(i: u64) -> u64 {
+    if i == 3 {
+        std::process::abort();
+    }
+    i
+}
+
+#[test]
+fn an_aborting_worker_is_named_with_its_signal() {
+    let _w = watchdog("abort");
+    let pool = Pool::new(2).unwrap();
+    let r = pool.apply_async(abort_on, 3).unwrap();
+    let err = r.get().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WorkerLost);
+    assert_eq!(err.signal(), Some(Signal::ABRT));
+    assert!(err.to_string().contains("PoolWorker-"), "{err}");
+    assert_eq!(pool.apply(abort_on, 4).unwrap(), 4);
+}
+
+#[test]
+fn a_task_past_its_time_limit_is_killed_and_reported() {
+    let _w = watchdog("timeout");
+    let pool = Pool::builder()
+        .processes(2)
+        .task_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let results: Vec<_> = pool
+        .chunksize(1)
+        .imap(sleep_ms, vec![1, 60_000, 2, 3])
+        .unwrap()
+        .collect();
+    let err = results[1].as_ref().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(err.to_string().contains("task 1"), "{err}");
+    assert_eq!(*results[3].as_ref().unwrap(), 3);
+    assert_eq!(pool.stats().worker_restarts, 1);
+    assert_eq!(pool.apply(sleep_ms, 1).unwrap(), 1);
+}
+
+#[test]
+fn maxtasksperchild_replaces_workers() {
+    let _w = watchdog("maxtasks");
+    let pool = Pool::builder()
+        .processes(2)
+        .maxtasksperchild(1)
+        .build()
+        .unwrap();
+    let pids = pool.chunksize(1).map(pid_of_worker, 0..200).unwrap();
+    let mut distinct = pids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 200, "every task ran in a fresh worker");
+    assert!(pool.stats().worker_restarts >= 198);
+    assert_eq!(pool.stats().tasks_failed, 0);
+}
+
+#[test]
+fn imap_streams_an_endless_input_and_can_be_dropped() {
+    let _w = watchdog("endless");
+    let pool = Pool::new(2).unwrap();
+    let mut it = pool.imap(square, 0u64..).unwrap();
+    for i in 0..1_000u64 {
+        assert_eq!(it.next().unwrap().unwrap(), i * i);
+    }
+    drop(it);
+    let mut n = 0;
+    for r in pool.imap_unordered(square, 0u64..).unwrap().take(1_000) {
+        r.unwrap();
+        n += 1;
+    }
+    assert_eq!(n, 1_000);
+    assert_eq!(pool.map(square, 0..10u64).unwrap()[3], 9);
+}
+
+#[test]
+fn imap_unordered_yields_every_result() {
+    let _w = watchdog("unordered");
+    let pool = Pool::new(2).unwrap();
+    let mut got: Vec<u64> = pool
+        .imap_unordered(square, 0..1_000u64)
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(got, (0..1_000u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+#[test]
+fn terminate_during_a_long_map_fails_the_rest() {
+    let _w = watchdog("terminate");
+    let pool = Pool::new(2).unwrap();
+    let r = pool
+        .chunksize(1)
+        .map_async(sleep_ms, vec![60_000; 4])
+        .unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Wait until both workers run a task, then terminate.
+            while pool.stats().tasks_running < 2 {
+                std::thread::yield_now();
+            }
+            pool.terminate();
+        });
+    });
+    let err = r.get().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PoolClosed);
+    assert_eq!(
+        pool.apply(square, 2).unwrap_err().kind(),
+        ErrorKind::PoolClosed
+    );
+    pool.join().unwrap();
+    assert_eq!(pool.stats().workers, 0);
+}
+
+#[test]
+fn close_then_join_finishes_the_work() {
+    let _w = watchdog("close");
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.join().unwrap_err().kind(), ErrorKind::StillRunning);
+    let r = pool.map_async(sleep_ms, vec![50, 50, 50]).unwrap();
+    pool.close();
+    assert_eq!(
+        pool.apply(square, 2).unwrap_err().kind(),
+        ErrorKind::PoolClosed
+    );
+    pool.join().unwrap();
+    assert_eq!(r.get().unwrap(), [50, 50, 50]);
+    assert_eq!(pool.stats().workers, 0);
+}
+
+#[test]
+fn dropping_the_pool_terminates_it() {
+    let _w = watchdog("drop");
+    let pool = Pool::new(2).unwrap();
+    let r = pool.apply_async(sleep_ms, 60_000).unwrap();
+    let pid = pool.apply(pid_of_worker, 0).unwrap();
+    drop(pool);
+    assert_eq!(r.get().unwrap_err().kind(), ErrorKind::PoolClosed);
+    // The worker is gone (reaped): signal 0 finds nothing.
+    let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    assert!(rustix::process::test_kill_process(pid).is_err());
+}
+
+fn set_token(v: u64) {
+    TOKEN.store(v as usize, Ordering::SeqCst);
+}
+
+static TOKEN: AtomicUsize = AtomicUsize::new(0);
+
+fn read_token(_: ()) -> usize {
+    TOKEN.load(Ordering::SeqCst)
+}
+
+fn bad_init() {
+    panic!("no database");
+}
+
+#[test]
+fn the_initializer_runs_in_every_worker() {
+    let _w = watchdog("initializer");
+    let pool = Pool::builder()
+        .processes(2)
+        .initializer(set_token, 42)
+        .build()
+        .unwrap();
+    assert!(
+        pool.chunksize(1)
+            .map(read_token, vec![(); 20])
+            .unwrap()
+            .iter()
+            .all(|&t| t == 42)
+    );
+    let broken = Pool::builder()
+        .processes(2)
+        .initializer(bad_init, ())
+        .build()
+        .unwrap();
+    let err = broken.map(square, 0..10u64).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Panicked);
+    assert!(err.to_string().contains("no database"), "{err}");
+}
+
+#[test]
+fn bad_input_gets_clear_errors() {
+    let _w = watchdog("bad input");
+    assert_eq!(Pool::new(0).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    let pool = Pool::new(1).unwrap();
+    let k = 3u64;
+    let err = pool.map(move |x: u64| x + k, 0..3u64).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CapturingClosure);
+    assert_eq!(pool.map(|x: u64| x + 1, 0..3u64).unwrap(), [1, 2, 3]);
+}
