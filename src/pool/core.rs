@@ -133,6 +133,8 @@ struct Worker {
     out_start: usize,
     sent: VecDeque<Chunk>,
     front_answered: u32,
+    /// Items sent and not answered.
+    inflight: u64,
     answered: u64,
     chunks_sent: u64,
     knows: Vec<bool>,
@@ -149,7 +151,7 @@ impl Worker {
     }
 
     fn unanswered(&self) -> u64 {
-        self.sent.iter().map(|c| c.count as u64).sum::<u64>() - self.front_answered as u64
+        self.inflight
     }
 }
 
@@ -186,6 +188,7 @@ pub(crate) struct Core {
     sigints: u64,
     /// Estimated time of one item, in nanoseconds (moving average).
     pub(crate) item_ns: f64,
+    samples: u64,
 }
 
 /// How long the pool's thread spins on the sockets before it sleeps.
@@ -211,7 +214,9 @@ impl Core {
             counters: Counters::default(),
             due: Vec::new(),
             sigints: sys::signal::sigint_count(),
-            item_ns: 50_000.0,
+            // Until measured, assume slow tasks: chunks of one, spread out.
+            item_ns: 1e6,
+            samples: 0,
         };
         for i in 0..core.workers.len() {
             let w = core.start_worker()?;
@@ -254,6 +259,7 @@ impl Core {
             out_start: 0,
             sent: VecDeque::new(),
             front_answered: 0,
+            inflight: 0,
             answered: 0,
             chunks_sent: 0,
             knows: Vec::new(),
@@ -397,15 +403,18 @@ impl Core {
         self.workers.iter().all(Option::is_none)
     }
 
-    /// How many chunks a worker may hold: several while chunks are quick
-    /// (pipelining hides the cost of waking the worker), two when they are
-    /// slow (so that the others are not left idle).
-    fn window(&self, chunk_items: u32) -> usize {
-        if self.item_ns * chunk_items as f64 > 2e6 {
-            2
-        } else {
-            8
+    /// Whether a worker may take one more chunk of `items` items. Two
+    /// chunks always (the next one waits in the worker while it runs the
+    /// first); more while chunks are quick, so that many tasks are in flight
+    /// and the worker never sleeps between them (waking a process costs tens
+    /// of microseconds on some machines); never more when chunks are slow,
+    /// so that the other workers are not left idle.
+    fn has_room(item_ns: f64, w: &Worker, items: u32) -> bool {
+        if w.sent.len() < 2 {
+            return true;
         }
+        let slow = item_ns * items as f64 > 2e6;
+        !slow && w.sent.len() < 1024 && w.inflight + items as u64 <= 8192
     }
 
     /// Hands queued chunks to workers with room.
@@ -418,7 +427,8 @@ impl Core {
                 self.pending.pop_front();
                 continue;
             }
-            let window = self.window(chunk.count);
+            let item_ns = self.item_ns;
+            let items = chunk.count;
             let quota = self.config.max_tasks;
             let best = self
                 .workers
@@ -428,10 +438,10 @@ impl Core {
                 .filter(|(_, w)| {
                     !w.leaving
                         && !w.eof
-                        && w.sent.len() < window
+                        && Self::has_room(item_ns, w, items)
                         && quota.is_none_or(|q| w.chunks_sent < q)
                 })
-                .min_by_key(|(_, w)| w.sent.len())
+                .min_by_key(|(_, w)| w.inflight)
                 .map(|(i, _)| i);
             let Some(i) = best else { break };
             let chunk = self.pending.pop_front().expect("front exists");
@@ -457,6 +467,7 @@ impl Core {
                 w.busy_since = Instant::now();
             }
             w.chunks_sent += 1;
+            w.inflight += chunk.count as u64;
             if quota.is_some_and(|q| w.chunks_sent >= q) {
                 w.leaving = true;
             }
@@ -566,90 +577,111 @@ impl Core {
     fn handle_results(&mut self, w: &mut Worker, body: std::ops::Range<usize>) {
         let mut at = body.start;
         let mut answered = 0u64;
-        while at + 5 <= body.end {
-            let tag = w.inbuf[at];
-            let Some(len) = worker::read_u32(&w.inbuf, at + 1) else {
-                break;
-            };
-            let item = at + 5..at + 5 + len as usize;
-            if item.end > body.end {
-                break;
+        // Parses the item at `at`: (tag, bytes range).
+        let parse = |buf: &[u8], at: usize| -> Option<(u8, std::ops::Range<usize>)> {
+            if at + 5 > body.end {
+                return None;
             }
-            at = item.end;
+            let len = worker::read_u32(buf, at + 1)? as usize;
+            let item = at + 5..at + 5 + len;
+            (item.end <= body.end).then_some((buf[at], item))
+        };
+        while let Some((tag, item)) = parse(&w.inbuf, at) {
             let Some(chunk) = w.sent.front() else {
                 log::warn!(target: "multiproc", "{} answered a task it was not given", w.who());
                 break;
             };
-            let index = chunk.first + w.front_answered as u64;
             let id = chunk.job;
+            if tag == worker::TAG_OK {
+                // The common case, in bulk: successes of one chunk, with one
+                // look-up of their job.
+                let mut job = self.jobs.get_mut(&id);
+                let mut next = Some((tag, item));
+                let mut ok = 0u64;
+                let mut finished = false;
+                while let Some((worker::TAG_OK, item)) = next {
+                    let chunk = w.sent.front().expect("checked");
+                    let index = chunk.first + w.front_answered as u64;
+                    if let Some(job) = job.as_deref_mut() {
+                        job.outstanding -= 1;
+                        job.sink.ok(index, &w.inbuf[item.clone()]);
+                        finished = job.outstanding == 0 && job.sealed;
+                    }
+                    ok += 1;
+                    at = item.end;
+                    w.front_answered += 1;
+                    if w.front_answered == chunk.count {
+                        w.sent.pop_front();
+                        w.front_answered = 0;
+                        break;
+                    }
+                    next = parse(&w.inbuf, at);
+                }
+                self.counters.done += ok;
+                answered += ok;
+                w.inflight -= ok;
+                if finished {
+                    self.maybe_complete(id);
+                }
+                continue;
+            }
+            let index = chunk.first + w.front_answered as u64;
+            at = item.end;
             answered += 1;
+            w.inflight -= 1;
             w.front_answered += 1;
             if w.front_answered == chunk.count {
                 w.sent.pop_front();
                 w.front_answered = 0;
             }
             let bytes = &w.inbuf[item];
-            match tag {
-                worker::TAG_OK => {
-                    self.counters.done += 1;
-                    let finished = self.jobs.get_mut(&id).is_some_and(|job| {
-                        job.outstanding -= 1;
-                        job.sink.ok(index, bytes);
-                        job.outstanding == 0 && job.sealed
+            let what = self.what(id);
+            let e = if tag == worker::TAG_PANIC {
+                let report: PanicReport =
+                    postcard::from_bytes(bytes).unwrap_or_else(|_| PanicReport {
+                        message: "(unreadable panic report)".into(),
+                        location: None,
                     });
-                    if finished {
-                        self.maybe_complete(id);
-                    }
-                }
-                worker::TAG_PANIC => {
-                    let report: PanicReport =
-                        postcard::from_bytes(bytes).unwrap_or_else(|_| PanicReport {
-                            message: "(unreadable panic report)".into(),
-                            location: None,
-                        });
-                    let what = self.what(id);
-                    let loc = report
-                        .location
-                        .as_deref()
-                        .map(|l| format!(" at {l}"))
-                        .unwrap_or_default();
-                    let e = Error::new(
-                        ErrorKind::Panicked,
-                        format!(
-                            "task {index} of {what} panicked{loc} in {}: {}",
-                            w.who(),
-                            report.message
-                        ),
-                    )
-                    .with_panic(report);
-                    self.deliver_err(id, index, e);
-                }
-                _ => {
-                    let message = String::from_utf8_lossy(bytes);
-                    let kind = if message.contains("encode") {
-                        ErrorKind::Encode
-                    } else if message.contains("decode") {
-                        ErrorKind::Decode
-                    } else {
-                        ErrorKind::Bootstrap
-                    };
-                    let e = Error::new(
-                        kind,
-                        format!(
-                            "task {index} of {} failed in {}: {message}",
-                            self.what(id),
-                            w.who()
-                        ),
-                    );
-                    self.deliver_err(id, index, e);
-                }
-            }
+                let loc = report
+                    .location
+                    .as_deref()
+                    .map(|l| format!(" at {l}"))
+                    .unwrap_or_default();
+                Error::new(
+                    ErrorKind::Panicked,
+                    format!(
+                        "task {index} of {what} panicked{loc} in {}: {}",
+                        w.who(),
+                        report.message
+                    ),
+                )
+                .with_panic(report)
+            } else {
+                let message = String::from_utf8_lossy(bytes);
+                let kind = if message.contains("encode") {
+                    ErrorKind::Encode
+                } else if message.contains("decode") {
+                    ErrorKind::Decode
+                } else {
+                    ErrorKind::Bootstrap
+                };
+                Error::new(
+                    kind,
+                    format!("task {index} of {what} failed in {}: {message}", w.who()),
+                )
+            };
+            self.deliver_err(id, index, e);
         }
         w.answered += answered;
         if answered > 0 {
             let now = Instant::now();
             let per_item = now.duration_since(w.busy_since).as_nanos() as f64 / answered as f64;
-            self.item_ns = 0.7 * self.item_ns + 0.3 * per_item;
+            self.item_ns = if self.samples == 0 {
+                per_item
+            } else {
+                0.7 * self.item_ns + 0.3 * per_item
+            };
+            self.samples += 1;
             w.busy_since = now;
         }
     }

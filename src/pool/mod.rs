@@ -933,18 +933,15 @@ where
             return Ok(());
         }
         let workers = self.pool.processes as u64;
-        let (cs, item_ns) = {
-            let core = self.pool.shared.lock();
-            let cs = match self.chunking {
-                Chunking::Fixed(n) => n,
-                Chunking::Adaptive => {
-                    (CHUNK_NS / core.item_ns.max(1.0)).clamp(1.0, 16384.0) as usize
-                }
-            };
-            (cs as u64, core.item_ns)
+        let item_ns = self.pool.shared.lock().item_ns.max(1.0);
+        let cs = match self.chunking {
+            Chunking::Fixed(n) => n as u64,
+            Chunking::Adaptive => (CHUNK_NS / item_ns).clamp(1.0, 16384.0) as u64,
         };
-        let _ = item_ns;
-        let bound = (cs * workers * 8).max(64);
+        // In flight: enough to keep every worker busy for a few
+        // milliseconds, and several chunks each; never unbounded.
+        let quick = ((5e6 / item_ns) as u64 * workers).min(8192);
+        let bound = (cs * workers * 8).max(quick).max(64);
         let mut chunks = Vec::new();
         let mut failed = Vec::new();
         while self.submitted - self.yielded < bound {
