@@ -28,8 +28,10 @@ pub(crate) type Callback = Box<dyn FnOnce() + Send>;
 
 /// Where the results of one job go. Implemented by the typed front-ends.
 pub(crate) trait Sink: Send {
-    /// Item `index` returned these (postcard) bytes.
-    fn ok(&mut self, index: u64, bytes: &[u8]);
+    /// Items `first..first + count` returned these postcard values, back
+    /// to back. A value that cannot be decoded is that item's error (and
+    /// the ones after it too: their bytes cannot be found).
+    fn ok_batch(&mut self, first: u64, count: u32, bytes: &[u8]);
     /// Item `index` failed. Returns true if the job is finished by it (the
     /// rest of its items are then cancelled).
     fn err(&mut self, index: u64, error: Error) -> bool;
@@ -51,14 +53,16 @@ pub(crate) struct Job {
     sealed: bool,
 }
 
-/// Consecutive items of one job, encoded: per item a u32 length and the
-/// postcard arguments.
+/// Consecutive items of one job, encoded: their postcard arguments back
+/// to back, and where each ends (kept here, not sent: postcard values
+/// delimit themselves).
 pub(crate) struct Chunk {
     pub(crate) job: u64,
     pub(crate) func: u32,
     pub(crate) first: u64,
     pub(crate) count: u32,
     pub(crate) data: Vec<u8>,
+    ends: Vec<u32>,
 }
 
 impl Chunk {
@@ -69,17 +73,16 @@ impl Chunk {
             first,
             count: 0,
             data: Vec::new(),
+            ends: Vec::new(),
         }
     }
 
     /// Appends one item's encoded arguments.
     pub(crate) fn push<T: serde::Serialize>(&mut self, args: &T) -> Result<()> {
         let at = self.data.len();
-        self.data.extend_from_slice(&[0; 4]);
         match worker::append(args, &mut self.data) {
             Ok(()) => {
-                let len = (self.data.len() - at - 4) as u32;
-                self.data[at..at + 4].copy_from_slice(&len.to_le_bytes());
+                self.ends.push(self.data.len() as u32);
                 self.count += 1;
                 Ok(())
             }
@@ -97,16 +100,23 @@ impl Chunk {
         }
     }
 
+    fn push_bytes(&mut self, item: &[u8]) {
+        self.data.extend_from_slice(item);
+        self.ends.push(self.data.len() as u32);
+        self.count += 1;
+    }
+
     /// The items as byte slices.
     fn items(&self) -> Vec<&[u8]> {
-        let mut out = Vec::with_capacity(self.count as usize);
-        let mut at = 0;
-        while let Some(len) = worker::read_u32(&self.data, at) {
-            let end = at + 4 + len as usize;
-            out.push(&self.data[at + 4..end]);
-            at = end;
-        }
-        out
+        let mut start = 0;
+        self.ends
+            .iter()
+            .map(|&end| {
+                let item = &self.data[start..end as usize];
+                start = end as usize;
+                item
+            })
+            .collect()
     }
 }
 
@@ -524,24 +534,16 @@ impl Core {
                 w.inbuf.drain(..w.in_start);
                 w.in_start = 0;
             }
-            let old = w.inbuf.len();
-            let want = 64 * 1024;
-            w.inbuf.resize(old + want, 0);
-            match sys::io::recv(w.sock.as_fd(), &mut w.inbuf[old..], true) {
-                Ok(sys::io::Read::Bytes(n)) => {
-                    w.inbuf.truncate(old + n);
+            if w.inbuf.capacity() - w.inbuf.len() < 16 * 1024 {
+                w.inbuf.reserve(64 * 1024);
+            }
+            match sys::io::recv_spare(w.sock.as_fd(), &mut w.inbuf, true) {
+                Ok(sys::io::Read::Data) => {
                     progress = true;
                     self.handle_frames(w)?;
-                    if n < want {
-                        break;
-                    }
                 }
-                Ok(sys::io::Read::WouldBlock) => {
-                    w.inbuf.truncate(old);
-                    break;
-                }
+                Ok(sys::io::Read::WouldBlock) => break,
                 Ok(sys::io::Read::Eof) | Err(_) => {
-                    w.inbuf.truncate(old);
                     w.eof = true;
                     progress = true;
                 }
@@ -555,7 +557,15 @@ impl Core {
             let body = w.in_start + body.start..w.in_start + body.end;
             w.in_start += total;
             match kind {
-                worker::RESULTS => self.handle_results(w, body),
+                worker::RESULTS => {
+                    if !self.handle_results(w, body) {
+                        w.eof = true;
+                        let _ = w.process.kill();
+                        log::warn!(target: "multiproc", "{} sent more results than it was given tasks", w.who());
+                        return Ok(());
+                    }
+                }
+                worker::FAILED => self.handle_failed(w, body),
                 worker::INIT_FAILED => {
                     let message = String::from_utf8_lossy(&w.inbuf[body]).into_owned();
                     let message = format!("{} could not start: {message}", w.who());
@@ -574,116 +584,103 @@ impl Core {
         Ok(())
     }
 
-    fn handle_results(&mut self, w: &mut Worker, body: std::ops::Range<usize>) {
-        let mut at = body.start;
-        let mut answered = 0u64;
-        // Parses the item at `at`: (tag, bytes range).
-        let parse = |buf: &[u8], at: usize| -> Option<(u8, std::ops::Range<usize>)> {
-            if at + 5 > body.end {
-                return None;
-            }
-            let len = worker::read_u32(buf, at + 1)? as usize;
-            let item = at + 5..at + 5 + len;
-            (item.end <= body.end).then_some((buf[at], item))
+    /// A RESULTS frame: the next `n` items of the front chunk succeeded.
+    /// False if the worker answered more than it was given.
+    fn handle_results(&mut self, w: &mut Worker, body: std::ops::Range<usize>) -> bool {
+        let Some(n) = worker::read_u32(&w.inbuf, body.start) else {
+            return false;
         };
-        while let Some((tag, item)) = parse(&w.inbuf, at) {
-            let Some(chunk) = w.sent.front() else {
-                log::warn!(target: "multiproc", "{} answered a task it was not given", w.who());
-                break;
-            };
-            let id = chunk.job;
-            if tag == worker::TAG_OK {
-                // The common case, in bulk: successes of one chunk, with one
-                // look-up of their job.
-                let mut job = self.jobs.get_mut(&id);
-                let mut next = Some((tag, item));
-                let mut ok = 0u64;
-                let mut finished = false;
-                while let Some((worker::TAG_OK, item)) = next {
-                    let chunk = w.sent.front().expect("checked");
-                    let index = chunk.first + w.front_answered as u64;
-                    if let Some(job) = job.as_deref_mut() {
-                        job.outstanding -= 1;
-                        job.sink.ok(index, &w.inbuf[item.clone()]);
-                        finished = job.outstanding == 0 && job.sealed;
-                    }
-                    ok += 1;
-                    at = item.end;
-                    w.front_answered += 1;
-                    if w.front_answered == chunk.count {
-                        w.sent.pop_front();
-                        w.front_answered = 0;
-                        break;
-                    }
-                    next = parse(&w.inbuf, at);
-                }
-                self.counters.done += ok;
-                answered += ok;
-                w.inflight -= ok;
-                if finished {
-                    self.maybe_complete(id);
-                }
-                continue;
-            }
-            let index = chunk.first + w.front_answered as u64;
-            at = item.end;
-            answered += 1;
-            w.inflight -= 1;
-            w.front_answered += 1;
-            if w.front_answered == chunk.count {
-                w.sent.pop_front();
-                w.front_answered = 0;
-            }
-            let bytes = &w.inbuf[item];
-            let what = self.what(id);
-            let e = if tag == worker::TAG_PANIC {
-                let report: PanicReport =
-                    postcard::from_bytes(bytes).unwrap_or_else(|_| PanicReport {
-                        message: "(unreadable panic report)".into(),
-                        location: None,
-                    });
-                let loc = report
-                    .location
-                    .as_deref()
-                    .map(|l| format!(" at {l}"))
-                    .unwrap_or_default();
-                Error::new(
-                    ErrorKind::Panicked,
-                    format!(
-                        "task {index} of {what} panicked{loc} in {}: {}",
-                        w.who(),
-                        report.message
-                    ),
-                )
-                .with_panic(report)
-            } else {
-                let message = String::from_utf8_lossy(bytes);
-                let kind = if message.contains("encode") {
-                    ErrorKind::Encode
-                } else if message.contains("decode") {
-                    ErrorKind::Decode
-                } else {
-                    ErrorKind::Bootstrap
-                };
-                Error::new(
-                    kind,
-                    format!("task {index} of {what} failed in {}: {message}", w.who()),
-                )
-            };
-            self.deliver_err(id, index, e);
+        let Some(chunk) = w.sent.front() else {
+            return false;
+        };
+        if n == 0 || n > chunk.count - w.front_answered {
+            return false;
         }
-        w.answered += answered;
-        if answered > 0 {
-            let now = Instant::now();
-            let per_item = now.duration_since(w.busy_since).as_nanos() as f64 / answered as f64;
-            self.item_ns = if self.samples == 0 {
-                per_item
-            } else {
-                0.7 * self.item_ns + 0.3 * per_item
-            };
-            self.samples += 1;
-            w.busy_since = now;
+        let id = chunk.job;
+        let first = chunk.first + w.front_answered as u64;
+        let bytes = &w.inbuf[body.start + 4..body.end];
+        let finished = self.jobs.get_mut(&id).is_some_and(|job| {
+            job.outstanding -= n as u64;
+            job.sink.ok_batch(first, n, bytes);
+            job.outstanding == 0 && job.sealed
+        });
+        if finished {
+            self.maybe_complete(id);
         }
+        self.counters.done += n as u64;
+        self.answered(w, n);
+        true
+    }
+
+    /// Marks the next `n` items of `w` answered.
+    fn answered(&mut self, w: &mut Worker, n: u32) {
+        w.front_answered += n;
+        if w.sent.front().is_some_and(|c| w.front_answered == c.count) {
+            w.sent.pop_front();
+            w.front_answered = 0;
+        }
+        w.inflight -= n as u64;
+        w.answered += n as u64;
+        let now = Instant::now();
+        let per_item = now.duration_since(w.busy_since).as_nanos() as f64 / n as f64;
+        self.item_ns = if self.samples == 0 {
+            per_item
+        } else {
+            0.7 * self.item_ns + 0.3 * per_item
+        };
+        self.samples += 1;
+        w.busy_since = now;
+    }
+
+    /// A FAILED frame: the next item panicked or could not run.
+    fn handle_failed(&mut self, w: &mut Worker, body: std::ops::Range<usize>) {
+        let Some(chunk) = w.sent.front() else {
+            return;
+        };
+        let id = chunk.job;
+        let index = chunk.first + w.front_answered as u64;
+        let tag = w
+            .inbuf
+            .get(body.start)
+            .copied()
+            .unwrap_or(worker::TAG_ERROR);
+        let bytes = &w.inbuf[(body.start + 1).min(body.end)..body.end];
+        let what = self.what(id);
+        let e = if tag == worker::TAG_PANIC {
+            let report: PanicReport = postcard::from_bytes(bytes).unwrap_or_else(|_| PanicReport {
+                message: "(unreadable panic report)".into(),
+                location: None,
+            });
+            let loc = report
+                .location
+                .as_deref()
+                .map(|l| format!(" at {l}"))
+                .unwrap_or_default();
+            Error::new(
+                ErrorKind::Panicked,
+                format!(
+                    "task {index} of {what} panicked{loc} in {}: {}",
+                    w.who(),
+                    report.message
+                ),
+            )
+            .with_panic(report)
+        } else {
+            let message = String::from_utf8_lossy(bytes);
+            let kind = if message.contains("encode") {
+                ErrorKind::Encode
+            } else if message.contains("decode") {
+                ErrorKind::Decode
+            } else {
+                ErrorKind::Bootstrap
+            };
+            Error::new(
+                kind,
+                format!("task {index} of {what} failed in {}: {message}", w.who()),
+            )
+        };
+        self.answered(w, 1);
+        self.deliver_err(id, index, e);
     }
 
     fn what(&self, id: u64) -> String {
@@ -759,10 +756,9 @@ impl Core {
                     }
                     self.deliver_err(chunk.job, index, e);
                 } else {
-                    let c = again.get_or_insert_with(|| Chunk::new(chunk.job, chunk.func, index));
-                    c.data.extend_from_slice(&(item.len() as u32).to_le_bytes());
-                    c.data.extend_from_slice(item);
-                    c.count += 1;
+                    again
+                        .get_or_insert_with(|| Chunk::new(chunk.job, chunk.func, index))
+                        .push_bytes(item);
                 }
                 k += 1;
             }

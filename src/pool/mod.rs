@@ -782,9 +782,7 @@ impl<'p> Chunked<'p> {
         };
         let mut stream = Stream::new::<F, M>(self.pool, "map", input, true, chunking)?;
         let mut out = Vec::with_capacity(lo);
-        while let Some(item) = stream.next_result() {
-            out.push(item?);
-        }
+        stream.collect_into(&mut out)?;
         Ok(out)
     }
 
@@ -903,12 +901,7 @@ where
             return Err(e);
         }
         let func = core.func_id(task_fn::<F, M>());
-        let sink = StreamSink::<R> {
-            ordered,
-            base: 0,
-            slots: VecDeque::new(),
-            unordered: VecDeque::new(),
-        };
+        let sink = StreamSink::<R>::new(ordered);
         let job = core.new_job(Box::new(sink), describe::<F>(call));
         let progress = Progress::new(core.config.progress, total);
         drop(core);
@@ -1024,77 +1017,183 @@ where
     }
 }
 
+impl<I, R> Stream<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned + Send + 'static,
+{
+    /// `map`'s loop: every result in order into `out`, straight from the
+    /// sink; stops at the first error.
+    fn collect_into(&mut self, out: &mut Vec<R>) -> Result<()> {
+        loop {
+            while let Some(r) = self.local.pop_front() {
+                self.yielded += 1;
+                out.push(r?);
+            }
+            if self.input_done && self.yielded == self.submitted {
+                self.progress.finish();
+                return Ok(());
+            }
+            self.feed()?;
+            if self.input_done && self.yielded == self.submitted {
+                continue;
+            }
+            let job = self.job;
+            let mut failure = None;
+            let taken = self.pool.shared.drive(None, |core| {
+                let j = core.jobs.get_mut(&job)?;
+                let sink = j.sink.as_any().downcast_mut::<StreamSink<R>>()?;
+                let n = sink.drain_ok(out, &mut failure);
+                (n > 0 || failure.is_some()).then_some(n)
+            })?;
+            self.yielded += taken.unwrap_or(0) as u64;
+            self.progress.update(self.yielded);
+            if let Some(e) = failure {
+                return Err(e);
+            }
+        }
+    }
+}
+
 impl<I: Iterator, R> Drop for Stream<'_, I, R> {
     fn drop(&mut self) {
         self.pool.shared.lock().cancel(self.job);
     }
 }
 
+/// Where a stream's results wait for the caller. Ordered: `prefix` holds
+/// the successes that are next in order (the common case, moved out in
+/// bulk), `slots` whatever arrived after a gap, from index `base +
+/// prefix.len()` on.
 struct StreamSink<R> {
     ordered: bool,
     base: u64,
+    prefix: Vec<R>,
     slots: VecDeque<Option<Result<R>>>,
     unordered: VecDeque<Result<R>>,
 }
 
-fn decode_result<R: DeserializeOwned>(index: u64, bytes: &[u8]) -> Result<R> {
-    match postcard::take_from_bytes::<R>(bytes) {
-        Ok((v, [])) => Ok(v),
-        Ok(_) => Err(Error::new(
-            ErrorKind::Decode,
-            format!(
-                "the result of task {index} has bytes left over after a {}",
-                std::any::type_name::<R>()
-            ),
-        )),
-        Err(e) => Err(Error::new(
-            ErrorKind::Decode,
-            format!(
-                "the result of task {index} could not be decoded as {}",
-                std::any::type_name::<R>()
-            ),
-        )
-        .with_source(e)),
+/// Decodes `count` values of type `R` lying back to back in `bytes`, for
+/// items `first..`, handing each to `put`. A value that cannot be decoded
+/// fails, and so do the ones after it (their bytes cannot be found).
+fn decode_batch<R: DeserializeOwned>(
+    first: u64,
+    count: u32,
+    mut bytes: &[u8],
+    mut put: impl FnMut(u64, Result<R>),
+) {
+    for i in 0..count as u64 {
+        match postcard::take_from_bytes::<R>(bytes) {
+            Ok((v, rest)) => {
+                bytes = rest;
+                put(first + i, Ok(v));
+            }
+            Err(e) => {
+                for j in i..count as u64 {
+                    put(
+                        first + j,
+                        Err(Error::new(
+                            ErrorKind::Decode,
+                            format!(
+                                "the result of task {} could not be decoded as {}: {e}",
+                                first + j,
+                                std::any::type_name::<R>()
+                            ),
+                        )),
+                    );
+                }
+                return;
+            }
+        }
     }
 }
 
 impl<R> StreamSink<R> {
-    fn put(&mut self, index: u64, value: Result<R>) {
-        if self.ordered {
-            let Some(pos) = index.checked_sub(self.base) else {
-                return;
-            };
-            let pos = pos as usize;
-            while self.slots.len() <= pos {
-                self.slots.push_back(None);
-            }
-            self.slots[pos] = Some(value);
-        } else {
-            self.unordered.push_back(value);
+    fn new(ordered: bool) -> Self {
+        Self {
+            ordered,
+            base: 0,
+            prefix: Vec::new(),
+            slots: VecDeque::new(),
+            unordered: VecDeque::new(),
         }
     }
 
-    fn drain(&mut self, out: &mut VecDeque<Result<R>>) -> usize {
-        if self.ordered {
-            let mut n = 0;
-            while let Some(Some(_)) = self.slots.front() {
-                out.push_back(self.slots.pop_front().flatten().expect("checked"));
-                self.base += 1;
-                n += 1;
+    fn put(&mut self, index: u64, value: Result<R>) {
+        if !self.ordered {
+            self.unordered.push_back(value);
+            return;
+        }
+        let front = self.base + self.prefix.len() as u64;
+        let Some(pos) = index.checked_sub(front) else {
+            return;
+        };
+        if pos == 0 && self.slots.is_empty() {
+            match value {
+                Ok(v) => self.prefix.push(v),
+                Err(e) => self.slots.push_back(Some(Err(e))),
             }
-            n
-        } else {
+            return;
+        }
+        let pos = pos as usize;
+        if pos == self.slots.len() {
+            self.slots.push_back(Some(value));
+            return;
+        }
+        while self.slots.len() <= pos {
+            self.slots.push_back(None);
+        }
+        self.slots[pos] = Some(value);
+    }
+
+    /// Moves the results ready in order into `out`, stopping at the first
+    /// error (put in `failure`). Ordered sinks only.
+    fn drain_ok(&mut self, out: &mut Vec<R>, failure: &mut Option<Error>) -> usize {
+        let mut n = self.prefix.len();
+        self.base += n as u64;
+        out.append(&mut self.prefix);
+        while let Some(Some(_)) = self.slots.front() {
+            let r = self.slots.pop_front().flatten().expect("checked");
+            self.base += 1;
+            match r {
+                Ok(v) => {
+                    out.push(v);
+                    n += 1;
+                }
+                Err(e) => {
+                    *failure = Some(e);
+                    break;
+                }
+            }
+        }
+        n
+    }
+
+    fn drain(&mut self, out: &mut VecDeque<Result<R>>) -> usize {
+        if !self.ordered {
             let n = self.unordered.len();
             out.extend(self.unordered.drain(..));
-            n
+            return n;
         }
+        let mut n = self.prefix.len();
+        self.base += n as u64;
+        out.extend(self.prefix.drain(..).map(Ok));
+        while let Some(Some(_)) = self.slots.front() {
+            out.push_back(self.slots.pop_front().flatten().expect("checked"));
+            self.base += 1;
+            n += 1;
+        }
+        n
     }
 }
 
 impl<R: DeserializeOwned + Send + 'static> Sink for StreamSink<R> {
-    fn ok(&mut self, index: u64, bytes: &[u8]) {
-        let value = decode_result(index, bytes);
-        self.put(index, value);
+    fn ok_batch(&mut self, first: u64, count: u32, bytes: &[u8]) {
+        if self.ordered {
+            self.slots.reserve(count as usize);
+        }
+        decode_batch(first, count, bytes, |i, v| self.put(i, v));
     }
 
     fn err(&mut self, index: u64, error: Error) -> bool {
@@ -1165,19 +1264,20 @@ where
     T: DeserializeOwned + Send + 'static,
     Out: Send + 'static,
 {
-    fn ok(&mut self, index: u64, bytes: &[u8]) {
-        match decode_result::<T>(index, bytes) {
+    fn ok_batch(&mut self, first: u64, count: u32, bytes: &[u8]) {
+        let (items, error) = (&mut self.items, &mut self.error);
+        decode_batch::<T>(first, count, bytes, |index, v| match v {
             Ok(v) => {
                 let i = index as usize;
-                if self.items.len() <= i {
-                    self.items.resize_with(i + 1, || None);
+                if items.len() <= i {
+                    items.resize_with(i + 1, || None);
                 }
-                self.items[i] = Some(v);
+                items[i] = Some(v);
             }
             Err(e) => {
-                self.error.get_or_insert(e);
+                error.get_or_insert(e);
             }
-        }
+        });
     }
 
     fn err(&mut self, _index: u64, error: Error) -> bool {
@@ -1371,14 +1471,9 @@ mod tests {
 
     #[test]
     fn an_ordered_sink_releases_results_in_order() {
-        let mut s = StreamSink::<u8> {
-            ordered: true,
-            base: 0,
-            slots: VecDeque::new(),
-            unordered: VecDeque::new(),
-        };
+        let mut s = StreamSink::<u8>::new(true);
         let mut out = VecDeque::new();
-        s.ok(1, &[7]);
+        s.ok_batch(1, 1, &[7]);
         assert_eq!(s.drain(&mut out), 0);
         s.err(0, Error::new(ErrorKind::Panicked, "boom"));
         assert_eq!(s.drain(&mut out), 2);

@@ -7,14 +7,15 @@
 //! | kind | body |
 //! |------|------|
 //! | FUNC | function id (u32) and a postcard [`TaskRef`]: "id N is this function" |
-//! | TASK | function id (u32), item count (u32), then per item its length (u32) and its postcard arguments |
+//! | TASK | function id (u32), item count (u32), then the items' postcard arguments back to back (postcard values delimit themselves) |
 //! | STOP | empty: leave once everything before it is answered |
 //!
 //! From the worker:
 //!
 //! | kind | body |
 //! |------|------|
-//! | RESULTS | per item, in the order received: a tag (OK, PANIC, ERROR), a length (u32), the bytes (postcard value, postcard `PanicReport`, or a UTF-8 message) |
+//! | RESULTS | a count (u32), then that many postcard results back to back: the next items of the current chunk, never past its end |
+//! | FAILED | the next item failed: a tag (PANIC, ERROR) and a postcard `PanicReport` or a UTF-8 message |
 //! | INIT_FAILED | UTF-8 message: the initializer panicked; the worker leaves |
 //! | RETIRE | empty: the worker passed its memory cap and leaves without starting the tasks it still holds |
 //!
@@ -49,8 +50,8 @@ pub(crate) const STOP: u8 = 3;
 pub(crate) const RESULTS: u8 = 1;
 pub(crate) const INIT_FAILED: u8 = 2;
 pub(crate) const RETIRE: u8 = 3;
+pub(crate) const FAILED: u8 = 4;
 
-pub(crate) const TAG_OK: u8 = 0;
 pub(crate) const TAG_PANIC: u8 = 1;
 pub(crate) const TAG_ERROR: u8 = 2;
 
@@ -60,31 +61,53 @@ pub(crate) const WORD_STARTED: usize = 0;
 pub(crate) const WORD_START_NS: usize = 1;
 pub(crate) const WORD_FINISHED: usize = 2;
 
-/// Decodes a task's arguments, runs it, appends its encoded result.
-/// `Err` is a message: the arguments or result could not be decoded or
-/// encoded.
-pub(crate) type TaskFn = fn(&[u8], &mut Vec<u8>) -> Result<(), String>;
+/// Runs a chunk: decodes `count` items' arguments from the bytes, runs the
+/// task on each, and reports through the [`Ctx`].
+pub(crate) type TaskFn = fn(&[u8], u32, &mut Ctx<'_>);
 
 /// The [`TaskFn`] for target type `F` (zero-sized: a function item or a
-/// closure capturing nothing).
-pub(crate) fn task_entry<F: Target<M> + Copy, M>(
-    input: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), String> {
-    let f = sys::image::conjure::<F>()
-        .ok_or_else(|| "the task function captures state and cannot be rebuilt".to_string())?;
-    let args: F::Args = match postcard::take_from_bytes(input) {
-        Ok((args, [])) => args,
-        Ok(_) => return Err("the task's arguments have bytes left over (a type mismatch)".into()),
-        Err(e) => return Err(format!("could not decode the task's arguments: {e}")),
+/// closure capturing nothing). Monomorphised, so that decoding, the call
+/// and encoding are one loop over the chunk.
+pub(crate) fn task_entry<F: Target<M> + Copy, M>(mut input: &[u8], count: u32, ctx: &mut Ctx<'_>) {
+    let Some(f) = sys::image::conjure::<F>() else {
+        ctx.fail_rest(
+            count,
+            "the task function captures state and cannot be rebuilt",
+        );
+        return;
     };
-    let result = f.call(args);
-    match append(&result, out) {
-        Ok(()) => Ok(()),
-        Err(e) => Err(format!(
-            "could not encode the task's result of type {}: {e}",
-            std::any::type_name::<F::Output>()
-        )),
+    for i in 0..count {
+        let args = match postcard::take_from_bytes::<F::Args>(input) {
+            Ok((args, rest)) => {
+                input = rest;
+                args
+            }
+            Err(e) => {
+                ctx.fail_rest(
+                    count - i,
+                    &format!("could not decode the task's arguments: {e}"),
+                );
+                return;
+            }
+        };
+        ctx.begin_item();
+        match std::panic::catch_unwind(AssertUnwindSafe(move || f.call(args))) {
+            Ok(result) => {
+                let mark = ctx.out.len();
+                match append(&result, &mut ctx.out) {
+                    Ok(()) => ctx.ok(),
+                    Err(e) => {
+                        ctx.out.truncate(mark);
+                        ctx.fail(&format!(
+                            "could not encode the task's result of type {}: {e}",
+                            std::any::type_name::<F::Output>()
+                        ));
+                    }
+                }
+            }
+            Err(payload) => ctx.panicked(payload),
+        }
+        ctx.item_done();
     }
 }
 
@@ -100,7 +123,21 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
     }
     #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
+        // postcard writes every integer as a short slice (a varint); a
+        // variable-length copy would be a call to memcpy per number, so
+        // short ones are copied as 16 fixed bytes and the tail cut off.
+        let n = data.len();
+        if n <= 16 {
+            let mut tmp = [0u8; 16];
+            for (i, t) in tmp.iter_mut().enumerate() {
+                *t = data.get(i).copied().unwrap_or(0);
+            }
+            let old = self.0.len();
+            self.0.extend_from_slice(&tmp);
+            self.0.truncate(old + n);
+        } else {
+            self.0.extend_from_slice(data);
+        }
         Ok(())
     }
     fn finalize(self) -> postcard::Result<()> {
@@ -183,40 +220,154 @@ pub(crate) fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
         .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
 }
 
-/// The worker's batch of results being built.
-struct Out {
-    buf: Vec<u8>,
-    frame: Option<usize>,
+/// What a chunk reports through: the batch of results being built, the
+/// shared page, and when to write the batch.
+pub(crate) struct Ctx<'a> {
+    out: Vec<u8>,
+    /// Where the open RESULTS frame starts, and how many results it holds.
+    frame: Option<(usize, u32)>,
+    sock: Option<std::os::fd::BorrowedFd<'a>>,
+    page: &'a SharedPage,
+    timed: bool,
+    started: u64,
     last_flush: Instant,
+    /// How many items between two looks at the clock: grows while items
+    /// are tiny, drops to 1 when they are slow.
+    check_every: u32,
+    since_check: u32,
+    /// The pool is gone (a write failed).
+    broken: bool,
+    /// The last failure, for the initializer.
+    last_failure: Option<String>,
 }
 
-impl Out {
-    fn item(&mut self, tag: u8) -> usize {
+/// How long finished results may wait for company before they are written.
+const BATCH: Duration = Duration::from_micros(200);
+
+impl<'a> Ctx<'a> {
+    fn new(sock: Option<std::os::fd::BorrowedFd<'a>>, page: &'a SharedPage, timed: bool) -> Self {
+        Self {
+            out: Vec::with_capacity(64 * 1024),
+            frame: None,
+            sock,
+            page,
+            timed,
+            started: page.word(WORD_STARTED).load(Ordering::Relaxed),
+            last_flush: Instant::now(),
+            check_every: 1,
+            since_check: 0,
+            broken: false,
+            last_failure: None,
+        }
+    }
+
+    fn begin_item(&mut self) {
+        self.started += 1;
+        // The start time first: the pool reads the count, then the time,
+        // then the count again.
+        if self.timed {
+            self.page
+                .word(WORD_START_NS)
+                .store(sys::io::monotonic_ns(), Ordering::Release);
+        }
+        self.page
+            .word(WORD_STARTED)
+            .store(self.started, Ordering::Release);
         if self.frame.is_none() {
-            self.frame = Some(begin_frame(&mut self.buf, RESULTS));
+            let at = begin_frame(&mut self.out, RESULTS);
+            self.out.extend_from_slice(&[0; 4]);
+            self.frame = Some((at, 0));
         }
-        self.buf.push(tag);
-        let at = self.buf.len();
-        self.buf.extend_from_slice(&[0; 4]);
-        at
     }
 
-    fn end_item(&mut self, at: usize) {
-        let len = (self.buf.len() - at - 4) as u32;
-        self.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    /// The item's result was appended.
+    fn ok(&mut self) {
+        if let Some((_, n)) = &mut self.frame {
+            *n += 1;
+        }
     }
 
-    fn flush(&mut self, sock: std::os::fd::BorrowedFd<'_>) -> bool {
-        if let Some(at) = self.frame.take() {
-            end_frame(&mut self.buf, at);
+    fn close_frame(&mut self) {
+        if let Some((at, n)) = self.frame.take() {
+            if n == 0 {
+                self.out.truncate(at);
+            } else {
+                self.out[at + HEADER..at + HEADER + 4].copy_from_slice(&n.to_le_bytes());
+                end_frame(&mut self.out, at);
+            }
         }
-        if !self.buf.is_empty() {
-            let ok = sys::io::send_all(sock, &self.buf).is_ok();
-            self.buf.clear();
+    }
+
+    fn failed_frame(&mut self, tag: u8, body: &[u8]) {
+        self.close_frame();
+        let at = begin_frame(&mut self.out, FAILED);
+        self.out.push(tag);
+        self.out.extend_from_slice(body);
+        end_frame(&mut self.out, at);
+    }
+
+    /// The item failed with `message`.
+    fn fail(&mut self, message: &str) {
+        self.last_failure = Some(message.to_string());
+        self.failed_frame(TAG_ERROR, message.as_bytes());
+    }
+
+    fn panicked(&mut self, payload: Box<dyn std::any::Any + Send>) {
+        let report = take_panic(payload);
+        let at = report
+            .location
+            .as_deref()
+            .map(|l| format!(" at {l}"))
+            .unwrap_or_default();
+        self.last_failure = Some(format!("panicked{at}: {}", report.message));
+        let bytes = postcard::to_allocvec(&report).unwrap_or_default();
+        self.failed_frame(TAG_PANIC, &bytes);
+    }
+
+    /// The next `n` items cannot run (their bytes cannot be read).
+    fn fail_rest(&mut self, n: u32, message: &str) {
+        for _ in 0..n {
+            self.begin_item();
+            self.fail(message);
+            self.item_done();
+        }
+    }
+
+    fn item_done(&mut self) {
+        self.page
+            .word(WORD_FINISHED)
+            .store(self.started, Ordering::Release);
+        self.since_check += 1;
+        if self.since_check >= self.check_every || self.timed {
+            self.since_check = 0;
+            if self.last_flush.elapsed() >= BATCH || self.timed {
+                self.check_every = 1;
+                self.flush();
+            } else if self.check_every < 256 {
+                self.check_every *= 2;
+            }
+        }
+    }
+
+    /// Writes the batch (a RESULTS frame never outlives its chunk).
+    fn flush(&mut self) {
+        self.close_frame();
+        if let Some(sock) = self.sock
+            && !self.out.is_empty()
+        {
+            if sys::io::send_all(sock, &self.out).is_err() {
+                self.broken = true;
+            }
+            self.out.clear();
             self.last_flush = Instant::now();
-            return ok;
         }
-        true
+    }
+
+    fn frame(&mut self, kind: u8, body: &[u8]) {
+        self.close_frame();
+        let at = begin_frame(&mut self.out, kind);
+        self.out.extend_from_slice(body);
+        end_frame(&mut self.out, at);
     }
 }
 
@@ -230,47 +381,29 @@ pub(crate) fn worker_main(args: WorkerArgs) {
     };
     drop(args.page);
     let sock = sock.as_fd();
-    let mut out = Out {
-        buf: Vec::with_capacity(64 * 1024),
-        frame: None,
-        last_flush: Instant::now(),
-    };
     if let Some((init, bytes)) = &args.init {
-        let failure = match init.resolve(true) {
-            None => Some("the initializer could not be found in the worker".to_string()),
-            Some(f) => {
-                let mut scratch = Vec::new();
-                match std::panic::catch_unwind(AssertUnwindSafe(|| f(bytes, &mut scratch))) {
-                    Ok(Ok(())) => None,
-                    Ok(Err(message)) => Some(message),
-                    Err(payload) => {
-                        let r = take_panic(payload);
-                        let at = r.location.map(|l| format!(" at {l}")).unwrap_or_default();
-                        Some(format!("the initializer panicked{at}: {}", r.message))
-                    }
-                }
-            }
-        };
-        if let Some(message) = failure {
-            let at = begin_frame(&mut out.buf, INIT_FAILED);
-            out.buf.extend_from_slice(message.as_bytes());
-            end_frame(&mut out.buf, at);
-            out.flush(sock);
+        let mut scratch = Ctx::new(None, &page, false);
+        match init.resolve(true) {
+            None => scratch.last_failure = Some("could not be found in the worker".into()),
+            Some(f) => f(bytes, 1, &mut scratch),
+        }
+        if let Some(message) = scratch.last_failure {
+            let mut ctx = Ctx::new(Some(sock), &page, false);
+            ctx.frame(INIT_FAILED, format!("the initializer {message}").as_bytes());
+            ctx.flush();
             return;
         }
+        // The initializer is not a task: start counting from zero.
+        for w in [WORD_STARTED, WORD_FINISHED] {
+            page.word(w).store(0, Ordering::Release);
+        }
     }
-
+    let mut ctx = Ctx::new(Some(sock), &page, args.timed);
     let mut funcs: Vec<Option<sys::image::TaskFn>> = Vec::new();
     let mut inbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut start = 0usize;
-    let mut started = 0u64;
     let mut chunks = 0u64;
     let mut last_memory_check = Instant::now();
-    // How many tasks between two looks at the clock: grows while tasks are
-    // tiny, drops to 1 when they are slow.
-    let mut check_every = 1u32;
-    let mut since_check = 0u32;
-    const BATCH: Duration = Duration::from_micros(200);
     loop {
         while let Some((kind, body, total)) = parse_frame(&inbuf[start..]) {
             let body = start + body.start..start + body.end;
@@ -296,72 +429,21 @@ pub(crate) fn worker_main(args: WorkerArgs) {
                     ) else {
                         return;
                     };
-                    let f = funcs.get(id as usize).copied().flatten();
-                    let mut at = body.start + 8;
-                    for _ in 0..count {
-                        let Some(len) = read_u32(&inbuf, at) else {
-                            return;
-                        };
-                        let item = at + 4..at + 4 + len as usize;
-                        if item.end > body.end {
-                            return;
-                        }
-                        at = item.end;
-                        started += 1;
-                        // The start time first: the pool reads the count,
-                        // then the time, then the count again.
-                        if args.timed {
-                            page.word(WORD_START_NS)
-                                .store(sys::io::monotonic_ns(), Ordering::Release);
-                        }
-                        page.word(WORD_STARTED).store(started, Ordering::Release);
-                        let Some(f) = f else {
-                            let pos = out.item(TAG_ERROR);
-                            out.buf.extend_from_slice(
-                                b"the worker could not find the task function (a different executable?)",
-                            );
-                            out.end_item(pos);
-                            page.word(WORD_FINISHED).store(started, Ordering::Release);
-                            continue;
-                        };
-                        let pos = out.item(TAG_OK);
-                        let input = &inbuf[item];
-                        let outcome =
-                            std::panic::catch_unwind(AssertUnwindSafe(|| f(input, &mut out.buf)));
-                        match outcome {
-                            Ok(Ok(())) => {}
-                            Ok(Err(message)) => {
-                                out.buf.truncate(pos + 4);
-                                out.buf[pos - 1] = TAG_ERROR;
-                                out.buf.extend_from_slice(message.as_bytes());
-                            }
-                            Err(payload) => {
-                                out.buf.truncate(pos + 4);
-                                out.buf[pos - 1] = TAG_PANIC;
-                                let report = take_panic(payload);
-                                let bytes = postcard::to_allocvec(&report).unwrap_or_default();
-                                out.buf.extend_from_slice(&bytes);
-                            }
-                        }
-                        out.end_item(pos);
-                        page.word(WORD_FINISHED).store(started, Ordering::Release);
-                        since_check += 1;
-                        if since_check >= check_every || args.timed {
-                            since_check = 0;
-                            let waited = out.last_flush.elapsed();
-                            if waited >= BATCH || args.timed {
-                                check_every = 1;
-                                if !out.flush(sock) {
-                                    return;
-                                }
-                            } else if check_every < 256 {
-                                check_every *= 2;
-                            }
-                        }
+                    let items = &inbuf[body.start + 8..body.end];
+                    match funcs.get(id as usize).copied().flatten() {
+                        Some(f) => f(items, count, &mut ctx),
+                        None => ctx.fail_rest(
+                            count,
+                            "the worker could not find the task function (a different executable?)",
+                        ),
+                    }
+                    ctx.close_frame();
+                    if ctx.broken {
+                        return;
                     }
                     chunks += 1;
                     if args.max_tasks.is_some_and(|m| chunks >= m) {
-                        out.flush(sock);
+                        ctx.flush();
                         return;
                     }
                     if let Some(cap) = args.max_memory
@@ -369,22 +451,22 @@ pub(crate) fn worker_main(args: WorkerArgs) {
                     {
                         last_memory_check = Instant::now();
                         if sys::io::resident_bytes().is_ok_and(|rss| rss > cap) {
-                            let at = begin_frame(&mut out.buf, RETIRE);
-                            end_frame(&mut out.buf, at);
-                            out.flush(sock);
+                            ctx.frame(RETIRE, &[]);
+                            ctx.flush();
                             return;
                         }
                     }
                 }
                 STOP => {
-                    out.flush(sock);
+                    ctx.flush();
                     return;
                 }
                 _ => return,
             }
         }
         // Every complete frame is handled: report, then read more.
-        if !out.flush(sock) {
+        ctx.flush();
+        if ctx.broken {
             return;
         }
         if start == inbuf.len() {
@@ -393,6 +475,10 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         } else if start > 0 {
             inbuf.drain(..start);
             start = 0;
+        }
+        // Room for the whole frame being received, when it is large.
+        if let Some(len) = read_u32(&inbuf, 0) {
+            inbuf.reserve((len as usize + HEADER).saturating_sub(inbuf.len()));
         }
         if !read_more(sock, &mut inbuf) {
             return;
@@ -404,27 +490,21 @@ pub(crate) fn worker_main(args: WorkerArgs) {
 /// tens of microseconds on some machines), then blocks. False at end of
 /// file or on error: the pool is gone.
 fn read_more(sock: std::os::fd::BorrowedFd<'_>, inbuf: &mut Vec<u8>) -> bool {
-    let old = inbuf.len();
-    let want = 64 * 1024;
-    inbuf.resize(old + want, 0);
+    if inbuf.capacity() - inbuf.len() < 16 * 1024 {
+        inbuf.reserve(64 * 1024);
+    }
     let spin_until = Instant::now() + Duration::from_micros(SPIN_US);
     let mut blocking = false;
     loop {
-        match sys::io::recv(sock, &mut inbuf[old..], !blocking) {
-            Ok(sys::io::Read::Bytes(n)) => {
-                inbuf.truncate(old + n);
-                return true;
-            }
+        match sys::io::recv_spare(sock, inbuf, !blocking) {
+            Ok(sys::io::Read::Data) => return true,
             Ok(sys::io::Read::WouldBlock) => {
                 if !blocking && Instant::now() >= spin_until {
                     blocking = true;
                 }
                 std::hint::spin_loop();
             }
-            Ok(sys::io::Read::Eof) | Err(_) => {
-                inbuf.truncate(old);
-                return false;
-            }
+            Ok(sys::io::Read::Eof) | Err(_) => return false,
         }
     }
 }

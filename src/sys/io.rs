@@ -17,25 +17,32 @@ use rustix::net::{RecvFlags, SendFlags};
 
 /// What one read got.
 pub(crate) enum Read {
-    /// This many bytes (more than zero).
-    Bytes(usize),
+    /// Some bytes arrived.
+    Data,
     /// The peer closed its end (or reset it).
     Eof,
     /// Nothing now.
     WouldBlock,
 }
 
-/// One `recv(2)` into `buf`; blocking unless `nonblocking`.
-pub(crate) fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], nonblocking: bool) -> io::Result<Read> {
+/// One `recv(2)` into the spare capacity of `buf` (which must have some),
+/// extending it by what arrived; blocking unless `nonblocking`. Nothing is
+/// zeroed first.
+pub(crate) fn recv_spare(
+    sock: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    nonblocking: bool,
+) -> io::Result<Read> {
     let flags = if nonblocking {
         RecvFlags::DONTWAIT
     } else {
         RecvFlags::empty()
     };
+    debug_assert!(buf.capacity() > buf.len());
     loop {
-        match rustix::net::recv(sock, &mut *buf, flags) {
+        match rustix::net::recv(sock, rustix::buffer::spare_capacity(buf), flags) {
             Ok((0, _)) => return Ok(Read::Eof),
-            Ok((n, _)) => return Ok(Read::Bytes(n)),
+            Ok(_) => return Ok(Read::Data),
             Err(Errno::INTR) => continue,
             Err(Errno::AGAIN) => return Ok(Read::WouldBlock),
             Err(Errno::CONNRESET) => return Ok(Read::Eof),
@@ -152,9 +159,9 @@ mod tests {
     #[test]
     fn nonblocking_calls_report_would_block_and_eof() {
         let (a, b) = crate::sys::socket::stream_pair().unwrap();
-        let mut buf = [0u8; 8];
+        let mut buf = Vec::with_capacity(8);
         assert!(matches!(
-            recv(b.as_fd(), &mut buf, true).unwrap(),
+            recv_spare(b.as_fd(), &mut buf, true).unwrap(),
             Read::WouldBlock
         ));
         send_all(a.as_fd(), b"hi").unwrap();
@@ -163,12 +170,14 @@ mod tests {
             .unwrap();
         assert!(ready[0].read);
         assert!(matches!(
-            recv(b.as_fd(), &mut buf, true).unwrap(),
-            Read::Bytes(2)
+            recv_spare(b.as_fd(), &mut buf, true).unwrap(),
+            Read::Data
         ));
+        assert_eq!(buf, b"hi");
         drop(a);
+        buf.reserve(8);
         assert!(matches!(
-            recv(b.as_fd(), &mut buf, true).unwrap(),
+            recv_spare(b.as_fd(), &mut buf, true).unwrap(),
             Read::Eof
         ));
         assert_eq!(

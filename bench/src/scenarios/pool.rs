@@ -100,7 +100,10 @@ fn per_item_us(iters: usize, f: impl FnOnce() -> Result<(), String>) -> Result<f
 pub fn map_chunk1(variant: &str, iters: usize) -> Result<f64, String> {
     let pool = pool(variant)?;
     per_item_us(iters, || {
-        let out = pool.chunksize(1).map(square, 0..iters as u64).map_err(err)?;
+        let out = pool
+            .chunksize(1)
+            .map(square, 0..iters as u64)
+            .map_err(err)?;
         assert_eq!(out.len(), iters);
         Ok(())
     })
