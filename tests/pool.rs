@@ -417,3 +417,104 @@ fn bad_input_gets_clear_errors() {
     assert_eq!(err.kind(), ErrorKind::CapturingClosure);
     assert_eq!(pool.map(|x: u64| x + 1, 0..3u64).unwrap(), [1, 2, 3]);
 }
+
+/// The program side of the Ctrl-C tests: run by
+/// `ctrl_c_stops_the_whole_tree*` as a copy of this test binary in its own
+/// process group, with `POOL_SIGINT_ROLE` set. Does nothing otherwise.
+#[test]
+fn sigint_role() {
+    let Ok(mode) = std::env::var("POOL_SIGINT_ROLE") else {
+        return;
+    };
+    let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if mode == "handled" {
+        signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone()).unwrap();
+    }
+    let pool = Pool::new(2).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while pool.stats().tasks_running < 2 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            println!("ready");
+            use std::io::Write;
+            std::io::stdout().flush().unwrap();
+        });
+        let err = pool
+            .chunksize(1)
+            .map(sleep_ms, vec![60_000u64; 4])
+            .unwrap_err();
+        println!("map failed: {:?}", err.kind());
+        assert_eq!(err.kind(), ErrorKind::Interrupted);
+        assert!(flag.load(Ordering::SeqCst), "the program's own handler ran");
+    });
+    assert_eq!(pool.stats().workers, 0, "the pool was terminated");
+    println!("clean exit");
+}
+
+/// Runs `sigint_role` in `mode`, presses Ctrl-C on its process group once
+/// its workers run, and returns its exit status and output, after checking
+/// that no process of the group survives.
+fn interrupt_role(mode: &str) -> (std::process::ExitStatus, String, String) {
+    use std::io::{BufRead, BufReader, Read};
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["sigint_role", "--exact", "--nocapture", "--test-threads=1"])
+        .env("POOL_SIGINT_ROLE", mode)
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pgid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert_ne!(stdout.read_line(&mut line).unwrap(), 0, "no ready: {seen}");
+        seen.push_str(&line);
+        if line.trim_end().ends_with("ready") {
+            break;
+        }
+    }
+    rustix::process::kill_process_group(pgid, rustix::process::Signal::INT).unwrap();
+    let status = child.wait().unwrap();
+    stdout.read_to_string(&mut seen).unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    // Every process of the group goes: the workers die with their parent
+    // (or were terminated by it), the fork server when its parent is gone.
+    let t0 = std::time::Instant::now();
+    while rustix::process::test_kill_process_group(pgid).is_ok() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "processes of the interrupted program survive"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (status, seen, stderr)
+}
+
+#[test]
+fn ctrl_c_stops_the_whole_tree_quietly() {
+    let _w = watchdog("ctrl-c");
+    let (status, out, err) = interrupt_role("default");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{out}\n{err}");
+    assert!(!err.contains("panicked"), "no message per worker: {err}");
+    assert!(!err.contains("PoolWorker"), "no message per worker: {err}");
+}
+
+#[test]
+fn ctrl_c_in_a_program_that_handles_it_interrupts_the_call() {
+    let _w = watchdog("ctrl-c handled");
+    let (status, out, err) = interrupt_role("handled");
+    assert!(status.success(), "{out}\n{err}");
+    assert!(out.contains("map failed: Interrupted"), "{out}");
+    assert!(out.contains("clean exit"), "{out}");
+}
