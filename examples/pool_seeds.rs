@@ -15,7 +15,7 @@ fn task(name: u64) {
     println!("Run task {name}, pid ({})", std::process::id());
     let start = Instant::now();
     // A small deterministic "random" so the example needs no crate.
-    let ms = (name.wrapping_mul(2_654_435_761) % 1000) as u64;
+    let ms = name.wrapping_mul(2_654_435_761) % 1000;
     std::thread::sleep(Duration::from_millis(ms));
     println!("Task {name} runs {:.2} seconds.", start.elapsed().as_secs_f64());
 }
@@ -31,7 +31,7 @@ fn to_string(pid: u64) -> String {
 
 /// seed 004: the same, sleeping on even numbers.
 fn to_string_slowly(pid: u64) -> String {
-    if pid % 2 == 0 {
+    if pid.is_multiple_of(2) {
         std::thread::sleep(Duration::from_millis(200));
     }
     pid.to_string()
