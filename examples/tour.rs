@@ -150,7 +150,7 @@ fn pool_section() -> Result<(), multiproc::Error> {
     let r = pool.apply_async(add, (1, 2))?; // several arguments: a tuple
     println!("apply_async(add, (1, 2)).get() = {}", r.get()?);
     let first: Vec<u64> = pool
-        .imap(square, 0u64..) // an endless input streams through
+        .imap(square, 0u64..)? // an endless input streams through
         .take(5)
         .collect::<Result<_, _>>()?;
     println!("imap over 0.. (endless), first five: {first:?}");

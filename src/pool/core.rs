@@ -742,10 +742,14 @@ impl Core {
                             ),
                         )
                     } else {
+                        let how = match status {
+                            ExitStatus::Signaled(s) => format!("was killed by {s}"),
+                            ExitStatus::Exited(c) => format!("exited with code {c}"),
+                        };
                         Error::new(
                             ErrorKind::WorkerLost,
                             format!(
-                                "task {index} of {what} was running in {}, which {status}; the worker was replaced",
+                                "task {index} of {what} was running in {}, which {how}; the worker was replaced",
                                 w.who()
                             ),
                         )
