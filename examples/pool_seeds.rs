@@ -17,7 +17,10 @@ fn task(name: u64) {
     // A small deterministic "random" so the example needs no crate.
     let ms = name.wrapping_mul(2_654_435_761) % 1000;
     std::thread::sleep(Duration::from_millis(ms));
-    println!("Task {name} runs {:.2} seconds.", start.elapsed().as_secs_f64());
+    println!(
+        "Task {name} runs {:.2} seconds.",
+        start.elapsed().as_secs_f64()
+    );
 }
 
 fn f(x: u64) -> u64 {

@@ -43,7 +43,8 @@ fn make_sample(folder: String, n: u32) -> Result<(), String> {
         image::Rgb([r, g, b])
     });
     let path = Path::new(&folder).join(format!("sample-{n:04}.jpeg"));
-    img.save(&path).map_err(|e| format!("{}: {e}", path.display()))
+    img.save(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn get_image_paths(folder: &Path) -> std::io::Result<Vec<String>> {

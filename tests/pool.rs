@@ -518,3 +518,44 @@ fn ctrl_c_in_a_program_that_handles_it_interrupts_the_call() {
     assert!(out.contains("map failed: Interrupted"), "{out}");
     assert!(out.contains("clean exit"), "{out}");
 }
+
+fn hog_and_report(mib: usize) -> u32 {
+    // Memory that stays: the worker's resident size grows past the cap.
+    let block = vec![1u8; mib << 20];
+    std::mem::forget(block);
+    std::thread::sleep(Duration::from_millis(10));
+    std::process::id()
+}
+
+#[test]
+fn a_worker_past_its_memory_cap_is_recycled_between_tasks() {
+    let _w = watchdog("memory cap");
+    let pool = Pool::builder()
+        .processes(2)
+        .max_memory_per_worker(64 << 20)
+        .build()
+        .unwrap();
+    let pids = pool.chunksize(1).map(hog_and_report, vec![96; 6]).unwrap();
+    let mut distinct = pids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 6, "each task left its worker over the cap");
+    let stats = pool.stats();
+    assert_eq!(stats.tasks_failed, 0, "recycling fails nothing");
+    // Six distinct workers: the two first ones and at least four replacements.
+    assert!(stats.worker_restarts >= 4, "{stats:?}");
+}
+
+#[test]
+fn counters_say_what_the_pool_did() {
+    let _w = watchdog("counters");
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.stats().workers, 2);
+    pool.map(square, 0..100u64).unwrap();
+    let _ = pool.apply(fail_on_7, 7);
+    let stats = pool.stats();
+    assert_eq!(stats.tasks_done, 100);
+    assert_eq!(stats.tasks_failed, 1);
+    assert_eq!((stats.tasks_running, stats.tasks_queued), (0, 0));
+    assert_eq!(stats.worker_restarts, 0);
+}

@@ -49,7 +49,10 @@ fn supervise() {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        println!("pool suite under {method}: {}", if ok { "ok" } else { "FAILED" });
+        println!(
+            "pool suite under {method}: {}",
+            if ok { "ok" } else { "FAILED" }
+        );
         if !ok {
             failed.push(method);
         }
