@@ -1190,8 +1190,23 @@ impl<R> StreamSink<R> {
 
 impl<R: DeserializeOwned + Send + 'static> Sink for StreamSink<R> {
     fn ok_batch(&mut self, first: u64, count: u32, bytes: &[u8]) {
-        if self.ordered {
-            self.slots.reserve(count as usize);
+        if self.ordered && self.slots.is_empty() && first == self.base + self.prefix.len() as u64 {
+            // Next in order, as usual: decode straight into the prefix.
+            self.prefix.reserve(count as usize);
+            let mut rest = bytes;
+            for i in 0..count {
+                match postcard::take_from_bytes::<R>(rest) {
+                    Ok((v, tail)) => {
+                        rest = tail;
+                        self.prefix.push(v);
+                    }
+                    Err(_) => {
+                        decode_batch(first + i as u64, count - i, rest, |i, v| self.put(i, v));
+                        return;
+                    }
+                }
+            }
+            return;
         }
         decode_batch(first, count, bytes, |i, v| self.put(i, v));
     }

@@ -261,6 +261,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    #[inline]
     fn begin_item(&mut self) {
         self.started += 1;
         // The start time first: the pool reads the count, then the time,
@@ -281,6 +282,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The item's result was appended.
+    #[inline]
     fn ok(&mut self) {
         if let Some((_, n)) = &mut self.frame {
             *n += 1;
@@ -333,6 +335,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    #[inline]
     fn item_done(&mut self) {
         self.page
             .word(WORD_FINISHED)
