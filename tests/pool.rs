@@ -559,3 +559,63 @@ fn counters_say_what_the_pool_did() {
     assert_eq!((stats.tasks_running, stats.tasks_queued), (0, 0));
     assert_eq!(stats.worker_restarts, 0);
 }
+
+fn big(n: usize) -> Vec<u8> {
+    vec![7u8; n]
+}
+
+fn total(v: Vec<u8>) -> usize {
+    v.iter().map(|&b| b as usize).sum()
+}
+
+#[test]
+fn large_arguments_and_results_travel_whole() {
+    let _w = watchdog("large values");
+    let pool = Pool::new(2).unwrap();
+    let results = pool.map(big, vec![5 << 20, 1, 3 << 20]).unwrap();
+    assert_eq!(
+        results.iter().map(Vec::len).collect::<Vec<_>>(),
+        [5 << 20, 1, 3 << 20]
+    );
+    let sums = pool.map(total, results).unwrap();
+    assert_eq!(sums, [7 * (5 << 20), 7, 7 * (3 << 20)]);
+}
+
+fn takes_fd(fd: multiproc::Fd) -> bool {
+    drop(fd);
+    true
+}
+
+#[test]
+fn a_descriptor_in_task_arguments_is_a_clear_error_for_that_item() {
+    let _w = watchdog("fd argument");
+    let pool = Pool::new(1).unwrap();
+    let (a, _b) = std::io::pipe().unwrap();
+    let fd = multiproc::Fd::new(a.into());
+    let results: Vec<_> = pool.imap(takes_fd, vec![fd]).unwrap().collect();
+    assert_eq!(results[0].as_ref().unwrap_err().kind(), ErrorKind::Encode);
+    assert_eq!(pool.apply(square, 4).unwrap(), 16, "the pool goes on");
+}
+
+#[test]
+fn threads_can_share_a_pool() {
+    let _w = watchdog("threads");
+    let pool = Pool::new(2).unwrap();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4u64)
+            .map(|t| {
+                let pool = &pool;
+                s.spawn(move || {
+                    let out = pool.map(square, t * 1000..(t + 1) * 1000).unwrap();
+                    assert_eq!(out[999], ((t + 1) * 1000 - 1).pow(2));
+                    let r = pool.apply_async(add, (t, 1)).unwrap();
+                    assert_eq!(r.get().unwrap(), t + 1);
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    });
+    assert_eq!(pool.stats().tasks_done, 4 * 1001);
+}

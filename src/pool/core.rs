@@ -526,7 +526,11 @@ impl Core {
 
     fn read_worker(&mut self, w: &mut Worker) -> Result<bool> {
         let mut progress = false;
-        while !w.eof {
+        // A bounded number of reads, so that one busy worker cannot keep
+        // the others (and dispatch) waiting.
+        let mut reads = 0;
+        while !w.eof && reads < 64 {
+            reads += 1;
             if w.in_start == w.inbuf.len() {
                 w.inbuf.clear();
                 w.in_start = 0;
