@@ -2,7 +2,9 @@
 //! drawn on stderr with indicatif once a call has run for half a second,
 //! and only when stderr is a terminal.
 
-use std::time::{Duration, Instant};
+#[cfg(feature = "progress")]
+use std::time::Duration;
+use std::time::Instant;
 
 /// After how long a call gets a bar.
 #[cfg(feature = "progress")]
@@ -22,7 +24,6 @@ impl Progress {
     pub(crate) fn new(enabled: bool, total: Option<u64>) -> Self {
         #[cfg(feature = "progress")]
         let enabled = enabled && std::io::IsTerminal::is_terminal(&std::io::stderr());
-        let _ = Duration::ZERO;
         Self {
             #[cfg(feature = "progress")]
             bar: None,
@@ -39,25 +40,37 @@ impl Progress {
         }
         #[cfg(feature = "progress")]
         {
-            if self.bar.is_none() && self.started.elapsed() >= DELAY {
-                let style = match self.total {
-                    Some(_) => indicatif::ProgressStyle::with_template(
-                        "{bar:40} {pos}/{len} [{elapsed_precise}] {per_sec} ETA {eta}",
-                    ),
-                    None => indicatif::ProgressStyle::with_template(
-                        "{spinner} {pos} [{elapsed_precise}] {per_sec}",
-                    ),
-                };
+            let elapsed = self.started.elapsed();
+            if self.bar.is_none() && elapsed >= DELAY {
                 let bar = match self.total {
                     Some(n) => indicatif::ProgressBar::new(n),
                     None => indicatif::ProgressBar::new_spinner(),
+                }
+                // The clock starts with the call, not with the bar.
+                .with_elapsed(elapsed);
+                let template = match self.total {
+                    Some(_) => "{bar:40} {pos}/{len} [{elapsed_precise}] {msg}",
+                    None => "{spinner} {pos} [{elapsed_precise}] {msg}",
                 };
-                if let Ok(style) = style {
+                if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
                     bar.set_style(style);
                 }
                 self.bar = Some(bar);
             }
             if let Some(bar) = &self.bar {
+                // Rate and ETA over the whole call: indicatif's own estimate
+                // would only see the jumps since the bar appeared.
+                let rate = done as f64 / elapsed.as_secs_f64().max(1e-9);
+                let eta = match self.total {
+                    Some(n) if rate > 0.0 => {
+                        format!(
+                            " ETA {:.0?}",
+                            Duration::from_secs_f64((n.saturating_sub(done)) as f64 / rate)
+                        )
+                    }
+                    _ => String::new(),
+                };
+                bar.set_message(format!("{rate:.0}/s{eta}"));
                 bar.set_position(done);
             }
         }
@@ -69,7 +82,7 @@ impl Progress {
     pub(crate) fn finish(&mut self) {
         #[cfg(feature = "progress")]
         if let Some(bar) = self.bar.take() {
-            bar.finish();
+            bar.finish_and_clear();
         }
     }
 }
