@@ -449,6 +449,9 @@ fn sigint_role() {
         assert!(flag.load(Ordering::SeqCst), "the program's own handler ran");
     });
     assert_eq!(pool.stats().workers, 0, "the pool was terminated");
+    // The program goes on, and can make a new pool.
+    let again = Pool::new(2).unwrap();
+    assert_eq!(again.map(square, 0..10u64).unwrap()[3], 9);
     println!("clean exit");
 }
 
