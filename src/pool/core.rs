@@ -894,6 +894,15 @@ impl Core {
         }
     }
 
+    /// Sends what is queued to workers with room, without reading or
+    /// waiting.
+    pub(crate) fn kick(&mut self) {
+        if self.stopped.is_none() && self.state != PoolState::Terminated {
+            self.dispatch();
+            self.flush_writes();
+        }
+    }
+
     /// One round of work: dispatch, write, read; if nothing happened, spin
     /// briefly, then sleep in `poll` for up to `wait` until a worker writes,
     /// can be written to, or exits (or SIGINT arrives, if the application

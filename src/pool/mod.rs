@@ -937,6 +937,7 @@ where
         let bound = (cs * workers * 8).max(quick).max(64);
         let mut chunks = Vec::new();
         let mut failed = Vec::new();
+        let mut batched = 0u64;
         while self.submitted - self.yielded < bound {
             let mut chunk = Chunk::new(self.job, self.func, self.submitted);
             while (chunk.count as u64) < cs && self.submitted - self.yielded < bound {
@@ -954,14 +955,32 @@ where
                     failed.push((index, e));
                 }
             }
+            batched += chunk.count as u64;
             chunks.push(chunk);
             if self.input_done {
                 break;
+            }
+            // Big batches go out at once, so that the workers start while
+            // the rest of the input is being encoded.
+            if batched >= 4096 {
+                self.submit(&mut chunks, &mut failed, true)?;
+                batched = 0;
             }
         }
         if chunks.iter().all(|c| c.count == 0) && failed.is_empty() && !self.input_done {
             return Ok(());
         }
+        self.submit(&mut chunks, &mut failed, false)
+    }
+
+    /// Hands chunks (and items that could not be encoded) to the pool;
+    /// `send` also writes them to the workers now.
+    fn submit(
+        &mut self,
+        chunks: &mut Vec<Chunk>,
+        failed: &mut Vec<(u64, Error)>,
+        send: bool,
+    ) -> Result<()> {
         let mut core = self.pool.shared.lock();
         if let Some(e) = core
             .refuse()
@@ -969,14 +988,17 @@ where
         {
             return Err(e);
         }
-        for c in chunks {
+        for c in chunks.drain(..) {
             core.submit(c);
         }
-        for (index, e) in failed {
+        for (index, e) in failed.drain(..) {
             core.fail_item(self.job, index, e);
         }
         if self.input_done {
             core.seal(self.job);
+        }
+        if send {
+            core.kick();
         }
         Ok(())
     }
