@@ -69,7 +69,6 @@ pub(crate) mod worker;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -446,7 +445,7 @@ impl Pool {
     /// As [`apply_async`](Pool::apply_async).
     pub fn apply_async_with<F, M, C, E>(
         &self,
-        f: F,
+        _f: F,
         args: F::Args,
         callback: C,
         error_callback: E,
@@ -457,7 +456,6 @@ impl Pool {
         C: FnOnce(&F::Output) + Send + 'static,
         E: FnOnce(&Error) + Send + 'static,
     {
-        let _ = f;
         self.submit_async::<F, M, F::Output, _>(
             "apply_async",
             std::iter::once(args),
@@ -533,7 +531,7 @@ impl Pool {
     /// As [`map_async`](Pool::map_async).
     pub fn map_async_with<F, M, I, C, E>(
         &self,
-        f: F,
+        _f: F,
         input: I,
         callback: C,
         error_callback: E,
@@ -545,7 +543,6 @@ impl Pool {
         C: FnOnce(&Vec<F::Output>) + Send + 'static,
         E: FnOnce(&Error) + Send + 'static,
     {
-        let _ = f;
         let input: Vec<F::Args> = input.into_iter().collect();
         let cs = python_chunksize(input.len(), self.processes);
         self.submit_async::<F, M, Vec<F::Output>, _>(
@@ -791,13 +788,12 @@ impl<'p> Chunked<'p> {
     /// # Errors
     ///
     /// As [`Pool::map_async`].
-    pub fn map_async<F, M, I>(&self, f: F, input: I) -> Result<AsyncResult<Vec<F::Output>>>
+    pub fn map_async<F, M, I>(&self, _f: F, input: I) -> Result<AsyncResult<Vec<F::Output>>>
     where
         F: Target<M> + Copy,
         F::Output: Send + 'static,
         I: IntoIterator<Item = F::Args>,
     {
-        let _ = f;
         let input: Vec<F::Args> = input.into_iter().collect();
         let cs = self
             .chunksize
@@ -811,13 +807,12 @@ impl<'p> Chunked<'p> {
     /// # Errors
     ///
     /// As [`Pool::imap`].
-    pub fn imap<F, M, I>(&self, f: F, input: I) -> Result<IMap<'p, I::IntoIter, F::Output>>
+    pub fn imap<F, M, I>(&self, _f: F, input: I) -> Result<IMap<'p, I::IntoIter, F::Output>>
     where
         F: Target<M> + Copy,
         F::Output: Send + 'static,
         I: IntoIterator<Item = F::Args>,
     {
-        let _ = f;
         let chunking = self.chunksize.map_or(Chunking::Adaptive, Chunking::Fixed);
         Ok(IMap {
             stream: Stream::new::<F, M>(self.pool, "imap", input.into_iter(), true, chunking)?,
@@ -831,7 +826,7 @@ impl<'p> Chunked<'p> {
     /// As [`Pool::imap`].
     pub fn imap_unordered<F, M, I>(
         &self,
-        f: F,
+        _f: F,
         input: I,
     ) -> Result<IMap<'p, I::IntoIter, F::Output>>
     where
@@ -839,7 +834,6 @@ impl<'p> Chunked<'p> {
         F::Output: Send + 'static,
         I: IntoIterator<Item = F::Args>,
     {
-        let _ = f;
         let chunking = self.chunksize.map_or(Chunking::Adaptive, Chunking::Fixed);
         Ok(IMap {
             stream: Stream::new::<F, M>(
@@ -1485,12 +1479,12 @@ impl<R> AsyncResult<R> {
     }
 }
 
-#[allow(dead_code)]
-struct AssertSendSync<T: Send + Sync>(PhantomData<T>);
-#[allow(dead_code)]
-const _: AssertSendSync<Pool> = AssertSendSync(PhantomData);
-#[allow(dead_code)]
-const _: AssertSendSync<AsyncResult<u64>> = AssertSendSync(PhantomData);
+// The pool and its results can move between threads and be shared.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Pool>();
+    send_sync::<AsyncResult<u64>>();
+};
 
 #[cfg(test)]
 mod tests {
