@@ -78,6 +78,7 @@ impl Chunk {
     }
 
     /// Appends one item's encoded arguments.
+    #[inline]
     pub(crate) fn push<T: serde::Serialize>(&mut self, args: &T) -> Result<()> {
         let at = self.data.len();
         match worker::append(args, &mut self.data) {

@@ -67,7 +67,7 @@ mod core;
 mod progress;
 pub(crate) mod worker;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -1078,18 +1078,6 @@ impl<I: Iterator, R> Drop for Stream<'_, I, R> {
     }
 }
 
-/// Where a stream's results wait for the caller. Ordered: `prefix` holds
-/// the successes that are next in order (the common case, moved out in
-/// bulk), `slots` whatever arrived after a gap, from index `base +
-/// prefix.len()` on.
-struct StreamSink<R> {
-    ordered: bool,
-    base: u64,
-    prefix: Vec<R>,
-    slots: VecDeque<Option<Result<R>>>,
-    unordered: VecDeque<Result<R>>,
-}
-
 /// Decodes `count` values of type `R` lying back to back in `bytes`, for
 /// items `first..`, handing each to `put`. A value that cannot be decoded
 /// fails, and so do the ones after it (their bytes cannot be found).
@@ -1125,15 +1113,39 @@ fn decode_batch<R: DeserializeOwned>(
     }
 }
 
+/// Where a stream's results wait for the caller.
+///
+/// Ordered: successes are kept in runs of consecutive items (a worker's
+/// batch is one run, and extends the run it continues), keyed by their
+/// first index, so that results move in bulk and several workers' runs can
+/// wait for an earlier one; failures are kept by index. Results are handed
+/// out from `base` on, in order.
+struct StreamSink<R> {
+    ordered: bool,
+    base: u64,
+    runs: BTreeMap<u64, Vec<R>>,
+    errors: BTreeMap<u64, Error>,
+    unordered: VecDeque<Result<R>>,
+}
+
 impl<R> StreamSink<R> {
     fn new(ordered: bool) -> Self {
         Self {
             ordered,
             base: 0,
-            prefix: Vec::new(),
-            slots: VecDeque::new(),
+            runs: BTreeMap::new(),
+            errors: BTreeMap::new(),
             unordered: VecDeque::new(),
         }
+    }
+
+    /// The run that item `first` continues, or a new one.
+    fn run_at(&mut self, first: u64) -> &mut Vec<R> {
+        let start = match self.runs.range(..first).next_back() {
+            Some((&start, run)) if start + run.len() as u64 == first => start,
+            _ => first,
+        };
+        self.runs.entry(start).or_default()
     }
 
     fn put(&mut self, index: u64, value: Result<R>) {
@@ -1141,49 +1153,38 @@ impl<R> StreamSink<R> {
             self.unordered.push_back(value);
             return;
         }
-        let front = self.base + self.prefix.len() as u64;
-        let Some(pos) = index.checked_sub(front) else {
+        if index < self.base {
             return;
-        };
-        if pos == 0 && self.slots.is_empty() {
-            match value {
-                Ok(v) => self.prefix.push(v),
-                Err(e) => self.slots.push_back(Some(Err(e))),
+        }
+        match value {
+            Ok(v) => self.run_at(index).push(v),
+            Err(e) => {
+                self.errors.insert(index, e);
             }
-            return;
         }
-        let pos = pos as usize;
-        if pos == self.slots.len() {
-            self.slots.push_back(Some(value));
-            return;
-        }
-        while self.slots.len() <= pos {
-            self.slots.push_back(None);
-        }
-        self.slots[pos] = Some(value);
     }
 
     /// Moves the results ready in order into `out`, stopping at the first
     /// error (put in `failure`). Ordered sinks only.
     fn drain_ok(&mut self, out: &mut Vec<R>, failure: &mut Option<Error>) -> usize {
-        let mut n = self.prefix.len();
-        self.base += n as u64;
-        out.append(&mut self.prefix);
-        while let Some(Some(_)) = self.slots.front() {
-            let r = self.slots.pop_front().flatten().expect("checked");
-            self.base += 1;
-            match r {
-                Ok(v) => {
-                    out.push(v);
-                    n += 1;
+        let mut n = 0;
+        loop {
+            if let Some(mut run) = self.runs.remove(&self.base) {
+                self.base += run.len() as u64;
+                n += run.len();
+                if out.is_empty() {
+                    *out = run;
+                } else {
+                    out.append(&mut run);
                 }
-                Err(e) => {
-                    *failure = Some(e);
-                    break;
-                }
+            } else if let Some(e) = self.errors.remove(&self.base) {
+                self.base += 1;
+                *failure = Some(e);
+                return n;
+            } else {
+                return n;
             }
         }
-        n
     }
 
     fn drain(&mut self, out: &mut VecDeque<Result<R>>) -> usize {
@@ -1192,39 +1193,55 @@ impl<R> StreamSink<R> {
             out.extend(self.unordered.drain(..));
             return n;
         }
-        let mut n = self.prefix.len();
-        self.base += n as u64;
-        out.extend(self.prefix.drain(..).map(Ok));
-        while let Some(Some(_)) = self.slots.front() {
-            out.push_back(self.slots.pop_front().flatten().expect("checked"));
-            self.base += 1;
-            n += 1;
+        let mut n = 0;
+        loop {
+            if let Some(run) = self.runs.remove(&self.base) {
+                self.base += run.len() as u64;
+                n += run.len();
+                out.extend(run.into_iter().map(Ok));
+            } else if let Some(e) = self.errors.remove(&self.base) {
+                self.base += 1;
+                n += 1;
+                out.push_back(Err(e));
+            } else {
+                return n;
+            }
         }
-        n
     }
 }
 
 impl<R: DeserializeOwned + Send + 'static> Sink for StreamSink<R> {
     fn ok_batch(&mut self, first: u64, count: u32, bytes: &[u8]) {
-        if self.ordered && self.slots.is_empty() && first == self.base + self.prefix.len() as u64 {
-            // Next in order, as usual: decode straight into the prefix.
-            self.prefix.reserve(count as usize);
-            let mut rest = bytes;
-            for i in 0..count {
-                match postcard::take_from_bytes::<R>(rest) {
-                    Ok((v, tail)) => {
-                        rest = tail;
-                        self.prefix.push(v);
-                    }
-                    Err(_) => {
-                        decode_batch(first + i as u64, count - i, rest, |i, v| self.put(i, v));
-                        return;
-                    }
-                }
-            }
+        if !self.ordered || first < self.base {
+            decode_batch(first, count, bytes, |i, v| self.put(i, v));
             return;
         }
-        decode_batch(first, count, bytes, |i, v| self.put(i, v));
+        // Decode straight into the run these items continue, with one
+        // deserializer for the whole batch.
+        let run = self.run_at(first);
+        run.reserve(count as usize);
+        let mut de = postcard::Deserializer::from_bytes(bytes);
+        let mut failed_at = None;
+        for i in 0..count {
+            match R::deserialize(&mut de) {
+                Ok(v) => run.push(v),
+                Err(_) => {
+                    failed_at = Some(i);
+                    break;
+                }
+            }
+        }
+        if let Some(i) = failed_at {
+            // Find where item i starts again, and report it and the rest.
+            let mut rest = bytes;
+            for _ in 0..i {
+                match postcard::take_from_bytes::<R>(rest) {
+                    Ok((_, tail)) => rest = tail,
+                    Err(_) => break,
+                }
+            }
+            decode_batch(first + i as u64, count - i, rest, |i, v| self.put(i, v));
+        }
     }
 
     fn err(&mut self, index: u64, error: Error) -> bool {
@@ -1498,6 +1515,32 @@ mod tests {
         assert_eq!(python_chunksize(9, 2), 2);
         assert_eq!(python_chunksize(1_000_000, 2), 125_000);
         assert_eq!(python_chunksize(10_000, 3), 834);
+    }
+
+    #[test]
+    fn runs_from_several_workers_come_out_in_order() {
+        let mut s = StreamSink::<u8>::new(true);
+        let mut out = Vec::new();
+        let mut failure = None;
+        s.ok_batch(4, 2, &[4, 5]); // a later worker's batch
+        s.ok_batch(0, 2, &[0, 1]);
+        s.ok_batch(2, 1, &[2]); // continues the first run
+        assert_eq!(s.drain_ok(&mut out, &mut failure), 3);
+        assert_eq!(out, [0, 1, 2]);
+        s.err(3, Error::new(ErrorKind::Panicked, "boom"));
+        s.ok_batch(6, 1, &[6]);
+        assert_eq!(s.drain_ok(&mut out, &mut failure), 0);
+        assert_eq!(failure.take().unwrap().kind(), ErrorKind::Panicked);
+        assert_eq!(s.drain_ok(&mut out, &mut failure), 3);
+        assert_eq!(out, [0, 1, 2, 4, 5, 6]);
+        // Bytes that are not a u8 fail that item and the rest of the batch.
+        let mut q = VecDeque::new();
+        s.ok_batch(7, 2, &[]);
+        assert_eq!(s.drain(&mut q), 2);
+        assert!(
+            q.iter()
+                .all(|r| r.as_ref().unwrap_err().kind() == ErrorKind::Decode)
+        );
     }
 
     #[test]

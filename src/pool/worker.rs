@@ -68,7 +68,7 @@ pub(crate) type TaskFn = fn(&[u8], u32, &mut Ctx<'_>);
 /// The [`TaskFn`] for target type `F` (zero-sized: a function item or a
 /// closure capturing nothing). Monomorphised, so that decoding, the call
 /// and encoding are one loop over the chunk.
-pub(crate) fn task_entry<F: Target<M> + Copy, M>(mut input: &[u8], count: u32, ctx: &mut Ctx<'_>) {
+pub(crate) fn task_entry<F: Target<M> + Copy, M>(input: &[u8], count: u32, ctx: &mut Ctx<'_>) {
     let Some(f) = sys::image::conjure::<F>() else {
         ctx.fail_rest(
             count,
@@ -76,12 +76,11 @@ pub(crate) fn task_entry<F: Target<M> + Copy, M>(mut input: &[u8], count: u32, c
         );
         return;
     };
+    // One deserializer for the chunk: the items lie back to back.
+    let mut de = postcard::Deserializer::from_bytes(input);
     for i in 0..count {
-        let args = match postcard::take_from_bytes::<F::Args>(input) {
-            Ok((args, rest)) => {
-                input = rest;
-                args
-            }
+        let args = match <F::Args as Deserialize>::deserialize(&mut de) {
+            Ok(args) => args,
             Err(e) => {
                 ctx.fail_rest(
                     count - i,
@@ -147,9 +146,11 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 
 /// Appends `value`'s postcard encoding to `out` (on error, `out` may hold
 /// part of it: the caller truncates).
-#[inline]
+#[inline(always)]
 pub(crate) fn append<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> postcard::Result<()> {
-    postcard::serialize_with_flavor(value, Append(out))
+    value.serialize(&mut postcard::Serializer {
+        output: Append(out),
+    })
 }
 
 /// What a worker process is given.
