@@ -1172,11 +1172,7 @@ impl<R> StreamSink<R> {
             if let Some(mut run) = self.runs.remove(&self.base) {
                 self.base += run.len() as u64;
                 n += run.len();
-                if out.is_empty() {
-                    *out = run;
-                } else {
-                    out.append(&mut run);
-                }
+                out.append(&mut run);
             } else if let Some(e) = self.errors.remove(&self.base) {
                 self.base += 1;
                 *failure = Some(e);
