@@ -228,6 +228,11 @@ fn abort_on(i: u64) -> u64 {
     if i == 3 {
         std::process::abort();
     }
+    if i == 5 {
+        // What a segmentation fault delivers.
+        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::SEGV)
+            .unwrap();
+    }
     i
 }
 
@@ -241,6 +246,18 @@ fn an_aborting_worker_is_named_with_its_signal() {
     assert_eq!(err.signal(), Some(Signal::ABRT));
     assert!(err.to_string().contains("PoolWorker-"), "{err}");
     assert_eq!(pool.apply(abort_on, 4).unwrap(), 4);
+    let err = pool.apply(abort_on, 5).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WorkerLost);
+    assert_eq!(err.signal(), Some(Signal::SEGV));
+    // map_async reports the first failure, and the rest is cancelled.
+    let err = pool
+        .chunksize(1)
+        .map_async(abort_on, 0..10u64)
+        .unwrap()
+        .get()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WorkerLost);
+    assert_eq!(pool.map(abort_on, [1, 2]).unwrap(), [1, 2]);
 }
 
 #[test]
