@@ -137,7 +137,7 @@ fn nap(ms: u64) -> u64 {
 /// dies, a time limit, counters.
 fn pool_section() -> Result<(), multiproc::Error> {
     use multiproc::Pool;
-    section("Pool: map, apply_async, imap_unordered, close + join");
+    section("Pool: map, apply_async, imap over an endless input, close + join");
     let pool = Pool::new(multiproc::cpu_count())?;
     let t0 = Instant::now();
     let squares = pool.map(square, 0..1_000_000u64)?;
