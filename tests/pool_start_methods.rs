@@ -57,6 +57,11 @@ fn supervise() {
             failed.push(method);
         }
     }
+    println!(
+        "pool_start_methods: {} passed, {} failed",
+        3 - failed.len(),
+        failed.len()
+    );
     assert!(failed.is_empty(), "pool suite failed under {failed:?}");
 }
 
