@@ -177,6 +177,65 @@ fn sync_and_shared() -> Result<(), multiproc::Error> {
     Ok(())
 }
 
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+fn die_on_13(x: u64) -> u64 {
+    if x == 13 {
+        std::process::abort(); // a crash in the middle of a map
+    }
+    x * 2
+}
+
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// Pool: map, apply_async, imap over an endless input, a worker that
+/// dies, a time limit, counters.
+fn pool_section() -> Result<(), multiproc::Error> {
+    use multiproc::Pool;
+    section("Pool: map, apply_async, imap over an endless input, close + join");
+    let pool = Pool::new(multiproc::cpu_count())?;
+    let t0 = Instant::now();
+    let squares = pool.map(square, 0..1_000_000u64)?;
+    println!(
+        "map(square, 0..1_000_000): {} results in {:?}, last {}",
+        squares.len(),
+        t0.elapsed(),
+        squares[999_999]
+    );
+    let r = pool.apply_async(add, (1, 2))?; // several arguments: a tuple
+    println!("apply_async(add, (1, 2)).get() = {}", r.get()?);
+    let first: Vec<u64> = pool
+        .imap(square, 0u64..)? // an endless input streams through
+        .take(5)
+        .collect::<Result<_, _>>()?;
+    println!("imap over 0.. (endless), first five: {first:?}");
+
+    section("Pool: a worker that dies fails one task; the pool goes on");
+    let results: Vec<_> = pool.chunksize(1).imap(die_on_13, 0..20u64)?.collect();
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    println!("{} of 20 failed: {}", failed.len(), failed[0]);
+    println!("and the pool still works: {:?}", pool.map(square, 1..4u64)?);
+    println!("counters: {:?}", pool.stats());
+
+    section("Pool: a per-task time limit");
+    let limited = Pool::builder()
+        .processes(2)
+        .task_timeout(Duration::from_millis(200))
+        .build()?;
+    match limited.apply(nap, 10_000) {
+        Err(e) => println!("{e}"),
+        Ok(_) => println!("(unexpected) the task finished"),
+    }
+    pool.close();
+    pool.join()?;
+    Ok(())
+}
+
 fn section(title: &str) {
     println!("\n== {title}");
 }
@@ -292,6 +351,7 @@ fn main() -> Result<(), multiproc::Error> {
     client.join()?;
 
     sync_and_shared()?;
+    pool_section()?;
 
     println!(
         "\nactive_children() at the end: {:?}",

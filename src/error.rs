@@ -89,6 +89,15 @@ pub enum ErrorKind {
     /// An argument is out of range (a zero-sized segment, a bad name, zero
     /// barrier parties); the message says which.
     InvalidArgument,
+    /// A pool worker died (killed by a signal, crashed, or exited) while it
+    /// ran the task; [`Error::exit_status`] says how it ended.
+    WorkerLost,
+    /// SIGINT (Ctrl-C) arrived while the call waited, in a program that
+    /// handles SIGINT itself; the pool was terminated.
+    Interrupted,
+    /// The pool was closed or terminated and takes no new work, or was
+    /// terminated while the task waited.
+    PoolClosed,
 }
 
 /// The error type of `multiproc`.

@@ -108,6 +108,33 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## A pool of workers
+//!
+//! [`Pool`] is Python's `multiprocessing.Pool`: `map`, `imap`,
+//! `imap_unordered`, `apply_async` and the rest (see [`pool`]). A worker
+//! that dies fails only the task it was running, with an error that says
+//! how it died; the others complete and the pool goes on.
+//!
+//! ```
+//! use multiproc::{ErrorKind, Pool};
+//!
+//! fn square(x: u64) -> u64 {
+//!     if x == 3 {
+//!         std::process::abort(); // a crash in the middle of the work
+//!     }
+//!     x * x
+//! }
+//!
+//! # fn main() -> Result<(), multiproc::Error> {
+//! # multiproc::init();
+//! let pool = Pool::new(2)?;
+//! let results: Vec<_> = pool.imap(square, 0..6)?.collect();
+//! assert_eq!(results[3].as_ref().unwrap_err().kind(), ErrorKind::WorkerLost);
+//! assert_eq!(*results[5].as_ref().unwrap(), 25);
+//! assert_eq!(pool.map(square, [4, 5])?, [16, 25]); // the pool goes on
+//! # Ok(()) }
+//! ```
+//!
 //! ## Passing descriptors
 //!
 //! An [`Fd`] inside the arguments arrives in the child as its own
@@ -193,6 +220,7 @@ mod fuzzing;
 mod lockword;
 mod logging;
 pub mod manager;
+pub mod pool;
 mod process;
 pub mod queue;
 mod region;
@@ -212,6 +240,7 @@ pub use context::{
 pub use error::{Error, ErrorKind, Result};
 pub use logging::log_to_stderr;
 pub use manager::Manager;
+pub use pool::{AsyncResult, Pool, PoolBuilder};
 pub use process::{
     ExitStatus, Process, ProcessBuilder, ProcessInfo, Run, Signal, active_children, cpu_count,
     current_process, parent_process,

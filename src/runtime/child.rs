@@ -72,7 +72,7 @@ pub(crate) struct ErrorReport {
     pub(crate) message: String,
 }
 
-const KINDS: [ErrorKind; 27] = [
+const KINDS: [ErrorKind; 30] = [
     ErrorKind::Io,
     ErrorKind::Panicked,
     ErrorKind::Killed,
@@ -100,6 +100,9 @@ const KINDS: [ErrorKind; 27] = [
     ErrorKind::BrokenBarrier,
     ErrorKind::NotAcquired,
     ErrorKind::InvalidArgument,
+    ErrorKind::WorkerLost,
+    ErrorKind::Interrupted,
+    ErrorKind::PoolClosed,
 ];
 
 impl ErrorReport {

@@ -216,3 +216,37 @@ impl ConstructorRef {
         Some(unsafe { std::mem::transmute::<usize, Constructor>(addr) })
     }
 }
+
+/// A pool's task function (decodes, runs, encodes), named across processes
+/// like [`Entry`].
+pub(crate) type TaskFn = crate::pool::worker::TaskFn;
+
+/// A [`TaskFn`] as something that can cross to another process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TaskRef(EntryRef);
+
+impl TaskRef {
+    /// Describes `f` relative to this image.
+    pub(crate) fn new(f: TaskFn) -> Self {
+        let addr = f as usize;
+        Self(EntryRef {
+            offset: addr as i64 - anchor_addr() as i64,
+            code: code_at(addr),
+        })
+    }
+
+    /// The function again, in a process running the same image; `None` if
+    /// the code there is not the code that was named.
+    pub(crate) fn resolve(&self, same_image: bool) -> Option<TaskFn> {
+        if !same_image {
+            return None;
+        }
+        let addr = (anchor_addr() as i64).checked_add(self.0.offset)? as usize;
+        if code_at(addr) != self.0.code {
+            return None;
+        }
+        // SAFETY: as in EntryRef::resolve; a TaskRef is only made from a
+        // TaskFn, so the function at that address has that type.
+        Some(unsafe { std::mem::transmute::<usize, TaskFn>(addr) })
+    }
+}

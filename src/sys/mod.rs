@@ -17,7 +17,10 @@ compile_error!("multiproc supports Linux only for now; the OS layer lives in src
 
 pub(crate) mod futex;
 pub(crate) mod image;
+pub(crate) mod io;
+pub(crate) mod page;
 pub(crate) mod process;
 pub(crate) mod shm;
+pub(crate) mod signal;
 pub(crate) mod socket;
 pub(crate) mod thread;

@@ -11,6 +11,7 @@
 
 mod idle_rss;
 mod pipe;
+mod pool;
 mod process_start;
 mod queue;
 mod sync;
@@ -25,8 +26,7 @@ pub enum Impl {
     Python,
     /// The `procspawn` crate.
     Procspawn,
-    /// The in-process limit: the `rayon` crate for pool scenarios, two
-    /// threads and a `crossbeam-channel` for queue scenarios.
+    /// The `rayon` crate (for pool scenarios, once they exist).
     Rayon,
     /// The hardware/OS limit: a small C program in `bench/c`.
     Limit,
@@ -179,11 +179,121 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         pending: None,
     },
-    Scenario::pending("pool_start", "Pool"),
-    Scenario::pending("pool_map_chunk1", "Pool"),
-    Scenario::pending("pool_map_auto", "Pool"),
-    Scenario::pending("pool_apply_async", "Pool"),
-    Scenario::pending("pool_imap_unordered", "Pool"),
+    Scenario {
+        name: "pool_start",
+        variants: &["fork", "spawn", "forkserver"],
+        unit: "ms",
+        iters: pool::start_iters,
+        entries: &[
+            Entry {
+                imp: Impl::Multiproc,
+                variants: &[],
+                runner: Runner::Native(pool::start),
+            },
+            Entry {
+                imp: Impl::Python,
+                variants: &[],
+                runner: Runner::Python("pool_start.py"),
+            },
+            Entry {
+                imp: Impl::Procspawn,
+                variants: &["spawn"],
+                runner: Runner::Native(pool::start_procspawn),
+            },
+        ],
+        pending: None,
+    },
+    Scenario {
+        name: "pool_map_chunk1",
+        variants: &["forkserver"],
+        unit: "us_per_task",
+        iters: pool::chunk1_iters,
+        entries: &[
+            Entry {
+                imp: Impl::Multiproc,
+                variants: &[],
+                runner: Runner::Native(pool::map_chunk1),
+            },
+            Entry {
+                imp: Impl::Python,
+                variants: &[],
+                runner: Runner::Python("pool_map_chunk1.py"),
+            },
+            Entry {
+                imp: Impl::Rayon,
+                variants: &[],
+                runner: Runner::Native(pool::map_chunk1_rayon),
+            },
+        ],
+        pending: None,
+    },
+    Scenario {
+        name: "pool_map_auto",
+        variants: &["forkserver"],
+        unit: "us_per_task",
+        iters: pool::auto_iters,
+        entries: &[
+            Entry {
+                imp: Impl::Multiproc,
+                variants: &[],
+                runner: Runner::Native(pool::map_auto),
+            },
+            Entry {
+                imp: Impl::Python,
+                variants: &[],
+                runner: Runner::Python("pool_map_auto.py"),
+            },
+            Entry {
+                imp: Impl::Rayon,
+                variants: &[],
+                runner: Runner::Native(pool::map_auto_rayon),
+            },
+        ],
+        pending: None,
+    },
+    Scenario {
+        name: "pool_apply_async",
+        variants: &["forkserver"],
+        unit: "us_per_task",
+        iters: pool::chunk1_iters,
+        entries: &[
+            Entry {
+                imp: Impl::Multiproc,
+                variants: &[],
+                runner: Runner::Native(pool::apply_async),
+            },
+            Entry {
+                imp: Impl::Python,
+                variants: &[],
+                runner: Runner::Python("pool_apply_async.py"),
+            },
+            Entry {
+                imp: Impl::Procspawn,
+                variants: &[],
+                runner: Runner::Native(pool::apply_async_procspawn),
+            },
+        ],
+        pending: None,
+    },
+    Scenario {
+        name: "pool_imap_unordered",
+        variants: &["forkserver"],
+        unit: "us_per_task",
+        iters: pool::chunk1_iters,
+        entries: &[
+            Entry {
+                imp: Impl::Multiproc,
+                variants: &[],
+                runner: Runner::Native(pool::imap_unordered),
+            },
+            Entry {
+                imp: Impl::Python,
+                variants: &[],
+                runner: Runner::Python("pool_imap_unordered.py"),
+            },
+        ],
+        pending: None,
+    },
     Scenario {
         name: "queue_small",
         variants: &["fork", "spawn", "forkserver"],

@@ -1,0 +1,1000 @@
+//! The pool's engine, run by whichever thread waits on the pool: workers,
+//! the chunks sent to each, results, deaths, time limits.
+//!
+//! There is no background thread. Every blocking call of the pool drives
+//! [`Core::pump`]: send queued chunks to workers that have room, read what
+//! workers wrote, deliver results to the jobs they belong to, notice dead
+//! workers through their pidfds, and sleep in one `poll(2)` over all of
+//! it when nothing is ready. See `README.md` beside this file.
+
+use std::any::Any;
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::codec::Fd;
+use crate::context::StartMethod;
+use crate::error::{Error, ErrorKind, PanicReport, Result};
+use crate::process::{ExitStatus, Process};
+use crate::sys;
+use crate::sys::image::TaskRef;
+use crate::sys::page::SharedPage;
+
+use super::worker::{self, WorkerArgs};
+
+/// Work to run once the pool's lock is released (callbacks).
+pub(crate) type Callback = Box<dyn FnOnce() + Send>;
+
+/// Where the results of one job go. Implemented by the typed front-ends.
+pub(crate) trait Sink: Send {
+    /// Items `first..first + count` returned these postcard values, back
+    /// to back. A value that cannot be decoded is that item's error (and
+    /// the ones after it too: their bytes cannot be found).
+    fn ok_batch(&mut self, first: u64, count: u32, bytes: &[u8]);
+    /// Item `index` failed. Returns true if the job is finished by it (the
+    /// rest of its items are then cancelled).
+    fn err(&mut self, index: u64, error: Error) -> bool;
+    /// Every item was answered and no more will come. Returns true if the
+    /// job can be forgotten (its front-end holds the result elsewhere).
+    fn complete(&mut self, _due: &mut Vec<Callback>) -> bool {
+        false
+    }
+    fn as_any(&mut self) -> &mut dyn Any;
+}
+
+pub(crate) struct Job {
+    pub(crate) sink: Box<dyn Sink>,
+    /// For error messages: `map(my_crate::square)`.
+    pub(crate) what: String,
+    /// Items submitted and not yet answered.
+    outstanding: u64,
+    /// No more items will be submitted.
+    sealed: bool,
+}
+
+/// Consecutive items of one job, encoded: their postcard arguments back
+/// to back, and where each ends (kept here, not sent: postcard values
+/// delimit themselves).
+pub(crate) struct Chunk {
+    pub(crate) job: u64,
+    pub(crate) func: u32,
+    pub(crate) first: u64,
+    pub(crate) count: u32,
+    pub(crate) data: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl Chunk {
+    pub(crate) fn new(job: u64, func: u32, first: u64) -> Self {
+        Self {
+            job,
+            func,
+            first,
+            count: 0,
+            data: Vec::new(),
+            ends: Vec::new(),
+        }
+    }
+
+    /// Appends one item's encoded arguments.
+    #[inline]
+    pub(crate) fn push<T: serde::Serialize>(&mut self, args: &T) -> Result<()> {
+        let at = self.data.len();
+        match worker::append(args, &mut self.data) {
+            Ok(()) => {
+                self.ends.push(self.data.len() as u32);
+                self.count += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.data.truncate(at);
+                Err(Error::new(
+                    ErrorKind::Encode,
+                    format!(
+                        "could not encode a task's arguments of type {} (descriptors cannot travel in pool tasks)",
+                        std::any::type_name::<T>()
+                    ),
+                )
+                .with_source(e))
+            }
+        }
+    }
+
+    fn push_bytes(&mut self, item: &[u8]) {
+        self.data.extend_from_slice(item);
+        self.ends.push(self.data.len() as u32);
+        self.count += 1;
+    }
+
+    /// The items as byte slices.
+    fn items(&self) -> Vec<&[u8]> {
+        let mut start = 0;
+        self.ends
+            .iter()
+            .map(|&end| {
+                let item = &self.data[start..end as usize];
+                start = end as usize;
+                item
+            })
+            .collect()
+    }
+}
+
+/// The pool's settings, fixed at creation.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) processes: usize,
+    pub(crate) method: Option<StartMethod>,
+    pub(crate) init: Option<(TaskRef, Vec<u8>)>,
+    pub(crate) max_tasks: Option<u64>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) max_memory: Option<u64>,
+    pub(crate) progress: bool,
+}
+
+struct Worker {
+    name: String,
+    process: Process<()>,
+    sock: OwnedFd,
+    page: SharedPage,
+    inbuf: Vec<u8>,
+    in_start: usize,
+    out: Vec<u8>,
+    out_start: usize,
+    sent: VecDeque<Chunk>,
+    front_answered: u32,
+    /// Items sent and not answered.
+    inflight: u64,
+    answered: u64,
+    chunks_sent: u64,
+    knows: Vec<bool>,
+    /// Will leave by itself (memory cap, task quota) or was told to.
+    leaving: bool,
+    eof: bool,
+    timed_out: bool,
+    busy_since: Instant,
+}
+
+impl Worker {
+    fn who(&self) -> String {
+        format!("{} (pid {})", self.name, self.process.pid())
+    }
+
+    fn unanswered(&self) -> u64 {
+        self.inflight
+    }
+}
+
+/// Whether the pool takes new work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PoolState {
+    Running,
+    Closed,
+    Terminated,
+}
+
+/// Counters a program can read.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Counters {
+    pub(crate) done: u64,
+    pub(crate) failed: u64,
+    pub(crate) restarts: u64,
+}
+
+pub(crate) struct Core {
+    pub(crate) config: Config,
+    workers: Vec<Option<Worker>>,
+    pub(crate) jobs: HashMap<u64, Job>,
+    pending: VecDeque<Chunk>,
+    funcs: Vec<TaskRef>,
+    func_ids: HashMap<usize, u32>,
+    pub(crate) state: PoolState,
+    /// Why the pool stopped, when it did by itself.
+    stopped: Option<(ErrorKind, String)>,
+    next_job: u64,
+    spawned: u64,
+    pub(crate) counters: Counters,
+    pub(crate) due: Vec<Callback>,
+    sigints: u64,
+    /// Estimated time of one item, in nanoseconds (moving average).
+    pub(crate) item_ns: f64,
+    samples: u64,
+}
+
+/// How long the pool's thread spins on the sockets before it sleeps.
+const SPIN: Duration = Duration::from_micros(30);
+
+fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::io(what, e)
+}
+
+impl Core {
+    pub(crate) fn new(config: Config) -> Result<Self> {
+        let mut core = Core {
+            workers: (0..config.processes).map(|_| None).collect(),
+            config,
+            jobs: HashMap::new(),
+            pending: VecDeque::new(),
+            funcs: Vec::new(),
+            func_ids: HashMap::new(),
+            state: PoolState::Running,
+            stopped: None,
+            next_job: 0,
+            spawned: 0,
+            counters: Counters::default(),
+            due: Vec::new(),
+            sigints: sys::signal::sigint_count(),
+            // Until measured, assume slow tasks: chunks of one, spread out.
+            item_ns: 1e6,
+            samples: 0,
+        };
+        for i in 0..core.workers.len() {
+            let w = core.start_worker()?;
+            core.workers[i] = Some(w);
+        }
+        Ok(core)
+    }
+
+    fn start_worker(&mut self) -> Result<Worker> {
+        let (ours, theirs) =
+            sys::socket::stream_pair().map_err(io_err("could not create a socket pair"))?;
+        let (page, page_fd) =
+            SharedPage::create().map_err(io_err("could not create a worker's shared page"))?;
+        let args = WorkerArgs {
+            sock: Fd::new(theirs),
+            page: Fd::new(page_fd),
+            init: self.config.init.clone(),
+            max_tasks: self.config.max_tasks,
+            max_memory: self.config.max_memory,
+            timed: self.config.timeout.is_some(),
+        };
+        self.spawned += 1;
+        let name = format!("PoolWorker-{}", self.spawned);
+        let mut builder = Process::new(worker::worker_main, args)
+            .name(name.clone())
+            .daemon(true);
+        if let Some(m) = self.config.method {
+            builder = builder.start_method(m);
+        }
+        let process = builder.start()?;
+        log::debug!(target: "multiproc", "pool started {name} (pid {})", process.pid());
+        Ok(Worker {
+            name,
+            process,
+            sock: ours,
+            page,
+            inbuf: Vec::with_capacity(64 * 1024),
+            in_start: 0,
+            out: Vec::new(),
+            out_start: 0,
+            sent: VecDeque::new(),
+            front_answered: 0,
+            inflight: 0,
+            answered: 0,
+            chunks_sent: 0,
+            knows: Vec::new(),
+            leaving: false,
+            eof: false,
+            timed_out: false,
+            busy_since: Instant::now(),
+        })
+    }
+
+    /// The error new work gets when the pool does not take it.
+    pub(crate) fn refuse(&self) -> Option<Error> {
+        match (&self.stopped, self.state) {
+            (Some((kind, msg)), _) => Some(Error::new(*kind, msg.clone())),
+            (None, PoolState::Running) => None,
+            (None, PoolState::Closed) => Some(Error::new(
+                ErrorKind::PoolClosed,
+                "the pool is closed: close() was called, so it takes no new work",
+            )),
+            (None, PoolState::Terminated) => Some(Error::new(
+                ErrorKind::PoolClosed,
+                "the pool was terminated, so it takes no new work",
+            )),
+        }
+    }
+
+    /// The id of task function `f`, registering it on first use.
+    pub(crate) fn func_id(&mut self, f: sys::image::TaskFn) -> u32 {
+        let key = f as usize;
+        if let Some(id) = self.func_ids.get(&key) {
+            return *id;
+        }
+        let id = self.funcs.len() as u32;
+        self.funcs.push(TaskRef::new(f));
+        self.func_ids.insert(key, id);
+        id
+    }
+
+    pub(crate) fn new_job(&mut self, sink: Box<dyn Sink>, what: String) -> u64 {
+        self.next_job += 1;
+        self.jobs.insert(
+            self.next_job,
+            Job {
+                sink,
+                what,
+                outstanding: 0,
+                sealed: false,
+            },
+        );
+        self.next_job
+    }
+
+    /// Queues a chunk of job `chunk.job`.
+    pub(crate) fn submit(&mut self, chunk: Chunk) {
+        if chunk.count == 0 {
+            return;
+        }
+        if let Some(job) = self.jobs.get_mut(&chunk.job) {
+            job.outstanding += chunk.count as u64;
+            self.pending.push_back(chunk);
+        }
+    }
+
+    /// Says that job `id` gets no more items; completes it if all are in.
+    pub(crate) fn seal(&mut self, id: u64) {
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.sealed = true;
+        }
+        self.maybe_complete(id);
+    }
+
+    /// Delivers an error for item `index` of job `id` without running it.
+    pub(crate) fn fail_item(&mut self, id: u64, index: u64, error: Error) {
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.outstanding += 1;
+        }
+        self.deliver_err(id, index, error);
+    }
+
+    /// Forgets job `id`: its queued chunks are dropped, results still on
+    /// their way are discarded.
+    pub(crate) fn cancel(&mut self, id: u64) {
+        self.jobs.remove(&id);
+        self.pending.retain(|c| c.job != id);
+    }
+
+    fn maybe_complete(&mut self, id: u64) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if job.sealed && job.outstanding == 0 && job.sink.complete(&mut self.due) {
+            self.jobs.remove(&id);
+        }
+    }
+
+    fn deliver_err(&mut self, id: u64, index: u64, error: Error) {
+        self.counters.failed += 1;
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        job.outstanding = job.outstanding.saturating_sub(1);
+        if job.sink.err(index, error) {
+            job.sealed = true;
+            job.outstanding = 0;
+            if job.sink.complete(&mut self.due) {
+                self.cancel(id);
+            }
+            return;
+        }
+        self.maybe_complete(id);
+    }
+
+    /// How many items are queued or running.
+    pub(crate) fn queued(&self) -> u64 {
+        self.pending.iter().map(|c| c.count as u64).sum()
+    }
+
+    pub(crate) fn workers_alive(&self) -> usize {
+        self.workers.iter().flatten().count()
+    }
+
+    pub(crate) fn running(&self) -> u64 {
+        self.workers
+            .iter()
+            .flatten()
+            .map(|w| {
+                let started = w.page.word(worker::WORD_STARTED).load(Ordering::Acquire);
+                let finished = w.page.word(worker::WORD_FINISHED).load(Ordering::Acquire);
+                started.saturating_sub(finished)
+            })
+            .sum()
+    }
+
+    /// Whether nothing is queued or in a worker.
+    pub(crate) fn idle(&self) -> bool {
+        self.pending.is_empty() && self.workers.iter().flatten().all(|w| w.sent.is_empty())
+    }
+
+    /// Whether every worker has exited.
+    pub(crate) fn all_exited(&self) -> bool {
+        self.workers.iter().all(Option::is_none)
+    }
+
+    /// Whether a worker may take one more chunk of `items` items. Two
+    /// chunks always (the next one waits in the worker while it runs the
+    /// first); more while chunks are quick, so that many tasks are in flight
+    /// and the worker never sleeps between them (waking a process costs tens
+    /// of microseconds on some machines); never more when chunks are slow,
+    /// so that the other workers are not left idle.
+    fn has_room(item_ns: f64, w: &Worker, items: u32) -> bool {
+        if w.sent.len() < 2 {
+            return true;
+        }
+        let slow = item_ns * items as f64 > 2e6;
+        !slow && w.sent.len() < 1024 && w.inflight + items as u64 <= 8192
+    }
+
+    /// Hands queued chunks to workers with room.
+    fn dispatch(&mut self) {
+        if self.state == PoolState::Terminated {
+            return;
+        }
+        while let Some(chunk) = self.pending.front() {
+            if !self.jobs.contains_key(&chunk.job) {
+                self.pending.pop_front();
+                continue;
+            }
+            let item_ns = self.item_ns;
+            let items = chunk.count;
+            let quota = self.config.max_tasks;
+            let best = self
+                .workers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, w)| w.as_ref().map(|w| (i, w)))
+                .filter(|(_, w)| {
+                    !w.leaving
+                        && !w.eof
+                        && Self::has_room(item_ns, w, items)
+                        && quota.is_none_or(|q| w.chunks_sent < q)
+                })
+                .min_by_key(|(_, w)| w.inflight)
+                .map(|(i, _)| i);
+            let Some(i) = best else { break };
+            let chunk = self.pending.pop_front().expect("front exists");
+            let w = self.workers[i].as_mut().expect("chosen");
+            let f = chunk.func as usize;
+            if w.knows.len() <= f {
+                w.knows.resize(f + 1, false);
+            }
+            if !w.knows[f] {
+                w.knows[f] = true;
+                let at = worker::begin_frame(&mut w.out, worker::FUNC);
+                w.out.extend_from_slice(&chunk.func.to_le_bytes());
+                let r = postcard::to_allocvec(&self.funcs[f]).unwrap_or_default();
+                w.out.extend_from_slice(&r);
+                worker::end_frame(&mut w.out, at);
+            }
+            let at = worker::begin_frame(&mut w.out, worker::TASK);
+            w.out.extend_from_slice(&chunk.func.to_le_bytes());
+            w.out.extend_from_slice(&chunk.count.to_le_bytes());
+            w.out.extend_from_slice(&chunk.data);
+            worker::end_frame(&mut w.out, at);
+            if w.sent.is_empty() {
+                w.busy_since = Instant::now();
+            }
+            w.chunks_sent += 1;
+            w.inflight += chunk.count as u64;
+            if quota.is_some_and(|q| w.chunks_sent >= q) {
+                w.leaving = true;
+            }
+            w.sent.push_back(chunk);
+        }
+    }
+
+    /// Writes what is queued for each worker, without blocking.
+    fn flush_writes(&mut self) -> bool {
+        let mut progress = false;
+        for w in self.workers.iter_mut().flatten() {
+            while w.out_start < w.out.len() && !w.eof {
+                match sys::io::send(w.sock.as_fd(), &w.out[w.out_start..], true) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        w.out_start += n;
+                        progress = true;
+                    }
+                    Err(_) => {
+                        // The worker is gone; its pidfd will say how.
+                        w.eof = true;
+                    }
+                }
+            }
+            if w.out_start == w.out.len() {
+                w.out.clear();
+                w.out_start = 0;
+            }
+        }
+        progress
+    }
+
+    /// Reads and handles what each worker wrote, without blocking.
+    fn read_all(&mut self) -> Result<bool> {
+        let mut progress = false;
+        for i in 0..self.workers.len() {
+            let Some(mut w) = self.workers[i].take() else {
+                continue;
+            };
+            let got = self.read_worker(&mut w);
+            self.workers[i] = Some(w);
+            progress |= got?;
+        }
+        Ok(progress)
+    }
+
+    fn read_worker(&mut self, w: &mut Worker) -> Result<bool> {
+        let mut progress = false;
+        // A bounded number of reads, so that one busy worker cannot keep
+        // the others (and dispatch) waiting.
+        let mut reads = 0;
+        while !w.eof && reads < 64 {
+            reads += 1;
+            if w.in_start == w.inbuf.len() {
+                w.inbuf.clear();
+                w.in_start = 0;
+            } else if w.in_start > 0 && w.in_start * 2 > w.inbuf.len() {
+                w.inbuf.drain(..w.in_start);
+                w.in_start = 0;
+            }
+            if w.inbuf.capacity() - w.inbuf.len() < 16 * 1024 {
+                w.inbuf.reserve(64 * 1024);
+            }
+            match sys::io::recv_spare(w.sock.as_fd(), &mut w.inbuf, true) {
+                Ok(sys::io::Read::Data) => {
+                    progress = true;
+                    self.handle_frames(w)?;
+                }
+                Ok(sys::io::Read::WouldBlock) => break,
+                Ok(sys::io::Read::Eof) | Err(_) => {
+                    w.eof = true;
+                    progress = true;
+                }
+            }
+        }
+        Ok(progress)
+    }
+
+    fn handle_frames(&mut self, w: &mut Worker) -> Result<()> {
+        while let Some((kind, body, total)) = worker::parse_frame(&w.inbuf[w.in_start..]) {
+            let body = w.in_start + body.start..w.in_start + body.end;
+            w.in_start += total;
+            match kind {
+                worker::RESULTS => {
+                    if !self.handle_results(w, body) {
+                        w.eof = true;
+                        let _ = w.process.kill();
+                        log::warn!(target: "multiproc", "{} sent more results than it was given tasks", w.who());
+                        return Ok(());
+                    }
+                }
+                worker::FAILED => self.handle_failed(w, body),
+                worker::INIT_FAILED => {
+                    let message = String::from_utf8_lossy(&w.inbuf[body]).into_owned();
+                    let message = format!("{} could not start: {message}", w.who());
+                    w.eof = true;
+                    self.stop(ErrorKind::Panicked, message);
+                    return Ok(());
+                }
+                worker::RETIRE => w.leaving = true,
+                other => {
+                    w.eof = true;
+                    let _ = w.process.kill();
+                    log::warn!(target: "multiproc", "{} sent an unknown frame kind {other}", w.who());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A RESULTS frame: the next `n` items of the front chunk succeeded.
+    /// False if the worker answered more than it was given.
+    fn handle_results(&mut self, w: &mut Worker, body: std::ops::Range<usize>) -> bool {
+        let Some(n) = worker::read_u32(&w.inbuf, body.start) else {
+            return false;
+        };
+        let Some(chunk) = w.sent.front() else {
+            return false;
+        };
+        if n == 0 || n > chunk.count - w.front_answered {
+            return false;
+        }
+        let id = chunk.job;
+        let first = chunk.first + w.front_answered as u64;
+        let bytes = &w.inbuf[body.start + 4..body.end];
+        let finished = self.jobs.get_mut(&id).is_some_and(|job| {
+            job.outstanding -= n as u64;
+            job.sink.ok_batch(first, n, bytes);
+            job.outstanding == 0 && job.sealed
+        });
+        if finished {
+            self.maybe_complete(id);
+        }
+        self.counters.done += n as u64;
+        self.answered(w, n);
+        true
+    }
+
+    /// Marks the next `n` items of `w` answered.
+    fn answered(&mut self, w: &mut Worker, n: u32) {
+        w.front_answered += n;
+        if w.sent.front().is_some_and(|c| w.front_answered == c.count) {
+            w.sent.pop_front();
+            w.front_answered = 0;
+        }
+        w.inflight -= n as u64;
+        w.answered += n as u64;
+        let now = Instant::now();
+        let per_item = now.duration_since(w.busy_since).as_nanos() as f64 / n as f64;
+        self.item_ns = if self.samples == 0 {
+            per_item
+        } else {
+            0.7 * self.item_ns + 0.3 * per_item
+        };
+        self.samples += 1;
+        w.busy_since = now;
+    }
+
+    /// A FAILED frame: the next item panicked or could not run.
+    fn handle_failed(&mut self, w: &mut Worker, body: std::ops::Range<usize>) {
+        let Some(chunk) = w.sent.front() else {
+            return;
+        };
+        let id = chunk.job;
+        let index = chunk.first + w.front_answered as u64;
+        let tag = w
+            .inbuf
+            .get(body.start)
+            .copied()
+            .unwrap_or(worker::TAG_ERROR);
+        let bytes = &w.inbuf[(body.start + 1).min(body.end)..body.end];
+        let what = self.what(id);
+        let e = if tag == worker::TAG_PANIC {
+            let report: PanicReport = postcard::from_bytes(bytes).unwrap_or_else(|_| PanicReport {
+                message: "(unreadable panic report)".into(),
+                location: None,
+            });
+            let loc = report
+                .location
+                .as_deref()
+                .map(|l| format!(" at {l}"))
+                .unwrap_or_default();
+            Error::new(
+                ErrorKind::Panicked,
+                format!(
+                    "task {index} of {what} panicked{loc} in {}: {}",
+                    w.who(),
+                    report.message
+                ),
+            )
+            .with_panic(report)
+        } else {
+            let message = String::from_utf8_lossy(bytes);
+            let kind = if message.contains("encode") {
+                ErrorKind::Encode
+            } else if message.contains("decode") {
+                ErrorKind::Decode
+            } else {
+                ErrorKind::Bootstrap
+            };
+            Error::new(
+                kind,
+                format!("task {index} of {what} failed in {}: {message}", w.who()),
+            )
+        };
+        self.answered(w, 1);
+        self.deliver_err(id, index, e);
+    }
+
+    fn what(&self, id: u64) -> String {
+        self.jobs
+            .get(&id)
+            .map(|j| j.what.clone())
+            .unwrap_or_else(|| "a cancelled job".into())
+    }
+
+    /// A worker has exited (its pidfd is readable): collect its last
+    /// results, fail the task it was running, queue again the ones it never
+    /// started, and leave its slot empty for a replacement.
+    fn handle_exit(&mut self, i: usize) -> Result<()> {
+        let Some(mut w) = self.workers[i].take() else {
+            return Ok(());
+        };
+        // Everything it wrote before it exited is in the socket.
+        w.eof = false;
+        let _ = self.read_worker(&mut w);
+        let status = match w.process.exitcode() {
+            Some(s) => s,
+            None => {
+                let _ = w.process.kill();
+                w.process
+                    .join_timeout(Duration::from_secs(10))?
+                    .unwrap_or(ExitStatus::Signaled(crate::Signal::KILL))
+            }
+        };
+        let started = w.page.word(worker::WORD_STARTED).load(Ordering::Acquire);
+        let finished = w.page.word(worker::WORD_FINISHED).load(Ordering::Acquire);
+        // Among the unanswered items, the one it was running when it died.
+        let running =
+            (started > finished && started > w.answered).then(|| started - 1 - w.answered);
+        let clean = status.success() && running.is_none();
+        if !clean || w.unanswered() > 0 {
+            log::info!(target: "multiproc", "pool worker {} {status}; {} unanswered tasks", w.who(), w.unanswered());
+        }
+        let mut requeue: Vec<Chunk> = Vec::new();
+        let mut k = 0u64;
+        let skip = w.front_answered as usize;
+        let sent = std::mem::take(&mut w.sent);
+        for (n, chunk) in sent.into_iter().enumerate() {
+            let items = chunk.items();
+            let mut again: Option<Chunk> = None;
+            for (j, item) in items.iter().enumerate() {
+                if n == 0 && j < skip {
+                    continue;
+                }
+                let index = chunk.first + j as u64;
+                if running == Some(k) && !clean {
+                    let what = self.what(chunk.job);
+                    let e = if w.timed_out {
+                        Error::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "task {index} of {what} ran past its time limit of {:?} in {}, which was killed and replaced",
+                                self.config.timeout.unwrap_or_default(),
+                                w.who()
+                            ),
+                        )
+                    } else {
+                        let how = match status {
+                            ExitStatus::Signaled(s) => format!("was killed by {s}"),
+                            ExitStatus::Exited(c) => format!("exited with code {c}"),
+                        };
+                        Error::new(
+                            ErrorKind::WorkerLost,
+                            format!(
+                                "task {index} of {what} was running in {}, which {how}; the worker was replaced",
+                                w.who()
+                            ),
+                        )
+                    }
+                    .with_status(Some(status));
+                    if let Some(c) = again.take() {
+                        requeue.push(c);
+                    }
+                    self.deliver_err(chunk.job, index, e);
+                } else {
+                    again
+                        .get_or_insert_with(|| Chunk::new(chunk.job, chunk.func, index))
+                        .push_bytes(item);
+                }
+                k += 1;
+            }
+            if let Some(c) = again {
+                requeue.push(c);
+            }
+        }
+        for c in requeue.into_iter().rev() {
+            if self.jobs.contains_key(&c.job) {
+                self.pending.push_front(c);
+            }
+        }
+        drop(w);
+        if self.state != PoolState::Terminated && (self.state == PoolState::Running || !self.idle())
+        {
+            self.counters.restarts += 1;
+            match self.start_worker() {
+                Ok(nw) => self.workers[i] = Some(nw),
+                Err(e) => {
+                    if self.all_exited() {
+                        self.stop(
+                            e.kind(),
+                            format!("the pool could not replace a worker that exited, and has none left: {e}"),
+                        );
+                        return Err(e);
+                    }
+                    log::warn!(target: "multiproc", "could not replace a pool worker: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills the workers whose running task passed the time limit.
+    /// Returns how long until the next task could pass it.
+    fn check_time_limits(&mut self) -> Option<Duration> {
+        let limit = self.config.timeout?;
+        let limit_ns = limit.as_nanos() as u64;
+        let now = sys::io::monotonic_ns();
+        let mut next = limit;
+        for w in self.workers.iter_mut().flatten() {
+            if w.timed_out || w.sent.is_empty() {
+                continue;
+            }
+            let started = w.page.word(worker::WORD_STARTED).load(Ordering::Acquire);
+            let since = w.page.word(worker::WORD_START_NS).load(Ordering::Acquire);
+            let finished = w.page.word(worker::WORD_FINISHED).load(Ordering::Acquire);
+            if started == finished
+                || started != w.page.word(worker::WORD_STARTED).load(Ordering::Acquire)
+            {
+                continue;
+            }
+            let ran = now.saturating_sub(since);
+            if ran >= limit_ns {
+                log::info!(target: "multiproc", "killing pool worker {}: its task ran past {limit:?}", w.who());
+                w.timed_out = true;
+                let _ = w.process.kill();
+            } else {
+                next = next.min(Duration::from_nanos(limit_ns - ran));
+            }
+        }
+        Some(next)
+    }
+
+    /// Starts workers for empty slots while the pool has a use for them.
+    fn refill(&mut self) -> Result<()> {
+        if self.state == PoolState::Terminated || (self.state == PoolState::Closed && self.idle()) {
+            return Ok(());
+        }
+        for i in 0..self.workers.len() {
+            if self.workers[i].is_none() {
+                let w = self.start_worker()?;
+                self.workers[i] = Some(w);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the pool by itself (initializer failure, interrupt): kills the
+    /// workers and fails every task that was not answered with `kind`.
+    pub(crate) fn stop(&mut self, kind: ErrorKind, message: String) {
+        if self.stopped.is_none() {
+            self.stopped = Some((kind, message.clone()));
+        }
+        self.shutdown(|| Error::new(kind, message.clone()));
+    }
+
+    /// Kills every worker, waits for them, and fails every unanswered task
+    /// with `error()`.
+    pub(crate) fn shutdown(&mut self, error: impl Fn() -> Error) {
+        self.state = PoolState::Terminated;
+        for w in self.workers.iter().flatten() {
+            let _ = w.process.kill();
+        }
+        let mut failed: Vec<(u64, u64)> = Vec::new();
+        for slot in self.workers.iter_mut() {
+            if let Some(w) = slot.take() {
+                let _ = w.process.join_timeout(Duration::from_secs(10));
+                let skip = w.front_answered as u64;
+                for (n, c) in w.sent.iter().enumerate() {
+                    let from = if n == 0 { skip } else { 0 };
+                    failed.extend((from..c.count as u64).map(|j| (c.job, c.first + j)));
+                }
+            }
+        }
+        for c in std::mem::take(&mut self.pending) {
+            failed.extend((0..c.count as u64).map(|j| (c.job, c.first + j)));
+        }
+        // Tasks cut short by the pool's end are not counted as failed.
+        let counted = self.counters.failed;
+        for (job, index) in failed {
+            self.deliver_err(job, index, error());
+        }
+        self.counters.failed = counted;
+    }
+
+    /// Tells every worker to leave once it has answered what it holds.
+    pub(crate) fn send_stop(&mut self) {
+        for w in self.workers.iter_mut().flatten() {
+            if !w.leaving || w.sent.is_empty() {
+                w.leaving = true;
+                let at = worker::begin_frame(&mut w.out, worker::STOP);
+                worker::end_frame(&mut w.out, at);
+            }
+        }
+    }
+
+    /// Sends what is queued to workers with room, without reading or
+    /// waiting.
+    pub(crate) fn kick(&mut self) {
+        if self.stopped.is_none() && self.state != PoolState::Terminated {
+            self.dispatch();
+            self.flush_writes();
+        }
+    }
+
+    /// One round of work: dispatch, write, read; if nothing happened, spin
+    /// briefly, then sleep in `poll` for up to `wait` until a worker writes,
+    /// can be written to, or exits (or SIGINT arrives, if the application
+    /// handles it).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Interrupted`] after SIGINT (the pool is then
+    /// terminated); the reason the pool stopped, if it did; `Io`.
+    pub(crate) fn pump(&mut self, wait: Duration) -> Result<()> {
+        if let Some((kind, msg)) = &self.stopped {
+            return Err(Error::new(*kind, msg.clone()));
+        }
+        if self.state == PoolState::Terminated {
+            return Err(self.refuse().expect("terminated"));
+        }
+        self.refill()?;
+        self.dispatch();
+        let mut progress = self.flush_writes();
+        progress |= self.read_all()?;
+        if progress || wait.is_zero() {
+            self.check_time_limits();
+            return self.after_round();
+        }
+        let spin_until = Instant::now() + SPIN.min(wait);
+        while Instant::now() < spin_until {
+            if self.read_all()? {
+                return self.after_round();
+            }
+            std::hint::spin_loop();
+        }
+        let wake = sys::signal::watch_sigint().ok().flatten();
+        let limit = self.check_time_limits();
+        let wait = limit.map_or(wait, |l| wait.min(l + Duration::from_millis(1)));
+        let mut fds = Vec::with_capacity(self.workers.len() * 2 + 1);
+        let mut owners = Vec::with_capacity(self.workers.len() * 2);
+        for (i, w) in self.workers.iter().enumerate() {
+            let Some(w) = w else { continue };
+            if !w.eof {
+                fds.push((w.sock.as_fd(), true, w.out_start < w.out.len()));
+                owners.push((i, false));
+            }
+            fds.push((w.process.sentinel(), true, false));
+            owners.push((i, true));
+        }
+        if let Some(fd) = wake {
+            fds.push((fd, true, false));
+        }
+        let ready = sys::io::poll(&fds, Some(wait)).map_err(io_err("poll failed"))?;
+        drop(fds);
+        if let Some(ready) = ready {
+            let exited: Vec<usize> = owners
+                .iter()
+                .zip(&ready)
+                .filter(|((_, pidfd), r)| *pidfd && r.read)
+                .map(|((i, _), _)| *i)
+                .collect();
+            if wake.is_some() && ready.last().is_some_and(|r| r.read) {
+                sys::signal::drain_wake();
+            }
+            self.flush_writes();
+            self.read_all()?;
+            for i in exited {
+                self.handle_exit(i)?;
+            }
+        }
+        self.check_time_limits();
+        self.after_round()
+    }
+
+    fn after_round(&mut self) -> Result<()> {
+        let count = sys::signal::sigint_count();
+        if count != self.sigints {
+            self.sigints = count;
+            let message = "interrupted by SIGINT (Ctrl-C): the pool was terminated".to_string();
+            self.stop(ErrorKind::Interrupted, message.clone());
+            return Err(Error::new(ErrorKind::Interrupted, message));
+        }
+        if let Some((kind, msg)) = &self.stopped {
+            return Err(Error::new(*kind, msg.clone()));
+        }
+        self.dispatch();
+        self.flush_writes();
+        Ok(())
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        if self.workers.iter().any(Option::is_some) {
+            self.shutdown(|| Error::new(ErrorKind::PoolClosed, "the pool was dropped"));
+        }
+    }
+}

@@ -1,0 +1,517 @@
+//! The worker's side of a pool: the loop a worker process runs, and the
+//! frames it exchanges with the pool.
+//!
+//! A frame is a 5-byte header — body length (u32, little-endian) and a kind
+//! byte — and the body. From the pool:
+//!
+//! | kind | body |
+//! |------|------|
+//! | FUNC | function id (u32) and a postcard [`TaskRef`]: "id N is this function" |
+//! | TASK | function id (u32), item count (u32), then the items' postcard arguments back to back (postcard values delimit themselves) |
+//! | STOP | empty: leave once everything before it is answered |
+//!
+//! From the worker:
+//!
+//! | kind | body |
+//! |------|------|
+//! | RESULTS | a count (u32), then that many postcard results back to back: the next items of the current chunk, never past its end |
+//! | FAILED | the next item failed: a tag (PANIC, ERROR) and a postcard `PanicReport` or a UTF-8 message |
+//! | INIT_FAILED | UTF-8 message: the initializer panicked; the worker leaves |
+//! | RETIRE | empty: the worker passed its memory cap and leaves without starting the tasks it still holds |
+//!
+//! The worker reads every frame that is there in one read, runs them, and
+//! writes results in batches: when its input is empty, or when a batch has
+//! waited long enough (adaptive, so slow tasks report at once and tiny
+//! ones share one write). Before each task it bumps a counter in a page it
+//! shares with the pool ([`SharedPage`]): if it dies, the pool knows which
+//! task it was running even if results were not written yet.
+
+use std::cell::RefCell;
+use std::os::fd::AsFd;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Fd;
+use crate::error::PanicReport;
+use crate::sys;
+use crate::sys::image::TaskRef;
+use crate::sys::page::SharedPage;
+use crate::target::Target;
+
+pub(crate) const HEADER: usize = 5;
+
+pub(crate) const FUNC: u8 = 1;
+pub(crate) const TASK: u8 = 2;
+pub(crate) const STOP: u8 = 3;
+
+pub(crate) const RESULTS: u8 = 1;
+pub(crate) const INIT_FAILED: u8 = 2;
+pub(crate) const RETIRE: u8 = 3;
+pub(crate) const FAILED: u8 = 4;
+
+pub(crate) const TAG_PANIC: u8 = 1;
+pub(crate) const TAG_ERROR: u8 = 2;
+
+/// Shared-page words: tasks started, start time of the latest (ns,
+/// monotonic; only with a time limit), tasks finished.
+pub(crate) const WORD_STARTED: usize = 0;
+pub(crate) const WORD_START_NS: usize = 1;
+pub(crate) const WORD_FINISHED: usize = 2;
+
+/// Runs a chunk: decodes `count` items' arguments from the bytes, runs the
+/// task on each, and reports through the [`Ctx`].
+pub(crate) type TaskFn = fn(&[u8], u32, &mut Ctx<'_>);
+
+/// The [`TaskFn`] for target type `F` (zero-sized: a function item or a
+/// closure capturing nothing). Monomorphised, so that decoding, the call
+/// and encoding are one loop over the chunk.
+pub(crate) fn task_entry<F: Target<M> + Copy, M>(input: &[u8], count: u32, ctx: &mut Ctx<'_>) {
+    let Some(f) = sys::image::conjure::<F>() else {
+        ctx.fail_rest(
+            count,
+            "the task function captures state and cannot be rebuilt",
+        );
+        return;
+    };
+    // One deserializer for the chunk: the items lie back to back.
+    let mut de = postcard::Deserializer::from_bytes(input);
+    for i in 0..count {
+        let args = match <F::Args as Deserialize>::deserialize(&mut de) {
+            Ok(args) => args,
+            Err(e) => {
+                ctx.fail_rest(
+                    count - i,
+                    &format!("could not decode the task's arguments: {e}"),
+                );
+                return;
+            }
+        };
+        ctx.begin_item();
+        match std::panic::catch_unwind(AssertUnwindSafe(move || f.call(args))) {
+            Ok(result) => {
+                let mark = ctx.out.len();
+                match append(&result, &mut ctx.out) {
+                    Ok(()) => ctx.ok(),
+                    Err(e) => {
+                        ctx.out.truncate(mark);
+                        ctx.fail(&format!(
+                            "could not encode the task's result of type {}: {e}",
+                            std::any::type_name::<F::Output>()
+                        ));
+                    }
+                }
+            }
+            Err(payload) => ctx.panicked(payload),
+        }
+        ctx.item_done();
+    }
+}
+
+/// A postcard output that appends to a vector it borrows.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        // postcard writes every integer as a short slice (a varint); a
+        // variable-length copy would be a call to memcpy per number, so
+        // short ones are copied as 16 fixed bytes and the tail cut off.
+        let n = data.len();
+        if n <= 16 {
+            let mut tmp = [0u8; 16];
+            for (i, t) in tmp.iter_mut().enumerate() {
+                *t = data.get(i).copied().unwrap_or(0);
+            }
+            let old = self.0.len();
+            self.0.extend_from_slice(&tmp);
+            self.0.truncate(old + n);
+        } else {
+            self.0.extend_from_slice(data);
+        }
+        Ok(())
+    }
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends `value`'s postcard encoding to `out` (on error, `out` may hold
+/// part of it: the caller truncates).
+#[inline(always)]
+pub(crate) fn append<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> postcard::Result<()> {
+    value.serialize(&mut postcard::Serializer {
+        output: Append(out),
+    })
+}
+
+/// What a worker process is given.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WorkerArgs {
+    pub(crate) sock: Fd,
+    pub(crate) page: Fd,
+    pub(crate) init: Option<(TaskRef, Vec<u8>)>,
+    pub(crate) max_tasks: Option<u64>,
+    pub(crate) max_memory: Option<u64>,
+    pub(crate) timed: bool,
+}
+
+thread_local! {
+    static LAST_PANIC: RefCell<Option<PanicReport>> = const { RefCell::new(None) };
+}
+
+/// Records panics instead of printing them: a task's panic is reported to
+/// the pool as that task's error, as Python reports an exception.
+fn quiet_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let report = PanicReport {
+            message: info.payload_as_str().unwrap_or("Box<dyn Any>").to_owned(),
+            location: info.location().map(|l| l.to_string()),
+        };
+        LAST_PANIC.with(|p| *p.borrow_mut() = Some(report));
+    }));
+}
+
+fn take_panic(payload: Box<dyn std::any::Any + Send>) -> PanicReport {
+    LAST_PANIC
+        .with(|p| p.borrow_mut().take())
+        .unwrap_or_else(|| PanicReport {
+            message: payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "Box<dyn Any>".into()),
+            location: None,
+        })
+}
+
+/// Appends a frame header; returns where its length goes.
+pub(crate) fn begin_frame(buf: &mut Vec<u8>, kind: u8) -> usize {
+    let at = buf.len();
+    buf.extend_from_slice(&[0, 0, 0, 0, kind]);
+    at
+}
+
+/// Writes the length of the frame that began at `at`.
+pub(crate) fn end_frame(buf: &mut [u8], at: usize) {
+    let len = (buf.len() - at - HEADER) as u32;
+    buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// The next complete frame in `buf`: (kind, body range, total length).
+pub(crate) fn parse_frame(buf: &[u8]) -> Option<(u8, std::ops::Range<usize>, usize)> {
+    if buf.len() < HEADER {
+        return None;
+    }
+    let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+    let total = HEADER + len;
+    (buf.len() >= total).then(|| (buf[4], HEADER..total, total))
+}
+
+pub(crate) fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
+    buf.get(at..at + 4)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+}
+
+/// What a chunk reports through: the batch of results being built, the
+/// shared page, and when to write the batch.
+pub(crate) struct Ctx<'a> {
+    out: Vec<u8>,
+    /// Where the open RESULTS frame starts, and how many results it holds.
+    frame: Option<(usize, u32)>,
+    sock: Option<std::os::fd::BorrowedFd<'a>>,
+    page: &'a SharedPage,
+    timed: bool,
+    started: u64,
+    last_flush: Instant,
+    /// How many items between two looks at the clock: grows while items
+    /// are tiny, drops to 1 when they are slow.
+    check_every: u32,
+    since_check: u32,
+    /// The pool is gone (a write failed).
+    broken: bool,
+    /// The last failure, for the initializer.
+    last_failure: Option<String>,
+}
+
+/// How long finished results may wait for company before they are written.
+const BATCH: Duration = Duration::from_micros(200);
+
+impl<'a> Ctx<'a> {
+    fn new(sock: Option<std::os::fd::BorrowedFd<'a>>, page: &'a SharedPage, timed: bool) -> Self {
+        Self {
+            out: Vec::with_capacity(64 * 1024),
+            frame: None,
+            sock,
+            page,
+            timed,
+            started: page.word(WORD_STARTED).load(Ordering::Relaxed),
+            last_flush: Instant::now(),
+            check_every: 1,
+            since_check: 0,
+            broken: false,
+            last_failure: None,
+        }
+    }
+
+    #[inline]
+    fn begin_item(&mut self) {
+        self.started += 1;
+        // The start time first: the pool reads the count, then the time,
+        // then the count again.
+        if self.timed {
+            self.page
+                .word(WORD_START_NS)
+                .store(sys::io::monotonic_ns(), Ordering::Release);
+        }
+        self.page
+            .word(WORD_STARTED)
+            .store(self.started, Ordering::Release);
+        if self.frame.is_none() {
+            let at = begin_frame(&mut self.out, RESULTS);
+            self.out.extend_from_slice(&[0; 4]);
+            self.frame = Some((at, 0));
+        }
+    }
+
+    /// The item's result was appended.
+    #[inline]
+    fn ok(&mut self) {
+        if let Some((_, n)) = &mut self.frame {
+            *n += 1;
+        }
+    }
+
+    fn close_frame(&mut self) {
+        if let Some((at, n)) = self.frame.take() {
+            if n == 0 {
+                self.out.truncate(at);
+            } else {
+                self.out[at + HEADER..at + HEADER + 4].copy_from_slice(&n.to_le_bytes());
+                end_frame(&mut self.out, at);
+            }
+        }
+    }
+
+    fn failed_frame(&mut self, tag: u8, body: &[u8]) {
+        self.close_frame();
+        let at = begin_frame(&mut self.out, FAILED);
+        self.out.push(tag);
+        self.out.extend_from_slice(body);
+        end_frame(&mut self.out, at);
+    }
+
+    /// The item failed with `message`.
+    fn fail(&mut self, message: &str) {
+        self.last_failure = Some(message.to_string());
+        self.failed_frame(TAG_ERROR, message.as_bytes());
+    }
+
+    fn panicked(&mut self, payload: Box<dyn std::any::Any + Send>) {
+        let report = take_panic(payload);
+        let at = report
+            .location
+            .as_deref()
+            .map(|l| format!(" at {l}"))
+            .unwrap_or_default();
+        self.last_failure = Some(format!("panicked{at}: {}", report.message));
+        let bytes = postcard::to_allocvec(&report).unwrap_or_default();
+        self.failed_frame(TAG_PANIC, &bytes);
+    }
+
+    /// The next `n` items cannot run (their bytes cannot be read).
+    fn fail_rest(&mut self, n: u32, message: &str) {
+        for _ in 0..n {
+            self.begin_item();
+            self.fail(message);
+            self.item_done();
+        }
+    }
+
+    #[inline]
+    fn item_done(&mut self) {
+        self.page
+            .word(WORD_FINISHED)
+            .store(self.started, Ordering::Release);
+        self.since_check += 1;
+        if self.since_check >= self.check_every || self.timed {
+            self.since_check = 0;
+            if self.last_flush.elapsed() >= BATCH || self.timed {
+                self.check_every = 1;
+                self.flush();
+            } else if self.check_every < 256 {
+                self.check_every *= 2;
+            }
+        }
+    }
+
+    /// Writes the batch (a RESULTS frame never outlives its chunk).
+    fn flush(&mut self) {
+        self.close_frame();
+        if let Some(sock) = self.sock
+            && !self.out.is_empty()
+        {
+            if sys::io::send_all(sock, &self.out).is_err() {
+                self.broken = true;
+            }
+            self.out.clear();
+            self.last_flush = Instant::now();
+        }
+    }
+
+    fn frame(&mut self, kind: u8, body: &[u8]) {
+        self.close_frame();
+        let at = begin_frame(&mut self.out, kind);
+        self.out.extend_from_slice(body);
+        end_frame(&mut self.out, at);
+    }
+}
+
+/// The body of every pool worker process.
+pub(crate) fn worker_main(args: WorkerArgs) {
+    sys::signal::ignore_sigint();
+    quiet_panic_hook();
+    let sock = args.sock.into_owned();
+    let Ok(page) = SharedPage::map(args.page.as_fd()) else {
+        return;
+    };
+    drop(args.page);
+    let sock = sock.as_fd();
+    if let Some((init, bytes)) = &args.init {
+        let mut scratch = Ctx::new(None, &page, false);
+        match init.resolve(true) {
+            None => scratch.last_failure = Some("could not be found in the worker".into()),
+            Some(f) => f(bytes, 1, &mut scratch),
+        }
+        if let Some(message) = scratch.last_failure {
+            let mut ctx = Ctx::new(Some(sock), &page, false);
+            ctx.frame(INIT_FAILED, format!("the initializer {message}").as_bytes());
+            ctx.flush();
+            return;
+        }
+        // The initializer is not a task: start counting from zero.
+        for w in [WORD_STARTED, WORD_FINISHED] {
+            page.word(w).store(0, Ordering::Release);
+        }
+    }
+    let mut ctx = Ctx::new(Some(sock), &page, args.timed);
+    let mut funcs: Vec<Option<sys::image::TaskFn>> = Vec::new();
+    let mut inbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut start = 0usize;
+    let mut chunks = 0u64;
+    let mut last_memory_check = Instant::now();
+    loop {
+        while let Some((kind, body, total)) = parse_frame(&inbuf[start..]) {
+            let body = start + body.start..start + body.end;
+            start += total;
+            match kind {
+                FUNC => {
+                    let Some(id) = read_u32(&inbuf, body.start) else {
+                        return;
+                    };
+                    let f = postcard::from_bytes::<TaskRef>(&inbuf[body.start + 4..body.end])
+                        .ok()
+                        .and_then(|r| r.resolve(true));
+                    let id = id as usize;
+                    if funcs.len() <= id {
+                        funcs.resize(id + 1, None);
+                    }
+                    funcs[id] = f;
+                }
+                TASK => {
+                    let (Some(id), Some(count)) = (
+                        read_u32(&inbuf, body.start),
+                        read_u32(&inbuf, body.start + 4),
+                    ) else {
+                        return;
+                    };
+                    let items = &inbuf[body.start + 8..body.end];
+                    match funcs.get(id as usize).copied().flatten() {
+                        Some(f) => f(items, count, &mut ctx),
+                        None => ctx.fail_rest(
+                            count,
+                            "the worker could not find the task function (a different executable?)",
+                        ),
+                    }
+                    ctx.close_frame();
+                    if ctx.broken {
+                        return;
+                    }
+                    chunks += 1;
+                    if args.max_tasks.is_some_and(|m| chunks >= m) {
+                        ctx.flush();
+                        return;
+                    }
+                    if let Some(cap) = args.max_memory
+                        && last_memory_check.elapsed() >= Duration::from_millis(5)
+                    {
+                        last_memory_check = Instant::now();
+                        if sys::io::resident_bytes().is_ok_and(|rss| rss > cap) {
+                            ctx.frame(RETIRE, &[]);
+                            ctx.flush();
+                            return;
+                        }
+                    }
+                }
+                STOP => {
+                    ctx.flush();
+                    return;
+                }
+                _ => return,
+            }
+        }
+        // Every complete frame is handled: report, then read more.
+        ctx.flush();
+        if ctx.broken {
+            return;
+        }
+        if start == inbuf.len() {
+            inbuf.clear();
+            start = 0;
+        } else if start > 0 {
+            inbuf.drain(..start);
+            start = 0;
+        }
+        // Room for the whole frame being received, when it is large.
+        if let Some(len) = read_u32(&inbuf, 0) {
+            inbuf.reserve((len as usize + HEADER).saturating_sub(inbuf.len()));
+        }
+        if !read_more(sock, &mut inbuf) {
+            return;
+        }
+    }
+}
+
+/// Reads what the pool sent: spins briefly (waking a sleeping process costs
+/// tens of microseconds on some machines), then blocks. False at end of
+/// file or on error: the pool is gone.
+fn read_more(sock: std::os::fd::BorrowedFd<'_>, inbuf: &mut Vec<u8>) -> bool {
+    if inbuf.capacity() - inbuf.len() < 16 * 1024 {
+        inbuf.reserve(64 * 1024);
+    }
+    let spin_until = Instant::now() + Duration::from_micros(SPIN_US);
+    let mut blocking = false;
+    loop {
+        match sys::io::recv_spare(sock, inbuf, !blocking) {
+            Ok(sys::io::Read::Data) => return true,
+            Ok(sys::io::Read::WouldBlock) => {
+                if !blocking && Instant::now() >= spin_until {
+                    blocking = true;
+                }
+                std::hint::spin_loop();
+            }
+            Ok(sys::io::Read::Eof) | Err(_) => return false,
+        }
+    }
+}
+
+/// How long a worker spins for more input before it sleeps.
+const SPIN_US: u64 = 50;
