@@ -21,24 +21,83 @@ pub(crate) fn enc<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     Ok(e.bytes)
 }
 
-fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+pub(crate) fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     crate::codec::decode(bytes, Vec::new())
 }
 
 /// What every proxy holds: the server and the object's id.
 #[derive(Clone, Serialize, Deserialize)]
-struct Handle {
-    link: Link,
-    id: u64,
+pub(crate) struct Handle {
+    pub(crate) link: Link,
+    pub(crate) id: u64,
 }
 
 impl Handle {
-    fn op(&self, op: Op) -> Result<Reply> {
+    pub(crate) fn op(&self, op: Op) -> Result<Reply> {
         self.link.call(&Request::Op { id: self.id, op })
+    }
+
+    /// Read-modify-write of the dict entry `key`: read it with its
+    /// version, compute, and write only if the version is unchanged (else
+    /// again, on the newer value).
+    fn modify<V: Serialize + DeserializeOwned>(
+        &self,
+        key: Vec<u8>,
+        mut f: impl FnMut(Option<V>) -> V,
+    ) -> Result<V> {
+        let mut batch = None;
+        loop {
+            // The first read is a round trip of its own; after a lost race,
+            // the value read back with the failed compare-and-set is used.
+            let reply = match batch.take() {
+                Some(r) => r,
+                None => self.op(Op::GetVersioned(key.clone()))?,
+            };
+            let (current, version) = match reply {
+                Reply::Versioned(v, version) => (v.map(|b| dec::<V>(&b)).transpose()?, version),
+                other => return Err(unexpected(&other)),
+            };
+            let new = f(current);
+            let value = enc(&new)?;
+            // Set if unchanged, and read back in the same round trip, so a
+            // lost race costs one round trip, not two.
+            let replies = self.link.call(&Request::Batch(vec![
+                Request::Op {
+                    id: self.id,
+                    op: Op::CompareAndSet {
+                        key: key.clone(),
+                        version,
+                        value,
+                    },
+                },
+                Request::Op {
+                    id: self.id,
+                    op: Op::GetVersioned(key.clone()),
+                },
+            ]))?;
+            let Reply::Replies(mut replies) = replies else {
+                return Err(unexpected(&replies));
+            };
+            if replies.len() != 2 {
+                return Err(unexpected(&Reply::Replies(replies)));
+            }
+            let reread = replies.pop().expect("two replies");
+            match replies.pop().expect("two replies") {
+                Reply::Bool(true) => return Ok(new),
+                Reply::Bool(false) => batch = Some(reread),
+                Reply::Error(e) => return Err(Error::new(ErrorKind::Remote, e.to_string())),
+                other => return Err(unexpected(&other)),
+            }
+        }
     }
 }
 
+/// Constructor, `Clone`, `Debug` and serde for a proxy struct of
+/// `handle: Handle` and `_types: PhantomData<..>`.
 macro_rules! proxy_common {
+    ($name:ident) => {
+        proxy_common!($name<>);
+    };
     ($name:ident < $($t:ident),* >) => {
         impl<$($t),*> $name<$($t),*> {
             pub(crate) fn new(link: Link, id: u64) -> Self {
@@ -79,6 +138,7 @@ pub struct DictProxy<K, V> {
     handle: Handle,
     _types: PhantomData<fn(K) -> V>,
 }
+pub(crate) use proxy_common;
 proxy_common!(DictProxy<K, V>);
 
 impl<K, V> DictProxy<K, V>
@@ -207,25 +267,8 @@ where
     /// assert_eq!(counts.get(&"hits".to_string())?, Some(1));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn modify(&self, key: K, mut f: impl FnMut(Option<V>) -> V) -> Result<V> {
-        let k = enc(&key)?;
-        loop {
-            let (current, version) = match self.handle.op(Op::GetVersioned(k.clone()))? {
-                Reply::Versioned(v, version) => (v.map(|b| dec::<V>(&b)).transpose()?, version),
-                other => return Err(unexpected(&other)),
-            };
-            let new = f(current);
-            let value = enc(&new)?;
-            match self.handle.op(Op::CompareAndSet {
-                key: k.clone(),
-                version,
-                value,
-            })? {
-                Reply::Bool(true) => return Ok(new),
-                Reply::Bool(false) => continue,
-                other => return Err(unexpected(&other)),
-            }
-        }
+    pub fn modify(&self, key: K, f: impl FnMut(Option<V>) -> V) -> Result<V> {
+        self.handle.modify(enc(&key)?, f)
     }
 }
 
@@ -247,23 +290,17 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
 
     /// Removes and returns the last value; `None` if the list is empty.
     pub fn pop(&self) -> Result<Option<T>> {
-        match self.handle.op(Op::Pop) {
-            Ok(Reply::Value(Some(b))) => dec(&b).map(Some),
-            Ok(other) => Err(unexpected(&other)),
-            Err(e) if e.kind() == ErrorKind::Remote && e.to_string().contains("empty") => Ok(None),
-            Err(e) => Err(e),
+        match self.handle.op(Op::Pop)? {
+            Reply::Value(v) => v.map(|b| dec(&b)).transpose(),
+            other => Err(unexpected(&other)),
         }
     }
 
     /// The value at `index`; `None` if out of range.
     pub fn get(&self, index: usize) -> Result<Option<T>> {
-        match self.handle.op(Op::Index(index as u64)) {
-            Ok(Reply::Value(Some(b))) => dec(&b).map(Some),
-            Ok(other) => Err(unexpected(&other)),
-            Err(e) if e.kind() == ErrorKind::Remote && e.to_string().contains("out of range") => {
-                Ok(None)
-            }
-            Err(e) => Err(e),
+        match self.handle.op(Op::Index(index as u64))? {
+            Reply::Value(v) => v.map(|b| dec(&b)).transpose(),
+            other => Err(unexpected(&other)),
         }
     }
 
@@ -496,5 +533,53 @@ impl<T: SharedObject> ObjectProxy<T> {
             Reply::Value(Some(b)) => dec(&b),
             other => Err(unexpected(&other)),
         }
+    }
+}
+
+/// A shared value (Python's `manager.Value(typecode, value)`): one value of
+/// any serde type, read and written whole.
+pub struct ValueProxy<T> {
+    handle: Handle,
+    _types: PhantomData<fn(T) -> T>,
+}
+proxy_common!(ValueProxy<T>);
+
+impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
+    /// The value now (Python's `v.value`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Decode`] if it holds another type; [`ErrorKind::Eof`] if
+    /// the manager is gone.
+    pub fn get(&self) -> Result<T> {
+        match self.handle.op(Op::Get(Vec::new()))? {
+            Reply::Value(Some(b)) => dec(&b),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Replaces the value (Python's `v.value = x`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Encode`] if it cannot be encoded; [`ErrorKind::Eof`] if
+    /// the manager is gone.
+    pub fn set(&self, value: T) -> Result<()> {
+        self.handle
+            .op(Op::Insert(Vec::new(), enc(&value)?))
+            .map(drop)
+    }
+
+    /// Reads, changes and writes the value atomically (what Python needs
+    /// `get_lock()` for): `f` may run more than once, on the newest value,
+    /// so it must not have side effects. Returns the value written.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get) and [`set`](Self::set).
+    pub fn modify(&self, mut f: impl FnMut(T) -> T) -> Result<T> {
+        self.handle.modify(Vec::new(), |v: Option<T>| {
+            f(v.expect("a manager Value always holds a value"))
+        })
     }
 }
