@@ -10,6 +10,7 @@
 //! harness repeats that several times and reports the median.
 
 mod idle_rss;
+mod manager_dict;
 mod pipe;
 mod pool;
 mod process_start;
@@ -409,7 +410,25 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         pending: None,
     },
-    Scenario::pending("manager_dict", "Manager"),
+    Scenario {
+        name: "manager_dict",
+        variants: &["op_from_child", "batched", "start"],
+        unit: "us",
+        iters: manager_dict::iters,
+        entries: &[
+            Entry {
+                imp: Impl::Multiproc,
+                variants: &[],
+                runner: Runner::Native(manager_dict::multiproc),
+            },
+            Entry {
+                imp: Impl::Python,
+                variants: &[],
+                runner: Runner::Python("manager_dict.py"),
+            },
+        ],
+        pending: None,
+    },
 ];
 
 /// Looks a scenario up by name.
