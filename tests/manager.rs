@@ -331,6 +331,8 @@ fn malformed_and_oversized_requests_are_refused() {
     let manager = Manager::builder().authkey(b"k").start().unwrap();
     let d = manager.dict::<u8, u8>().unwrap();
     let raw = Client::connect::<()>(manager.address(), Some(b"k")).unwrap();
+    // The server says it is ready with an empty message.
+    assert_eq!(raw.recv_bytes().unwrap(), b"");
     raw.send_bytes(&[0xff, 0xff, 0xff, 0x01]).unwrap();
     let reply = raw.recv_bytes().unwrap();
     assert!(!reply.is_empty());
@@ -681,6 +683,7 @@ fn an_oversized_request_closes_only_that_connection() {
     let manager = Manager::builder().authkey(b"k").start().unwrap();
     let d = manager.dict::<u8, u8>().unwrap();
     let raw = Client::connect::<()>(manager.address(), Some(b"k")).unwrap();
+    assert_eq!(raw.recv_bytes().unwrap(), b"");
     // A header announcing 1 GiB, then a little of it, written raw.
     let mut msg = (1i32 << 30).to_be_bytes().to_vec();
     msg.extend_from_slice(&[0; 64]);

@@ -27,12 +27,48 @@
 //! method, and usable from several threads. Each operation is one round
 //! trip to the server; `get_many`, `update` and `extend` do many in one.
 //! Objects live until the manager shuts down.
+//!
+//! The manager also serves queues and synchronisation objects
+//! ([`queue`](Manager::queue), [`lock`](Manager::lock),
+//! [`condition`](Manager::condition), [`barrier`](Manager::barrier), ...),
+//! whose blocking calls wait in the server. Each thread talks to the
+//! server over its own connection, so a blocked thread holds up no other,
+//! and the connection owns what it acquires: when a thread or process
+//! ends holding a lock or permits, the server gives them back and the next
+//! acquirer gets [`Acquired::PreviousOwnerDied`].
+//!
+//! ```
+//! # multiproc::init();
+//! use multiproc::{Manager, Process};
+//! use multiproc::manager::{LockProxy, ValueProxy};
+//!
+//! fn add(lock: LockProxy, total: ValueProxy<u64>) {
+//!     let _guard = lock.lock().unwrap();
+//!     let n = total.get().unwrap();
+//!     total.set(n + 1).unwrap();
+//! }
+//!
+//! let manager = Manager::new()?;
+//! let (lock, total) = (manager.lock()?, manager.value(0u64)?);
+//! let children: Vec<_> = (0..3)
+//!     .map(|_| Process::new(add, (lock.clone(), total.clone())).start())
+//!     .collect::<Result<_, _>>()?;
+//! for c in children {
+//!     c.join()?;
+//! }
+//! assert_eq!(total.get()?, 3);
+//! # Ok::<(), multiproc::Error>(())
+//! ```
+//!
+//! The design (ownership, waiting, speed, limits) is in `README.md` beside
+//! this file.
 
 mod blocking;
 mod protocol;
 mod proxy;
 pub(crate) mod server;
 mod sync_proxy;
+mod wire;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -52,12 +88,13 @@ pub use sync_proxy::{
 };
 
 use crate::codec::Fd;
-use crate::connection::{Address, Client, Connection, Listener};
+use crate::connection::{Address, Client, Listener};
 use crate::context::StartMethod;
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::Process;
 use crate::sys::image::ConstructorRef;
 use protocol::{Kind, Reply, Request};
+use wire::Wire;
 
 /// How to reach a manager's server: its address and key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,7 +103,7 @@ pub(crate) struct Link {
     authkey: Vec<u8>,
 }
 
-type ThreadConn = Rc<Connection<()>>;
+type ThreadConn = Rc<RefCell<Wire>>;
 
 thread_local! {
     /// This thread's connection to each manager it talks to, made on first
@@ -103,7 +140,16 @@ impl Link {
         if let Some(c) = found {
             return Ok(c);
         }
-        let conn = Rc::new(Client::connect::<()>(&self.address, Some(&self.authkey))?);
+        let conn = Client::connect::<()>(&self.address, Some(&self.authkey))?;
+        let mut wire = Wire::from_connection(conn)?;
+        // The server says when it is ready for requests (see wire.rs).
+        if !wire.recv(64, server::SPIN)?.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                "the manager did not start with an empty frame",
+            ));
+        }
+        let conn = Rc::new(RefCell::new(wire));
         CONNECTIONS.with_borrow_mut(|conns| conns.push((pid, self.clone(), conn.clone())));
         Ok(conn)
     }
@@ -123,9 +169,11 @@ impl Link {
             ErrorKind::Io => gone(self, &e),
             _ => e,
         })?;
-        let answer = conn
-            .send_bytes(&bytes)
-            .and_then(|()| server::recv_spinning(&conn, usize::MAX));
+        let answer = {
+            let mut wire = conn.borrow_mut();
+            wire.send(&bytes)
+                .and_then(|()| wire.recv(usize::MAX, server::SPIN))
+        };
         let answer = answer.map_err(|e| {
             self.forget();
             gone(self, &e)

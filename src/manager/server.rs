@@ -21,8 +21,11 @@ use indexmap::{IndexMap, IndexSet};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use std::os::fd::BorrowedFd;
+
 use super::blocking::Blocking;
 use super::protocol::{Bytes, ErrorReply, Kind, Op, Reply, Request};
+use super::wire::Wire;
 use crate::connection::{Address, Connection, Listener, auth};
 use crate::error::ErrorKind;
 
@@ -104,11 +107,11 @@ pub(crate) struct Server {
 /// blocking objects that connection may hold something of.
 pub(crate) struct Ctx<'a> {
     pub(crate) conn_id: u64,
-    conn: &'a Connection<()>,
+    sock: BorrowedFd<'a>,
     stop: &'a AtomicBool,
     /// The object the current operation is on.
     pub(crate) object: u64,
-    pub(crate) held: HashSet<u64>,
+    pub(crate) held: &'a mut HashSet<u64>,
 }
 
 impl Ctx<'_> {
@@ -116,9 +119,15 @@ impl Ctx<'_> {
     /// client waiting for its reply sends nothing, so anything readable
     /// means end of file) or the server is stopping.
     pub(crate) fn abandoned(&self) -> bool {
-        self.stop.load(Ordering::Acquire) || self.conn.poll(Some(Duration::ZERO)).unwrap_or(true)
+        self.stop.load(Ordering::Acquire)
+            || crate::sys::socket::wait_readable(&[self.sock], Some(Instant::now()))
+                .map_or(true, |r| r[0])
     }
 }
+
+/// How long a server thread spins for its client's next request before
+/// sleeping, and a client for its reply.
+pub(crate) const SPIN: Duration = Duration::from_micros(50);
 
 /// The largest request a server accepts (a bigger one is refused and its
 /// connection closed, since the stream cannot be resynchronised).
@@ -282,26 +291,33 @@ impl Server {
                 return;
             }
         }
-        let mut ctx = Ctx {
-            conn_id: self.next_conn.fetch_add(1, Ordering::Relaxed),
-            conn: &conn,
-            stop: &self.stop,
-            object: 0,
-            held: HashSet::new(),
+        let Ok(mut wire) = Wire::from_connection(conn) else {
+            return;
         };
-        self.serve_requests(&mut ctx, address);
+        // Ready: the client sends nothing before this (see wire.rs).
+        if wire.send(&[]).is_err() {
+            return;
+        }
+        let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let mut held = HashSet::new();
+        self.serve_requests(&mut wire, conn_id, &mut held, address);
         // The client is gone (or misbehaved): give back what it held.
-        for id in std::mem::take(&mut ctx.held) {
+        for id in held {
             if let Some(Entry::Blocking(b)) = self.entry(id) {
-                b.abandon(ctx.conn_id);
+                b.abandon(conn_id);
             }
         }
     }
 
-    fn serve_requests(&self, ctx: &mut Ctx<'_>, address: &Address) {
-        let conn = ctx.conn;
+    fn serve_requests(
+        &self,
+        wire: &mut Wire,
+        conn_id: u64,
+        held: &mut HashSet<u64>,
+        address: &Address,
+    ) {
         loop {
-            let bytes = match recv_spinning(conn, MAX_REQUEST) {
+            let bytes = match wire.recv(MAX_REQUEST, SPIN) {
                 Ok(b) => b,
                 Err(e) if e.kind() == ErrorKind::Eof => return,
                 Err(e) => {
@@ -310,7 +326,16 @@ impl Server {
                 }
             };
             let reply = match postcard::from_bytes::<Request>(&bytes) {
-                Ok(request) => self.handle(request, ctx, 0),
+                Ok(request) => {
+                    let mut ctx = Ctx {
+                        conn_id,
+                        sock: wire.fd(),
+                        stop: &self.stop,
+                        object: 0,
+                        held: &mut *held,
+                    };
+                    self.handle(request, &mut ctx, 0)
+                }
                 Err(e) => {
                     log::warn!(target: "multiproc", "manager: malformed request ({} bytes): {e}", bytes.len());
                     Reply::Error(ErrorReply::WrongKind(format!("malformed request: {e}")))
@@ -319,7 +344,7 @@ impl Server {
             let Ok(out) = postcard::to_allocvec(&reply) else {
                 return;
             };
-            if conn.send_bytes(&out).is_err() {
+            if wire.send(&out).is_err() {
                 return;
             }
             if self.stop.load(Ordering::Acquire) {
@@ -328,19 +353,6 @@ impl Server {
                 return;
             }
         }
-    }
-}
-
-/// Receives the next message, first checking briefly without sleeping:
-/// waking a sleeping thread costs tens of microseconds on these machines,
-/// and a client that just got its answer often asks again at once.
-pub(crate) fn recv_spinning(conn: &Connection<()>, max: usize) -> crate::Result<Bytes> {
-    let until = Instant::now() + Duration::from_micros(50);
-    loop {
-        if conn.poll(Some(Duration::ZERO))? || Instant::now() >= until {
-            return conn.recv_bytes_max(max);
-        }
-        std::hint::spin_loop();
     }
 }
 

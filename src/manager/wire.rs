@@ -1,0 +1,146 @@
+//! The manager's wire: frames on a socket, with Python's framing (a
+//! 4-byte big-endian length, or -1 and an 8-byte length), read through a
+//! buffer that is zeroed once per connection rather than once per read,
+//! and received by spinning on non-blocking reads for a while before
+//! blocking (one system call per attempt, not a `poll` and then a read).
+//!
+//! A connection starts as a [`Connection`] for the authkey handshake and
+//! then becomes a `Wire`. The server sends one empty frame when it is
+//! ready, and the client waits for it before its first request, so that no
+//! request can have been read into the `Connection`'s buffer during the
+//! handshake and lost with it.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use crate::connection::Connection;
+use crate::connection::frame::{Header, HeaderError, decode_header, encode_header};
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys::socket::{self, Received};
+
+/// The read buffer's size (it grows for larger frames, and shrinks back).
+const BUFFER: usize = 64 * 1024;
+
+/// One end of a manager connection.
+pub(crate) struct Wire {
+    sock: OwnedFd,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Why the stream cannot be read any more, once it cannot.
+    broken: Option<(ErrorKind, String)>,
+}
+
+fn eof() -> Error {
+    Error::new(
+        ErrorKind::Eof,
+        "the other end of the connection is closed (or its process died)",
+    )
+}
+
+impl Wire {
+    /// The wire over `conn`'s socket, after its handshake.
+    pub(crate) fn from_connection<T>(conn: Connection<T>) -> Result<Wire> {
+        let sock = socket::dup(conn.fileno())
+            .map_err(|e| Error::io("could not take over the connection", e))?;
+        drop(conn);
+        Ok(Wire {
+            sock,
+            buf: vec![0; BUFFER],
+            start: 0,
+            end: 0,
+            broken: None,
+        })
+    }
+
+    /// The socket, for polling.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
+    /// Sends `body` as one frame.
+    pub(crate) fn send(&self, body: &[u8]) -> Result<()> {
+        let (h, n) = encode_header(body.len());
+        socket::send_all(self.sock.as_fd(), &[&h[..n], body], &[]).map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => eof(),
+            _ => Error::io("could not send on the manager connection", e),
+        })
+    }
+
+    /// Receives one frame of at most `max` bytes, spinning on non-blocking
+    /// reads for `spin` before blocking.
+    ///
+    /// A frame over `max` is [`ErrorKind::MessageTooLarge`], a corrupt
+    /// header [`ErrorKind::Protocol`]; the wire cannot be read after
+    /// either.
+    pub(crate) fn recv(&mut self, max: usize, spin: Duration) -> Result<Vec<u8>> {
+        if let Some((kind, why)) = &self.broken {
+            return Err(Error::new(*kind, why.clone()));
+        }
+        let until = Instant::now() + spin;
+        let mut waiting = spin.is_zero();
+        loop {
+            let need = match decode_header(&self.buf[self.start..self.end], max as u64) {
+                Ok(Header::Body { header_len, len }) => {
+                    let total = header_len + len as usize;
+                    if self.end - self.start >= total {
+                        let body = self.buf[self.start + header_len..self.start + total].to_vec();
+                        self.start += total;
+                        if self.start == self.end {
+                            self.start = 0;
+                            self.end = 0;
+                            if self.buf.len() > BUFFER {
+                                self.buf = vec![0; BUFFER];
+                            }
+                        }
+                        return Ok(body);
+                    }
+                    total
+                }
+                Ok(Header::Incomplete) => 12,
+                Err(e) => {
+                    let kind = match e {
+                        HeaderError::TooLarge { .. } => ErrorKind::MessageTooLarge,
+                        HeaderError::Negative(_) => ErrorKind::Protocol,
+                    };
+                    let why = format!("{e}; the connection cannot be used any more");
+                    self.broken = Some((kind, why.clone()));
+                    return Err(Error::new(kind, why));
+                }
+            };
+            self.make_room(need);
+            let got = socket::recv_bytes(self.sock.as_fd(), &mut self.buf[self.end..], waiting);
+            match got {
+                Ok(Received::Bytes(n)) => self.end += n,
+                Ok(Received::Eof) => {
+                    self.broken = Some((ErrorKind::Eof, eof().to_string()));
+                    return Err(eof());
+                }
+                Ok(Received::WouldBlock) => {
+                    if Instant::now() >= until {
+                        waiting = true;
+                    }
+                    std::hint::spin_loop();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    self.broken = Some((ErrorKind::Eof, eof().to_string()));
+                    return Err(eof());
+                }
+                Err(e) => return Err(Error::io("could not receive on the manager connection", e)),
+            }
+        }
+    }
+
+    /// Makes room for a frame of `need` bytes from `start`.
+    fn make_room(&mut self, need: usize) {
+        if self.buf.len() - self.start >= need && self.end < self.buf.len() {
+            return;
+        }
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        if self.buf.len() < need {
+            self.buf.resize(need, 0);
+        }
+    }
+}
