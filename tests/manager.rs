@@ -10,7 +10,7 @@ use multiproc::manager::{
     LockProxy, Namespace, ObjectProxy, PutError, QueueProxy, RLockProxy, SemaphoreProxy,
     SharedObject, ValueProxy,
 };
-use multiproc::{ErrorKind, Manager, Process};
+use multiproc::{ErrorKind, Manager, Process, StartMethod};
 use serde::{Deserialize, Serialize};
 
 multiproc::test_support!();
@@ -693,4 +693,31 @@ fn an_oversized_request_closes_only_that_connection() {
     assert_eq!(raw.recv_bytes().unwrap_err().kind(), ErrorKind::Eof);
     d.insert(1, 2).unwrap();
     assert_eq!(d.get(&1).unwrap(), Some(2));
+}
+
+fn count_in(d: DictProxy<String, u32>, key: String) {
+    d.modify(key, |n| n.unwrap_or(0) + 1).unwrap();
+}
+
+#[test]
+fn proxies_travel_under_spawn_and_forkserver_and_the_server_can_be_spawned() {
+    let _w = watchdog("start methods");
+    let manager = Manager::builder()
+        .start_method(StartMethod::Spawn)
+        .start()
+        .unwrap();
+    let d = manager.dict::<String, u32>().unwrap();
+    for method in [StartMethod::Spawn, StartMethod::Forkserver] {
+        Process::new(count_in, (d.clone(), format!("{method:?}")))
+            .start_method(method)
+            .start()
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+    let mut keys = d.keys().unwrap();
+    keys.sort();
+    assert_eq!(keys, vec!["Forkserver", "Spawn"]);
+    let l = manager.list_from([3, 1, 2]).unwrap();
+    assert_eq!(l.iter().unwrap().collect::<Vec<_>>(), vec![3, 1, 2]);
 }

@@ -359,6 +359,21 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
         self.snapshot().map(|(_, v)| v)
     }
 
+    /// Iterates over a snapshot of the values, taken in one round trip
+    /// (Python's `for x in l`); later changes do not show.
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let m = multiproc::Manager::new()?;
+    /// let l = m.list_from(1..=3)?;
+    /// let total: i32 = l.iter()?.sum();
+    /// assert_eq!(total, 6);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn iter(&self) -> Result<std::vec::IntoIter<T>> {
+        self.to_vec().map(Vec::into_iter)
+    }
+
     /// Sorts the list. Sorting happens here, on a snapshot, and is written
     /// back only if nobody changed the list meanwhile (else it starts over),
     /// so the result is as if the sort were atomic.
