@@ -128,15 +128,23 @@ fn gone(link: &Link, e: &Error) -> Error {
 impl Link {
     fn connection(&self) -> Result<ThreadConn> {
         let pid = crate::sys::process::getpid();
-        let found = CONNECTIONS.with_borrow_mut(|conns| {
-            if conns.first().is_some_and(|(owner, _, _)| *owner != pid) {
-                conns.retain(|(owner, _, _)| *owner == pid);
-            }
-            conns
-                .iter()
-                .find(|(_, l, _)| l == self)
-                .map(|(_, _, c)| c.clone())
-        });
+        let found = CONNECTIONS
+            .try_with(|conns| {
+                let mut conns = conns.borrow_mut();
+                if conns.first().is_some_and(|(owner, _, _)| *owner != pid) {
+                    conns.retain(|(owner, _, _)| *owner == pid);
+                }
+                conns
+                    .iter()
+                    .find(|(_, l, _)| l == self)
+                    .map(|(_, _, c)| c.clone())
+            })
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Io,
+                    "this thread is ending: no manager connection for it any more",
+                )
+            })?;
         if let Some(c) = found {
             return Ok(c);
         }
@@ -150,7 +158,8 @@ impl Link {
             ));
         }
         let conn = Rc::new(RefCell::new(wire));
-        CONNECTIONS.with_borrow_mut(|conns| conns.push((pid, self.clone(), conn.clone())));
+        // (Dropped with the thread if its list is gone meanwhile.)
+        let _ = CONNECTIONS.try_with(|c| c.borrow_mut().push((pid, self.clone(), conn.clone())));
         Ok(conn)
     }
 
