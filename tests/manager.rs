@@ -721,3 +721,20 @@ fn proxies_travel_under_spawn_and_forkserver_and_the_server_can_be_spawned() {
     let l = manager.list_from([3, 1, 2]).unwrap();
     assert_eq!(l.iter().unwrap().collect::<Vec<_>>(), vec![3, 1, 2]);
 }
+
+#[test]
+fn a_client_stalled_in_the_handshake_holds_up_no_one() {
+    let _w = watchdog("stalled handshake");
+    let manager = Manager::new().unwrap();
+    let Address::Unix(path) = manager.address().clone() else {
+        panic!("a private manager listens on a Unix socket");
+    };
+    // Connects and never answers the challenge.
+    let _stalled = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    // A new connection (a new thread) is still served.
+    let d = manager.dict::<u8, u8>().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| d.insert(1, 1).unwrap());
+    });
+    assert_eq!(d.get(&1).unwrap(), Some(1));
+}
