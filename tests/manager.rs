@@ -15,18 +15,8 @@ use serde::{Deserialize, Serialize};
 
 multiproc::test_support!();
 
-struct Watchdog(#[allow(dead_code)] mpsc::Sender<()>);
-
-fn watchdog(name: &'static str) -> Watchdog {
-    let (tx, rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(120)) {
-            eprintln!("watchdog: {name} hung; aborting");
-            std::process::abort();
-        }
-    });
-    Watchdog(tx)
-}
+mod common;
+use common::watchdog;
 
 fn seed_func(dit: DictProxy<i32, i32>, lst: ListProxy<i32>) {
     dit.insert(1, 1).unwrap();
