@@ -299,7 +299,15 @@ fn a_client_killed_mid_request_harms_no_one_and_a_dead_server_is_an_error() {
     d.insert(99, 1).unwrap();
     assert_eq!(d.get(&99).unwrap(), Some(1));
 
-    // The server dies: the next call says so, without hanging.
+    // The server dies: a call blocked in it and the next call both say so,
+    // without hanging.
+    let q = manager.queue::<u8>(0).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let blocked = std::thread::spawn(move || {
+        tx.send(()).unwrap();
+        q.get()
+    });
+    rx.recv().unwrap();
     let pid = manager.server_pid().unwrap();
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(pid as i32).unwrap(),
@@ -313,6 +321,11 @@ fn a_client_killed_mid_request_harms_no_one_and_a_dead_server_is_an_error() {
         }
     };
     assert_eq!(err.kind(), ErrorKind::Eof, "{err}");
+    assert!(err.to_string().contains("manager"), "{err}");
+    assert_eq!(blocked.join().unwrap().unwrap_err().kind(), ErrorKind::Eof);
+    // And so do later calls, and new proxies.
+    assert_eq!(d.len().unwrap_err().kind(), ErrorKind::Eof);
+    assert_eq!(manager.dict::<u8, u8>().unwrap_err().kind(), ErrorKind::Eof);
 }
 
 #[test]
