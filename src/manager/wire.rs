@@ -135,16 +135,90 @@ impl Wire {
         }
     }
 
-    /// Makes room for a frame of `need` bytes from `start`.
+    /// Makes room to read more of a frame of `need` bytes from `start`:
+    /// moves the unread bytes to the front, and grows the buffer with the
+    /// data that actually arrives (at most doubling), never with what a
+    /// header merely announces.
     fn make_room(&mut self, need: usize) {
-        if self.buf.len() - self.start >= need && self.end < self.buf.len() {
-            return;
+        if self.start > 0 && (self.end == self.buf.len() || self.buf.len() - self.start < need) {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
         }
-        self.buf.copy_within(self.start..self.end, 0);
-        self.end -= self.start;
-        self.start = 0;
-        if self.buf.len() < need {
-            self.buf.resize(need, 0);
+        if self.end == self.buf.len() {
+            let len = self.buf.len();
+            let grow = need.saturating_sub(len).clamp(1, len.max(BUFFER));
+            self.buf.resize(len + grow, 0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (Wire, Wire) {
+        let (a, b) = crate::connection::pipe::<()>().unwrap();
+        (
+            Wire::from_connection(a).unwrap(),
+            Wire::from_connection(b).unwrap(),
+        )
+    }
+
+    #[test]
+    fn frames_of_every_size_arrive_whole_and_in_order() {
+        let (a, mut b) = pair();
+        let sizes = [
+            0usize,
+            1,
+            11,
+            12,
+            13,
+            BUFFER - 4,
+            BUFFER,
+            3 * BUFFER + 7,
+            1 << 20,
+        ];
+        let writer = std::thread::spawn(move || {
+            for (i, n) in sizes.iter().enumerate() {
+                a.send(&vec![i as u8; *n]).unwrap();
+            }
+            a
+        });
+        for (i, n) in sizes.iter().enumerate() {
+            let got = b.recv(usize::MAX, Duration::from_micros(5)).unwrap();
+            assert_eq!(got.len(), *n);
+            assert!(got.iter().all(|x| *x == i as u8));
+        }
+        drop(writer.join().unwrap());
+        assert_eq!(
+            b.recv(usize::MAX, Duration::ZERO).unwrap_err().kind(),
+            ErrorKind::Eof
+        );
+        // The buffer shrank back after the large frames.
+        assert_eq!(b.buf.len(), BUFFER);
+    }
+
+    #[test]
+    fn an_announced_size_is_checked_and_never_allocated_up_front() {
+        let (a, mut b) = pair();
+        // Over the limit: refused from the header, and the wire stays broken.
+        a.send(&[0; 100]).unwrap();
+        let e = b.recv(10, Duration::ZERO).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::MessageTooLarge);
+        assert_eq!(
+            b.recv(1000, Duration::ZERO).unwrap_err().kind(),
+            ErrorKind::MessageTooLarge
+        );
+
+        // Under no limit, a header announcing 1 TiB and then end of file:
+        // an error, and the buffer grew only with the bytes that came.
+        let (a, mut b) = pair();
+        let (h, n) = encode_header(1 << 40);
+        socket::send_all(a.fd(), &[&h[..n], &[7; 100]], &[]).unwrap();
+        drop(a);
+        let e = b.recv(usize::MAX, Duration::ZERO).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Eof);
+        assert!(b.buf.len() <= 2 * BUFFER);
     }
 }
