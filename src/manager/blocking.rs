@@ -89,7 +89,8 @@ fn refused(why: impl Into<String>) -> Reply {
 
 fn wrong(op: &Op) -> Reply {
     Reply::Error(ErrorReply::WrongKind(format!(
-        "{op:?} does not apply to this kind of object"
+        "{} does not apply to this kind of object",
+        op.name()
     )))
 }
 

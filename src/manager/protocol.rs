@@ -143,6 +143,31 @@ pub(crate) enum Op {
     BarrierState,
 }
 
+impl Op {
+    /// The operation's name, for error messages. Its payload may be big,
+    /// so formatting stops at the first bracket.
+    pub(crate) fn name(&self) -> String {
+        struct UpToBracket(String);
+        impl std::fmt::Write for UpToBracket {
+            fn write_str(&mut self, s: &str) -> std::fmt::Result {
+                match s.find(['(', ' ', '{']) {
+                    Some(i) => {
+                        self.0.push_str(&s[..i]);
+                        Err(std::fmt::Error)
+                    }
+                    None => {
+                        self.0.push_str(s);
+                        Ok(())
+                    }
+                }
+            }
+        }
+        let mut name = UpToBracket(String::new());
+        let _ = std::fmt::write(&mut name, format_args!("{self:?}"));
+        name.0
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Reply {
     Created(u64),
@@ -210,5 +235,24 @@ impl std::fmt::Display for ErrorReply {
             ErrorReply::BrokenBarrier => write!(f, "the barrier is broken"),
             ErrorReply::ShuttingDown => write!(f, "the manager is shutting down"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_op_is_named_without_its_payload() {
+        assert_eq!(Op::Len.name(), "Len");
+        assert_eq!(Op::Push(vec![7; 1 << 20]).name(), "Push");
+        assert_eq!(
+            Op::Put {
+                item: vec![1],
+                timeout: None
+            }
+            .name(),
+            "Put"
+        );
     }
 }

@@ -138,7 +138,8 @@ const MAX_BATCH_DEPTH: usize = 4;
 
 fn wrong(op: &Op, kind: &str) -> Reply {
     Reply::Error(ErrorReply::WrongKind(format!(
-        "{op:?} does not apply to a {kind}"
+        "{} does not apply to a {kind}",
+        op.name()
     )))
 }
 
