@@ -741,3 +741,23 @@ fn a_client_stalled_in_the_handshake_holds_up_no_one() {
     });
     assert_eq!(d.get(&1).unwrap(), Some(1));
 }
+
+#[test]
+fn dropping_the_manager_stops_its_server_and_removes_its_socket() {
+    let _w = watchdog("drop");
+    let manager = Manager::new().unwrap();
+    let pid = manager.server_pid().unwrap();
+    let Address::Unix(path) = manager.address().clone() else {
+        panic!("a private manager listens on a Unix socket");
+    };
+    let d = manager.dict::<u8, u8>().unwrap();
+    d.insert(1, 1).unwrap();
+    assert!(path.exists());
+    drop(manager);
+    assert!(!path.exists());
+    assert_eq!(d.len().unwrap_err().kind(), ErrorKind::Eof);
+    // The server process is gone (and reaped).
+    let gone =
+        rustix::process::test_kill_process(rustix::process::Pid::from_raw(pid as i32).unwrap());
+    assert_eq!(gone, Err(rustix::io::Errno::SRCH));
+}
