@@ -172,7 +172,7 @@ impl Blocking {
                 .wait_timeout(g, slice)
                 .unwrap_or_else(|p| p.into_inner());
             g = g2;
-            if result.timed_out() && ctx.abandoned() {
+            if ctx.stopping() || (result.timed_out() && ctx.hung_up()) {
                 return (g, Waited::Abandoned);
             }
         }

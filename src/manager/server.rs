@@ -115,13 +115,15 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Whether the waiting request should give up: its client hung up (a
-    /// client waiting for its reply sends nothing, so anything readable
-    /// means end of file) or the server is stopping.
-    pub(crate) fn abandoned(&self) -> bool {
+    /// Whether the server is stopping (a waiting request then gives up).
+    pub(crate) fn stopping(&self) -> bool {
         self.stop.load(Ordering::Acquire)
-            || crate::sys::socket::wait_readable(&[self.sock], Some(Instant::now()))
-                .map_or(true, |r| r[0])
+    }
+
+    /// Whether the client hung up: a client waiting for its reply sends
+    /// nothing, so anything readable means end of file.
+    pub(crate) fn hung_up(&self) -> bool {
+        crate::sys::socket::wait_readable(&[self.sock], Some(Instant::now())).map_or(true, |r| r[0])
     }
 }
 
