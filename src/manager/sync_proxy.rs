@@ -78,6 +78,9 @@ fn boolean(reply: Reply) -> Result<bool> {
 pub struct LockGuard<'a> {
     handle: &'a Handle,
     acquired: Acquired,
+    /// Not `Send`: the lock belongs to this thread's connection, so the
+    /// release must come from this thread (as with `std::sync::MutexGuard`).
+    _not_send: PhantomData<*const ()>,
 }
 
 impl LockGuard<'_> {
@@ -157,6 +160,7 @@ macro_rules! lock_methods {
             Ok(LockGuard {
                 handle: &self.handle,
                 acquired,
+                _not_send: PhantomData,
             })
         }
     };
