@@ -25,9 +25,15 @@ use crate::sys::socket::{self, Received};
 /// The read buffer's size (it grows for larger frames, and shrinks back).
 const BUFFER: usize = 64 * 1024;
 
+/// Frames up to this size are copied behind their header and sent with
+/// one `send`.
+const SMALL: usize = 16 * 1024;
+
 /// One end of a manager connection.
 pub(crate) struct Wire {
     sock: OwnedFd,
+    /// The frame being sent (small frames only).
+    out: Vec<u8>,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -50,6 +56,7 @@ impl Wire {
         drop(conn);
         Ok(Wire {
             sock,
+            out: Vec::new(),
             buf: vec![0; BUFFER],
             start: 0,
             end: 0,
@@ -62,10 +69,19 @@ impl Wire {
         self.sock.as_fd()
     }
 
-    /// Sends `body` as one frame.
-    pub(crate) fn send(&self, body: &[u8]) -> Result<()> {
+    /// Sends `body` as one frame: a small one with a single `send` of
+    /// header and body copied together, a large one without the copy.
+    pub(crate) fn send(&mut self, body: &[u8]) -> Result<()> {
         let (h, n) = encode_header(body.len());
-        socket::send_all(self.sock.as_fd(), &[&h[..n], body], &[]).map_err(|e| match e.kind() {
+        let sent = if body.len() <= SMALL {
+            self.out.clear();
+            self.out.extend_from_slice(&h[..n]);
+            self.out.extend_from_slice(body);
+            socket::send_bytes(self.sock.as_fd(), &self.out)
+        } else {
+            socket::send_all(self.sock.as_fd(), &[&h[..n], body], &[])
+        };
+        sent.map_err(|e| match e.kind() {
             std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => eof(),
             _ => Error::io("could not send on the manager connection", e),
         })
@@ -167,7 +183,7 @@ mod tests {
 
     #[test]
     fn frames_of_every_size_arrive_whole_and_in_order() {
-        let (a, mut b) = pair();
+        let (mut a, mut b) = pair();
         let sizes = [
             0usize,
             1,
@@ -201,7 +217,7 @@ mod tests {
 
     #[test]
     fn an_announced_size_is_checked_and_never_allocated_up_front() {
-        let (a, mut b) = pair();
+        let (mut a, mut b) = pair();
         // Over the limit: refused from the header, and the wire stays broken.
         a.send(&[0; 100]).unwrap();
         let e = b.recv(10, Duration::ZERO).unwrap_err();

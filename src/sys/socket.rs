@@ -161,6 +161,20 @@ pub(crate) fn recv_bytes(sock: BorrowedFd<'_>, buf: &mut [u8], wait: bool) -> io
     }
 }
 
+/// Sends all of `buf` with `send(2)` (no descriptors, no SIGPIPE): one
+/// system call for a message that fits the socket buffer.
+pub(crate) fn send_bytes(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<()> {
+    let mut sent = 0;
+    while sent < buf.len() {
+        match rustix::net::send(sock, &buf[sent..], SendFlags::NOSIGNAL) {
+            Ok(n) => sent += n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Sends one whole packet with descriptors on a sequenced-packet socket.
 pub(crate) fn send_packet(
     sock: BorrowedFd<'_>,
