@@ -412,7 +412,7 @@ fn a_joinable_queue_join_waits_until_every_task_is_done() {
     assert_eq!(seen.len().unwrap(), 20);
     child.join().unwrap();
     assert!(q.join_timeout(Duration::ZERO).unwrap());
-    assert_eq!(q.task_done().unwrap_err().kind(), ErrorKind::Remote);
+    assert_eq!(q.task_done().unwrap_err().kind(), ErrorKind::NotAcquired);
 }
 
 fn add_under_lock(lock: LockProxy, total: ValueProxy<u64>) {
@@ -443,7 +443,7 @@ fn a_manager_lock_makes_read_then_write_exact_across_processes() {
     }
     assert_eq!(total.get().unwrap(), 1000);
     assert!(!lock.locked().unwrap());
-    assert_eq!(lock.release().unwrap_err().kind(), ErrorKind::Remote);
+    assert_eq!(lock.release().unwrap_err().kind(), ErrorKind::NotAcquired);
     assert_eq!(total.modify(|v| v * 2).unwrap(), 2000);
 }
 
@@ -543,7 +543,7 @@ fn rlock_and_semaphores_follow_python() {
         s.spawn(|| {
             // Another thread is another owner.
             assert_eq!(r.try_acquire().unwrap(), None);
-            assert_eq!(r.release().unwrap_err().kind(), ErrorKind::Remote);
+            assert_eq!(r.release().unwrap_err().kind(), ErrorKind::NotAcquired);
             assert_eq!(r.acquire_timeout(Duration::from_millis(20)).unwrap(), None);
         });
     });
@@ -563,7 +563,10 @@ fn rlock_and_semaphores_follow_python() {
     assert_eq!(sem.get_value().unwrap(), 3);
 
     let bounded = manager.bounded_semaphore(1).unwrap();
-    assert_eq!(bounded.release().unwrap_err().kind(), ErrorKind::Remote);
+    assert_eq!(
+        bounded.release().unwrap_err().kind(),
+        ErrorKind::NotAcquired
+    );
 }
 
 fn wait_for_go(cond: ConditionProxy, go: ValueProxy<bool>, done: EventProxy) {
@@ -595,8 +598,8 @@ fn condition_wait_and_notify_across_processes() {
     assert!(!done.is_set().unwrap());
 
     // Waiting or notifying without the lock is refused; a wait times out.
-    assert_eq!(cond.notify(1).unwrap_err().kind(), ErrorKind::Remote);
-    assert_eq!(cond.wait().unwrap_err().kind(), ErrorKind::Remote);
+    assert_eq!(cond.notify(1).unwrap_err().kind(), ErrorKind::NotAcquired);
+    assert_eq!(cond.wait().unwrap_err().kind(), ErrorKind::NotAcquired);
     let _g = cond.lock().unwrap();
     assert_eq!(cond.wait_timeout(Duration::from_millis(10)).unwrap(), None);
     assert!(
@@ -641,15 +644,25 @@ fn a_barrier_opens_for_all_parties_and_breaks_when_a_waiter_dies() {
     victim.kill().unwrap();
     let _ = victim.join();
     let err = barrier.wait().unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Remote, "{err}");
+    assert_eq!(err.kind(), ErrorKind::BrokenBarrier, "{err}");
     assert!(barrier.broken().unwrap());
     barrier.reset().unwrap();
     assert!(!barrier.broken().unwrap());
     // A timeout breaks it too, as in Python; abort as well.
-    assert!(barrier.wait_timeout(Duration::from_millis(10)).is_err());
+    assert_eq!(
+        barrier
+            .wait_timeout(Duration::from_millis(10))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::BrokenBarrier
+    );
     barrier.reset().unwrap();
     barrier.abort().unwrap();
-    assert!(barrier.wait().is_err());
+    assert_eq!(barrier.wait().unwrap_err().kind(), ErrorKind::BrokenBarrier);
+    assert_eq!(
+        manager.barrier(0).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
 }
 
 #[test]

@@ -84,7 +84,7 @@ enum Waited {
 }
 
 fn refused(why: impl Into<String>) -> Reply {
-    Reply::Error(ErrorReply::Refused(why.into()))
+    Reply::Error(ErrorReply::NotAcquired(why.into()))
 }
 
 fn wrong(op: &Op) -> Reply {

@@ -188,7 +188,7 @@ impl Link {
             gone(self, &e)
         })?;
         match postcard::from_bytes::<Reply>(&answer) {
-            Ok(Reply::Error(e)) => Err(Error::new(ErrorKind::Remote, e.to_string())),
+            Ok(Reply::Error(e)) => Err(e.into_error()),
             Ok(reply) => Ok(reply),
             Err(e) => Err(
                 Error::new(ErrorKind::Decode, "could not decode the manager's reply")
@@ -600,12 +600,19 @@ impl Manager {
     }
 
     /// A new barrier for `parties` clients (Python's
-    /// `manager.Barrier(parties)`; 0 counts as 1).
+    /// `manager.Barrier(parties)`).
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Eof`] if the server is gone.
+    /// [`ErrorKind::InvalidArgument`] for zero parties; [`ErrorKind::Eof`]
+    /// if the server is gone.
     pub fn barrier(&self, parties: usize) -> Result<BarrierProxy> {
+        if parties == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "a barrier needs at least one party",
+            ));
+        }
         let id = self.make(Kind::Barrier {
             parties: parties as u64,
         })?;

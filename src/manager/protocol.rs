@@ -211,14 +211,27 @@ pub(crate) enum ErrorReply {
     /// A registered object's method failed (panicked or got bytes it could
     /// not decode).
     Call(String),
-    /// The request is not allowed in the object's state (releasing a lock
-    /// one does not hold, too many `task_done`s); the message says why.
-    Refused(String),
+    /// A release (or wait, notify, `task_done`) without the matching
+    /// acquisition: a lock this client does not hold, a bounded semaphore
+    /// at its bound, too many `task_done`s; the message says which.
+    NotAcquired(String),
     /// The barrier is broken (aborted, reset while waiting, a waiter timed
     /// out or died).
     BrokenBarrier,
     /// The server is shutting down.
     ShuttingDown,
+}
+
+impl ErrorReply {
+    /// The error a client gets for this reply.
+    pub(crate) fn into_error(self) -> crate::Error {
+        let kind = match &self {
+            ErrorReply::NotAcquired(_) => crate::ErrorKind::NotAcquired,
+            ErrorReply::BrokenBarrier => crate::ErrorKind::BrokenBarrier,
+            _ => crate::ErrorKind::Remote,
+        };
+        crate::Error::new(kind, self.to_string())
+    }
 }
 
 impl std::fmt::Display for ErrorReply {
@@ -231,7 +244,7 @@ impl std::fmt::Display for ErrorReply {
             }
             ErrorReply::UnknownType(t) => write!(f, "the manager has no registered type {t:?}"),
             ErrorReply::Call(why) => write!(f, "the shared object's method failed: {why}"),
-            ErrorReply::Refused(why) => write!(f, "{why}"),
+            ErrorReply::NotAcquired(why) => write!(f, "{why}"),
             ErrorReply::BrokenBarrier => write!(f, "the barrier is broken"),
             ErrorReply::ShuttingDown => write!(f, "the manager is shutting down"),
         }

@@ -85,7 +85,7 @@ impl Handle {
             match replies.pop().expect("two replies") {
                 Reply::Bool(true) => return Ok(new),
                 Reply::Bool(false) => batch = Some(reread),
-                Reply::Error(e) => return Err(Error::new(ErrorKind::Remote, e.to_string())),
+                Reply::Error(e) => return Err(e.into_error()),
                 other => return Err(unexpected(&other)),
             }
         }

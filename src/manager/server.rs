@@ -205,7 +205,7 @@ impl Server {
             },
             Request::Batch(requests) => {
                 if depth >= MAX_BATCH_DEPTH {
-                    return Reply::Error(ErrorReply::Refused("batches nested too deeply".into()));
+                    return Reply::Error(ErrorReply::WrongKind("batches nested too deeply".into()));
                 }
                 Reply::Replies(
                     requests

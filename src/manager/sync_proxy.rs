@@ -176,7 +176,7 @@ pub struct LockProxy {
 proxy_common!(LockProxy);
 
 impl LockProxy {
-    lock_methods!("[`ErrorKind::Remote`] if the lock is not held;");
+    lock_methods!("[`ErrorKind::NotAcquired`] if the lock is not held;");
 
     /// Whether some client holds the lock (Python's `locked()`).
     ///
@@ -197,7 +197,7 @@ pub struct RLockProxy {
 proxy_common!(RLockProxy);
 
 impl RLockProxy {
-    lock_methods!("[`ErrorKind::Remote`] if this thread does not hold it;");
+    lock_methods!("[`ErrorKind::NotAcquired`] if this thread does not hold it;");
 
     /// Whether some client holds the lock.
     ///
@@ -225,7 +225,9 @@ pub struct SemaphoreProxy {
 proxy_common!(SemaphoreProxy);
 
 impl SemaphoreProxy {
-    lock_methods!("[`ErrorKind::Remote`] if a bounded semaphore would go above its initial value;");
+    lock_methods!(
+        "[`ErrorKind::NotAcquired`] if a bounded semaphore would go above its initial value;"
+    );
 
     /// The number of permits free now (Python's `get_value()`).
     ///
@@ -249,7 +251,7 @@ pub struct ConditionProxy {
 proxy_common!(ConditionProxy);
 
 impl ConditionProxy {
-    lock_methods!("[`ErrorKind::Remote`] if this thread does not hold the lock;");
+    lock_methods!("[`ErrorKind::NotAcquired`] if this thread does not hold the lock;");
 
     fn wait_op(&self, timeout: Option<Duration>) -> Result<Option<Acquired>> {
         match self.handle.op(Op::Wait { timeout })? {
@@ -273,8 +275,9 @@ impl ConditionProxy {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Remote`] if this thread does not hold the lock (or the
-    /// manager is shutting down); [`ErrorKind::Eof`] if the manager is gone.
+    /// [`ErrorKind::NotAcquired`] if this thread does not hold the lock;
+    /// [`ErrorKind::Remote`] if the manager is shutting down;
+    /// [`ErrorKind::Eof`] if it is gone.
     pub fn wait(&self) -> Result<Acquired> {
         self.wait_op(None)?
             .ok_or_else(|| unexpected(&Reply::Acquired(None)))
@@ -332,7 +335,7 @@ impl ConditionProxy {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Remote`] if this thread does not hold the lock;
+    /// [`ErrorKind::NotAcquired`] if this thread does not hold the lock;
     /// [`ErrorKind::Eof`] if the manager is gone.
     pub fn notify(&self, n: u64) -> Result<()> {
         done(self.handle.op(Op::Notify(n))?)
@@ -431,7 +434,7 @@ impl BarrierProxy {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Remote`] if the barrier is or becomes broken (Python's
+    /// [`ErrorKind::BrokenBarrier`] if the barrier is or becomes broken (Python's
     /// `BrokenBarrierError`; [`broken`](Self::broken) says so);
     /// [`ErrorKind::Eof`] if the manager is gone.
     pub fn wait(&self) -> Result<usize> {
@@ -773,7 +776,7 @@ impl<T> JoinableQueueProxy<T> {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Remote`] if called more often than values were put;
+    /// [`ErrorKind::NotAcquired`] if called more often than values were put;
     /// [`ErrorKind::Eof`] if the manager is gone.
     pub fn task_done(&self) -> Result<()> {
         done(self.queue.handle.op(Op::TaskDone)?)
