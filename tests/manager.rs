@@ -774,3 +774,55 @@ fn dropping_the_manager_stops_its_server_and_removes_its_socket() {
         rustix::process::test_kill_process(rustix::process::Pid::from_raw(pid as i32).unwrap());
     assert_eq!(gone, Err(rustix::io::Errno::SRCH));
 }
+
+fn produce_range(q: QueueProxy<u64>, from: u64, n: u64) {
+    for i in from..from + n {
+        q.put(i).unwrap();
+    }
+}
+
+fn drain(q: QueueProxy<u64>, seen: ListProxy<u64>) {
+    let mut mine = Vec::new();
+    while let Some(v) = q.get_timeout(Duration::from_secs(30)).unwrap() {
+        if v == u64::MAX {
+            break;
+        }
+        mine.push(v);
+    }
+    seen.extend(mine).unwrap();
+}
+
+#[test]
+fn several_producers_and_consumers_share_a_queue_each_item_once() {
+    let _w = watchdog("mpmc");
+    let manager = Manager::new().unwrap();
+    let q = manager.queue::<u64>(8).unwrap();
+    let seen = manager.list::<u64>().unwrap();
+    let consumers: Vec<_> = (0..2)
+        .map(|_| {
+            Process::new(drain, (q.clone(), seen.clone()))
+                .start()
+                .unwrap()
+        })
+        .collect();
+    let producers: Vec<_> = (0..3)
+        .map(|p| {
+            Process::new(produce_range, (q.clone(), p * 1000, 300))
+                .start()
+                .unwrap()
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    for _ in &consumers {
+        q.put(u64::MAX).unwrap();
+    }
+    for c in consumers {
+        c.join().unwrap();
+    }
+    let mut got = seen.to_vec().unwrap();
+    got.sort();
+    let want: Vec<u64> = (0..3).flat_map(|p| p * 1000..p * 1000 + 300).collect();
+    assert_eq!(got, want);
+}
