@@ -147,6 +147,12 @@ where
     V: Serialize + DeserializeOwned,
 {
     /// The value for `key`, if any (Python's `d.get(k)`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types; [`ErrorKind::Encode`] if an
+    /// argument cannot be encoded.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         match self.handle.op(Op::Get(enc(key)?))? {
             Reply::Value(v) => v.map(|b| dec(&b)).transpose(),
@@ -155,6 +161,12 @@ where
     }
 
     /// Sets `key` to `value` (Python's `d[k] = v`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types; [`ErrorKind::Encode`] if an
+    /// argument cannot be encoded.
     pub fn insert(&self, key: K, value: V) -> Result<()> {
         self.handle
             .op(Op::Insert(enc(&key)?, enc(&value)?))
@@ -162,6 +174,12 @@ where
     }
 
     /// Removes `key`, returning its value (Python's `d.pop(k, None)`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types; [`ErrorKind::Encode`] if an
+    /// argument cannot be encoded.
     pub fn remove(&self, key: &K) -> Result<Option<V>> {
         match self.handle.op(Op::Remove(enc(key)?))? {
             Reply::Value(v) => v.map(|b| dec(&b)).transpose(),
@@ -170,6 +188,12 @@ where
     }
 
     /// Whether `key` is present (Python's `k in d`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types; [`ErrorKind::Encode`] if an
+    /// argument cannot be encoded.
     pub fn contains(&self, key: &K) -> Result<bool> {
         match self.handle.op(Op::Contains(enc(key)?))? {
             Reply::Bool(b) => Ok(b),
@@ -178,6 +202,11 @@ where
     }
 
     /// How many entries there are.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types.
     pub fn len(&self) -> Result<usize> {
         match self.handle.op(Op::Len)? {
             Reply::Len(n) => Ok(n as usize),
@@ -186,11 +215,22 @@ where
     }
 
     /// Whether the dict is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types.
     pub fn is_empty(&self) -> Result<bool> {
         self.len().map(|n| n == 0)
     }
 
     /// The keys, in insertion order.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types; [`ErrorKind::Encode`] if an
+    /// argument cannot be encoded.
     pub fn keys(&self) -> Result<Vec<K>> {
         match self.handle.op(Op::Keys)? {
             Reply::Items(items) => items.iter().map(|b| dec(b)).collect(),
@@ -199,6 +239,12 @@ where
     }
 
     /// The values, in insertion order.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types; [`ErrorKind::Encode`] if an
+    /// argument cannot be encoded.
     pub fn values(&self) -> Result<Vec<V>> {
         match self.handle.op(Op::Values)? {
             Reply::Items(items) => items.iter().map(|b| dec(b)).collect(),
@@ -207,6 +253,11 @@ where
     }
 
     /// The entries, in insertion order: a snapshot.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types.
     pub fn items(&self) -> Result<Vec<(K, V)>> {
         match self.handle.op(Op::Items)? {
             Reply::Pairs(pairs) => pairs.iter().map(|(k, v)| Ok((dec(k)?, dec(v)?))).collect(),
@@ -215,6 +266,12 @@ where
     }
 
     /// Sets many entries in one round trip (Python's `d.update(...)`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types; [`ErrorKind::Encode`] if an
+    /// argument cannot be encoded.
     pub fn update(&self, entries: impl IntoIterator<Item = (K, V)>) -> Result<()> {
         let pairs = entries
             .into_iter()
@@ -224,6 +281,12 @@ where
     }
 
     /// Looks up many keys in one round trip.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types; [`ErrorKind::Encode`] if an
+    /// argument cannot be encoded.
     pub fn get_many<'a>(&self, keys: impl IntoIterator<Item = &'a K>) -> Result<Vec<Option<V>>>
     where
         K: 'a,
@@ -250,6 +313,11 @@ where
     }
 
     /// Removes every entry.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types.
     pub fn clear(&self) -> Result<()> {
         self.handle.op(Op::Clear).map(drop)
     }
@@ -267,6 +335,12 @@ where
     /// assert_eq!(counts.get(&"hits".to_string())?, Some(1));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types; [`ErrorKind::Encode`] if an
+    /// argument cannot be encoded.
     pub fn modify(&self, key: K, f: impl FnMut(Option<V>) -> V) -> Result<V> {
         self.handle.modify(enc(&key)?, f)
     }
@@ -284,11 +358,22 @@ proxy_common!(ListProxy<T>);
 
 impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// Appends a value (Python's `append`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types; [`ErrorKind::Encode`] if an
+    /// argument cannot be encoded.
     pub fn push(&self, value: T) -> Result<()> {
         self.handle.op(Op::Push(enc(&value)?)).map(drop)
     }
 
     /// Removes and returns the last value; `None` if the list is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types.
     pub fn pop(&self) -> Result<Option<T>> {
         match self.handle.op(Op::Pop)? {
             Reply::Value(v) => v.map(|b| dec(&b)).transpose(),
@@ -297,6 +382,11 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     }
 
     /// The value at `index`; `None` if out of range.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types.
     pub fn get(&self, index: usize) -> Result<Option<T>> {
         match self.handle.op(Op::Index(index as u64))? {
             Reply::Value(v) => v.map(|b| dec(&b)).transpose(),
@@ -316,6 +406,11 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     }
 
     /// How many values there are.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types.
     pub fn len(&self) -> Result<usize> {
         match self.handle.op(Op::Len)? {
             Reply::Len(n) => Ok(n as usize),
@@ -324,22 +419,43 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     }
 
     /// Whether the list is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types.
     pub fn is_empty(&self) -> Result<bool> {
         self.len().map(|n| n == 0)
     }
 
     /// Appends many values in one round trip.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types; [`ErrorKind::Encode`] if an
+    /// argument cannot be encoded.
     pub fn extend(&self, values: impl IntoIterator<Item = T>) -> Result<()> {
         let items = values.into_iter().map(|v| enc(&v)).collect::<Result<_>>()?;
         self.handle.op(Op::Extend(items)).map(drop)
     }
 
     /// Reverses the list in place.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types.
     pub fn reverse(&self) -> Result<()> {
         self.handle.op(Op::Reverse).map(drop)
     }
 
     /// Removes every value.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types.
     pub fn clear(&self) -> Result<()> {
         self.handle.op(Op::Clear).map(drop)
     }
@@ -355,6 +471,11 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     }
 
     /// The values now: a snapshot, for iterating.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types.
     pub fn to_vec(&self) -> Result<Vec<T>> {
         self.snapshot().map(|(_, v)| v)
     }
@@ -370,6 +491,11 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// assert_eq!(total, 6);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types.
     pub fn iter(&self) -> Result<std::vec::IntoIter<T>> {
         self.to_vec().map(Vec::into_iter)
     }
@@ -377,6 +503,11 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// Sorts the list. Sorting happens here, on a snapshot, and is written
     /// back only if nobody changed the list meanwhile (else it starts over),
     /// so the result is as if the sort were atomic.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types.
     pub fn sort(&self) -> Result<()>
     where
         T: Ord,
@@ -409,6 +540,12 @@ proxy_common!(SetProxy<T>);
 
 impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     /// Adds a value; `false` if it was already there.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types; [`ErrorKind::Encode`] if an
+    /// argument cannot be encoded.
     pub fn add(&self, value: T) -> Result<bool> {
         match self.handle.op(Op::Add(enc(&value)?))? {
             Reply::Bool(b) => Ok(b),
@@ -417,6 +554,12 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     }
 
     /// Removes a value; `false` if it was not there (Python's `discard`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types; [`ErrorKind::Encode`] if an
+    /// argument cannot be encoded.
     pub fn remove(&self, value: &T) -> Result<bool> {
         match self.handle.op(Op::Discard(enc(value)?))? {
             Reply::Bool(b) => Ok(b),
@@ -425,6 +568,12 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     }
 
     /// Whether the value is there.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types; [`ErrorKind::Encode`] if an
+    /// argument cannot be encoded.
     pub fn contains(&self, value: &T) -> Result<bool> {
         match self.handle.op(Op::Contains(enc(value)?))? {
             Reply::Bool(b) => Ok(b),
@@ -433,6 +582,11 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     }
 
     /// How many values there are.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types.
     pub fn len(&self) -> Result<usize> {
         match self.handle.op(Op::Len)? {
             Reply::Len(n) => Ok(n as usize),
@@ -441,11 +595,21 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     }
 
     /// Whether the set is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types.
     pub fn is_empty(&self) -> Result<bool> {
         self.len().map(|n| n == 0)
     }
 
     /// The values now, in insertion order: a snapshot.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types.
     pub fn to_vec(&self) -> Result<Vec<T>> {
         match self.handle.op(Op::Snapshot)? {
             Reply::Snapshot(_, items) => items.iter().map(|b| dec(b)).collect(),
@@ -454,6 +618,11 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     }
 
     /// Removes every value.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types.
     pub fn clear(&self) -> Result<()> {
         self.handle.op(Op::Clear).map(drop)
     }
@@ -496,6 +665,12 @@ impl Namespace {
     }
 
     /// Sets field `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types; [`ErrorKind::Encode`] if an
+    /// argument cannot be encoded.
     pub fn set<V: Serialize>(&self, name: &str, value: V) -> Result<()> {
         self.handle
             .op(Op::Insert(enc(name)?, enc(&value)?))
@@ -503,6 +678,12 @@ impl Namespace {
     }
 
     /// Field `name`, if set; [`ErrorKind::Decode`] if it holds another type.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types; [`ErrorKind::Encode`] if an
+    /// argument cannot be encoded.
     pub fn get<V: DeserializeOwned>(&self, name: &str) -> Result<Option<V>> {
         match self.handle.op(Op::Get(enc(name)?))? {
             Reply::Value(v) => v.map(|b| dec(&b)).transpose(),
@@ -511,6 +692,12 @@ impl Namespace {
     }
 
     /// Removes field `name`; whether it was set.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types; [`ErrorKind::Encode`] if an
+    /// argument cannot be encoded.
     pub fn remove(&self, name: &str) -> Result<bool> {
         match self.handle.op(Op::Remove(enc(name)?))? {
             Reply::Value(v) => Ok(v.is_some()),
@@ -519,6 +706,12 @@ impl Namespace {
     }
 
     /// The names of the fields that are set.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Decode`] if
+    /// what it holds is not of the proxy's types; [`ErrorKind::Encode`] if an
+    /// argument cannot be encoded.
     pub fn names(&self) -> Result<Vec<String>> {
         match self.handle.op(Op::Keys)? {
             Reply::Items(items) => items.iter().map(|b| dec(b)).collect(),
