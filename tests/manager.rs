@@ -826,3 +826,51 @@ fn several_producers_and_consumers_share_a_queue_each_item_once() {
     let want: Vec<u64> = (0..3).flat_map(|p| p * 1000..p * 1000 + 300).collect();
     assert_eq!(got, want);
 }
+
+fn take_and_die(q: JoinableQueueProxy<String>, took: EventProxy) {
+    let _task = q.get().unwrap();
+    took.set().unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+fn work_all(q: JoinableQueueProxy<String>, done: ListProxy<String>) {
+    while let Some(s) = q.get_timeout(Duration::from_secs(30)).unwrap() {
+        if s == "stop" {
+            q.task_done().unwrap();
+            return;
+        }
+        done.push(s).unwrap();
+        q.task_done().unwrap();
+    }
+}
+
+#[test]
+fn a_consumer_killed_mid_task_hands_its_task_back_and_join_completes() {
+    let _w = watchdog("requeue");
+    let manager = Manager::new().unwrap();
+    let q = manager.joinable_queue::<String>(0).unwrap();
+    let done = manager.list::<String>().unwrap();
+    let took = manager.event().unwrap();
+    q.put("a".into()).unwrap();
+    let victim = Process::new(take_and_die, (q.clone(), took.clone()))
+        .start()
+        .unwrap();
+    took.wait().unwrap();
+    victim.kill().unwrap();
+    let _ = victim.join();
+    q.put("b".into()).unwrap();
+    let worker = Process::new(work_all, (q.clone(), done.clone()))
+        .start()
+        .unwrap();
+    // Python would wait here forever: the killed consumer never calls
+    // task_done. Its task went back to the queue instead.
+    q.join().unwrap();
+    let mut got = done.to_vec().unwrap();
+    got.sort();
+    assert_eq!(got, ["a", "b"]);
+    q.put("stop".into()).unwrap();
+    worker.join().unwrap();
+    assert!(q.join_timeout(Duration::ZERO).unwrap());
+}

@@ -42,6 +42,10 @@ enum State {
         maxsize: u64,
         joinable: bool,
         unfinished: u64,
+        /// Joinable queues: the items each connection took and has not
+        /// called `task_done` for, oldest first; put back at the front of
+        /// the queue if that connection closes.
+        taken: HashMap<u64, VecDeque<Bytes>>,
     },
     Lock {
         holder: Holder,
@@ -103,6 +107,7 @@ impl Blocking {
                 maxsize,
                 joinable,
                 unfinished: 0,
+                taken: HashMap::new(),
             },
             Kind::Lock | Kind::RLock => State::Lock {
                 holder: None,
@@ -214,7 +219,17 @@ impl Blocking {
                     *reclaimed += n;
                 }
             }
-            State::Queue { .. } | State::Event(_) | State::Barrier { .. } => return,
+            State::Queue { items, taken, .. } => {
+                // Its unfinished tasks go back to the front, in order, for
+                // another consumer: `join` still completes.
+                let Some(mine) = taken.remove(&conn) else {
+                    return;
+                };
+                for item in mine.into_iter().rev() {
+                    items.push_front(item);
+                }
+            }
+            State::Event(_) | State::Barrier { .. } => return,
         }
         self.cv.notify_all();
     }
@@ -233,6 +248,12 @@ impl Blocking {
             Op::Wait { timeout } => self.wait_op(g, timeout, ctx),
             Op::Put { item, timeout } => self.put(g, item, timeout, ctx),
             Op::Take { timeout } => self.take(g, timeout, ctx),
+            Op::TaskDone => {
+                let mut g = g;
+                let reply = task_done(&mut g, ctx.conn_id);
+                let changed = matches!(reply, Reply::Done);
+                (g, reply, changed)
+            }
             Op::JoinTasks { timeout } => {
                 if !matches!(&*g, State::Queue { joinable: true, .. }) {
                     return wrong(&Op::JoinTasks { timeout });
@@ -580,7 +601,7 @@ impl Blocking {
         &'a self,
         g: MutexGuard<'a, State>,
         timeout: Option<Duration>,
-        ctx: &Ctx<'_>,
+        ctx: &mut Ctx<'_>,
     ) -> (MutexGuard<'a, State>, Reply, bool) {
         if !matches!(&*g, State::Queue { .. }) {
             return (g, wrong(&Op::Take { timeout }), false);
@@ -594,13 +615,60 @@ impl Blocking {
             Waited::Abandoned => (g, Reply::Error(ErrorReply::ShuttingDown), false),
             Waited::Ready => {
                 let item = match &mut *g {
-                    State::Queue { items, .. } => items.pop_front(),
+                    State::Queue {
+                        items,
+                        joinable,
+                        taken,
+                        ..
+                    } => {
+                        let item = items.pop_front();
+                        if let (true, Some(item)) = (*joinable, &item) {
+                            taken
+                                .entry(ctx.conn_id)
+                                .or_default()
+                                .push_back(item.clone());
+                            ctx.held.insert(ctx.object);
+                        }
+                        item
+                    }
                     _ => None,
                 };
                 (g, Reply::Value(item), true)
             }
         }
     }
+}
+
+/// A joinable queue's `task_done` from connection `me`: the oldest item it
+/// took is done (or, when it took none — a task handed to another thread —
+/// some other connection's oldest).
+fn task_done(state: &mut State, me: u64) -> Reply {
+    let State::Queue {
+        joinable: true,
+        unfinished,
+        taken,
+        ..
+    } = state
+    else {
+        return wrong(&Op::TaskDone);
+    };
+    if *unfinished == 0 {
+        return refused("task_done() called too many times");
+    }
+    *unfinished -= 1;
+    let who = if taken.contains_key(&me) {
+        Some(me)
+    } else {
+        taken.keys().next().copied()
+    };
+    if let Some(who) = who {
+        let list = taken.get_mut(&who).expect("a key just seen");
+        list.pop_front();
+        if list.is_empty() {
+            taken.remove(&who);
+        }
+    }
+    Reply::Done
 }
 
 /// The operations that never wait. Returns the reply and whether the
@@ -621,21 +689,6 @@ fn instant(state: &mut State, op: Op) -> (Reply, bool) {
         }
         (State::Event(flag), Op::IsSet) => (Reply::Bool(*flag), false),
         (State::Queue { items, .. }, Op::Len) => (Reply::Len(items.len() as u64), false),
-        (
-            State::Queue {
-                joinable: true,
-                unfinished,
-                ..
-            },
-            Op::TaskDone,
-        ) => {
-            if *unfinished == 0 {
-                (refused("task_done() called too many times"), false)
-            } else {
-                *unfinished -= 1;
-                (Reply::Done, *unfinished == 0)
-            }
-        }
         (
             State::Barrier {
                 count,

@@ -724,6 +724,14 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
 /// A queue whose consumers say when each value is handled, so that a
 /// producer can wait until all are (Python's `manager.JoinableQueue()`).
 /// It derefs to a [`QueueProxy`] for `put` and `get`.
+///
+/// Beyond Python: a consumer thread or process that ends (killed,
+/// panicked) between `get` and `task_done` does not leave `join` waiting
+/// forever — the values it took and did not finish go back to the front of
+/// the queue for another consumer. `task_done` finishes the oldest value
+/// the calling thread took. (So a value may be handled twice if a consumer
+/// dies after handling it and before `task_done`: at least once, never
+/// lost.)
 pub struct JoinableQueueProxy<T> {
     queue: QueueProxy<T>,
 }
