@@ -874,3 +874,16 @@ fn a_consumer_killed_mid_task_hands_its_task_back_and_join_completes() {
     worker.join().unwrap();
     assert!(q.join_timeout(Duration::ZERO).unwrap());
 }
+
+#[test]
+fn a_descriptor_cannot_be_stored_in_a_manager() {
+    let _w = watchdog("fd");
+    let manager = Manager::new().unwrap();
+    let d = manager.dict::<u8, multiproc::Fd>().unwrap();
+    let (a, _b) = multiproc::pipe::<()>().unwrap();
+    let fd = multiproc::Fd::new(a.fileno().try_clone_to_owned().unwrap());
+    let err = d.insert(1, fd).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Encode);
+    assert!(err.to_string().contains("Pipe"), "{err}");
+    assert_eq!(d.len().unwrap(), 0);
+}

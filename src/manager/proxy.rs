@@ -10,19 +10,44 @@ use super::protocol::{Op, Reply, Request};
 use super::{Link, SharedObject, unexpected};
 use crate::error::{Error, ErrorKind, Result};
 
+/// Encodes a key, value or argument for the manager: plain postcard (no
+/// descriptor table, which the manager could not keep anyway: an `Fd`
+/// inside fails to encode).
 pub(crate) fn enc<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    let e = crate::codec::encode(value)?;
-    if !e.fds.is_empty() {
-        return Err(Error::new(
+    postcard::to_allocvec(value).map_err(|e| {
+        Error::new(
             ErrorKind::Encode,
-            "descriptors cannot be stored in a manager; send them through a Pipe",
-        ));
-    }
-    Ok(e.bytes)
+            format!(
+                "could not encode a value of type {} for the manager \
+                 (descriptors cannot be stored in a manager; send them through a Pipe)",
+                std::any::type_name::<T>()
+            ),
+        )
+        .with_source(e)
+    })
 }
 
+/// Decodes what the manager holds as a `T`, strictly: bytes left over mean
+/// it holds another type.
 pub(crate) fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    crate::codec::decode(bytes, Vec::new())
+    let fail = |e: Option<postcard::Error>| {
+        let err = Error::new(
+            ErrorKind::Decode,
+            format!(
+                "the manager holds a value that is not a {}",
+                std::any::type_name::<T>()
+            ),
+        );
+        match e {
+            Some(e) => err.with_source(e),
+            None => err,
+        }
+    };
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok(_) => Err(fail(None)),
+        Err(e) => Err(fail(Some(e))),
+    }
 }
 
 /// What every proxy holds: the server and the object's id.
