@@ -179,7 +179,14 @@ impl Link {
             _ => e,
         })?;
         let answer = {
-            let mut wire = conn.borrow_mut();
+            // Busy only if this very thread is inside a call already (a
+            // guard dropped while unwinding out of one): refuse, not panic.
+            let Ok(mut wire) = conn.try_borrow_mut() else {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    "this thread's manager connection is in use by an interrupted call",
+                ));
+            };
             wire.send(&bytes)
                 .and_then(|()| wire.recv(usize::MAX, server::SPIN))
         };
