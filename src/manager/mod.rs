@@ -127,7 +127,7 @@ fn gone(link: &Link, e: &Error) -> Error {
 
 impl Link {
     fn connection(&self) -> Result<ThreadConn> {
-        let pid = crate::sys::process::getpid();
+        let pid = crate::sys::process::cached_pid() as i32;
         let found = CONNECTIONS
             .try_with(|conns| {
                 let mut conns = conns.borrow_mut();
@@ -349,7 +349,7 @@ impl ManagerBuilder {
             link: Link { address, authkey },
             server: Some(server),
             socket_dir,
-            owner_pid: crate::sys::process::getpid(),
+            owner_pid: crate::sys::process::cached_pid() as i32,
         })
     }
 
@@ -409,7 +409,7 @@ impl Manager {
             link,
             server: None,
             socket_dir: None,
-            owner_pid: crate::sys::process::getpid(),
+            owner_pid: crate::sys::process::cached_pid() as i32,
         })
     }
 
@@ -674,7 +674,7 @@ impl Manager {
 
 impl Drop for Manager {
     fn drop(&mut self) {
-        if self.server.is_some() && self.owner_pid == crate::sys::process::getpid() {
+        if self.server.is_some() && self.owner_pid == crate::sys::process::cached_pid() as i32 {
             let _ = self.stop();
         }
     }
