@@ -236,6 +236,51 @@ fn pool_section() -> Result<(), multiproc::Error> {
     Ok(())
 }
 
+fn tally(word: String, counts: multiproc::manager::DictProxy<String, u64>) {
+    counts.modify(word, |n| n.unwrap_or(0) + 1).unwrap();
+}
+
+/// Manager: shared dict, list, Namespace and locks, served by a process.
+fn tour_manager() -> Result<(), multiproc::Error> {
+    section("Manager: a dict, a list and a Namespace served by a process");
+    let t0 = Instant::now();
+    let manager = multiproc::Manager::new()?;
+    let counts = manager.dict::<String, u64>()?;
+    println!("Manager::new() and a dict in {:?}", t0.elapsed());
+    let words = ["a", "b", "a", "c", "a"];
+    let children: Vec<_> = words
+        .iter()
+        .map(|w| Process::new(tally, (w.to_string(), counts.clone())).start())
+        .collect::<Result<_, _>>()?;
+    for c in children {
+        c.join()?;
+    }
+    println!("counted by 5 children, atomically: {:?}", counts.items()?);
+    let log = manager.list_from(["started".to_string()])?;
+    log.push("done".into())?;
+    let ns = manager.namespace()?;
+    ns.set("answer", 42)?;
+    println!(
+        "list {:?}, ns.answer = {:?}",
+        log.to_vec()?,
+        ns.get::<i32>("answer")?
+    );
+    let lock = manager.lock()?;
+    {
+        let _guard = lock.lock()?;
+        println!("holding a manager lock: locked() = {}", lock.locked()?);
+    }
+    let t0 = Instant::now();
+    for i in 0..1000u64 {
+        counts.insert(format!("k{i}"), i)?;
+    }
+    println!("1000 single inserts: {:?}", t0.elapsed());
+    let t0 = Instant::now();
+    counts.update((0..1000u64).map(|i| (format!("k{i}"), i + 1)))?;
+    println!("the same 1000 in one update(): {:?}", t0.elapsed());
+    manager.shutdown()
+}
+
 fn section(title: &str) {
     println!("\n== {title}");
 }
@@ -352,6 +397,7 @@ fn main() -> Result<(), multiproc::Error> {
 
     sync_and_shared()?;
     pool_section()?;
+    tour_manager()?;
 
     println!(
         "\nactive_children() at the end: {:?}",

@@ -197,6 +197,34 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Sharing state through a manager
+//!
+//! A [`Manager`] serves dicts, lists, namespaces, queues and locks from a
+//! process of its own; its proxies are cheap to clone and travel to
+//! children (see [`manager`]).
+//!
+//! ```
+//! use multiproc::{Manager, Process};
+//! use multiproc::manager::DictProxy;
+//!
+//! fn square_into(i: u64, results: DictProxy<u64, u64>) {
+//!     results.insert(i, i * i).unwrap();
+//! }
+//!
+//! # fn main() -> Result<(), multiproc::Error> {
+//! # multiproc::init();
+//! let manager = Manager::new()?;
+//! let results = manager.dict()?;
+//! let children: Vec<_> = (0..4)
+//!     .map(|i| Process::new(square_into, (i, results.clone())).start())
+//!     .collect::<Result<_, _>>()?;
+//! for c in children {
+//!     c.join()?;
+//! }
+//! assert_eq!(results.get(&3)?, Some(9));
+//! # Ok(()) }
+//! ```
+//!
 //! ## Logging
 //!
 //! [`log_to_stderr`] shows the library's lifecycle events, prefixed with

@@ -27,29 +27,74 @@
 //! method, and usable from several threads. Each operation is one round
 //! trip to the server; `get_many`, `update` and `extend` do many in one.
 //! Objects live until the manager shuts down.
+//!
+//! The manager also serves queues and synchronisation objects
+//! ([`queue`](Manager::queue), [`lock`](Manager::lock),
+//! [`condition`](Manager::condition), [`barrier`](Manager::barrier), ...),
+//! whose blocking calls wait in the server. Each thread talks to the
+//! server over its own connection, so a blocked thread holds up no other,
+//! and the connection owns what it acquires: when a thread or process
+//! ends holding a lock or permits, the server gives them back and the next
+//! acquirer gets [`Acquired::PreviousOwnerDied`].
+//!
+//! ```
+//! # multiproc::init();
+//! use multiproc::{Manager, Process};
+//! use multiproc::manager::{LockProxy, ValueProxy};
+//!
+//! fn add(lock: LockProxy, total: ValueProxy<u64>) {
+//!     let _guard = lock.lock().unwrap();
+//!     let n = total.get().unwrap();
+//!     total.set(n + 1).unwrap();
+//! }
+//!
+//! let manager = Manager::new()?;
+//! let (lock, total) = (manager.lock()?, manager.value(0u64)?);
+//! let children: Vec<_> = (0..3)
+//!     .map(|_| Process::new(add, (lock.clone(), total.clone())).start())
+//!     .collect::<Result<_, _>>()?;
+//! for c in children {
+//!     c.join()?;
+//! }
+//! assert_eq!(total.get()?, 3);
+//! # Ok::<(), multiproc::Error>(())
+//! ```
+//!
+//! The design (ownership, waiting, speed, limits) is in `README.md` beside
+//! this file.
 
+mod blocking;
 mod protocol;
 mod proxy;
 pub(crate) mod server;
+mod sync_proxy;
+mod wire;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use proxy::{DictProxy, ListProxy, Namespace, ObjectProxy, SetProxy};
+pub use proxy::{DictProxy, ListProxy, Namespace, ObjectProxy, SetProxy, ValueProxy};
 pub use server::SharedObject;
+pub use sync_proxy::{
+    Acquired, BarrierProxy, ConditionProxy, EventProxy, JoinableQueueProxy, LockGuard, LockProxy,
+    PutError, QueueProxy, RLockProxy, SemaphoreProxy,
+};
 
 use crate::codec::Fd;
-use crate::connection::{Address, Client, Connection, Listener};
+use crate::connection::{Address, Client, Listener};
 use crate::context::StartMethod;
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::Process;
 use crate::sys::image::ConstructorRef;
 use protocol::{Kind, Reply, Request};
+use wire::Wire;
 
 /// How to reach a manager's server: its address and key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,11 +103,20 @@ pub(crate) struct Link {
     authkey: Vec<u8>,
 }
 
-type SharedConn = Arc<Mutex<Connection<()>>>;
+type ThreadConn = Rc<RefCell<Wire>>;
 
-/// One connection per manager per process, made on first use (also in a
-/// child that received a proxy), remembered with the pid it belongs to.
-static CONNECTIONS: Mutex<Vec<(i32, Link, SharedConn)>> = Mutex::new(Vec::new());
+thread_local! {
+    /// This thread's connection to each manager it talks to, made on first
+    /// use (also in a child that received a proxy), with the pid it was
+    /// made in: a forked child must not use its parent's.
+    ///
+    /// One connection per thread, as in Python: a thread blocked in a
+    /// manager `acquire` or `get` holds up no other thread, the server
+    /// knows which thread holds a lock (the connection is the owner), and
+    /// when a thread or process ends, its connections close and the
+    /// server gives back what they held.
+    static CONNECTIONS: RefCell<Vec<(i32, Link, ThreadConn)>> = const { RefCell::new(Vec::new()) };
+}
 
 fn gone(link: &Link, e: &Error) -> Error {
     Error::new(
@@ -72,22 +126,46 @@ fn gone(link: &Link, e: &Error) -> Error {
 }
 
 impl Link {
-    fn connection(&self) -> Result<SharedConn> {
-        let pid = crate::sys::process::getpid();
-        let mut conns = CONNECTIONS.lock().unwrap_or_else(|p| p.into_inner());
-        conns.retain(|(owner, _, _)| *owner == pid);
-        if let Some((_, _, c)) = conns.iter().find(|(_, l, _)| l == self) {
-            return Ok(c.clone());
+    fn connection(&self) -> Result<ThreadConn> {
+        let pid = crate::sys::process::cached_pid() as i32;
+        let found = CONNECTIONS
+            .try_with(|conns| {
+                let mut conns = conns.borrow_mut();
+                if conns.first().is_some_and(|(owner, _, _)| *owner != pid) {
+                    conns.retain(|(owner, _, _)| *owner == pid);
+                }
+                conns
+                    .iter()
+                    .find(|(_, l, _)| l == self)
+                    .map(|(_, _, c)| c.clone())
+            })
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Io,
+                    "this thread is ending: no manager connection for it any more",
+                )
+            })?;
+        if let Some(c) = found {
+            return Ok(c);
         }
         let conn = Client::connect::<()>(&self.address, Some(&self.authkey))?;
-        let conn = Arc::new(Mutex::new(conn));
-        conns.push((pid, self.clone(), conn.clone()));
+        let mut wire = Wire::from_connection(conn)?;
+        // The server says when it is ready for requests (see wire.rs).
+        if !wire.recv(64, server::SPIN)?.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                "the manager did not start with an empty frame",
+            ));
+        }
+        let conn = Rc::new(RefCell::new(wire));
+        // (Dropped with the thread if its list is gone meanwhile.)
+        let _ = CONNECTIONS.try_with(|c| c.borrow_mut().push((pid, self.clone(), conn.clone())));
         Ok(conn)
     }
 
     fn forget(&self) {
-        let mut conns = CONNECTIONS.lock().unwrap_or_else(|p| p.into_inner());
-        conns.retain(|(_, l, _)| l != self);
+        // During thread teardown the list may already be gone: nothing to do.
+        let _ = CONNECTIONS.try_with(|c| c.borrow_mut().retain(|(_, l, _)| l != self));
     }
 
     /// One request, one reply. A reply that reports an error becomes an
@@ -96,18 +174,28 @@ impl Link {
         let bytes = postcard::to_allocvec(request).map_err(|e| {
             Error::new(ErrorKind::Encode, "could not encode a manager request").with_source(e)
         })?;
-        let conn = self.connection()?;
-        let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-        let answer = guard
-            .send_bytes(&bytes)
-            .and_then(|()| server::recv_spinning(&guard));
-        drop(guard);
+        let conn = self.connection().map_err(|e| match e.kind() {
+            ErrorKind::Io => gone(self, &e),
+            _ => e,
+        })?;
+        let answer = {
+            // Busy only if this very thread is inside a call already (a
+            // guard dropped while unwinding out of one): refuse, not panic.
+            let Ok(mut wire) = conn.try_borrow_mut() else {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    "this thread's manager connection is in use by an interrupted call",
+                ));
+            };
+            wire.send(&bytes)
+                .and_then(|()| wire.recv(usize::MAX, server::SPIN))
+        };
         let answer = answer.map_err(|e| {
             self.forget();
             gone(self, &e)
         })?;
         match postcard::from_bytes::<Reply>(&answer) {
-            Ok(Reply::Error(e)) => Err(Error::new(ErrorKind::Remote, e.to_string())),
+            Ok(Reply::Error(e)) => Err(e.into_error()),
             Ok(reply) => Ok(reply),
             Err(e) => Err(
                 Error::new(ErrorKind::Decode, "could not decode the manager's reply")
@@ -142,6 +230,9 @@ pub struct Manager {
     link: Link,
     server: Option<Process<()>>,
     socket_dir: Option<PathBuf>,
+    /// The process that made this manager: only it shuts the server down
+    /// on drop (a copy in a forked child does not).
+    owner_pid: i32,
 }
 
 impl std::fmt::Debug for Manager {
@@ -185,8 +276,9 @@ fn run_server(args: ServerArgs) {
         // running this function), so the references resolve.
         .filter_map(|(typeid, r)| r.resolve(true).map(|c| (typeid, c)))
         .collect();
-    let listener = Listener::from_parts(fd.into_owned(), address, Some(authkey));
-    Arc::new(server::Server::new(registry)).serve(listener);
+    // The handshake runs in each client's thread, not in accept.
+    let listener = Listener::from_parts(fd.into_owned(), address, None);
+    Arc::new(server::Server::new(registry, Some(authkey))).serve(listener);
 }
 
 impl ManagerBuilder {
@@ -257,6 +349,7 @@ impl ManagerBuilder {
             link: Link { address, authkey },
             server: Some(server),
             socket_dir,
+            owner_pid: crate::sys::process::cached_pid() as i32,
         })
     }
 
@@ -272,13 +365,13 @@ impl ManagerBuilder {
         let Some(address) = self.address.clone() else {
             return Err(Error::new(ErrorKind::Io, "serve_forever needs an address"));
         };
-        let listener = Listener::bind(address, Some(&authkey))?;
+        let listener = Listener::bind(address, None)?;
         let registry = self
             .registry
             .into_iter()
             .filter_map(|(t, r)| r.resolve(true).map(|c| (t, c)))
             .collect();
-        Arc::new(server::Server::new(registry)).serve(listener);
+        Arc::new(server::Server::new(registry, Some(authkey))).serve(listener);
         Ok(())
     }
 }
@@ -316,6 +409,7 @@ impl Manager {
             link,
             server: None,
             socket_dir: None,
+            owner_pid: crate::sys::process::cached_pid() as i32,
         })
     }
 
@@ -397,6 +491,141 @@ impl Manager {
         ))
     }
 
+    /// A new shared value holding `init` (Python's `manager.Value(t, v)`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Encode`] if `init` cannot be encoded; [`ErrorKind::Eof`]
+    /// if the server is gone.
+    pub fn value<T: Serialize>(&self, init: T) -> Result<ValueProxy<T>> {
+        let init = vec![(Vec::new(), proxy::enc(&init)?)];
+        Ok(ValueProxy::new(
+            self.link.clone(),
+            self.link.create(Kind::Value, init)?,
+        ))
+    }
+
+    fn make(&self, kind: Kind) -> Result<u64> {
+        self.link.create(kind, Vec::new())
+    }
+
+    /// A new FIFO queue holding at most `maxsize` values (0: no limit;
+    /// Python's `manager.Queue(maxsize)`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the server is gone.
+    pub fn queue<T>(&self, maxsize: usize) -> Result<QueueProxy<T>> {
+        let maxsize = maxsize as u64;
+        let id = self.make(Kind::Queue {
+            maxsize,
+            joinable: false,
+        })?;
+        Ok(QueueProxy::new(self.link.clone(), id, maxsize))
+    }
+
+    /// A new joinable queue (Python's `manager.JoinableQueue(maxsize)`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the server is gone.
+    pub fn joinable_queue<T>(&self, maxsize: usize) -> Result<JoinableQueueProxy<T>> {
+        let maxsize = maxsize as u64;
+        let id = self.make(Kind::Queue {
+            maxsize,
+            joinable: true,
+        })?;
+        Ok(JoinableQueueProxy::new(self.link.clone(), id, maxsize))
+    }
+
+    /// A new lock (Python's `manager.Lock()`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the server is gone.
+    pub fn lock(&self) -> Result<LockProxy> {
+        Ok(LockProxy::new(self.link.clone(), self.make(Kind::Lock)?))
+    }
+
+    /// A new reentrant lock (Python's `manager.RLock()`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the server is gone.
+    pub fn rlock(&self) -> Result<RLockProxy> {
+        Ok(RLockProxy::new(self.link.clone(), self.make(Kind::RLock)?))
+    }
+
+    /// A new semaphore with `value` permits (Python's
+    /// `manager.Semaphore(value)`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the server is gone.
+    pub fn semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
+        let id = self.make(Kind::Semaphore {
+            value,
+            bounded: false,
+        })?;
+        Ok(SemaphoreProxy::new(self.link.clone(), id))
+    }
+
+    /// A new semaphore that refuses to be released above `value` (Python's
+    /// `manager.BoundedSemaphore(value)`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the server is gone.
+    pub fn bounded_semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
+        let id = self.make(Kind::Semaphore {
+            value,
+            bounded: true,
+        })?;
+        Ok(SemaphoreProxy::new(self.link.clone(), id))
+    }
+
+    /// A new condition variable with its own reentrant lock (Python's
+    /// `manager.Condition()`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the server is gone.
+    pub fn condition(&self) -> Result<ConditionProxy> {
+        Ok(ConditionProxy::new(
+            self.link.clone(),
+            self.make(Kind::Condition)?,
+        ))
+    }
+
+    /// A new event, not set (Python's `manager.Event()`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the server is gone.
+    pub fn event(&self) -> Result<EventProxy> {
+        Ok(EventProxy::new(self.link.clone(), self.make(Kind::Event)?))
+    }
+
+    /// A new barrier for `parties` clients (Python's
+    /// `manager.Barrier(parties)`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidArgument`] for zero parties; [`ErrorKind::Eof`]
+    /// if the server is gone.
+    pub fn barrier(&self, parties: usize) -> Result<BarrierProxy> {
+        if parties == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "a barrier needs at least one party",
+            ));
+        }
+        let id = self.make(Kind::Barrier {
+            parties: parties as u64,
+        })?;
+        Ok(BarrierProxy::new(self.link.clone(), id))
+    }
+
     /// A new object of a type registered as `typeid`, made from `init`.
     ///
     /// # Errors
@@ -445,7 +674,7 @@ impl Manager {
 
 impl Drop for Manager {
     fn drop(&mut self) {
-        if self.server.is_some() {
+        if self.server.is_some() && self.owner_pid == crate::sys::process::cached_pid() as i32 {
             let _ = self.stop();
         }
     }

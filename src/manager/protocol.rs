@@ -4,6 +4,8 @@
 //! needs to know the types, except for registered objects, whose methods
 //! it runs.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 /// The kinds of object a manager holds.
@@ -13,6 +15,24 @@ pub(crate) enum Kind {
     List,
     Set,
     Namespace,
+    /// A dict with one entry under the empty key.
+    Value,
+    Queue {
+        /// 0: unbounded.
+        maxsize: u64,
+        joinable: bool,
+    },
+    Lock,
+    RLock,
+    Semaphore {
+        value: u64,
+        bounded: bool,
+    },
+    Condition,
+    Event,
+    Barrier {
+        parties: u64,
+    },
 }
 
 pub(crate) type Bytes = Vec<u8>;
@@ -80,6 +100,72 @@ pub(crate) enum Op {
     Discard(Bytes),
     // registered objects
     Call(Bytes),
+    // Blocking objects. `timeout`: `None` waits as long as it takes,
+    // `Some(ZERO)` does not wait.
+    /// Lock, RLock, Semaphore, Condition: reply `Acquired`.
+    Acquire {
+        timeout: Option<Duration>,
+    },
+    Release,
+    /// Lock, RLock, Condition: whether someone holds it.
+    Locked,
+    /// Semaphore: its value.
+    GetValue,
+    /// Event: reply `Bool` (set or not); Condition: reply `Waited`;
+    /// Barrier: reply `Len` (the arrival index).
+    Wait {
+        timeout: Option<Duration>,
+    },
+    Notify(u64),
+    NotifyAll,
+    /// Event.
+    SetFlag,
+    ClearFlag,
+    IsSet,
+    /// Queue: reply `Bool` (false: full).
+    Put {
+        item: Bytes,
+        timeout: Option<Duration>,
+    },
+    /// Queue: reply `Value` (None: empty).
+    Take {
+        timeout: Option<Duration>,
+    },
+    TaskDone,
+    /// JoinableQueue: reply `Bool` (false: timed out).
+    JoinTasks {
+        timeout: Option<Duration>,
+    },
+    /// Barrier.
+    Reset,
+    Abort,
+    /// Barrier: reply `Barrier`.
+    BarrierState,
+}
+
+impl Op {
+    /// The operation's name, for error messages. Its payload may be big,
+    /// so formatting stops at the first bracket.
+    pub(crate) fn name(&self) -> String {
+        struct UpToBracket(String);
+        impl std::fmt::Write for UpToBracket {
+            fn write_str(&mut self, s: &str) -> std::fmt::Result {
+                match s.find(['(', ' ', '{']) {
+                    Some(i) => {
+                        self.0.push_str(&s[..i]);
+                        Err(std::fmt::Error)
+                    }
+                    None => {
+                        self.0.push_str(s);
+                        Ok(())
+                    }
+                }
+            }
+        }
+        let mut name = UpToBracket(String::new());
+        let _ = std::fmt::write(&mut name, format_args!("{self:?}"));
+        name.0
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -94,6 +180,20 @@ pub(crate) enum Reply {
     Pairs(Vec<(Bytes, Bytes)>),
     Snapshot(u64, Vec<Bytes>),
     Replies(Vec<Reply>),
+    /// `None`: timed out; `Some(owner_died)`: acquired, and whether a
+    /// client died holding it since the last acquisition.
+    Acquired(Option<bool>),
+    /// Condition wait: whether notified (false: timed out), and whether the
+    /// lock, taken back, had been abandoned by a dead client.
+    Waited {
+        notified: bool,
+        owner_died: bool,
+    },
+    Barrier {
+        parties: u64,
+        waiting: u64,
+        broken: bool,
+    },
     /// The request failed; the message says why. The server goes on.
     Error(ErrorReply),
 }
@@ -106,13 +206,32 @@ pub(crate) enum ErrorReply {
     WrongKind(String),
     /// A list index out of range.
     IndexOutOfRange { index: u64, len: u64 },
-    /// Pop from an empty list.
-    Empty,
     /// A type that was not registered with the server.
     UnknownType(String),
     /// A registered object's method failed (panicked or got bytes it could
     /// not decode).
     Call(String),
+    /// A release (or wait, notify, `task_done`) without the matching
+    /// acquisition: a lock this client does not hold, a bounded semaphore
+    /// at its bound, too many `task_done`s; the message says which.
+    NotAcquired(String),
+    /// The barrier is broken (aborted, reset while waiting, a waiter timed
+    /// out or died).
+    BrokenBarrier,
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+impl ErrorReply {
+    /// The error a client gets for this reply.
+    pub(crate) fn into_error(self) -> crate::Error {
+        let kind = match &self {
+            ErrorReply::NotAcquired(_) => crate::ErrorKind::NotAcquired,
+            ErrorReply::BrokenBarrier => crate::ErrorKind::BrokenBarrier,
+            _ => crate::ErrorKind::Remote,
+        };
+        crate::Error::new(kind, self.to_string())
+    }
 }
 
 impl std::fmt::Display for ErrorReply {
@@ -123,9 +242,30 @@ impl std::fmt::Display for ErrorReply {
             ErrorReply::IndexOutOfRange { index, len } => {
                 write!(f, "list index {index} out of range for a list of {len}")
             }
-            ErrorReply::Empty => write!(f, "pop from an empty list"),
             ErrorReply::UnknownType(t) => write!(f, "the manager has no registered type {t:?}"),
             ErrorReply::Call(why) => write!(f, "the shared object's method failed: {why}"),
+            ErrorReply::NotAcquired(why) => write!(f, "{why}"),
+            ErrorReply::BrokenBarrier => write!(f, "the barrier is broken"),
+            ErrorReply::ShuttingDown => write!(f, "the manager is shutting down"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_op_is_named_without_its_payload() {
+        assert_eq!(Op::Len.name(), "Len");
+        assert_eq!(Op::Push(vec![7; 1 << 20]).name(), "Push");
+        assert_eq!(
+            Op::Put {
+                item: vec![1],
+                timeout: None
+            }
+            .name(),
+            "Put"
+        );
     }
 }

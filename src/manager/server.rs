@@ -1,13 +1,17 @@
 //! The manager server: holds the objects, answers requests.
 //!
-//! One thread accepts connections (checking the authkey); one thread per
-//! client serves its requests in order. Objects have a lock each, so slow
-//! methods of one registered object do not hold up other objects. A client
-//! that dies mid-request only ends its own thread; a malformed or oversized
-//! request gets an error reply (or ends that client's connection when the
-//! stream cannot be resynchronised) and is logged; the server goes on.
+//! One thread accepts connections; one thread per client runs the authkey
+//! handshake (so a client that stalls in it holds up no one) and then
+//! serves its requests in order. Objects have a lock each, so slow
+//! methods of one registered object do not hold up other objects; blocking
+//! objects (queues, locks, ...) live in [`blocking`](super::blocking). A
+//! client that dies mid-request only ends its own thread, and what its
+//! connection held (locks, permits) is given back; a malformed request
+//! gets an error reply, an oversized one ends that client's connection
+//! (the stream cannot be resynchronised); both are logged, and the server
+//! goes on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,8 +21,12 @@ use indexmap::{IndexMap, IndexSet};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use std::os::fd::BorrowedFd;
+
+use super::blocking::Blocking;
 use super::protocol::{Bytes, ErrorReply, Kind, Op, Reply, Request};
-use crate::connection::{Connection, Listener};
+use super::wire::Wire;
+use crate::connection::{Address, Connection, Listener, auth};
 use crate::error::ErrorKind;
 
 /// Makes a registered object from its encoded initial value.
@@ -79,62 +87,105 @@ enum Object {
     Registered(Box<dyn ErasedObject>),
 }
 
+#[derive(Clone)]
+enum Entry {
+    Plain(Arc<Mutex<Object>>),
+    Blocking(Arc<Blocking>),
+}
+
 /// The server's state.
 pub(crate) struct Server {
-    objects: Mutex<HashMap<u64, Arc<Mutex<Object>>>>,
+    objects: Mutex<HashMap<u64, Entry>>,
     next_id: AtomicU64,
+    next_conn: AtomicU64,
     registry: HashMap<String, Constructor>,
+    authkey: Option<Vec<u8>>,
     stop: AtomicBool,
 }
 
-/// The largest request a server accepts.
-const MAX_REQUEST: usize = 256 << 20;
+/// What a request runs with: who asks, on which connection, and the
+/// blocking objects that connection may hold something of.
+pub(crate) struct Ctx<'a> {
+    pub(crate) conn_id: u64,
+    sock: BorrowedFd<'a>,
+    stop: &'a AtomicBool,
+    /// The object the current operation is on.
+    pub(crate) object: u64,
+    pub(crate) held: &'a mut HashSet<u64>,
+}
+
+impl Ctx<'_> {
+    /// Whether the server is stopping (a waiting request then gives up).
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Whether the client hung up: a client waiting for its reply sends
+    /// nothing, so anything readable means end of file.
+    pub(crate) fn hung_up(&self) -> bool {
+        crate::sys::socket::wait_readable(&[self.sock], Some(Instant::now())).map_or(true, |r| r[0])
+    }
+}
+
+/// How long a server thread spins for its client's next request before
+/// sleeping, and a client for its reply.
+pub(crate) const SPIN: Duration = Duration::from_micros(50);
+
+/// The largest request a server accepts (a bigger one is refused and its
+/// connection closed, since the stream cannot be resynchronised).
+pub(crate) const MAX_REQUEST: usize = 64 << 20;
+
+/// The deepest nesting of batches a server accepts.
+const MAX_BATCH_DEPTH: usize = 4;
 
 fn wrong(op: &Op, kind: &str) -> Reply {
     Reply::Error(ErrorReply::WrongKind(format!(
-        "{op:?} does not apply to a {kind}"
+        "{} does not apply to a {kind}",
+        op.name()
     )))
 }
 
 impl Server {
-    pub(crate) fn new(registry: HashMap<String, Constructor>) -> Self {
+    pub(crate) fn new(registry: HashMap<String, Constructor>, authkey: Option<Vec<u8>>) -> Self {
         Self {
             objects: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            next_conn: AtomicU64::new(1),
             registry,
+            authkey,
             stop: AtomicBool::new(false),
         }
     }
 
     fn insert(&self, object: Object) -> Reply {
+        self.insert_entry(Entry::Plain(Arc::new(Mutex::new(object))))
+    }
+
+    fn insert_entry(&self, entry: Entry) -> Reply {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.objects
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id, Arc::new(Mutex::new(object)));
+            .insert(id, entry);
         Reply::Created(id)
     }
 
-    pub(crate) fn handle(&self, request: Request) -> Reply {
+    fn entry(&self, id: u64) -> Option<Entry> {
+        self.objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    pub(crate) fn handle(&self, request: Request, ctx: &mut Ctx<'_>, depth: usize) -> Reply {
         match request {
-            Request::Create { kind, init } => self.insert(match kind {
-                Kind::Dict | Kind::Namespace => {
-                    let mut d = Dict {
-                        map: IndexMap::new(),
-                        clock: 0,
-                    };
-                    for (k, v) in init {
-                        d.clock += 1;
-                        d.map.insert(k, (v, d.clock));
-                    }
-                    Object::Dict(d)
+            Request::Create { kind, init } => {
+                if let Some(b) = Blocking::new(kind) {
+                    return self.insert_entry(Entry::Blocking(Arc::new(b)));
                 }
-                Kind::List => Object::List {
-                    items: init.into_iter().map(|(k, _)| k).collect(),
-                    version: 1,
-                },
-                Kind::Set => Object::Set(init.into_iter().map(|(k, _)| k).collect()),
-            }),
+                self.insert(Self::plain(kind, init))
+            }
             Request::CreateRegistered { typeid, init } => match self.registry.get(&typeid) {
                 None => Reply::Error(ErrorReply::UnknownType(typeid)),
                 Some(construct) => match construct(&init) {
@@ -142,33 +193,74 @@ impl Server {
                     Err(why) => Reply::Error(ErrorReply::Call(why)),
                 },
             },
-            Request::Op { id, op } => {
-                let object = self
-                    .objects
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&id)
-                    .cloned();
-                match object {
-                    None => Reply::Error(ErrorReply::NoSuchObject(id)),
-                    Some(object) => {
-                        apply(&mut object.lock().unwrap_or_else(|p| p.into_inner()), op)
-                    }
+            Request::Op { id, op } => match self.entry(id) {
+                None => Reply::Error(ErrorReply::NoSuchObject(id)),
+                Some(Entry::Plain(object)) => {
+                    apply(&mut object.lock().unwrap_or_else(|p| p.into_inner()), op)
                 }
-            }
+                Some(Entry::Blocking(object)) => {
+                    ctx.object = id;
+                    object.apply(op, ctx)
+                }
+            },
             Request::Batch(requests) => {
-                Reply::Replies(requests.into_iter().map(|r| self.handle(r)).collect())
+                if depth >= MAX_BATCH_DEPTH {
+                    return Reply::Error(ErrorReply::WrongKind("batches nested too deeply".into()));
+                }
+                Reply::Replies(
+                    requests
+                        .into_iter()
+                        .map(|r| self.handle(r, ctx, depth + 1))
+                        .collect(),
+                )
             }
             Request::Shutdown => {
                 self.stop.store(true, Ordering::Release);
+                let objects: Vec<Entry> = self
+                    .objects
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .values()
+                    .cloned()
+                    .collect();
+                for o in objects {
+                    if let Entry::Blocking(b) = o {
+                        b.wake_all();
+                    }
+                }
                 Reply::Done
             }
         }
     }
 
-    /// Serves connections from `listener` until a client asks for shutdown,
-    /// then returns. Client threads still serving live connections are left
-    /// to end when their clients hang up (or with the process).
+    fn plain(kind: Kind, init: Vec<(Bytes, Bytes)>) -> Object {
+        match kind {
+            Kind::List => Object::List {
+                items: init.into_iter().map(|(k, _)| k).collect(),
+                version: 1,
+            },
+            Kind::Set => Object::Set(init.into_iter().map(|(k, _)| k).collect()),
+            // Dict, Namespace, Value (one entry under the empty key); the
+            // blocking kinds never get here.
+            _ => {
+                let mut d = Dict {
+                    map: IndexMap::new(),
+                    clock: 0,
+                };
+                for (k, v) in init {
+                    d.clock += 1;
+                    d.map.insert(k, (v, d.clock));
+                }
+                Object::Dict(d)
+            }
+        }
+    }
+
+    /// Serves connections from `listener` (which must not run the
+    /// handshake itself: each client's thread does) until a client asks
+    /// for shutdown, then returns. Client threads still serving live
+    /// connections are left to end when their clients hang up (or with the
+    /// process); blocked ones are woken and told the server is stopping.
     pub(crate) fn serve(self: Arc<Self>, listener: Listener) {
         let address = listener.address().clone();
         while !self.stop.load(Ordering::Acquire) {
@@ -186,17 +278,49 @@ impl Server {
                         log::warn!(target: "multiproc", "manager: no thread for a client: {e}");
                     }
                 }
-                Err(e) if e.kind() == ErrorKind::Authentication => {
-                    log::warn!(target: "multiproc", "manager: refused a client: {e}");
-                }
                 Err(e) => log::debug!(target: "multiproc", "manager: accept: {e}"),
             }
         }
     }
 
-    fn serve_client(&self, conn: Connection<()>, address: &crate::connection::Address) {
+    fn serve_client(&self, conn: Connection<()>, address: &Address) {
+        if let Some(key) = &self.authkey {
+            let shook = auth::deliver_challenge(&conn, key)
+                .and_then(|()| auth::answer_challenge(&conn, key));
+            if let Err(e) = shook {
+                if !self.stop.load(Ordering::Acquire) {
+                    log::warn!(target: "multiproc", "manager: refused a client: {e}");
+                }
+                return;
+            }
+        }
+        let Ok(mut wire) = Wire::from_connection(conn) else {
+            return;
+        };
+        // Ready: the client sends nothing before this (see wire.rs).
+        if wire.send(&[]).is_err() {
+            return;
+        }
+        let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let mut held = HashSet::new();
+        self.serve_requests(&mut wire, conn_id, &mut held, address);
+        // The client is gone (or misbehaved): give back what it held.
+        for id in held {
+            if let Some(Entry::Blocking(b)) = self.entry(id) {
+                b.abandon(conn_id);
+            }
+        }
+    }
+
+    fn serve_requests(
+        &self,
+        wire: &mut Wire,
+        conn_id: u64,
+        held: &mut HashSet<u64>,
+        address: &Address,
+    ) {
         loop {
-            let bytes = match recv_spinning(&conn) {
+            let bytes = match wire.recv(MAX_REQUEST, SPIN) {
                 Ok(b) => b,
                 Err(e) if e.kind() == ErrorKind::Eof => return,
                 Err(e) => {
@@ -205,7 +329,16 @@ impl Server {
                 }
             };
             let reply = match postcard::from_bytes::<Request>(&bytes) {
-                Ok(request) => self.handle(request),
+                Ok(request) => {
+                    let mut ctx = Ctx {
+                        conn_id,
+                        sock: wire.fd(),
+                        stop: &self.stop,
+                        object: 0,
+                        held: &mut *held,
+                    };
+                    self.handle(request, &mut ctx, 0)
+                }
                 Err(e) => {
                     log::warn!(target: "multiproc", "manager: malformed request ({} bytes): {e}", bytes.len());
                     Reply::Error(ErrorReply::WrongKind(format!("malformed request: {e}")))
@@ -214,7 +347,7 @@ impl Server {
             let Ok(out) = postcard::to_allocvec(&reply) else {
                 return;
             };
-            if conn.send_bytes(&out).is_err() {
+            if wire.send(&out).is_err() {
                 return;
             }
             if self.stop.load(Ordering::Acquire) {
@@ -223,22 +356,6 @@ impl Server {
                 return;
             }
         }
-    }
-}
-
-/// Receives the next message, first checking briefly without sleeping:
-/// waking a sleeping thread costs tens of microseconds on these machines,
-/// and a client that just got its answer often asks again at once.
-pub(crate) fn recv_spinning(conn: &Connection<()>) -> crate::Result<Bytes> {
-    let until = Instant::now() + Duration::from_micros(50);
-    loop {
-        if conn.poll(Some(Duration::ZERO))? {
-            return conn.recv_bytes_max(MAX_REQUEST);
-        }
-        if Instant::now() >= until {
-            return conn.recv_bytes_max(MAX_REQUEST);
-        }
-        std::hint::spin_loop();
     }
 }
 
@@ -316,21 +433,16 @@ fn list_op(items: &mut Vec<Bytes>, version: &mut u64, op: Op) -> Reply {
             items.push(v);
             Reply::Done
         }
-        Op::Pop => match items.pop() {
-            Some(v) => Reply::Value(Some(v)),
-            None => {
-                changed = false;
-                Reply::Error(ErrorReply::Empty)
-            }
-        },
+        Op::Pop => {
+            let v = items.pop();
+            changed = v.is_some();
+            Reply::Value(v)
+        }
         Op::Index(i) => {
             changed = false;
-            match items.get(i as usize) {
-                Some(v) => Reply::Value(Some(v.clone())),
-                None => Reply::Error(ErrorReply::IndexOutOfRange { index: i, len }),
-            }
+            Reply::Value(usize::try_from(i).ok().and_then(|i| items.get(i)).cloned())
         }
-        Op::SetIndex(i, v) => match items.get_mut(i as usize) {
+        Op::SetIndex(i, v) => match usize::try_from(i).ok().and_then(|i| items.get_mut(i)) {
             Some(slot) => {
                 *slot = v;
                 Reply::Done

@@ -140,6 +140,41 @@ pub(crate) fn recv(
     }
 }
 
+/// One `recv(2)` into `buf`, without descriptors. With `wait` false it
+/// does not block (`MSG_DONTWAIT`) and gives [`Received::WouldBlock`] when
+/// nothing is there, whatever the socket's mode: one system call where
+/// `poll` and then a read would be two.
+pub(crate) fn recv_bytes(sock: BorrowedFd<'_>, buf: &mut [u8], wait: bool) -> io::Result<Received> {
+    let flags = if wait {
+        RecvFlags::empty()
+    } else {
+        RecvFlags::DONTWAIT
+    };
+    loop {
+        match rustix::net::recv(sock, &mut *buf, flags) {
+            Ok((0, _)) => return Ok(Received::Eof),
+            Ok((n, _)) => return Ok(Received::Bytes(n)),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => return Ok(Received::WouldBlock),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Sends all of `buf` with `send(2)` (no descriptors, no SIGPIPE): one
+/// system call for a message that fits the socket buffer.
+pub(crate) fn send_bytes(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<()> {
+    let mut sent = 0;
+    while sent < buf.len() {
+        match rustix::net::send(sock, &buf[sent..], SendFlags::NOSIGNAL) {
+            Ok(n) => sent += n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Sends one whole packet with descriptors on a sequenced-packet socket.
 pub(crate) fn send_packet(
     sock: BorrowedFd<'_>,
