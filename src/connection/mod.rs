@@ -30,11 +30,14 @@
 pub(crate) mod auth;
 pub(crate) mod frame;
 mod listener;
+mod rings;
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::AtomicU32;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -46,8 +49,15 @@ pub use listener::{Address, Client, Listener};
 
 use crate::codec::{self, Fd};
 use crate::error::{Error, ErrorKind, Result};
+use crate::region::Region;
 use crate::sys;
 use frame::{Header, decode_header, encode_header};
+use rings::{Got, Rings};
+
+thread_local! {
+    /// The encoding buffer of typed sends through a ring, kept per thread.
+    static ENCODE_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// How many bytes one read asks for when no large body is pending.
 const CHUNK: usize = 64 * 1024;
@@ -65,6 +75,11 @@ struct ReadState {
     eof: bool,
     /// A header that could not be honoured; the stream cannot be resynchronised.
     broken: Option<String>,
+    /// Ring transport: where small messages are copied out of the ring.
+    scratch: Vec<u8>,
+    /// Ring transport: a message taken out of the ring that the caller
+    /// could not take (too large for its buffer); the next receive gets it.
+    pending: Option<(Vec<u8>, Vec<OwnedFd>)>,
 }
 
 /// One end of a connection: a socket carrying framed messages. `T` is the
@@ -79,6 +94,11 @@ pub struct Connection<T = Vec<u8>> {
     unix: bool,
     readable: bool,
     writable: bool,
+    /// `Some` for the ends of [`pipe`] and [`pipe_oneway`]: messages go
+    /// through shared memory (see `rings.rs`).
+    rings: Option<Rings>,
+    /// Ring sends so far (a hang-up check every so many).
+    sends: AtomicU32,
     read: Mutex<ReadState>,
     write: Mutex<()>,
     _type: PhantomData<fn(T) -> T>,
@@ -91,22 +111,29 @@ impl<T> fmt::Debug for Connection<T> {
             .field("unix", &self.unix)
             .field("readable", &self.readable)
             .field("writable", &self.writable)
+            .field("shared_memory", &self.rings.is_some())
             .finish()
     }
 }
 
-/// A duplex pipe between two connections (Python's `Pipe()`): a Unix socket
-/// pair. Each end can send and receive.
+/// A duplex pipe between two connections (Python's `Pipe()`). Each end can
+/// send and receive.
+///
+/// Messages travel through shared memory (one ring per direction), with a
+/// Unix socket pair beside them as doorbell, end-of-file detector and
+/// carrier of descriptors and large messages; see the [module docs](self).
 ///
 /// # Errors
 ///
-/// [`ErrorKind::Io`] if the socket pair cannot be created.
+/// [`ErrorKind::Io`] if the socket pair or the shared memory cannot be
+/// created.
 pub fn pipe<T>() -> Result<(Connection<T>, Connection<T>)> {
     let (a, b) =
         sys::socket::stream_pair().map_err(|e| Error::io("could not create a socket pair", e))?;
+    let (ra, rb) = Rings::pair(true)?;
     Ok((
-        Connection::new(a, true, true, true),
-        Connection::new(b, true, true, true),
+        Connection::with_rings(a, true, true, Some(ra)),
+        Connection::with_rings(b, true, true, Some(rb)),
     ))
 }
 
@@ -115,13 +142,15 @@ pub fn pipe<T>() -> Result<(Connection<T>, Connection<T>)> {
 ///
 /// # Errors
 ///
-/// [`ErrorKind::Io`] if the socket pair cannot be created.
+/// [`ErrorKind::Io`] if the socket pair or the shared memory cannot be
+/// created.
 pub fn pipe_oneway<T>() -> Result<(Connection<T>, Connection<T>)> {
     let (a, b) =
         sys::socket::stream_pair().map_err(|e| Error::io("could not create a socket pair", e))?;
+    let (ra, rb) = Rings::pair(false)?;
     Ok((
-        Connection::new(a, true, true, false),
-        Connection::new(b, true, false, true),
+        Connection::with_rings(a, true, false, Some(ra)),
+        Connection::with_rings(b, false, true, Some(rb)),
     ))
 }
 
@@ -134,11 +163,21 @@ fn eof_error() -> Error {
 
 impl<T> Connection<T> {
     pub(crate) fn new(sock: OwnedFd, unix: bool, readable: bool, writable: bool) -> Self {
+        let mut c = Self::with_rings(sock, readable, writable, None);
+        c.unix = unix;
+        c
+    }
+
+    /// A Unix-socket connection; with `rings`, a pipe end whose messages
+    /// go through shared memory.
+    fn with_rings(sock: OwnedFd, readable: bool, writable: bool, rings: Option<Rings>) -> Self {
         Self {
             sock,
-            unix,
+            unix: true,
             readable,
             writable,
+            rings,
+            sends: AtomicU32::new(0),
             read: Mutex::new(ReadState {
                 buf: Vec::new(),
                 start: 0,
@@ -146,10 +185,46 @@ impl<T> Connection<T> {
                 fds: VecDeque::new(),
                 eof: false,
                 broken: None,
+                scratch: Vec::new(),
+                pending: None,
             }),
             write: Mutex::new(()),
             _type: PhantomData,
         }
+    }
+
+    /// The ring this end receives from (ring transport, readable ends).
+    fn rx(&self) -> Option<&crate::queue::ring::Ring> {
+        self.rings.as_ref().and_then(|r| r.rx.as_ref())
+    }
+
+    /// Sends through the ring transport, if this end has it: `None` if not.
+    fn ring_send(&self, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Option<Result<()>> {
+        let rings = self.rings.as_ref()?;
+        let Some(tx) = rings.tx.as_ref().filter(|_| self.writable) else {
+            return Some(Err(Error::new(
+                ErrorKind::Io,
+                "this end of a one-way pipe cannot send",
+            )));
+        };
+        Some(rings::send(tx, self.sock.as_fd(), parts, fds, &self.sends))
+    }
+
+    /// Receives a whole message as an owned body (ring transport).
+    fn ring_take_owned(
+        &self,
+        st: &mut ReadState,
+        max: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
+        let rx = self.rx().expect("a readable ring end");
+        Ok(
+            match rings::take(rx, self.sock.as_fd(), st, max, true, deadline)? {
+                None => None,
+                Some(Got::Owned(body, fds)) => Some((body, fds)),
+                Some(Got::Inline(n)) => Some((st.scratch[..n].to_vec(), Vec::new())),
+            },
+        )
     }
 
     /// The same connection, carrying another message type.
@@ -160,6 +235,8 @@ impl<T> Connection<T> {
             unix: self.unix,
             readable: self.readable,
             writable: self.writable,
+            rings: self.rings,
+            sends: self.sends,
             read: Mutex::new(read),
             write: Mutex::new(()),
             _type: PhantomData,
@@ -198,6 +275,9 @@ impl<T> Connection<T> {
     /// [`ErrorKind::Eof`] if the other end is closed; [`ErrorKind::Io`] for
     /// other failures, or when this end cannot send.
     pub fn send_bytes(&self, buf: &[u8]) -> Result<()> {
+        if let Some(done) = self.ring_send(&[buf], &[]) {
+            return done;
+        }
         let (h, n) = encode_header(buf.len());
         if buf.len() <= 16 * 1024 {
             // One write for small messages, as Python does.
@@ -245,6 +325,29 @@ impl<T> Connection<T> {
     /// `recv_bytes` gets it: nothing is lost.
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
         let mut st = self.reader()?;
+        if let Some(rx) = self.rx() {
+            let got = rings::take(rx, self.sock.as_fd(), &mut st, u64::MAX, false, None)?;
+            let (len, owned) = match got.expect("no deadline") {
+                Got::Inline(n) => (n, None),
+                Got::Owned(body, fds) => (body.len(), Some((body, fds))),
+            };
+            if len > buf.len() {
+                let keep = owned.unwrap_or_else(|| (st.scratch[..len].to_vec(), Vec::new()));
+                st.pending = Some(keep);
+                return Err(Error::new(
+                    ErrorKind::MessageTooLarge,
+                    format!(
+                        "the message has {len} bytes and the buffer {}; it stays queued",
+                        buf.len()
+                    ),
+                ));
+            }
+            match owned {
+                Some((body, _)) => buf[..len].copy_from_slice(&body),
+                None => buf[..len].copy_from_slice(&st.scratch[..len]),
+            }
+            return Ok(len);
+        }
         loop {
             if let Some((header_len, len)) = self.peek_header(&mut st, u64::MAX)? {
                 let total = header_len + len as usize;
@@ -277,6 +380,12 @@ impl<T> Connection<T> {
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut st = self.reader()?;
+        if let Some(rx) = self.rx() {
+            if st.pending.is_some() || st.broken.is_some() || st.eof || !rx.is_empty() {
+                return Ok(true);
+            }
+            return rings::wait(rx, self.sock.as_fd(), &mut st, deadline);
+        }
         loop {
             match self.peek_header(&mut st, u64::MAX) {
                 Ok(Some((h, len))) if st.end - st.start >= h + len as usize => {
@@ -296,8 +405,9 @@ impl<T> Connection<T> {
     }
 
     /// The socket, for `poll`/`epoll` (Python's `fileno`). Data may already
-    /// be buffered in the connection: prefer [`wait`] or
-    /// [`poll`](Self::poll), which know.
+    /// be buffered in the connection, and a pipe's messages travel through
+    /// shared memory (the socket only becomes readable for them while a
+    /// receiver sleeps): use [`wait`] or [`poll`](Self::poll), which know.
     pub fn fileno(&self) -> BorrowedFd<'_> {
         self.sock.as_fd()
     }
@@ -384,6 +494,9 @@ impl<T> Connection<T> {
         typed: bool,
     ) -> Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
         let mut st = self.reader()?;
+        if self.rx().is_some() {
+            return self.ring_take_owned(&mut st, max, deadline);
+        }
         loop {
             if let Some((header_len, len)) = self.peek_header(&mut st, max)? {
                 let total = header_len + len as usize;
@@ -490,6 +603,32 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// descriptors and this is a TCP connection); [`ErrorKind::Eof`] if
     /// the other end is closed; [`ErrorKind::Io`] otherwise.
     pub fn send(&self, value: &T) -> Result<()> {
+        if self.rings.is_some() {
+            // Body: descriptor count, then the postcard bytes. Values
+            // without descriptors are encoded into a buffer kept per thread.
+            let plain = ENCODE_BUF.with(|cell| {
+                let Ok(mut buf) = cell.try_borrow_mut() else {
+                    return None; // re-entered from a value's Serialize
+                };
+                if codec::encode_plain_into(value, &mut buf).is_err() {
+                    return None;
+                }
+                let done = self.ring_send(&[&[0u8], &buf], &[]).expect("a ring end");
+                if buf.capacity() > rings::INLINE_MAX {
+                    *buf = Vec::new();
+                }
+                Some(done)
+            });
+            if let Some(done) = plain {
+                return done;
+            }
+            let encoded = codec::encode(value)?;
+            let count = [encoded.fds.len() as u8];
+            let fds = encoded.borrowed_fds();
+            return self
+                .ring_send(&[&count, &encoded.bytes], &fds)
+                .expect("a ring end");
+        }
         let encoded = codec::encode(value)?;
         if !encoded.fds.is_empty() && !self.unix {
             return Err(Error::new(
@@ -521,10 +660,13 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// message is consumed; the connection stays usable);
     /// [`ErrorKind::Protocol`] or [`ErrorKind::Io`] otherwise.
     pub fn recv(&self) -> Result<T> {
+        if self.rx().is_some() {
+            return self.ring_recv_typed(None).map(|v| v.expect("no deadline"));
+        }
         let (body, fds) = self
             .recv_message(u64::MAX, None, true)?
             .expect("no deadline");
-        Self::decode(body, fds)
+        Self::decode(&body, fds)
     }
 
     /// Receives a value if one arrives within `timeout`; `Ok(None)` if not.
@@ -533,8 +675,11 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     ///
     /// As [`recv`](Self::recv).
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<T>> {
+        if self.rx().is_some() {
+            return self.ring_recv_typed(Some(Instant::now() + timeout));
+        }
         match self.recv_message(u64::MAX, Some(Instant::now() + timeout), true)? {
-            Some((body, fds)) => Self::decode(body, fds).map(Some),
+            Some((body, fds)) => Self::decode(&body, fds).map(Some),
             None => Ok(None),
         }
     }
@@ -548,7 +693,19 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
         self.recv_timeout(Duration::ZERO)
     }
 
-    fn decode(body: Vec<u8>, fds: Vec<OwnedFd>) -> Result<T> {
+    /// Receives and decodes one value from the ring transport, decoding
+    /// small ones straight out of the scratch buffer.
+    fn ring_recv_typed(&self, deadline: Option<Instant>) -> Result<Option<T>> {
+        let mut st = self.reader()?;
+        let rx = self.rx().expect("a readable ring end");
+        match rings::take(rx, self.sock.as_fd(), &mut st, u64::MAX, false, deadline)? {
+            None => Ok(None),
+            Some(Got::Inline(n)) => Self::decode(&st.scratch[..n], Vec::new()).map(Some),
+            Some(Got::Owned(body, fds)) => Self::decode(&body, fds).map(Some),
+        }
+    }
+
+    fn decode(body: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
         let Some((&count, bytes)) = body.split_first() else {
             return Err(Error::new(
                 ErrorKind::Decode,
@@ -585,12 +742,17 @@ struct Wire {
     unix: bool,
     readable: bool,
     writable: bool,
+    /// Ring transport: whether it is one, and the segments of its rings
+    /// (receiving, sending).
+    ring: bool,
+    rx: Option<Region>,
+    tx: Option<Region>,
 }
 
 impl<T> Serialize for Connection<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         let st = self.read.lock().unwrap_or_else(|p| p.into_inner());
-        if st.end > st.start || !st.fds.is_empty() {
+        if st.end > st.start || !st.fds.is_empty() || st.pending.is_some() {
             return Err(S::Error::custom(
                 "this connection already read data that its new owner would miss: pass it before receiving on it",
             ));
@@ -601,6 +763,13 @@ impl<T> Serialize for Connection<T> {
             unix: self.unix,
             readable: self.readable,
             writable: self.writable,
+            ring: self.rings.is_some(),
+            rx: self.rx().map(|r| r.region().clone()),
+            tx: self
+                .rings
+                .as_ref()
+                .and_then(|r| r.tx.as_ref())
+                .map(|r| r.region().clone()),
         }
         .serialize(serializer)
     }
@@ -609,11 +778,33 @@ impl<T> Serialize for Connection<T> {
 impl<'de, T> Deserialize<'de> for Connection<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let w = Wire::deserialize(deserializer).map_err(D::Error::custom)?;
-        Ok(Connection::new(
+        if !w.ring {
+            return Ok(Connection::new(
+                w.fd.into_owned(),
+                w.unix,
+                w.readable,
+                w.writable,
+            ));
+        }
+        let ring = |r: Option<Region>| {
+            r.map(crate::queue::ring::Ring::from_region)
+                .transpose()
+                .map_err(D::Error::custom)
+        };
+        let rings = Rings {
+            rx: ring(w.rx)?,
+            tx: ring(w.tx)?,
+        };
+        if w.readable != rings.rx.is_some() || w.writable != rings.tx.is_some() {
+            return Err(D::Error::custom(
+                "a pipe end's rings do not match its directions",
+            ));
+        }
+        Ok(Connection::with_rings(
             w.fd.into_owned(),
-            w.unix,
             w.readable,
             w.writable,
+            Some(rings),
         ))
     }
 }
@@ -636,6 +827,11 @@ pub trait Waitable {
     fn ready_now(&self) -> bool {
         false
     }
+    /// After a poll said its descriptor is readable: whether it really is
+    /// ready (a pipe's socket may hold only a stale doorbell).
+    fn confirm(&self) -> bool {
+        true
+    }
 }
 
 impl<T> Waitable for Connection<T> {
@@ -644,6 +840,10 @@ impl<T> Waitable for Connection<T> {
     }
     fn ready_now(&self) -> bool {
         let mut st = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rx) = self.rx() {
+            // Asks the writer to ring the doorbell before `wait` polls.
+            return rings::ready_or_arm(rx, self.sock.as_fd(), &mut st).unwrap_or(true);
+        }
         match decode_header(&st.buf[st.start..st.end], u64::MAX) {
             Ok(Header::Body { header_len, len }) => st.end - st.start >= header_len + len as usize,
             Ok(Header::Incomplete) => st.eof,
@@ -651,6 +851,12 @@ impl<T> Waitable for Connection<T> {
                 st.broken.get_or_insert_with(|| "corrupt header".into());
                 true
             }
+        }
+    }
+    fn confirm(&self) -> bool {
+        match self.rx() {
+            Some(_) => self.ready_now(),
+            None => true,
         }
     }
 }
@@ -675,20 +881,26 @@ impl<R: DeserializeOwned> Waitable for crate::Process<R> {
 ///
 /// [`ErrorKind::Io`] if polling fails.
 pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>> {
-    let ready: Vec<usize> = (0..objects.len())
-        .filter(|&i| objects[i].ready_now())
-        .collect();
-    if !ready.is_empty() {
-        return Ok(ready);
-    }
-    let fds: Vec<BorrowedFd<'_>> = objects.iter().map(|o| o.wait_fd()).collect();
     let deadline = timeout.map(|t| Instant::now() + t);
-    let flags =
-        sys::socket::wait_readable(&fds, deadline).map_err(|e| Error::io("poll failed", e))?;
-    Ok(flags
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| **r)
-        .map(|(i, _)| i)
-        .collect())
+    let fds: Vec<BorrowedFd<'_>> = objects.iter().map(|o| o.wait_fd()).collect();
+    loop {
+        // Every object is asked (a pipe end arms its doorbell here).
+        let ready: Vec<usize> = (0..objects.len())
+            .filter(|&i| objects[i].ready_now())
+            .collect();
+        if !ready.is_empty() {
+            return Ok(ready);
+        }
+        let flags =
+            sys::socket::wait_readable(&fds, deadline).map_err(|e| Error::io("poll failed", e))?;
+        let ready: Vec<usize> = flags
+            .iter()
+            .enumerate()
+            .filter(|&(i, r)| *r && objects[i].confirm())
+            .map(|(i, _)| i)
+            .collect();
+        if !ready.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(ready);
+        }
+    }
 }

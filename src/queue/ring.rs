@@ -96,6 +96,11 @@ pub(super) const JOIN_SEQ: usize = 648;
 /// u32: 1 while some process may sleep in `join`.
 pub(super) const JOIN_SLEEPERS: usize = 652;
 
+/// 256 bytes the ring itself never touches, for structures built on it
+/// (the pipe keeps its reader's sleep flag and its socket sequence here):
+/// all-zero in a fresh ring.
+pub(crate) const USER: usize = 768;
+
 /// Where the ring starts.
 pub(super) const RING: usize = 4096;
 /// The capacity of a fresh ring.
@@ -133,7 +138,7 @@ const SPIN_PAUSES: u32 = 1;
 
 /// How a blocking operation waits.
 #[derive(Clone, Copy, Debug)]
-pub(super) enum Wait {
+pub(crate) enum Wait {
     /// Not at all (the `try_` forms).
     No,
     /// Until the deadline (`None`: forever).
@@ -163,7 +168,7 @@ impl Wait {
 
 /// Why an operation on the ring did not happen.
 #[derive(Debug)]
-pub(super) enum Fail {
+pub(crate) enum Fail {
     /// Full (try), or empty (try).
     WouldBlock,
     /// The deadline passed.
@@ -224,7 +229,7 @@ fn record_len(len: usize) -> u64 {
 
 impl Ring {
     /// A fresh empty ring; `maxsize` 0 is unbounded.
-    pub(super) fn new(maxsize: u64) -> Result<Self, Error> {
+    pub(crate) fn new(maxsize: u64) -> Result<Self, Error> {
         let region = Region::new("multiproc-queue", REGION_LEN)?;
         let ring = Ring {
             region,
@@ -235,7 +240,7 @@ impl Ring {
     }
 
     /// A ring received from another process: checks the segment's length.
-    pub(super) fn from_region(region: Region) -> Result<Self, String> {
+    pub(crate) fn from_region(region: Region) -> Result<Self, String> {
         if region.len() != REGION_LEN {
             return Err(format!(
                 "a queue's segment is {} bytes, expected {REGION_LEN}",
@@ -248,7 +253,7 @@ impl Ring {
         })
     }
 
-    pub(super) fn region(&self) -> &Region {
+    pub(crate) fn region(&self) -> &Region {
         &self.region
     }
 
@@ -286,7 +291,7 @@ impl Ring {
         put.saturating_sub(got)
     }
 
-    pub(super) fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         let head = self.a64(HEAD).load(Ordering::Acquire);
         head >= self.seen.tail.load(Ordering::Acquire) && head == self.load_tail()
     }
@@ -393,6 +398,13 @@ impl Ring {
 
     /// With the producers' lock: `Ok(false)` if the queue is full.
     fn put_locked(&self, bytes: &[u8], wait: Wait, hook: Hook<'_>) -> Result<bool, Fail> {
+        self.put_locked_parts(&[bytes], wait, hook)
+    }
+
+    /// [`put_locked`](Self::put_locked) of one record made of `parts` laid
+    /// end to end (the hook, if any, sees the first part as the payload).
+    fn put_locked_parts(&self, parts: &[&[u8]], wait: Wait, hook: Hook<'_>) -> Result<bool, Fail> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
         if self.is_shut_down() {
             return Err(Fail::Closed);
         }
@@ -401,7 +413,7 @@ impl Ring {
         if max != 0 && count.saturating_sub(self.a64(GOT_COUNT).load(Ordering::Acquire)) >= max {
             return Ok(false);
         }
-        let rec = record_len(bytes.len());
+        let rec = record_len(total);
         let tail = self.a64(TAIL).load(Ordering::Relaxed);
         let mut cap = self.cap().map_err(Fail::Error)?;
         // A remembered HEAD past TAIL can only come from corrupt memory:
@@ -424,18 +436,22 @@ impl Ring {
                 cap = self.grow(tail, rec, wait, hook)?;
             }
         }
-        let len = bytes.len() as u32;
+        let len = total as u32;
         let mut header = [0u8; 8];
         header[..4].copy_from_slice(&len.to_le_bytes());
         header[4..].copy_from_slice(&(len ^ MAGIC).to_le_bytes());
         self.write_wrapped(tail, &header, cap);
-        if hook.is_some() {
+        if let (Some(_), [bytes]) = (hook, parts) {
             let half = bytes.len() / 2;
             self.write_wrapped(tail + RECORD_HEADER, &bytes[..half], cap);
             at(hook, Stage::PutRecord);
             self.write_wrapped(tail + RECORD_HEADER + half as u64, &bytes[half..], cap);
         } else {
-            self.write_wrapped(tail + RECORD_HEADER, bytes, cap);
+            let mut pos = tail + RECORD_HEADER;
+            for part in parts {
+                self.write_wrapped(pos, part, cap);
+                pos += part.len() as u64;
+            }
         }
         let new_tail = tail + rec;
         self.a64(INTENT_TAIL).store(new_tail, Ordering::Release);
@@ -444,6 +460,82 @@ impl Ring {
         at(hook, Stage::PutPublished);
         self.a64(PUT_COUNT).store(count + 1, Ordering::Release);
         Ok(true)
+    }
+
+    /// Puts one record made of `parts` laid end to end, waiting only for
+    /// the producers' lock (the pipe's rings are unbounded).
+    pub(crate) fn put_parts(&self, parts: &[&[u8]]) -> Result<(), Fail> {
+        self.put_built(|_| Ok(((), Vec::new())), parts, |()| Ok(()))
+    }
+
+    /// Under the producers' lock: runs `before` (which may read and change
+    /// the [`USER`] words, e.g. to number the record) and puts the record
+    /// made of `parts` followed by the bytes `before` gave; then runs
+    /// `after` with the value `before` gave, still holding the lock (the
+    /// pipe sends what goes with the record on its socket there, so that
+    /// the socket's order is the ring's). An error from `before` puts
+    /// nothing.
+    pub(crate) fn put_built<V>(
+        &self,
+        before: impl FnOnce(&Self) -> Result<(V, Vec<u8>), Error>,
+        parts: &[&[u8]],
+        after: impl FnOnce(V) -> Result<(), Error>,
+    ) -> Result<(), Fail> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total > MAX_MESSAGE {
+            return Err(Fail::Error(Error::new(
+                ErrorKind::MessageTooLarge,
+                format!(
+                    "a message of {total} bytes is larger than a ring holds ({MAX_MESSAGE} bytes)"
+                ),
+            )));
+        }
+        let lock = self.a32(PUT_LOCK);
+        let Some(acquired) = lockword::lock(lock, None) else {
+            return Err(Fail::Timeout);
+        };
+        if acquired.owner_died {
+            self.repair_put();
+        }
+        let result = before(self).map_err(Fail::Error).and_then(|(v, extra)| {
+            let published = if extra.is_empty() {
+                self.put_locked_parts(parts, Wait::Until(None), None)?
+            } else {
+                let mut all = parts.to_vec();
+                all.push(&extra);
+                self.put_locked_parts(&all, Wait::Until(None), None)?
+            };
+            if published {
+                after(v).map_err(Fail::Error)
+            } else {
+                Err(Fail::WouldBlock)
+            }
+        });
+        lockword::unlock(lock);
+        self.notify(DATA_SEQ, DATA_SLEEPERS);
+        result
+    }
+
+    /// Bytes of records in the ring now (a snapshot).
+    pub(crate) fn bytes_used(&self) -> u64 {
+        let head = self.a64(HEAD).load(Ordering::Acquire);
+        self.a64(TAIL).load(Ordering::Acquire).saturating_sub(head)
+    }
+
+    /// The 32-bit word at `USER + off`.
+    pub(crate) fn user_u32(&self, off: usize) -> &AtomicU32 {
+        self.a32(USER + off)
+    }
+
+    /// The 64-bit word at `USER + off`.
+    pub(crate) fn user_u64(&self, off: usize) -> &AtomicU64 {
+        self.a64(USER + off)
+    }
+
+    /// Whether a process holds the producers' lock and is alive: its puts
+    /// may still be under way.
+    pub(crate) fn producer_busy(&self) -> bool {
+        lockword::holder(self.a32(PUT_LOCK)).is_some_and(|pid| !crate::sys::process::is_dead(pid))
     }
 
     /// Finishes what a producer that died holding the lock left: if its
@@ -518,7 +610,7 @@ impl Ring {
     // ---- get ----
 
     /// Takes one message into `out` (grown as needed); returns its length.
-    pub(super) fn get(&self, out: &mut Vec<u8>, wait: Wait) -> Result<usize, Fail> {
+    pub(crate) fn get(&self, out: &mut Vec<u8>, wait: Wait) -> Result<usize, Fail> {
         self.get_hooked(out, wait, None)
     }
 
@@ -845,7 +937,7 @@ pub(crate) fn fuzz(data: &[u8]) {
 /// A store-load fence for code that has just executed an atomic
 /// read-modify-write; see [`Ring::notify`].
 #[inline(always)]
-fn fence_after_rmw() {
+pub(crate) fn fence_after_rmw() {
     #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
     std::sync::atomic::compiler_fence(Ordering::SeqCst);
     #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
@@ -879,6 +971,7 @@ mod tests {
         assert_eq!([DATA_SEQ, DATA_SLEEPERS], [384, 388]);
         assert_eq!([SPACE_SEQ, SPACE_SLEEPERS], [512, 516]);
         assert_eq!([DONE_COUNT, JOIN_SEQ, JOIN_SLEEPERS], [640, 648, 652]);
+        assert_eq!(USER, 768);
         assert_eq!(RING, 4096);
         assert_eq!(REGION_LEN, 4096 + (16 << 30));
         assert!(MIN_CAP.is_power_of_two() && MAX_CAP.is_power_of_two());

@@ -116,11 +116,27 @@ pub(crate) fn recv(
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
 ) -> io::Result<Received> {
+    recv_with(sock, buf, fds, true)
+}
+
+/// [`recv`], not blocking when `wait` is false (`MSG_DONTWAIT`, whatever
+/// the socket's mode): [`Received::WouldBlock`] when nothing is there.
+pub(crate) fn recv_with(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    wait: bool,
+) -> io::Result<Received> {
+    let flags = if wait {
+        RecvFlags::CMSG_CLOEXEC
+    } else {
+        RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT
+    };
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     loop {
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let mut iov = [IoSliceMut::new(buf)];
-        match rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
+        match rustix::net::recvmsg(sock, &mut iov, &mut control, flags) {
             Ok(msg) => {
                 for message in control.drain() {
                     if let RecvAncillaryMessage::ScmRights(received) = message {
@@ -173,6 +189,38 @@ pub(crate) fn send_bytes(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Sends `buf` if the socket has room now, without blocking
+/// (`MSG_DONTWAIT`, no SIGPIPE): `Ok(false)` if it has none. A peer that is
+/// gone gives `BrokenPipe`.
+pub(crate) fn send_nowait(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<bool> {
+    loop {
+        match rustix::net::send(sock, buf, SendFlags::NOSIGNAL | SendFlags::DONTWAIT) {
+            Ok(_) => return Ok(true),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Whether the peer of a connected socket is gone (`POLLHUP` or `POLLERR`
+/// now; one `poll(2)` that does not wait).
+pub(crate) fn hung_up(sock: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut polls = [PollFd::new(&sock, PollFlags::empty())];
+    let zero = Timespec::try_from(Duration::ZERO).unwrap_or_default();
+    loop {
+        match rustix::event::poll(&mut polls, Some(&zero)) {
+            Ok(_) => {
+                return Ok(polls[0]
+                    .revents()
+                    .intersects(PollFlags::HUP | PollFlags::ERR));
+            }
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Sends one whole packet with descriptors on a sequenced-packet socket.

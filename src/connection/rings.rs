@@ -1,0 +1,518 @@
+//! The shared-memory transport of [`pipe`](super::pipe) and
+//! [`pipe_oneway`](super::pipe_oneway): one byte ring per direction
+//! ([`crate::queue::ring`], the queues' ring), and the Unix socket pair as
+//! doorbell, end-of-file detector and carrier of descriptors and of large
+//! messages.
+//!
+//! - **Send** (small, no descriptors): one record `[body][INLINE]` into the
+//!   ring (the producers' lock, a copy, one release store), then, only if
+//!   the reader's *sleeps* flag is set, clear it and write one doorbell
+//!   byte to the socket. No system call otherwise.
+//! - **Send** (with descriptors, larger than [`INLINE_MAX`], or with more
+//!   than [`RING_FULL`] bytes waiting in the ring): under the producers'
+//!   lock, number the message (`SOCK_SEQ`), put the record
+//!   `[seq][len][SOCKET]`, and, still holding the lock, write the frame
+//!   `[FRAME][seq][len][nfds][body]` to the socket with the descriptors
+//!   attached to its first bytes. So the socket carries frames in ring
+//!   order, and a slow reader blocks the writer there (backpressure).
+//! - **Receive**: take the next record; a `SOCKET` record is followed by
+//!   reading its frame from the socket (doorbell bytes between frames are
+//!   skipped). An empty ring: spin, then yield (as the queue does), then
+//!   drain the socket, set the *sleeps* flag, look at the ring once more,
+//!   and sleep in `poll(2)` on the socket. A peer that closes or dies
+//!   makes the socket hang up, so the reader wakes, takes what is left in
+//!   the ring, and then gets [`ErrorKind::Eof`].
+//! - **Writers notice a dead reader** when a doorbell or a frame fails, and
+//!   every [`HUP_EVERY`] sends by one `poll(2)` of the socket.
+//!
+//! The flag protocol is Dekker's: the writer publishes (release store,
+//! then the unlock's locked swap) and then loads the flag; the reader
+//! stores the flag (a locked swap) and then loads the ring's tail. One of
+//! the two sees the other.
+//!
+//! See `README.md` beside this file for the figures.
+
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{ReadState, eof_error};
+use crate::error::{Error, ErrorKind, Result};
+use crate::queue::ring::{self, Fail, Ring, Wait};
+use crate::sys;
+
+/// `USER` word (u32): the reader of this ring may be asleep in `poll`:
+/// ring the doorbell.
+const READER_SLEEPS: usize = 0;
+/// `USER` word (u64, its own line): socket frames numbered so far.
+const SOCK_SEQ: usize = 128;
+
+/// A record's last byte: the body is in the ring (before this byte).
+const INLINE: u8 = 0;
+/// A record's last byte: `[seq u64][len u64]` before it; the body is a
+/// frame on the socket.
+const SOCKET: u8 = 1;
+/// On the socket between frames: a doorbell byte.
+const DOORBELL: u8 = 0;
+/// On the socket: the first byte of a frame.
+const FRAME: u8 = 1;
+/// A frame's header: kind, seq, len, descriptor count.
+const FRAME_HEADER: usize = 1 + 8 + 8 + 1;
+
+/// Bodies up to this size go through the ring; larger ones through the
+/// socket (they would make the ring grow, and keep its memory).
+pub(crate) const INLINE_MAX: usize = 2 << 20;
+/// With this many bytes waiting in the ring, messages go through the
+/// socket, where a writer waits for a reader that does not read.
+const RING_FULL: u64 = 64 << 20;
+/// A writer polls the socket for a hang-up every this many ring sends.
+const HUP_EVERY: u32 = 256;
+
+/// How long an empty-handed reader spins, then yields, before it sleeps.
+const SPIN: Duration = Duration::from_micros(20);
+const YIELD: Duration = Duration::from_micros(100);
+/// How often a reader waiting for the rest of a frame checks that its
+/// writer is alive.
+const ALIVE_EVERY: Duration = Duration::from_millis(20);
+
+/// The rings of one end: the one it receives from and the one it sends
+/// into (`None` for the missing direction of a one-way pipe).
+#[derive(Clone, Debug)]
+pub(crate) struct Rings {
+    pub(crate) rx: Option<Ring>,
+    pub(crate) tx: Option<Ring>,
+}
+
+impl Rings {
+    /// The rings of a new pipe's two ends: `(a, b)`; one-way: `a` reads,
+    /// `b` writes.
+    pub(crate) fn pair(duplex: bool) -> Result<(Rings, Rings)> {
+        let ab = Ring::new(0)?;
+        if duplex {
+            let ba = Ring::new(0)?;
+            Ok((
+                Rings {
+                    rx: Some(ba.clone()),
+                    tx: Some(ab.clone()),
+                },
+                Rings {
+                    rx: Some(ab),
+                    tx: Some(ba),
+                },
+            ))
+        } else {
+            Ok((
+                Rings {
+                    rx: Some(ab.clone()),
+                    tx: None,
+                },
+                Rings {
+                    rx: None,
+                    tx: Some(ab),
+                },
+            ))
+        }
+    }
+}
+
+fn fail(f: Fail) -> Error {
+    match f {
+        Fail::Error(e) => e,
+        other => Error::new(
+            ErrorKind::Io,
+            format!("the pipe's ring refused a message: {other:?}"),
+        ),
+    }
+}
+
+fn send_error(e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => eof_error(),
+        _ => Error::io("could not send on the connection", e),
+    }
+}
+
+/// Sends one message whose body is `parts` laid end to end, with `fds`.
+pub(crate) fn send(
+    tx: &Ring,
+    sock: BorrowedFd<'_>,
+    parts: &[&[u8]],
+    fds: &[BorrowedFd<'_>],
+    sends: &AtomicU32,
+) -> Result<()> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if fds.is_empty() && len <= INLINE_MAX && parts.len() < 4 && tx.bytes_used() < RING_FULL {
+        let mut all: [&[u8]; 4] = [&[]; 4];
+        all[..parts.len()].copy_from_slice(parts);
+        all[parts.len()] = &[INLINE];
+        tx.put_parts(&all[..=parts.len()]).map_err(fail)?;
+        doorbell(tx, sock)?;
+        if sends.fetch_add(1, Ordering::Relaxed) % HUP_EVERY == HUP_EVERY - 1
+            && sys::socket::hung_up(sock).map_err(|e| Error::io("poll failed", e))?
+        {
+            return Err(eof_error());
+        }
+        return Ok(());
+    }
+    let nfds = u8::try_from(fds.len())
+        .map_err(|_| Error::new(ErrorKind::Encode, "too many descriptors in one message"))?;
+    tx.put_built(
+        |r| {
+            let seq = r.user_u64(SOCK_SEQ).fetch_add(1, Ordering::AcqRel) + 1;
+            let mut rec = Vec::with_capacity(17);
+            rec.extend_from_slice(&seq.to_le_bytes());
+            rec.extend_from_slice(&(len as u64).to_le_bytes());
+            rec.push(SOCKET);
+            Ok((seq, rec))
+        },
+        &[],
+        |seq| {
+            let mut h = [0u8; FRAME_HEADER];
+            h[0] = FRAME;
+            h[1..9].copy_from_slice(&seq.to_le_bytes());
+            h[9..17].copy_from_slice(&(len as u64).to_le_bytes());
+            h[17] = nfds;
+            let mut bufs: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+            bufs.push(&h);
+            bufs.extend_from_slice(parts);
+            sys::socket::send_all(sock, &bufs, fds).map_err(send_error)
+        },
+    )
+    .map_err(fail)?;
+    // The frame woke a sleeping reader; clear its flag all the same.
+    doorbell(tx, sock)
+}
+
+/// After publishing: rings the doorbell if the reader may sleep.
+fn doorbell(tx: &Ring, sock: BorrowedFd<'_>) -> Result<()> {
+    ring::fence_after_rmw();
+    let flag = tx.user_u32(READER_SLEEPS);
+    if flag.load(Ordering::Relaxed) != 0 && flag.swap(0, Ordering::SeqCst) != 0 {
+        // No room means unread bytes are there already: the reader wakes.
+        sys::socket::send_nowait(sock, &[DOORBELL]).map_err(send_error)?;
+    }
+    Ok(())
+}
+
+/// A message taken from the ring.
+pub(crate) enum Got {
+    /// The body is `st.scratch[..n]`, no descriptors.
+    Inline(usize),
+    /// The body and its descriptors.
+    Owned(Vec<u8>, Vec<OwnedFd>),
+}
+
+fn too_large(len: u64, max: u64) -> Error {
+    Error::new(
+        ErrorKind::MessageTooLarge,
+        format!("the message has {len} bytes, more than the {max} allowed"),
+    )
+}
+
+fn corrupt(st: &mut ReadState, what: &str) -> Error {
+    let why = format!("{what}; the connection cannot be used any more");
+    st.broken = Some(why.clone());
+    Error::new(ErrorKind::Protocol, why)
+}
+
+/// Takes the next message, waiting until `deadline` (`None`: as long as
+/// it takes) if there is none; `Ok(None)` if the deadline passed first.
+/// `fresh`: into a new vector (for the byte methods) rather than
+/// `st.scratch`. A message longer than `max` stays queued
+/// (`MessageTooLarge`), unless it travels on the socket: then the
+/// connection is broken, as a socket connection's would be.
+pub(crate) fn take(
+    rx: &Ring,
+    sock: BorrowedFd<'_>,
+    st: &mut ReadState,
+    max: u64,
+    fresh: bool,
+    deadline: Option<Instant>,
+) -> Result<Option<Got>> {
+    if let Some(why) = &st.broken {
+        return Err(Error::new(ErrorKind::Protocol, why.clone()));
+    }
+    if let Some((body, fds)) = st.pending.take() {
+        if body.len() as u64 > max {
+            let len = body.len() as u64;
+            st.pending = Some((body, fds));
+            return Err(too_large(len, max));
+        }
+        return Ok(Some(Got::Owned(body, fds)));
+    }
+    loop {
+        let mut fresh_buf = Vec::new();
+        let got = if fresh {
+            rx.get(&mut fresh_buf, Wait::No)
+        } else {
+            rx.get(&mut st.scratch, Wait::No)
+        };
+        match got {
+            Ok(n) => {
+                let rec = if fresh {
+                    &fresh_buf[..n]
+                } else {
+                    &st.scratch[..n]
+                };
+                match rec.last().copied() {
+                    Some(INLINE) => {
+                        let len = n - 1;
+                        if len as u64 > max {
+                            let body = rec[..len].to_vec();
+                            st.pending = Some((body, Vec::new()));
+                            return Err(too_large(len as u64, max));
+                        }
+                        if fresh {
+                            fresh_buf.truncate(len);
+                            return Ok(Some(Got::Owned(fresh_buf, Vec::new())));
+                        }
+                        return Ok(Some(Got::Inline(len)));
+                    }
+                    Some(SOCKET) if n == 17 => {
+                        let seq = u64::from_le_bytes(rec[..8].try_into().expect("8 bytes"));
+                        let len = u64::from_le_bytes(rec[8..16].try_into().expect("8 bytes"));
+                        if len > max {
+                            let err = too_large(len, max);
+                            corrupt(st, &err.to_string());
+                            return Err(err);
+                        }
+                        let (body, fds) = read_frame(rx, sock, st, seq, len)?;
+                        return Ok(Some(Got::Owned(body, fds)));
+                    }
+                    _ => {
+                        return Err(Error::new(
+                            ErrorKind::Protocol,
+                            format!("a record of {n} bytes in the pipe's ring is not a message"),
+                        ));
+                    }
+                }
+            }
+            Err(Fail::WouldBlock) => {}
+            Err(f) => return Err(fail(f)),
+        }
+        if st.eof {
+            return Err(eof_error());
+        }
+        if !wait(rx, sock, st, deadline)? {
+            return Ok(None);
+        }
+    }
+}
+
+/// Whether a message (or end of file) is there now; if not, asks the
+/// writer to ring the doorbell (sets the flag) before the caller polls
+/// the socket. Drains the socket first, so that a stale doorbell does not
+/// make a poll return at once.
+pub(crate) fn ready_or_arm(rx: &Ring, sock: BorrowedFd<'_>, st: &mut ReadState) -> Result<bool> {
+    if st.pending.is_some() || st.broken.is_some() || !rx.is_empty() || st.eof {
+        return Ok(true);
+    }
+    drain(sock, st)?;
+    if st.eof {
+        return Ok(true);
+    }
+    rx.user_u32(READER_SLEEPS).swap(1, Ordering::SeqCst);
+    Ok(!rx.is_empty())
+}
+
+/// Waits until the ring may hold a message or the peer hung up
+/// (`st.eof`); `false` if `deadline` passed first.
+pub(crate) fn wait(
+    rx: &Ring,
+    sock: BorrowedFd<'_>,
+    st: &mut ReadState,
+    deadline: Option<Instant>,
+) -> Result<bool> {
+    let expired = || deadline.is_some_and(|d| Instant::now() >= d);
+    if !expired() {
+        let start = Instant::now();
+        let mut spins = 0u32;
+        loop {
+            if !rx.is_empty() {
+                return Ok(true);
+            }
+            spins += 1;
+            if spins.is_multiple_of(64) {
+                let waited = start.elapsed();
+                if waited >= SPIN + YIELD || expired() {
+                    break;
+                }
+                if waited >= SPIN {
+                    std::thread::yield_now();
+                }
+            }
+            std::hint::spin_loop();
+        }
+    }
+    let flag = rx.user_u32(READER_SLEEPS);
+    loop {
+        if ready_or_arm(rx, sock, st)? {
+            flag.store(0, Ordering::Relaxed);
+            return Ok(true);
+        }
+        if expired() {
+            return Ok(false);
+        }
+        // A peer that closes or dies makes the socket readable (hang-up):
+        // this sleep never outlasts the peer.
+        let ready = sys::socket::wait_readable(&[sock], deadline)
+            .map_err(|e| Error::io("poll failed", e))?[0];
+        if !ready {
+            return Ok(!rx.is_empty());
+        }
+    }
+}
+
+/// Skips doorbell bytes at the front of the buffer (a frame boundary).
+fn skip_doorbells(st: &mut ReadState) {
+    while st.start < st.end && st.buf[st.start] == DOORBELL {
+        st.start += 1;
+    }
+    if st.start == st.end {
+        st.start = 0;
+        st.end = 0;
+    }
+}
+
+/// One `recvmsg` into the buffer; `false` if nothing was there.
+fn recv_once(sock: BorrowedFd<'_>, st: &mut ReadState, wait: bool) -> Result<bool> {
+    if st.eof {
+        return Ok(false);
+    }
+    if st.start > 0 && st.start == st.end {
+        st.start = 0;
+        st.end = 0;
+    } else if st.start > super::CHUNK && st.start * 2 > st.end {
+        st.buf.copy_within(st.start..st.end, 0);
+        st.end -= st.start;
+        st.start = 0;
+    }
+    if st.buf.len() < st.end + super::CHUNK {
+        st.buf.resize(st.end + super::CHUNK, 0);
+    }
+    let mut fds = Vec::new();
+    let end = st.end;
+    let got = sys::socket::recv_with(sock, &mut st.buf[end..], &mut fds, wait);
+    st.fds.extend(fds);
+    match got {
+        Ok(sys::socket::Received::Bytes(n)) => {
+            st.end += n;
+            Ok(true)
+        }
+        Ok(sys::socket::Received::Eof) => {
+            st.eof = true;
+            Ok(false)
+        }
+        Ok(sys::socket::Received::WouldBlock) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            st.eof = true;
+            Ok(false)
+        }
+        Err(e) => Err(Error::io("could not receive on the connection", e)),
+    }
+}
+
+/// Reads what the socket holds now, without blocking: doorbells are
+/// dropped, frame bytes kept; a hang-up sets `st.eof`.
+fn drain(sock: BorrowedFd<'_>, st: &mut ReadState) -> Result<()> {
+    for _ in 0..4 {
+        skip_doorbells(st);
+        if st.end - st.start > super::CHUNK || !recv_once(sock, st, false)? {
+            break;
+        }
+    }
+    skip_doorbells(st);
+    Ok(())
+}
+
+/// Waits until the socket is readable, checking every [`ALIVE_EVERY`]
+/// that a writer is still at work: if none is (the producers' lock is
+/// free, or its holder died) and nothing is there, the frame will never
+/// come.
+fn wait_socket(rx: &Ring, sock: BorrowedFd<'_>) -> Result<()> {
+    loop {
+        let ready = sys::socket::wait_readable(&[sock], Some(Instant::now() + ALIVE_EVERY))
+            .map_err(|e| Error::io("poll failed", e))?[0];
+        if ready {
+            return Ok(());
+        }
+        if !rx.producer_busy() {
+            // Everything a writer that let go of the lock sent is there.
+            let ready = sys::socket::wait_readable(&[sock], Some(Instant::now()))
+                .map_err(|e| Error::io("poll failed", e))?[0];
+            if ready {
+                return Ok(());
+            }
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                "the sender of a message died before finishing it",
+            ));
+        }
+    }
+}
+
+/// Reads the frame that goes with record `seq` from the socket.
+fn read_frame(
+    rx: &Ring,
+    sock: BorrowedFd<'_>,
+    st: &mut ReadState,
+    seq: u64,
+    len: u64,
+) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
+    loop {
+        skip_doorbells(st);
+        if st.end - st.start >= FRAME_HEADER {
+            break;
+        }
+        if st.eof {
+            return Err(eof_error());
+        }
+        if let Err(e) = wait_socket(rx, sock) {
+            return Err(corrupt(st, &e.to_string()));
+        }
+        recv_once(sock, st, false)?;
+    }
+    let h = &st.buf[st.start..st.start + FRAME_HEADER];
+    let fseq = u64::from_le_bytes(h[1..9].try_into().expect("8 bytes"));
+    let flen = u64::from_le_bytes(h[9..17].try_into().expect("8 bytes"));
+    let nfds = h[17] as usize;
+    if h[0] != FRAME || fseq != seq || flen != len {
+        return Err(corrupt(
+            st,
+            &format!(
+                "the socket holds frame {fseq} of {flen} bytes where the ring says {seq} of {len}"
+            ),
+        ));
+    }
+    st.start += FRAME_HEADER;
+    let nfds = nfds.min(st.fds.len());
+    let fds: Vec<OwnedFd> = st.fds.drain(..nfds).collect();
+    let len = usize::try_from(len).map_err(|_| corrupt(st, "a frame too large for memory"))?;
+    let buffered = (st.end - st.start).min(len);
+    let mut body = Vec::with_capacity(len.min(64 << 20));
+    body.extend_from_slice(&st.buf[st.start..st.start + buffered]);
+    st.start += buffered;
+    while body.len() < len {
+        if let Err(e) = wait_socket(rx, sock) {
+            return Err(corrupt(st, &e.to_string()));
+        }
+        let limit = len.min(body.len() + (64 << 20));
+        match sys::socket::read_into(sock, &mut body, limit) {
+            Ok(0) => {
+                st.eof = true;
+                st.broken = Some("the connection closed in the middle of a message".into());
+                return Err(eof_error());
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                st.eof = true;
+                st.broken = Some("the connection closed in the middle of a message".into());
+                return Err(eof_error());
+            }
+            Err(e) => {
+                return Err(corrupt(st, &format!("a read failed in a message: {e}")));
+            }
+        }
+    }
+    Ok((body, fds))
+}
