@@ -1,0 +1,368 @@
+//! Pipes through shared memory, under every start method: a writer
+//! SIGKILLed in a tight send loop, end of file while the reader spins and
+//! while it sleeps, `wait` woken by a ring message, a pipe end sent
+//! through a pipe, and many small messages both ways at once.
+//!
+//! This file has its own `main` (`harness = false`), because the fork
+//! start method needs a single-threaded process. `main` is a supervisor:
+//! it runs this same binary once per test and start method
+//! (`pipe run fork duplex_exact_counts`), each with its own watchdog that
+//! kills it (and so its children) if it hangs, and each checks that it
+//! leaves no child behind.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use multiproc::connection::{self, Connection};
+use multiproc::{ErrorKind, Process, Signal, StartMethod};
+
+/// How long one test may run before the supervisor kills it.
+const WATCHDOG: Duration = Duration::from_secs(90);
+
+type Test = fn(StartMethod);
+
+/// Every test, and whether it runs under each start method (`true`) or
+/// once (under the default, forkserver).
+const TESTS: &[(&str, Test, bool)] = &[
+    (
+        "writer_killed_in_a_send_loop_gives_whole_messages_then_eof",
+        writer_killed,
+        true,
+    ),
+    ("eof_while_the_reader_spins", eof_while_spinning, true),
+    ("eof_while_the_reader_sleeps", eof_while_sleeping, true),
+    ("wait_wakes_for_a_ring_message", wait_wakes, true),
+    ("a_pipe_end_travels_through_a_pipe", end_through_pipe, true),
+    ("duplex_exact_counts", duplex_exact_counts, true),
+];
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    multiproc::init();
+    match args.get(1).map(String::as_str) {
+        Some("run") => run_one(args[2].parse().expect("a start method"), &args[3]),
+        _ if args.iter().any(|a| a == "--list") => {
+            if !args.iter().any(|a| a == "--ignored") {
+                println!("all_pipe_tests: test");
+            }
+        }
+        _ => supervise(),
+    }
+}
+
+fn supervise() {
+    let exe = std::env::current_exe().expect("own path");
+    let (mut passed, mut failed) = (0, 0);
+    for (name, _, every_method) in TESTS {
+        let methods: &[&str] = if *every_method {
+            &["fork", "spawn", "forkserver"]
+        } else {
+            &["forkserver"]
+        };
+        for method in methods {
+            let mut child = Command::new(&exe)
+                .args(["run", method, name])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start a test");
+            let mut out = child.stdout.take().expect("piped");
+            let reader = std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = out.read_to_string(&mut text);
+                text
+            });
+            let deadline = Instant::now() + WATCHDOG;
+            let status = loop {
+                if let Some(status) = child.try_wait().expect("wait") {
+                    break Some(status);
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            print!("{}", reader.join().expect("reader"));
+            match status {
+                Some(s) if s.success() => {
+                    println!("test {method}::{name} ... ok");
+                    passed += 1;
+                }
+                Some(s) => {
+                    println!("test {method}::{name} ... FAILED ({s})");
+                    failed += 1;
+                }
+                None => {
+                    println!("test {method}::{name} ... FAILED (watchdog: hung for {WATCHDOG:?})");
+                    failed += 1;
+                }
+            }
+            let _ = std::io::stdout().flush();
+        }
+    }
+    println!("\npipe: {passed} passed, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
+
+fn run_one(method: StartMethod, name: &str) {
+    multiproc::set_start_method(method).expect("fresh process");
+    let (_, test, _) = TESTS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .expect("a test name");
+    test(method);
+    let leftover = multiproc::active_children();
+    assert!(leftover.is_empty(), "children left running: {leftover:?}");
+}
+
+/// Waits until thread `tid` of this process is asleep in the kernel (state
+/// `S`): a receiver past its spinning, in `poll`.
+fn until_asleep(tid: &str) {
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
+            .expect("the thread's stat");
+        let state = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .next();
+        if state == Some("S") {
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// This thread's id, for [`until_asleep`].
+fn my_tid() -> String {
+    let link = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+    link.file_name()
+        .expect("a tid")
+        .to_string_lossy()
+        .into_owned()
+}
+
+// ---- a writer killed in a tight send loop ---------------------------------
+
+/// Message `seq`: its number, and a body whose size and bytes follow from
+/// it; every 300th is larger than the ring takes inline (it travels on the
+/// socket), so some kills land in the middle of one.
+fn body(seq: u64) -> Vec<u8> {
+    let len = if seq % 300 == 299 {
+        3 << 20
+    } else {
+        (seq % 200) as usize
+    };
+    vec![seq as u8; len]
+}
+
+fn send_forever(conn: Connection<(u64, Vec<u8>)>) {
+    let mut seq = 0;
+    loop {
+        conn.send(&(seq, body(seq))).unwrap();
+        seq += 1;
+    }
+}
+
+fn writer_killed(_: StartMethod) {
+    for round in 0..6u64 {
+        let (ours, theirs) = connection::pipe::<(u64, Vec<u8>)>().unwrap();
+        let child = Process::new(send_forever, theirs).start().unwrap();
+        // Kill it at some moment of its loop (a different one each round).
+        let wanted = 1 + round * 97;
+        let mut next = 0u64;
+        while next < wanted {
+            let (seq, b) = ours.recv().unwrap();
+            assert_eq!((seq, b), (next, body(next)));
+            next += 1;
+        }
+        child.kill().unwrap();
+        assert_eq!(child.join().unwrap_err().signal(), Some(Signal::KILL));
+        // Everything it sent is whole and in order; then end of file.
+        let err = loop {
+            match ours.recv() {
+                Ok((seq, b)) => {
+                    assert_eq!(seq, next, "round {round}");
+                    assert!(b == body(seq), "message {seq} is torn");
+                    next += 1;
+                }
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), ErrorKind::Eof, "round {round}: {err}");
+        assert_eq!(ours.recv().unwrap_err().kind(), ErrorKind::Eof);
+    }
+}
+
+// ---- end of file -----------------------------------------------------------
+
+fn wait_then_leave(conn: Connection<u8>) {
+    let _ = conn.recv();
+}
+
+/// The child leaves right after it is told to, while the parent is in
+/// `recv`: mostly while it still spins.
+fn eof_while_spinning(_: StartMethod) {
+    for _ in 0..20 {
+        let (ours, theirs) = connection::pipe::<u8>().unwrap();
+        let child = Process::new(wait_then_leave, theirs).start().unwrap();
+        ours.send(&1).unwrap();
+        assert_eq!(ours.recv().unwrap_err().kind(), ErrorKind::Eof);
+        child.join().unwrap();
+    }
+}
+
+fn park_forever(conn: Connection<u8>) {
+    conn.send(&7).unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+/// The reader is asleep in `poll` when its peer dies (SIGKILL) or closes.
+fn eof_while_sleeping(method: StartMethod) {
+    let (ours, theirs) = connection::pipe::<u8>().unwrap();
+    let child = Process::new(park_forever, theirs).start().unwrap();
+    assert_eq!(ours.recv().unwrap(), 7);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        tx.send(my_tid()).unwrap();
+        ours.recv()
+    });
+    until_asleep(&rx.recv().unwrap());
+    child.kill().unwrap();
+    let err = reader.join().unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Eof, "{method:?}: {err}");
+    assert_eq!(child.join().unwrap_err().signal(), Some(Signal::KILL));
+    // And a clean close, in one process.
+    let (a, b) = connection::pipe::<u8>().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        tx.send(my_tid()).unwrap();
+        (b.recv(), b.recv())
+    });
+    until_asleep(&rx.recv().unwrap());
+    a.send(&3).unwrap();
+    drop(a);
+    let (first, second) = reader.join().unwrap();
+    assert_eq!(first.unwrap(), 3);
+    assert_eq!(second.unwrap_err().kind(), ErrorKind::Eof);
+}
+
+// ---- wait ------------------------------------------------------------------
+
+/// Answers `n + 1` to each `n` until `u32::MAX` (not end of file: under
+/// fork the child holds a copy of the parent's end too).
+fn answer_each(conn: Connection<u32>) {
+    loop {
+        let n = conn.recv().unwrap();
+        if n == u32::MAX {
+            return;
+        }
+        conn.send(&(n + 1)).unwrap();
+    }
+}
+
+fn wait_wakes(_: StartMethod) {
+    let (ours, theirs) = connection::pipe::<u32>().unwrap();
+    let (idle, _idle_other) = connection::pipe::<u32>().unwrap();
+    let child = Process::new(answer_each, theirs).start().unwrap();
+    for n in 0..200u32 {
+        ours.send(&n).unwrap();
+        // Whether the answer is there before wait or comes while it sleeps.
+        let ready = connection::wait(&[&idle, &ours, &child], None).unwrap();
+        assert_eq!(ready, vec![1], "round {n}");
+        assert_eq!(ours.recv().unwrap(), n + 1);
+        // A stale doorbell does not make wait report a message.
+        assert!(
+            connection::wait(&[&ours], Some(Duration::ZERO))
+                .unwrap()
+                .is_empty()
+        );
+    }
+    // wait asleep in poll, woken by a message into the ring.
+    let (a, b) = connection::pipe::<u32>().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        tx.send(my_tid()).unwrap();
+        let ready = connection::wait(&[&b], None).unwrap();
+        (ready, b.recv().unwrap())
+    });
+    until_asleep(&rx.recv().unwrap());
+    a.send(&42).unwrap();
+    assert_eq!(waiter.join().unwrap(), (vec![0], 42));
+    ours.send(&u32::MAX).unwrap();
+    child.join().unwrap();
+}
+
+// ---- a pipe end in a message -------------------------------------------------
+
+fn use_the_end(carrier: Connection<Connection<u64>>) -> u64 {
+    let end = carrier.recv().unwrap();
+    let mut sum = 0;
+    while let Ok(n) = end.recv() {
+        sum += n;
+        end.send(&(n * 2)).unwrap();
+    }
+    sum
+}
+
+fn end_through_pipe(_: StartMethod) {
+    let (carrier, carrier_child) = connection::pipe::<Connection<u64>>().unwrap();
+    let child = Process::new(use_the_end, carrier_child).start().unwrap();
+    let (ours, theirs) = connection::pipe::<u64>().unwrap();
+    // Some messages wait in the ring before the end travels.
+    for n in 1..=10 {
+        ours.send(&n).unwrap();
+    }
+    carrier.send(&theirs).unwrap();
+    drop(theirs);
+    for n in 1..=10 {
+        assert_eq!(ours.recv().unwrap(), n * 2);
+    }
+    for n in 11..=1000 {
+        ours.send(&n).unwrap();
+        assert_eq!(ours.recv().unwrap(), n * 2);
+    }
+    drop(ours);
+    assert_eq!(child.join().unwrap(), 1000 * 1001 / 2);
+}
+
+// ---- both ways at once -------------------------------------------------------
+
+const DUPLEX_N: u64 = 200_000;
+
+/// Sends `0..n` on one thread while receiving `0..n` on another; returns
+/// how many arrived in order.
+fn both_ways(conn: &Connection<u64>, n: u64) -> u64 {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..n {
+                conn.send(&i).unwrap();
+            }
+        });
+        let mut got = 0;
+        for i in 0..n {
+            assert_eq!(conn.recv().unwrap(), i);
+            got += 1;
+        }
+        got
+    })
+}
+
+fn duplex_child(conn: Connection<u64>) -> u64 {
+    both_ways(&conn, DUPLEX_N)
+}
+
+fn duplex_exact_counts(_: StartMethod) {
+    let (ours, theirs) = connection::pipe::<u64>().unwrap();
+    let child = Process::new(duplex_child, theirs).start().unwrap();
+    assert_eq!(both_ways(&ours, DUPLEX_N), DUPLEX_N);
+    assert_eq!(child.join().unwrap(), DUPLEX_N);
+    assert_eq!(ours.recv().unwrap_err().kind(), ErrorKind::Eof);
+}
