@@ -35,6 +35,11 @@ const TESTS: &[(&str, Test, bool)] = &[
     ("wait_wakes_for_a_ring_message", wait_wakes, true),
     ("a_pipe_end_travels_through_a_pipe", end_through_pipe, true),
     ("duplex_exact_counts", duplex_exact_counts, true),
+    (
+        "a_writer_far_ahead_waits_and_sees_a_dead_reader",
+        backpressure,
+        true,
+    ),
 ];
 
 fn main() {
@@ -365,4 +370,53 @@ fn duplex_exact_counts(_: StartMethod) {
     assert_eq!(both_ways(&ours, DUPLEX_N), DUPLEX_N);
     assert_eq!(child.join().unwrap(), DUPLEX_N);
     assert_eq!(ours.recv().unwrap_err().kind(), ErrorKind::Eof);
+}
+
+// ---- backpressure --------------------------------------------------------------
+
+fn park_reading_nothing(conn: Connection<Vec<u8>>) {
+    conn.send_bytes(b"ready").unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+/// A writer that runs far ahead of its reader waits (the ring stays
+/// small), gets everything through once the reader reads, and gets `Eof`
+/// instead of waiting forever when the reader dies.
+fn backpressure(method: StartMethod) {
+    const MSG: usize = 1 << 20;
+    const N: usize = 40; // far more than the ring holds unread
+    let (a, b) = connection::pipe::<Vec<u8>>().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer = std::thread::spawn(move || {
+        tx.send(my_tid()).unwrap();
+        for i in 0..N {
+            a.send_bytes(&vec![i as u8; MSG]).unwrap();
+        }
+    });
+    until_asleep(&rx.recv().unwrap());
+    for i in 0..N {
+        let got = b.recv_bytes().unwrap();
+        assert!(got.len() == MSG && got.iter().all(|&x| x == i as u8), "{i}");
+    }
+    writer.join().unwrap();
+
+    let (ours, theirs) = connection::pipe::<Vec<u8>>().unwrap();
+    let child = Process::new(park_reading_nothing, theirs).start().unwrap();
+    assert_eq!(ours.recv_bytes().unwrap(), b"ready");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer = std::thread::spawn(move || {
+        tx.send(my_tid()).unwrap();
+        loop {
+            if let Err(e) = ours.send_bytes(&vec![1u8; MSG]) {
+                return e;
+            }
+        }
+    });
+    until_asleep(&rx.recv().unwrap());
+    child.kill().unwrap();
+    let err = writer.join().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Eof, "{method:?}: {err}");
+    assert_eq!(child.join().unwrap_err().signal(), Some(Signal::KILL));
 }

@@ -8,13 +8,15 @@
 //!   ring (the producers' lock, a copy, one release store), then, only if
 //!   the reader's *sleeps* flag is set, clear it and write one doorbell
 //!   byte to the socket. No system call otherwise.
-//! - **Send** (with descriptors, larger than [`INLINE_MAX`], or with more
-//!   than [`RING_FULL`] bytes waiting in the ring): under the producers'
-//!   lock, number the message (`SOCK_SEQ`), put the record
+//!   With [`RING_FULL`] bytes unread in the ring, the writer first waits
+//!   for the reader to take some (the ring's futex; a hang-up of the
+//!   socket, checked every 20 ms, ends the wait with `Eof`).
+//! - **Send** (with descriptors, or larger than [`INLINE_MAX`]): under the
+//!   producers' lock, number the message (`SOCK_SEQ`), put the record
 //!   `[seq][len][SOCKET]`, and, still holding the lock, write the frame
 //!   `[FRAME][seq][len][nfds][body]` to the socket with the descriptors
 //!   attached to its first bytes. So the socket carries frames in ring
-//!   order, and a slow reader blocks the writer there (backpressure).
+//!   order.
 //! - **Receive**: take the next record; a `SOCKET` record is followed by
 //!   reading its frame from the socket (doorbell bytes between frames are
 //!   skipped). An empty ring: spin, then yield (as the queue does), then
@@ -62,9 +64,12 @@ const FRAME_HEADER: usize = 1 + 8 + 8 + 1;
 /// Bodies up to this size go through the ring; larger ones through the
 /// socket (they would make the ring grow, and keep its memory).
 pub(crate) const INLINE_MAX: usize = 2 << 20;
-/// With this many bytes waiting in the ring, messages go through the
-/// socket, where a writer waits for a reader that does not read.
-const RING_FULL: u64 = 64 << 20;
+/// With this many bytes waiting in the ring, a writer waits until the
+/// reader has taken some (backpressure, as a socket's buffer gives; it
+/// also keeps the ring small enough that its pages stay warm).
+const RING_FULL: u64 = 8 << 20;
+/// How often a writer waiting for room checks that the reader is alive.
+const ROOM_CHECK: Duration = Duration::from_millis(20);
 /// A writer polls the socket for a hang-up every this many ring sends.
 const HUP_EVERY: u32 = 256;
 
@@ -141,7 +146,13 @@ pub(crate) fn send(
     sends: &AtomicU32,
 ) -> Result<()> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
-    if fds.is_empty() && len <= INLINE_MAX && parts.len() < 4 && tx.bytes_used() < RING_FULL {
+    if fds.is_empty() && len <= INLINE_MAX && parts.len() < 4 {
+        while tx.bytes_used() >= RING_FULL {
+            if sys::socket::hung_up(sock).map_err(|e| Error::io("poll failed", e))? {
+                return Err(eof_error());
+            }
+            tx.wait_below(RING_FULL, Some(Instant::now() + ROOM_CHECK));
+        }
         let mut all: [&[u8]; 4] = [&[]; 4];
         all[..parts.len()].copy_from_slice(parts);
         all[parts.len()] = &[INLINE];
@@ -498,15 +509,15 @@ fn read_frame(
         }
         let limit = len.min(body.len() + (64 << 20));
         match sys::socket::read_into(sock, &mut body, limit) {
+            // The writer closed or died in the middle: the torn message
+            // is not delivered, and every later receive is `Eof` too.
             Ok(0) => {
                 st.eof = true;
-                st.broken = Some("the connection closed in the middle of a message".into());
                 return Err(eof_error());
             }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
                 st.eof = true;
-                st.broken = Some("the connection closed in the middle of a message".into());
                 return Err(eof_error());
             }
             Err(e) => {

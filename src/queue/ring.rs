@@ -516,6 +516,15 @@ impl Ring {
         result
     }
 
+    /// Waits until fewer than `bytes` bytes of records are in the ring, or
+    /// `deadline` passes (spurious returns allowed): spins, yields, then
+    /// sleeps until a get wakes it (the pipe's backpressure).
+    pub(crate) fn wait_below(&self, bytes: u64, deadline: Option<Instant>) {
+        self.sleep(SPACE_SEQ, SPACE_SLEEPERS, deadline, || {
+            self.bytes_used() < bytes
+        });
+    }
+
     /// Bytes of records in the ring now (a snapshot).
     pub(crate) fn bytes_used(&self) -> u64 {
         let head = self.a64(HEAD).load(Ordering::Acquire);
