@@ -451,3 +451,19 @@ fn thousands_of_mixed_size_messages_arrive_whole_and_in_order() {
     child.join().unwrap();
     assert_eq!(ours.recv_bytes().unwrap_err().kind(), ErrorKind::Eof);
 }
+
+#[test]
+fn bytes_written_to_a_pipes_raw_socket_are_an_error_not_a_hang() {
+    let _w = watchdog("raw socket");
+    let (a, b) = connection::pipe::<u32>().unwrap();
+    a.send(&1).unwrap();
+    let raw = a.fileno().try_clone_to_owned().unwrap();
+    std::fs::File::from(raw).write_all(&[0x55; 1000]).unwrap();
+    // What went through the ring is still delivered, then a clear error.
+    assert_eq!(b.recv().unwrap(), 1);
+    assert_eq!(b.recv().unwrap_err().kind(), ErrorKind::Protocol);
+    assert_eq!(b.try_recv().unwrap_err().kind(), ErrorKind::Protocol);
+    // Sending the other way still works.
+    b.send(&2).unwrap();
+    assert_eq!(a.recv().unwrap(), 2);
+}

@@ -304,6 +304,9 @@ pub(crate) fn take(
         if st.eof {
             return Err(eof_error());
         }
+        if let Some(why) = &st.broken {
+            return Err(Error::new(ErrorKind::Protocol, why.clone()));
+        }
         if !wait(rx, sock, st, deadline)? {
             return Ok(None);
         }
@@ -424,7 +427,8 @@ fn recv_once(sock: BorrowedFd<'_>, st: &mut ReadState, wait: bool) -> Result<boo
 }
 
 /// Reads what the socket holds now, without blocking: doorbells are
-/// dropped, frame bytes kept; a hang-up sets `st.eof`.
+/// dropped, frame bytes kept; a hang-up sets `st.eof`. Bytes that are
+/// neither (someone wrote to the raw socket) break the connection.
 fn drain(sock: BorrowedFd<'_>, st: &mut ReadState) -> Result<()> {
     for _ in 0..4 {
         skip_doorbells(st);
@@ -433,6 +437,12 @@ fn drain(sock: BorrowedFd<'_>, st: &mut ReadState) -> Result<()> {
         }
     }
     skip_doorbells(st);
+    if st.start < st.end && st.buf[st.start] != FRAME && st.broken.is_none() {
+        corrupt(
+            st,
+            "a byte on the pipe's socket is neither a doorbell nor a frame",
+        );
+    }
     Ok(())
 }
 
