@@ -123,6 +123,38 @@ pub(crate) struct PanicReport {
     pub(crate) location: Option<String>,
 }
 
+thread_local! {
+    static LAST_PANIC: std::cell::RefCell<Option<PanicReport>> = const { std::cell::RefCell::new(None) };
+}
+
+impl PanicReport {
+    /// What a panic hook sees, remembered for [`PanicReport::take`] on this
+    /// thread, and returned.
+    pub(crate) fn record(info: &std::panic::PanicHookInfo<'_>) -> PanicReport {
+        let report = PanicReport {
+            message: info.payload_as_str().unwrap_or("Box<dyn Any>").to_owned(),
+            location: info.location().map(|l| l.to_string()),
+        };
+        LAST_PANIC.with(|p| *p.borrow_mut() = Some(report.clone()));
+        report
+    }
+
+    /// The panic this thread's hook last recorded, or else what the payload
+    /// that `catch_unwind` returned says (without a location).
+    pub(crate) fn take(payload: &(dyn std::any::Any + Send)) -> PanicReport {
+        LAST_PANIC
+            .with(|p| p.borrow_mut().take())
+            .unwrap_or_else(|| PanicReport {
+                message: payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "Box<dyn Any>".into()),
+                location: None,
+            })
+    }
+}
+
 /// Shorthand for `Result<T, multiproc::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

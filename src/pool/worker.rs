@@ -26,7 +26,6 @@
 //! shares with the pool ([`SharedPage`]): if it dies, the pool knows which
 //! task it was running even if results were not written yet.
 
-use std::cell::RefCell;
 use std::os::fd::AsFd;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
@@ -164,33 +163,12 @@ pub(crate) struct WorkerArgs {
     pub(crate) timed: bool,
 }
 
-thread_local! {
-    static LAST_PANIC: RefCell<Option<PanicReport>> = const { RefCell::new(None) };
-}
-
 /// Records panics instead of printing them: a task's panic is reported to
 /// the pool as that task's error, as Python reports an exception.
 fn quiet_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        let report = PanicReport {
-            message: info.payload_as_str().unwrap_or("Box<dyn Any>").to_owned(),
-            location: info.location().map(|l| l.to_string()),
-        };
-        LAST_PANIC.with(|p| *p.borrow_mut() = Some(report));
+        PanicReport::record(info);
     }));
-}
-
-fn take_panic(payload: Box<dyn std::any::Any + Send>) -> PanicReport {
-    LAST_PANIC
-        .with(|p| p.borrow_mut().take())
-        .unwrap_or_else(|| PanicReport {
-            message: payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "Box<dyn Any>".into()),
-            location: None,
-        })
 }
 
 /// Appends a frame header; returns where its length goes.
@@ -316,7 +294,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn panicked(&mut self, payload: Box<dyn std::any::Any + Send>) {
-        let report = take_panic(payload);
+        let report = PanicReport::take(&*payload);
         let at = report
             .location
             .as_deref()

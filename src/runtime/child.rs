@@ -14,7 +14,6 @@
 //! The exit status does not travel on the socket: every child is a real
 //! child of the process that started it, which reaps it through a pidfd.
 
-use std::cell::RefCell;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
@@ -234,10 +233,6 @@ pub(crate) fn serve(sock: OwnedFd, parent: i32) -> ! {
     child_main(io, &boot.info, move |io| entry(io, args.body, args.fds))
 }
 
-thread_local! {
-    static LAST_PANIC: RefCell<Option<PanicReport>> = const { RefCell::new(None) };
-}
-
 /// The socket the panic hook reports on when panics abort.
 static ABORT_REPORT: OnceLock<OwnedFd> = OnceLock::new();
 
@@ -249,17 +244,13 @@ fn install_panic_hook(io: &ChildIo) {
     }
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let report = PanicReport {
-            message: info.payload_as_str().unwrap_or("Box<dyn Any>").to_owned(),
-            location: info.location().map(|l| l.to_string()),
-        };
+        let report = PanicReport::record(info);
         if let Some(fd) = ABORT_REPORT.get() {
             // The process is about to abort: this is the only chance.
             if let Ok(bytes) = postcard::to_allocvec(&report) {
                 let _ = wire::send(fd.as_fd(), PANIC, &bytes, &[]);
             }
         }
-        LAST_PANIC.with(|p| *p.borrow_mut() = Some(report));
         previous(info);
     }));
 }
@@ -282,17 +273,7 @@ pub(crate) fn child_main(
             1
         }
         Err(payload) => {
-            let report = LAST_PANIC
-                .with(|p| p.borrow_mut().take())
-                .unwrap_or_else(|| PanicReport {
-                    message: payload
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| payload.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "Box<dyn Any>".into()),
-                    location: None,
-                });
-            io.send_value(PANIC, &report);
+            io.send_value(PANIC, &PanicReport::take(&*payload));
             1
         }
     };

@@ -37,6 +37,7 @@ impl SharedPage {
     }
 
     /// Word `i` of the page (`i < 512`; panics otherwise).
+    #[inline]
     pub(crate) fn word(&self, i: usize) -> &AtomicU64 {
         assert!(i < SIZE / 8, "word index out of the page");
         self.map.atomic_u64(i * 8)

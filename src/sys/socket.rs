@@ -319,3 +319,12 @@ pub(crate) fn read_into(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, limit: usize) -> 
         }
     }
 }
+
+/// Asks for a send buffer of `bytes` on `sock` (`SO_SNDBUF`; the kernel
+/// caps it at `net.core.wmem_max`). A larger buffer lets a writer hand over
+/// a big message in fewer rounds of "fill, wait for the reader".
+pub(crate) fn set_send_buffer(sock: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
+    Ok(rustix::net::sockopt::set_socket_send_buffer_size(
+        sock, bytes,
+    )?)
+}

@@ -563,6 +563,57 @@ pub const SWEEPS: &[Sweep] = &[
         param: "bytes",
         chart: true,
     },
+    Sweep {
+        scenario: Scenario {
+            name: "queue_size",
+            variants: SIZES,
+            unit: "GB_per_s",
+            iters: queue::size_iters,
+            entries: &[
+                Entry::all(Impl::Multiproc, Runner::Native(queue::multiproc_sized)),
+                Entry::all(Impl::Python, Runner::Python("queue_bytes.py")),
+            ],
+            pending: None,
+        },
+        quick: QUICK_SIZES,
+        title: "Queue throughput vs message size (put in the parent, get in a child)",
+        param: "bytes",
+        chart: true,
+    },
+    Sweep {
+        scenario: Scenario {
+            name: "pool_workers",
+            variants: &["1", "2", "4", "8"],
+            unit: "us_per_task",
+            iters: pool::workers_iters,
+            entries: &[
+                Entry::all(Impl::Multiproc, Runner::Native(pool::workers)),
+                Entry::all(Impl::Python, Runner::Python("pool_workers.py")),
+            ],
+            pending: None,
+        },
+        quick: &["1", "8"],
+        title: "Pool per-task cost vs workers (map, chunksize 1, 2 cores)",
+        param: "workers",
+        chart: true,
+    },
+    Sweep {
+        scenario: Scenario {
+            name: "pool_argsize",
+            variants: SIZES,
+            unit: "us_per_task",
+            iters: pool::argsize_iters,
+            entries: &[
+                Entry::all(Impl::Multiproc, Runner::Native(pool::argsize)),
+                Entry::all(Impl::Python, Runner::Python("pool_argsize.py")),
+            ],
+            pending: None,
+        },
+        quick: QUICK_SIZES,
+        title: "Pool per-task cost vs argument size (map, chunksize 1, 2 workers)",
+        param: "bytes",
+        chart: true,
+    },
 ];
 
 /// Looks a sweep up by name.

@@ -235,3 +235,63 @@ pub fn map_chunk1_rayon(_: &str, iters: usize) -> Result<f64, String> {
         0.0,
     )
 }
+
+/// Items per run of the `pool_workers` sweep.
+pub fn workers_iters(_: &str, quick: bool) -> usize {
+    if quick { 2_000 } else { 20_000 }
+}
+
+/// The `pool_workers` sweep: `map` with chunksize 1 on a forkserver pool of
+/// `variant` workers (1, 2, 4, 8 on a 2-core machine); µs per task.
+pub fn workers(variant: &str, iters: usize) -> Result<f64, String> {
+    let n: usize = variant
+        .parse()
+        .map_err(|_| format!("{variant:?} is not a number of workers"))?;
+    let pool = Pool::builder().processes(n).build().map_err(err)?;
+    pool.map(square, 0..1_000u64).map_err(err)?;
+    per_item_us(iters, || {
+        let out = pool
+            .chunksize(1)
+            .map(square, 0..iters as u64)
+            .map_err(err)?;
+        assert_eq!(out.len(), iters);
+        Ok(())
+    })
+}
+
+/// Items per run of the `pool_argsize` sweep: about 64 MiB of arguments
+/// (quick: 8 MiB), between 8 and 20 000 (quick: 2 000) items.
+pub fn argsize_iters(variant: &str, quick: bool) -> usize {
+    let size: usize = variant.parse().unwrap_or(1 << 20);
+    let (bytes, most) = if quick {
+        (8 << 20, 2_000)
+    } else {
+        (64 << 20, 20_000)
+    };
+    (bytes / size.max(1)).clamp(8, most)
+}
+
+fn byte_len(b: serde_bytes::ByteBuf) -> u64 {
+    b.len() as u64
+}
+
+/// The `pool_argsize` sweep: `map` with chunksize 1 of a function taking a
+/// `variant`-byte argument and returning its length, on a forkserver pool
+/// of 2; µs per task.
+pub fn argsize(variant: &str, iters: usize) -> Result<f64, String> {
+    let size: usize = variant
+        .parse()
+        .map_err(|_| format!("{variant:?} is not a size in bytes"))?;
+    let pool = pool("forkserver")?;
+    let arg = serde_bytes::ByteBuf::from(vec![7u8; size]);
+    per_item_us(iters, || {
+        let out = pool
+            .chunksize(1)
+            .map(byte_len, (0..iters).map(|_| arg.clone()))
+            .map_err(err)?;
+        if out.len() != iters || out.iter().any(|&n| n != size as u64) {
+            return Err("wrong results".into());
+        }
+        Ok(())
+    })
+}

@@ -141,3 +141,54 @@ pub fn crossbeam_1mib(_variant: &str, iters: usize) -> Result<f64, String> {
     }
     Ok(n as f64 * MIB as f64 / secs / 1e9)
 }
+
+/// Messages per run of the `queue_size` sweep: about 256 MiB (quick:
+/// 32 MiB) of bodies, between 16 and 200 000 (quick: 20 000) messages.
+pub fn size_iters(variant: &str, quick: bool) -> usize {
+    let size: usize = variant.parse().unwrap_or(MIB);
+    let (bytes, most) = if quick {
+        (32 << 20, 20_000)
+    } else {
+        (256 << 20, 200_000)
+    };
+    (bytes / size.max(1)).clamp(16, most)
+}
+
+fn consume_sized(q: Queue<ByteBuf>, back: Queue<u64>, n: u64) {
+    back.put(0).unwrap();
+    let mut bytes = 0u64;
+    for _ in 0..n {
+        bytes += q.get().unwrap().len() as u64;
+    }
+    back.put(bytes).unwrap();
+}
+
+/// The `queue_size` sweep: `variant`-byte messages from the parent to a
+/// forkserver child through a `Queue`; GB per second of message bodies.
+pub fn multiproc_sized(variant: &str, iters: usize) -> Result<f64, String> {
+    let size: usize = variant
+        .parse()
+        .map_err(|_| format!("{variant:?} is not a size in bytes"))?;
+    let q = Queue::<ByteBuf>::new().map_err(err)?;
+    let back = Queue::<u64>::new().map_err(err)?;
+    let n = iters as u64;
+    let child = Process::new(consume_sized, (q.clone(), back.clone(), n))
+        .start()
+        .map_err(err)?;
+    let msg = ByteBuf::from(vec![7u8; size]);
+    back.get().map_err(err)?;
+    let t0 = Instant::now();
+    for _ in 0..n {
+        q.put(msg.clone()).map_err(err)?;
+    }
+    let total = back.get().map_err(err)?;
+    let secs = t0.elapsed().as_secs_f64();
+    child.join().map_err(err)?;
+    if total != n * size as u64 {
+        return Err(format!(
+            "received {total} bytes, expected {}",
+            n * size as u64
+        ));
+    }
+    Ok(n as f64 * size as f64 / secs / 1e9)
+}
