@@ -322,7 +322,7 @@ pub(crate) fn ready_or_arm(rx: &Ring, sock: BorrowedFd<'_>, st: &mut ReadState) 
         return Ok(true);
     }
     drain(sock, st)?;
-    if st.eof {
+    if st.eof || st.broken.is_some() {
         return Ok(true);
     }
     rx.user_u32(READER_SLEEPS).swap(1, Ordering::SeqCst);
