@@ -443,6 +443,15 @@ fn sigint_role() {
     let Ok(mode) = std::env::var("POOL_SIGINT_ROLE") else {
         return;
     };
+    // A program started in the background by a non-interactive shell (as
+    // CI may start the tests) inherits SIGINT ignored; Ctrl-C in a terminal
+    // reaches a program with the default disposition, which is what this
+    // test is about.
+    #[allow(unsafe_code)]
+    // SAFETY: setting the default disposition installs no code.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
     let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if mode == "handled" {
         signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone()).unwrap();

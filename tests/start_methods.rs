@@ -23,6 +23,15 @@ use serde::{Deserialize, Serialize};
 const WATCHDOG: Duration = Duration::from_secs(240);
 
 fn main() {
+    // A program started in the background by a non-interactive shell (as CI
+    // may start the tests) inherits SIGINT ignored, and so would every child;
+    // `terminate_and_interrupt` checks what SIGINT does to a child with the
+    // default disposition.
+    #[allow(unsafe_code)]
+    // SAFETY: setting the default disposition installs no code.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("no-init") {
         // A program that never called init(): it must get a clear error.
