@@ -3,28 +3,18 @@
 //! while it sleeps, `wait` woken by a ring message, a pipe end sent
 //! through a pipe, and many small messages both ways at once.
 //!
-//! This file has its own `main` (`harness = false`), because the fork
-//! start method needs a single-threaded process. `main` is a supervisor:
-//! it runs this same binary once per test and start method
-//! (`pipe run fork duplex_exact_counts`), each with its own watchdog that
-//! kills it (and so its children) if it hangs, and each checks that it
-//! leaves no child behind.
+//! The harness (a process per test, a watchdog each) is `tests/isolated`.
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use multiproc::connection::{self, Connection};
 use multiproc::{ErrorKind, Process, Signal, StartMethod};
 
-/// How long one test may run before the supervisor kills it.
-const WATCHDOG: Duration = Duration::from_secs(90);
-
-type Test = fn(StartMethod);
+mod isolated;
 
 /// Every test, and whether it runs under each start method (`true`) or
 /// once (under the default, forkserver).
-const TESTS: &[(&str, Test, bool)] = &[
+const TESTS: isolated::Tests = &[
     (
         "writer_killed_in_a_send_loop_gives_whole_messages_then_eof",
         writer_killed,
@@ -43,85 +33,7 @@ const TESTS: &[(&str, Test, bool)] = &[
 ];
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    multiproc::init();
-    match args.get(1).map(String::as_str) {
-        Some("run") => run_one(args[2].parse().expect("a start method"), &args[3]),
-        _ if args.iter().any(|a| a == "--list") => {
-            if !args.iter().any(|a| a == "--ignored") {
-                println!("all_pipe_tests: test");
-            }
-        }
-        _ => supervise(),
-    }
-}
-
-fn supervise() {
-    let exe = std::env::current_exe().expect("own path");
-    let (mut passed, mut failed) = (0, 0);
-    for (name, _, every_method) in TESTS {
-        let methods: &[&str] = if *every_method {
-            &["fork", "spawn", "forkserver"]
-        } else {
-            &["forkserver"]
-        };
-        for method in methods {
-            let mut child = Command::new(&exe)
-                .args(["run", method, name])
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("start a test");
-            let mut out = child.stdout.take().expect("piped");
-            let reader = std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = out.read_to_string(&mut text);
-                text
-            });
-            let deadline = Instant::now() + WATCHDOG;
-            let status = loop {
-                if let Some(status) = child.try_wait().expect("wait") {
-                    break Some(status);
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            };
-            print!("{}", reader.join().expect("reader"));
-            match status {
-                Some(s) if s.success() => {
-                    println!("test {method}::{name} ... ok");
-                    passed += 1;
-                }
-                Some(s) => {
-                    println!("test {method}::{name} ... FAILED ({s})");
-                    failed += 1;
-                }
-                None => {
-                    println!("test {method}::{name} ... FAILED (watchdog: hung for {WATCHDOG:?})");
-                    failed += 1;
-                }
-            }
-            let _ = std::io::stdout().flush();
-        }
-    }
-    println!("\npipe: {passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
-}
-
-fn run_one(method: StartMethod, name: &str) {
-    multiproc::set_start_method(method).expect("fresh process");
-    let (_, test, _) = TESTS
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .expect("a test name");
-    test(method);
-    let leftover = multiproc::active_children();
-    assert!(leftover.is_empty(), "children left running: {leftover:?}");
+    isolated::main("pipe", TESTS);
 }
 
 /// Waits until thread `tid` of this process is asleep in the kernel (state

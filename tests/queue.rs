@@ -3,28 +3,18 @@
 //! SIGKILLed mid-operation, exiting with data in the queue, JoinableQueue,
 //! bad input, large messages.
 //!
-//! This file has its own `main` (`harness = false`), because the fork
-//! start method needs a single-threaded process. `main` is a supervisor:
-//! it runs this same binary once per test and start method
-//! (`queue run fork mpmc_exact_delivery`), each with its own watchdog that
-//! kills it (and so its children) if it hangs, and each checks that it
-//! leaves no child behind.
+//! The harness (a process per test, a watchdog each) is `tests/isolated`.
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use multiproc::queue::{GetError, JoinableQueue, PutError, Queue, SimpleQueue};
 use multiproc::{ErrorKind, Fd, Process, Signal, StartMethod};
 
-/// How long one test may run before the supervisor kills it.
-const WATCHDOG: Duration = Duration::from_secs(90);
-
-type Test = fn(StartMethod);
+mod isolated;
 
 /// Every test, and whether it runs under each start method (`true`) or
 /// once (under the default, forkserver).
-const TESTS: &[(&str, Test, bool)] = &[
+const TESTS: isolated::Tests = &[
     ("mpmc_exact_delivery", mpmc_exact_delivery, true),
     (
         "bounded_mpmc_exact_delivery",
@@ -74,111 +64,7 @@ const TESTS: &[(&str, Test, bool)] = &[
 ];
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    multiproc::init();
-    match args.get(1).map(String::as_str) {
-        Some("run") => run_one(args[2].parse().expect("a start method"), &args[3]),
-        // cargo nextest lists tests first, then runs each by name: this
-        // binary is one test to it.
-        _ if args.iter().any(|a| a == "--list") => {
-            if !args.iter().any(|a| a == "--ignored") {
-                println!("all_queue_tests: test");
-            }
-        }
-        _ => supervise(),
-    }
-}
-
-fn supervise() {
-    let exe = std::env::current_exe().expect("own path");
-    let (mut passed, mut failed) = (0, 0);
-    for (name, _, every_method) in TESTS {
-        let methods: &[&str] = if *every_method {
-            &["fork", "spawn", "forkserver"]
-        } else {
-            &["forkserver"]
-        };
-        for method in methods {
-            let mut child = Command::new(&exe)
-                .args(["run", method, name])
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("start a test");
-            let mut out = child.stdout.take().expect("piped");
-            let reader = std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = out.read_to_string(&mut text);
-                text
-            });
-            let deadline = Instant::now() + WATCHDOG;
-            let status = loop {
-                if let Some(status) = child.try_wait().expect("wait") {
-                    break Some(status);
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            };
-            print!("{}", reader.join().expect("reader"));
-            match status {
-                Some(s) if s.success() => {
-                    println!("test {method}::{name} ... ok");
-                    passed += 1;
-                }
-                Some(s) => {
-                    println!("test {method}::{name} ... FAILED ({s})");
-                    failed += 1;
-                }
-                None => {
-                    println!("test {method}::{name} ... FAILED (watchdog: hung for {WATCHDOG:?})");
-                    failed += 1;
-                }
-            }
-            let _ = std::io::stdout().flush();
-        }
-    }
-    println!("\nqueue: {passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
-}
-
-fn run_one(method: StartMethod, name: &str) {
-    multiproc::set_start_method(method).expect("fresh process");
-    let (_, test, _) = TESTS
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .expect("a test name");
-    test(method);
-    let leftover = multiproc::active_children();
-    assert!(leftover.is_empty(), "children left running: {leftover:?}");
-    assert!(zombies().is_empty(), "zombies left: {:?}", zombies());
-}
-
-fn zombies() -> Vec<u32> {
-    let me = std::process::id().to_string();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let rest: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        if rest.first() == Some(&"Z") && rest.get(1) == Some(&me.as_str()) {
-            found.push(pid);
-        }
-    }
-    found
+    isolated::main("queue", TESTS);
 }
 
 // ---- exact delivery ------------------------------------------------------
