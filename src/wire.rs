@@ -56,18 +56,38 @@ pub(crate) enum Fill {
 }
 
 /// Reassembles frames from a stream socket.
+///
+/// The buffer is zeroed only when it grows and is reused from frame to
+/// frame: a fresh child's first read touches one page, not the 64 KiB a
+/// busy reader offers the socket.
 pub(crate) struct Reader {
+    /// Initialized storage; the unread bytes are `buf[start..end]`.
     buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// The last read filled all the room offered: offer more next time.
+    filled_room: bool,
     fds: VecDeque<OwnedFd>,
     eof: bool,
     max_body: u64,
 }
+
+/// The room a new reader offers the socket.
+const FIRST_ROOM: usize = 4096;
+/// The most room offered for frames of unknown or small length.
+const CHUNK: usize = 64 * 1024;
+/// Frames at least this long are handed over in the reader's own buffer
+/// rather than copied out of it.
+const HAND_OVER: usize = 64 * 1024;
 
 impl Reader {
     /// A reader that refuses bodies longer than `max_body` bytes.
     pub(crate) fn new(max_body: u64) -> Self {
         Self {
             buf: Vec::new(),
+            start: 0,
+            end: 0,
+            filled_room: false,
             fds: VecDeque::new(),
             eof: false,
             max_body,
@@ -80,22 +100,58 @@ impl Reader {
         self.eof
     }
 
-    /// How many bytes to ask the socket for next: the rest of the frame being
-    /// read when that is known and large, else 64 KiB.
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// The least room to offer the socket next: the rest of the frame being
+    /// read when its length is known (up to 16 MiB at a time), else a
+    /// header's worth.
     fn want(&self) -> usize {
-        const CHUNK: usize = 64 * 1024;
-        if self.buf.len() >= HEADER {
-            let len = u64::from_le_bytes(self.buf[..8].try_into().expect("8 bytes")) as usize;
-            let missing = (HEADER + len).saturating_sub(self.buf.len());
-            missing.clamp(CHUNK, 16 << 20)
+        let pending = self.pending();
+        if pending.len() >= HEADER {
+            let len = u64::from_le_bytes(pending[..8].try_into().expect("8 bytes")) as usize;
+            (HEADER.saturating_add(len))
+                .saturating_sub(pending.len())
+                .clamp(1, 16 << 20)
         } else {
-            CHUNK
+            HEADER
         }
+    }
+
+    /// Makes at least `want` bytes of room after the unread bytes: moves
+    /// them to the front when that is enough, else grows the buffer.
+    fn make_room(&mut self, want: usize) {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        let room = self.buf.len() - self.end;
+        if room >= want && !self.filled_room {
+            return;
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let room = self.buf.len() - self.end;
+        let mut target = self.buf.len().max(FIRST_ROOM);
+        if self.filled_room {
+            target = target.max((self.buf.len() * 2).min(CHUNK));
+        }
+        target = target.max(self.end + want);
+        if room < want || target > self.buf.len() {
+            self.buf.resize(target, 0);
+        }
+        self.filled_room = false;
     }
 
     /// Adds bytes as if they had been read (for fuzzing the decoder).
     pub(crate) fn feed(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
+        self.make_room(bytes.len());
+        self.buf[self.end..self.end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len();
     }
 
     /// Reads once from `sock`.
@@ -103,42 +159,37 @@ impl Reader {
         if self.eof {
             return Ok(Fill::Eof);
         }
-        let start = self.buf.len();
-        self.buf.resize(start + self.want(), 0);
+        self.make_room(self.want());
         let mut fds = Vec::new();
-        let got = socket::recv(sock, &mut self.buf[start..], &mut fds);
+        let room = &mut self.buf[self.end..];
+        let offered = room.len();
+        let got = socket::recv(sock, room, &mut fds);
         self.fds.extend(fds);
-        match got {
-            Ok(Received::Bytes(n)) => {
-                self.buf.truncate(start + n);
+        match got? {
+            Received::Bytes(n) => {
+                self.end += n;
+                self.filled_room = n == offered;
                 Ok(Fill::Data)
             }
-            Ok(Received::Eof) => {
-                self.buf.truncate(start);
+            Received::Eof => {
                 self.eof = true;
                 Ok(Fill::Eof)
             }
-            Ok(Received::WouldBlock) => {
-                self.buf.truncate(start);
-                Ok(Fill::WouldBlock)
-            }
-            Err(e) => {
-                self.buf.truncate(start);
-                Err(e)
-            }
+            Received::WouldBlock => Ok(Fill::WouldBlock),
         }
     }
 
     /// Takes the next complete frame out of what has been read, if there is
     /// one. A malformed header is an `InvalidData` error.
     pub(crate) fn next_frame(&mut self) -> io::Result<Option<Frame>> {
-        if self.buf.len() < HEADER {
+        let pending = self.pending();
+        if pending.len() < HEADER {
             return Ok(None);
         }
-        let len = u64::from_le_bytes(self.buf[..8].try_into().expect("8 bytes"));
-        let kind = self.buf[8];
-        let nfds = self.buf[9] as usize;
-        if self.buf[10..HEADER].iter().any(|&b| b != 0) || nfds > socket::MAX_FDS {
+        let len = u64::from_le_bytes(pending[..8].try_into().expect("8 bytes"));
+        let kind = pending[8];
+        let nfds = pending[9] as usize;
+        if pending[10..HEADER].iter().any(|&b| b != 0) || nfds > socket::MAX_FDS {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "malformed frame header",
@@ -154,7 +205,7 @@ impl Reader {
             ));
         }
         let total = HEADER + len as usize;
-        if self.buf.len() < total {
+        if pending.len() < total {
             return Ok(None);
         }
         if self.fds.len() < nfds {
@@ -163,13 +214,16 @@ impl Reader {
                 "frame announces descriptors that did not arrive",
             ));
         }
-        let body = if self.buf.len() == total {
+        let body = if len as usize >= HAND_OVER && self.start == 0 && self.end == total {
+            // A large frame that is all there is: hand the buffer over.
             let mut body = std::mem::take(&mut self.buf);
+            body.truncate(total);
             body.drain(..HEADER);
+            self.end = 0;
             body
         } else {
-            let body = self.buf[HEADER..total].to_vec();
-            self.buf.drain(..total);
+            let body = pending[HEADER..total].to_vec();
+            self.start += total;
             body
         };
         let fds = self.fds.drain(..nfds).collect();
@@ -198,7 +252,7 @@ impl Reader {
             match self.fill(sock)? {
                 Fill::Data | Fill::WouldBlock => {}
                 Fill::Eof => {
-                    return if self.buf.is_empty() {
+                    return if self.pending().is_empty() {
                         Ok(None)
                     } else {
                         Err(io::Error::new(
@@ -237,6 +291,35 @@ mod tests {
         writer.join().unwrap();
         assert!(r.recv(b.as_fd(), None).unwrap().is_none());
         assert!(r.at_eof());
+    }
+
+    #[test]
+    fn frames_of_mixed_sizes_arrive_intact_through_one_reused_buffer() {
+        let (a, b) = socket::stream_pair().unwrap();
+        let sizes: Vec<usize> = (0..600)
+            .map(|i| match i % 7 {
+                0 => 0,
+                1 => 70_000 + i,
+                2 => 4096,
+                3 => 200_000 + 13 * i,
+                _ => i % 97,
+            })
+            .collect();
+        let expected = sizes.clone();
+        let writer = std::thread::spawn(move || {
+            for (i, n) in sizes.into_iter().enumerate() {
+                let body: Vec<u8> = (0..n).map(|j| (i + j) as u8).collect();
+                send(a.as_fd(), (i % 200) as u8, &body, &[]).unwrap();
+            }
+        });
+        let mut r = Reader::new(1 << 20);
+        for (i, n) in expected.into_iter().enumerate() {
+            let f = r.recv(b.as_fd(), None).unwrap().unwrap();
+            assert_eq!((f.kind, f.body.len()), ((i % 200) as u8, n), "frame {i}");
+            assert!(f.body.iter().enumerate().all(|(j, &x)| x == (i + j) as u8));
+        }
+        writer.join().unwrap();
+        assert!(r.recv(b.as_fd(), None).unwrap().is_none());
     }
 
     #[test]
