@@ -19,7 +19,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -490,6 +490,9 @@ struct Started {
     sock: OwnedFd,
     reader: wire::Reader,
     hello: bool,
+    /// What the child sent before its HELLO came in (the fork server sends
+    /// the HELLO, and its child may overtake it).
+    early: Vec<wire::Frame>,
 }
 
 fn start_fork<F: Target<M>, M>(
@@ -522,8 +525,9 @@ fn start_fork<F: Target<M>, M>(
     match sys::process::fork().map_err(|e| Error::io("fork failed", e))? {
         sys::process::Forked::Child => {
             drop(ours);
+            // No HELLO: the parent knows the pid, and this copy of the
+            // program is under multiproc's control from the first instruction.
             let io = ChildIo::new(theirs);
-            io.hello();
             if !sys::process::die_with_parent(parent) {
                 sys::process::exit_now(1);
             }
@@ -536,7 +540,8 @@ fn start_fork<F: Target<M>, M>(
                 pid,
                 sock: ours,
                 reader: wire::Reader::new(child::MAX_FRAME),
-                hello: false,
+                hello: true,
+                early: Vec::new(),
             })
         }
     }
@@ -549,15 +554,12 @@ fn flush_stdio() {
 }
 
 fn image_id() -> Result<ImageId> {
-    static ID: OnceLock<std::result::Result<ImageId, String>> = OnceLock::new();
-    ID.get_or_init(|| ImageId::current().map_err(|e| e.to_string()))
-        .clone()
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Io,
-                format!("could not identify this program's executable: {e}"),
-            )
-        })
+    ImageId::current().map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("could not identify this program's executable: {e}"),
+        )
+    })
 }
 
 fn start_exec<A: Serialize>(
@@ -581,7 +583,7 @@ fn start_exec<A: Serialize>(
         StartMethod::Spawn => {
             let ppid = sys::process::getpid();
             let pid = launch::on_lasting_thread(move || {
-                launch::exec_self(format!("spawn:{ppid}"), theirs)
+                launch::exec_self(format!("spawn:{ppid}"), theirs, false)
             })
             .and_then(|r| r)
             .map_err(|e| Error::io("could not execute this program again", e))?;
@@ -604,33 +606,43 @@ fn start_exec<A: Serialize>(
             sock: ours,
             reader,
             hello: false,
+            early: Vec::new(),
         });
     }
-    // From the fork server, the child's pid comes in its HELLO.
-    let frame = reader
-        .recv(ours.as_fd(), None)
-        .map_err(|e| Error::io("lost the new child during start-up", e))?;
-    match frame {
-        Some(f) if f.kind == child::HELLO && f.body.len() == 4 => {
-            let pid = u32::from_le_bytes(f.body[..4].try_into().expect("4 bytes")) as i32;
-            Ok(Started {
-                pid,
-                sock: ours,
-                reader,
-                hello: true,
-            })
+    // From the fork server, the child's pid comes in the HELLO the server
+    // sends after forking; the child itself may already have sent frames.
+    let mut early = Vec::new();
+    loop {
+        let frame = reader
+            .recv(ours.as_fd(), None)
+            .map_err(|e| Error::io("lost the new child during start-up", e))?;
+        match frame {
+            Some(f) if f.kind == child::HELLO && f.body.len() == 4 => {
+                let pid = u32::from_le_bytes(f.body[..4].try_into().expect("4 bytes")) as i32;
+                return Ok(Started {
+                    pid,
+                    sock: ours,
+                    reader,
+                    hello: true,
+                    early,
+                });
+            }
+            Some(f) if f.kind == child::ERROR => {
+                let report: ErrorReport = postcard::from_bytes(&f.body).unwrap_or(ErrorReport {
+                    kind: 6,
+                    message: "the fork server failed".into(),
+                });
+                return Err(Error::new(report.kind(), report.message));
+            }
+            Some(f) => early.push(f),
+            None => {
+                return Err(Error::new(
+                    ErrorKind::Bootstrap,
+                    "the fork server closed the new child's connection without starting it \
+                     (did the fork server die?)",
+                ));
+            }
         }
-        Some(f) if f.kind == child::ERROR => {
-            let report: ErrorReport = postcard::from_bytes(&f.body).unwrap_or(ErrorReport {
-                kind: 6,
-                message: "the fork server failed".into(),
-            });
-            Err(Error::new(report.kind(), report.message))
-        }
-        _ => Err(Error::new(
-            ErrorKind::Bootstrap,
-            "the fork server's child died before it started",
-        )),
     }
 }
 
@@ -673,12 +685,18 @@ impl ChildShared {
             pid: started.pid,
             daemon,
             pidfd,
-            state: Mutex::new(ChildState {
-                sock: Some(Arc::new(started.sock)),
-                reader: started.reader,
-                hello: started.hello,
-                outcome: None,
-                status: None,
+            state: Mutex::new({
+                let mut st = ChildState {
+                    sock: Some(Arc::new(started.sock)),
+                    reader: started.reader,
+                    hello: started.hello,
+                    outcome: None,
+                    status: None,
+                };
+                for frame in started.early {
+                    Self::take_frame(&mut st, frame);
+                }
+                st
             }),
         })
     }
@@ -764,7 +782,12 @@ impl ChildShared {
             if let Some(status) = self.poll()? {
                 return Ok(Some(status));
             }
-            let sock = self.lock().sock.clone();
+            // Once the child has reported, what is left is its exit: the
+            // socket's end-of-file would only wake us once more.
+            let sock = {
+                let st = self.lock();
+                st.sock.clone().filter(|_| st.outcome.is_none())
+            };
             let mut fds: Vec<BorrowedFd<'_>> = vec![self.pidfd.as_fd()];
             if let Some(sock) = &sock {
                 fds.push(sock.as_fd());

@@ -148,6 +148,7 @@ fn suite(method: StartMethod) {
         ("not_initialized_is_explained", not_initialized_is_explained),
         ("log_lines_name_the_process", log_lines_name_the_process),
         ("cpu_count_respects_affinity", cpu_count_respects_affinity),
+        ("environment_is_the_parents", environment_is_the_parents),
         (
             "exit_joins_children_and_terminates_daemons",
             exit_joins_children_and_terminates_daemons,
@@ -435,6 +436,25 @@ fn descriptor_in_arguments(_: StartMethod) {
     let mut text = String::new();
     r.read_to_string(&mut text).unwrap();
     assert_eq!(text, "through a pipe");
+}
+
+fn env_of_interest() -> (Option<String>, Option<String>) {
+    (
+        std::env::var("MULTIPROC_ROLE").ok(),
+        std::env::var("LD_BIND_NOW").ok(),
+    )
+}
+
+/// What multiproc puts in the environment of the programs it executes (the
+/// role; LD_BIND_NOW for the fork server) does not reach the user's code.
+fn environment_is_the_parents(_: StartMethod) {
+    let child = Process::new(env_of_interest, ())
+        .start()
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(child, env_of_interest());
+    assert_eq!(child.0, None);
 }
 
 fn descriptor_in_result(_: StartMethod) {

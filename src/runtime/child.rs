@@ -4,7 +4,7 @@
 //!
 //! | frame  | from   | body |
 //! |--------|--------|------|
-//! | HELLO  | child  | its pid (u32, little-endian): the child is under `multiproc`'s control |
+//! | HELLO  | child (spawn), fork server | the child's pid (u32, little-endian): the child is under `multiproc`'s control |
 //! | BOOT   | parent | [`Boot`]: image identity, which function, who the child is (spawn and forkserver only) |
 //! | ARGS   | parent | the encoded arguments, with their descriptors (spawn and forkserver only) |
 //! | RESULT | child  | the encoded return value, with its descriptors |
@@ -17,7 +17,7 @@
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -139,8 +139,8 @@ impl ChildIo {
         wire::send(self.sock.as_fd(), kind, body, fds)
     }
 
-    pub(crate) fn hello(&self) {
-        let _ = self.send(HELLO, &(sys::process::getpid() as u32).to_le_bytes(), &[]);
+    fn hello(&self, pid: i32) {
+        let _ = self.send(HELLO, &(pid as u32).to_le_bytes(), &[]);
     }
 
     fn send_value<T: Serialize>(&self, kind: u8, value: &T) {
@@ -152,6 +152,12 @@ impl ChildIo {
     pub(crate) fn send_error(&self, e: &Error) {
         self.send_value(ERROR, &ErrorReport::from_error(e));
     }
+}
+
+/// Sends the `HELLO` of child `pid` on `sock` and closes it (the fork
+/// server does this for each child it forks).
+pub(crate) fn hello(sock: OwnedFd, pid: i32) {
+    ChildIo { sock }.hello(pid);
 }
 
 /// Sends an error report to whoever waits on `sock` (the fork server uses
@@ -190,12 +196,16 @@ pub(crate) fn trampoline<F: Target<M> + Copy, M>(
 }
 
 /// The life of a spawned or fork-server child, from its socket to its exit.
-pub(crate) fn serve(sock: OwnedFd, parent: i32) -> ! {
+/// `hello`: whether to send the `HELLO` frame (the fork server sends it for
+/// its children).
+pub(crate) fn serve(sock: OwnedFd, parent: i32, hello: bool) -> ! {
     if !sys::process::die_with_parent(parent) {
         sys::process::exit_now(1);
     }
     let io = ChildIo::new(sock);
-    io.hello();
+    if hello {
+        io.hello(sys::process::getpid());
+    }
     let mut reader = wire::Reader::new(MAX_FRAME);
     let mut next = |kind: u8| match reader.recv(io.sock.as_fd(), None) {
         Ok(Some(frame)) if frame.kind == kind => Some(frame),
@@ -233,19 +243,48 @@ pub(crate) fn serve(sock: OwnedFd, parent: i32) -> ! {
     child_main(io, &boot.info, move |io| entry(io, args.body, args.fds))
 }
 
-/// The socket the panic hook reports on when panics abort.
-static ABORT_REPORT: OnceLock<OwnedFd> = OnceLock::new();
+/// The socket the panic hook reports on when panics abort: this child's
+/// (set again in each child; a grandchild forked from a child must not
+/// report on its parent's socket).
+static ABORT_REPORT: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Does, once, what every child would otherwise do first: registering the
+/// exit hook, the panic hook, the codec's thread-local state, reading the
+/// image identity, setting up stdout. The fork server calls this before its
+/// first fork, so that its children inherit all of it instead of each
+/// paying for it in page faults.
+pub(crate) fn prepare_image() {
+    crate::runtime::register_exit_hook();
+    install_panic_hook_once();
+    let _ = ImageId::current();
+    if let Ok(e) = codec::encode(&()) {
+        let _ = codec::decode::<()>(&e.bytes, e.fds);
+    }
+    let _ = std::io::stdout().flush();
+}
 
 fn install_panic_hook(io: &ChildIo) {
-    if cfg!(panic = "abort")
-        && let Ok(fd) = sys::socket::dup(io.sock.as_fd())
-    {
-        let _ = ABORT_REPORT.set(fd);
+    if cfg!(panic = "abort") {
+        let fd = sys::socket::dup(io.sock.as_fd()).ok();
+        *ABORT_REPORT.lock().unwrap_or_else(|p| p.into_inner()) = fd;
     }
+    install_panic_hook_once();
+}
+
+/// Installs the hook that records a panic's location (and, when panics
+/// abort, reports it on [`ABORT_REPORT`]), once per program image: a child
+/// forked from a process that has it keeps it.
+fn install_panic_hook_once() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(install_panic_hook_now);
+}
+
+fn install_panic_hook_now() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let report = PanicReport::record(info);
-        if let Some(fd) = ABORT_REPORT.get() {
+        let fd = ABORT_REPORT.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(fd) = fd.as_ref() {
             // The process is about to abort: this is the only chance.
             if let Ok(bytes) = postcard::to_allocvec(&report) {
                 let _ = wire::send(fd.as_fd(), PANIC, &bytes, &[]);

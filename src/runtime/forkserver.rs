@@ -5,9 +5,10 @@
 //! the server sends `READY` (or `FAILED` and a reason) once; then each
 //! request is one packet `FORK` carrying one descriptor, the child's end of
 //! a fresh stream socket to the requester. The server forks with
-//! `CLONE_PARENT`, so the new process is a child of the requester, and the
-//! child runs [`child::serve`] on that socket. When the server cannot fork
-//! it sends an `ERROR` frame on the socket instead. The server exits when
+//! `CLONE_PARENT`, so the new process is a child of the requester, sends
+//! the child's `HELLO` (its pid) on that socket itself, and the child runs
+//! [`child::serve`] on it. When the server cannot fork it sends an `ERROR`
+//! frame on the socket instead. The server exits when
 //! its parent's end of the socket closes.
 
 use std::io;
@@ -55,10 +56,11 @@ fn start() -> Result<Client, Error> {
     let (ours, theirs) =
         sys::socket::packet_pair().map_err(|e| Error::io("could not create a socket pair", e))?;
     let ppid = sys::process::getpid();
-    let pid =
-        launch::on_lasting_thread(move || launch::exec_self(format!("forkserver:{ppid}"), theirs))
-            .and_then(|r| r)
-            .map_err(|e| Error::io("could not start the fork server", e))?;
+    let pid = launch::on_lasting_thread(move || {
+        launch::exec_self(format!("forkserver:{ppid}"), theirs, true)
+    })
+    .and_then(|r| r)
+    .map_err(|e| Error::io("could not start the fork server", e))?;
     let pidfd =
         sys::process::pidfd(pid).map_err(|e| Error::io("could not watch the fork server", e))?;
     let mut buf = [0u8; 512];
@@ -142,6 +144,7 @@ pub(crate) fn serve(parent: i32) -> ! {
             sys::socket::send_packet(ctrl.as_fd(), &[&[FAILED][..], why.as_bytes()].concat(), &[]);
         sys::process::exit_now(1);
     }
+    child::prepare_image();
     if sys::socket::send_packet(ctrl.as_fd(), &[READY], &[]).is_err() {
         sys::process::exit_now(0);
     }
@@ -161,10 +164,12 @@ pub(crate) fn serve(parent: i32) -> ! {
         }
         match sys::process::clone_parent() {
             Ok(sys::process::Forked::Child) => break sock,
-            Ok(sys::process::Forked::Parent(_)) => drop(sock),
+            // The requester learns the pid now, from us, rather than when
+            // the child first runs: one wake-up less for it.
+            Ok(sys::process::Forked::Parent(pid)) => child::hello(sock, pid),
             Err(e) => child::report_error(sock, &Error::io("the fork server could not fork", e)),
         }
     };
     drop(ctrl);
-    child::serve(sock, parent)
+    child::serve(sock, parent, false)
 }

@@ -75,18 +75,32 @@ pub(crate) fn on_lasting_thread<T: Send + 'static>(
         .map_err(|_| io::Error::other("the multiproc keeper thread dropped a job"))
 }
 
+/// The dynamic loader's switch for resolving every symbol at start-up.
+pub(crate) const BIND_NOW_ENV: &str = "LD_BIND_NOW";
+
 /// Executes this program again with `role` in its environment and `stdin`
 /// as its standard input; returns the new process's pid. Must run on a
 /// lasting thread (see [`on_lasting_thread`]).
-pub(crate) fn exec_self(role: String, stdin: OwnedFd) -> io::Result<i32> {
+///
+/// With `bind_now` the new program resolves all its dynamic symbols as it
+/// loads (`LD_BIND_NOW`), for a fork server: otherwise every child it forks
+/// would resolve again, page faults included, each C-library function the
+/// server itself never called. The role then ends in `:bindnow`, telling
+/// the new program to take the variable out of its environment again —
+/// unless the user had set it, in which case it is left alone.
+pub(crate) fn exec_self(role: String, stdin: OwnedFd, bind_now: bool) -> io::Result<i32> {
     let mut args = std::env::args_os();
     let argv0 = args.next().unwrap_or_else(|| "multiproc-child".into());
-    let child = Command::new("/proc/self/exe")
-        .arg0(argv0)
-        .args(args)
-        .env(crate::runtime::ROLE_ENV, role)
-        .stdin(Stdio::from(stdin))
-        .spawn()?;
+    let mut command = Command::new("/proc/self/exe");
+    command.arg0(argv0).args(args).stdin(Stdio::from(stdin));
+    if bind_now && std::env::var_os(BIND_NOW_ENV).is_none() {
+        command
+            .env(BIND_NOW_ENV, "1")
+            .env(crate::runtime::ROLE_ENV, format!("{role}:bindnow"));
+    } else {
+        command.env(crate::runtime::ROLE_ENV, role);
+    }
+    let child = command.spawn()?;
     // The Child handle neither waits nor kills when dropped; the caller
     // reaps the process through a pidfd.
     Ok(child.id() as i32)

@@ -15,7 +15,9 @@ use crate::process::ChildShared;
 use crate::sys;
 
 /// The environment variable that tells an executed copy of the program what
-/// it is for: `spawn:<parent pid>` or `forkserver:<parent pid>`.
+/// it is for: `spawn:<parent pid>` or `forkserver:<parent pid>`, either
+/// followed by `:bindnow` when `LD_BIND_NOW` was set for it alone (see
+/// [`launch::exec_self`]).
 pub(crate) const ROLE_ENV: &str = "MULTIPROC_ROLE";
 
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
@@ -144,9 +146,16 @@ pub(crate) fn init() {
     INITIALIZED.store(true, Ordering::Release);
     if let Some(role) = std::env::var_os(ROLE_ENV) {
         let role = role.to_string_lossy().into_owned();
+        let (role, bind_now) = match role.strip_suffix(":bindnow") {
+            Some(r) => (r.to_string(), true),
+            None => (role, false),
+        };
         // We were started by multiproc; nothing else has run yet.
         if sys::process::thread_count().unwrap_or(2) == 1 {
             sys::process::remove_env(ROLE_ENV);
+            if bind_now {
+                sys::process::remove_env(launch::BIND_NOW_ENV);
+            }
         }
         let parent = |rest: &str| rest.parse::<i32>().ok().filter(|&p| p > 0);
         if let Some(ppid) = role.strip_prefix("spawn:").and_then(parent) {
@@ -155,7 +164,7 @@ pub(crate) fn init() {
                 Err(_) => sys::process::exit_now(70),
             };
             sys::process::close_fds_except(std::os::fd::AsFd::as_fd(&sock));
-            child::serve(sock, ppid);
+            child::serve(sock, ppid, true);
         }
         if let Some(ppid) = role.strip_prefix("forkserver:").and_then(parent) {
             forkserver::serve(ppid);

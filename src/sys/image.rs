@@ -18,6 +18,7 @@
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,8 +35,16 @@ pub(crate) struct ImageId {
 }
 
 impl ImageId {
-    /// Reads this process's own image identity.
-    pub(crate) fn current() -> io::Result<Self> {
+    /// This process's own image identity, read once and then remembered (a
+    /// process's executable does not change; the fork server reads it before
+    /// its first fork so that its children need not).
+    pub(crate) fn current() -> Result<Self, String> {
+        static ID: OnceLock<Result<ImageId, String>> = OnceLock::new();
+        ID.get_or_init(|| Self::read().map_err(|e| e.to_string()))
+            .clone()
+    }
+
+    fn read() -> io::Result<Self> {
         let m = std::fs::metadata("/proc/self/exe")?;
         Ok(Self {
             dev: m.dev(),
