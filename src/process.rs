@@ -568,17 +568,11 @@ fn start_exec<A: Serialize>(
     args: &A,
     info: &ChildInfo,
 ) -> Result<Started> {
-    let args = codec::encode(args)?;
-    let boot = Boot {
-        image: image_id()?,
-        entry: EntryRef::new(entry),
-        info: info.clone(),
-    };
-    let boot = postcard::to_allocvec(&boot).map_err(|e| {
-        Error::new(ErrorKind::Encode, "could not encode the start-up message").with_source(e)
-    })?;
+    let image = image_id()?;
     let (ours, theirs) =
         sys::socket::stream_pair().map_err(|e| Error::io("could not create a socket pair", e))?;
+    // The child is asked for first: the arguments are encoded while the
+    // fork server forks it (or the kernel executes it).
     let spawned_pid = match method {
         StartMethod::Spawn => {
             let ppid = sys::process::getpid();
@@ -592,6 +586,24 @@ fn start_exec<A: Serialize>(
         _ => {
             forkserver::request(theirs)?;
             None
+        }
+    };
+    let encoded = codec::encode(args).and_then(|args| {
+        let boot = Boot {
+            image,
+            entry: EntryRef::new(entry),
+            info: info.clone(),
+        };
+        let boot = postcard::to_allocvec(&boot).map_err(|e| {
+            Error::new(ErrorKind::Encode, "could not encode the start-up message").with_source(e)
+        })?;
+        Ok((boot, args))
+    });
+    let (boot, args) = match encoded {
+        Ok(both) => both,
+        Err(e) => {
+            abandon(ours, spawned_pid);
+            return Err(e);
         }
     };
     // A child that died early makes these fail with a broken pipe; join()
@@ -643,6 +655,32 @@ fn start_exec<A: Serialize>(
                 ));
             }
         }
+    }
+}
+
+/// Gets rid of a child that was asked for but will not be told what to run
+/// (its arguments could not be encoded): it is killed and reaped, so that no
+/// zombie is left.
+fn abandon(sock: OwnedFd, spawned_pid: Option<i32>) {
+    let _ = sys::socket::shutdown_write(sock.as_fd());
+    let pid = spawned_pid.or_else(|| {
+        // The fork server sends the child's pid; the child sends nothing
+        // before its BOOT, which will not come.
+        let mut reader = wire::Reader::new(child::MAX_FRAME);
+        loop {
+            match reader.recv(sock.as_fd(), None) {
+                Ok(Some(f)) if f.kind == child::HELLO && f.body.len() == 4 => {
+                    break Some(u32::from_le_bytes(f.body[..4].try_into().expect("4 bytes")) as i32);
+                }
+                Ok(Some(_)) => {}
+                _ => break None,
+            }
+        }
+    });
+    if let Some(pidfd) = pid.and_then(|pid| sys::process::pidfd(pid).ok()) {
+        let _ = sys::process::send_signal(pidfd.as_fd(), libc::SIGKILL);
+        let _ = sys::socket::wait_readable(&[pidfd.as_fd()], None);
+        let _ = sys::process::try_reap(pidfd.as_fd());
     }
 }
 

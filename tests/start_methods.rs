@@ -141,6 +141,7 @@ fn suite(method: StartMethod) {
         ("daemon_may_not_have_children", daemon_may_not_have_children),
         ("run_trait", run_trait),
         ("undecodable_result", undecodable_result),
+        ("unencodable_arguments", unencodable_arguments),
         ("capturing_closure", capturing_closure),
         ("dropped_handle_is_reaped", dropped_handle_is_reaped),
         ("parent_death_kills_children", parent_death_kills_children),
@@ -303,6 +304,27 @@ impl TryFrom<u8> for Picky {
 
 fn picky() -> Picky {
     Picky(7)
+}
+
+/// Deserializes fine, refuses to serialize: arguments that cannot be sent.
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(from = "u8")]
+struct Shy;
+
+impl From<u8> for Shy {
+    fn from(_: u8) -> Self {
+        Shy
+    }
+}
+
+impl Serialize for Shy {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("Shy refuses to be encoded"))
+    }
+}
+
+fn takes_shy(_: Shy) -> u8 {
+    1
 }
 
 // ---- tests ---------------------------------------------------------------
@@ -527,6 +549,27 @@ fn undecodable_result(_: StartMethod) {
     let err = Process::new(picky, ()).start().unwrap().join().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
     assert_eq!(err.exit_status(), Some(ExitStatus::Exited(0)));
+}
+
+/// Arguments that fail to encode are an Encode error from start(), and the
+/// child that was already asked for is gone: no zombie, nothing running.
+fn unencodable_arguments(method: StartMethod) {
+    let started = Process::new(takes_shy, Shy).start();
+    if method == StartMethod::Fork {
+        // The fork child gets the value in memory: nothing to encode.
+        assert_eq!(started.unwrap().join().unwrap(), 1);
+        return;
+    }
+    let err = started.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Encode, "{err}");
+    assert!(err.to_string().contains("Shy"), "{err}");
+    assert!(multiproc::active_children().is_empty());
+    assert_eq!(zombies(), Vec::<u32>::new());
+    // The fork server is still of service.
+    assert_eq!(
+        Process::new(add, (1, 2)).start().unwrap().join().unwrap(),
+        3
+    );
 }
 
 fn capturing_closure(method: StartMethod) {

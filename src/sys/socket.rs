@@ -42,6 +42,12 @@ pub(crate) fn packet_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     )?)
 }
 
+/// Shuts down the sending direction of a socket: the peer reads end of
+/// file once it has read what was sent.
+pub(crate) fn shutdown_write(sock: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::net::shutdown(sock, rustix::net::Shutdown::Write)?)
+}
+
 /// Switches a descriptor between blocking and non-blocking mode.
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     Ok(rustix::io::ioctl_fionbio(fd, on)?)
