@@ -271,19 +271,21 @@ pub fn argsize_iters(variant: &str, quick: bool) -> usize {
     (bytes / size.max(1)).clamp(8, most)
 }
 
-fn byte_len(b: serde_bytes::ByteBuf) -> u64 {
+fn byte_len(b: std::sync::Arc<serde_bytes::ByteBuf>) -> u64 {
     b.len() as u64
 }
 
 /// The `pool_argsize` sweep: `map` with chunksize 1 of a function taking a
-/// `variant`-byte argument and returning its length, on a forkserver pool
-/// of 2; µs per task.
+/// `variant`-byte argument (in an `Arc`, so that the items share one
+/// buffer) and returning its length, on a forkserver pool of 2; µs per task.
 pub fn argsize(variant: &str, iters: usize) -> Result<f64, String> {
     let size: usize = variant
         .parse()
         .map_err(|_| format!("{variant:?} is not a size in bytes"))?;
     let pool = pool("forkserver")?;
-    let arg = serde_bytes::ByteBuf::from(vec![7u8; size]);
+    // One buffer shared by every item, as Python's `[arg] * iters` shares
+    // one bytes object: the input costs no copy on either side.
+    let arg = std::sync::Arc::new(serde_bytes::ByteBuf::from(vec![7u8; size]));
     per_item_us(iters, || {
         let out = pool
             .chunksize(1)
