@@ -146,6 +146,8 @@ struct Worker {
     front_answered: u32,
     /// Items sent and not answered.
     inflight: u64,
+    /// Bytes of arguments in the chunks sent and not fully answered.
+    inflight_bytes: usize,
     answered: u64,
     chunks_sent: u64,
     knows: Vec<bool>,
@@ -204,6 +206,9 @@ pub(crate) struct Core {
 
 /// How long the pool's thread spins on the sockets before it sleeps.
 const SPIN: Duration = Duration::from_micros(30);
+
+/// The most argument bytes in flight to one worker (beyond two chunks).
+const MAX_INFLIGHT_BYTES: usize = 4 << 20;
 
 fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::io(what, e)
@@ -276,6 +281,7 @@ impl Core {
             sent: VecDeque::new(),
             front_answered: 0,
             inflight: 0,
+            inflight_bytes: 0,
             answered: 0,
             chunks_sent: 0,
             knows: Vec::new(),
@@ -425,12 +431,18 @@ impl Core {
     /// and the worker never sleeps between them (waking a process costs tens
     /// of microseconds on some machines); never more when chunks are slow,
     /// so that the other workers are not left idle.
-    fn has_room(item_ns: f64, w: &Worker, items: u32) -> bool {
+    /// Large arguments are also bounded by bytes: a few MiB in flight keep
+    /// the socket full, and more would only be memory the kernel and the
+    /// allocator have to find (fresh pages) for data that waits.
+    fn has_room(item_ns: f64, w: &Worker, items: u32, bytes: usize) -> bool {
         if w.sent.len() < 2 {
             return true;
         }
         let slow = item_ns * items as f64 > 2e6;
-        !slow && w.sent.len() < 1024 && w.inflight + items as u64 <= 8192
+        !slow
+            && w.sent.len() < 1024
+            && w.inflight + items as u64 <= 8192
+            && w.inflight_bytes + bytes <= MAX_INFLIGHT_BYTES
     }
 
     /// Hands queued chunks to workers with room.
@@ -445,6 +457,7 @@ impl Core {
             }
             let item_ns = self.item_ns;
             let items = chunk.count;
+            let bytes = chunk.data.len();
             let quota = self.config.max_tasks;
             let best = self
                 .workers
@@ -454,7 +467,7 @@ impl Core {
                 .filter(|(_, w)| {
                     !w.leaving
                         && !w.eof
-                        && Self::has_room(item_ns, w, items)
+                        && Self::has_room(item_ns, w, items, bytes)
                         && quota.is_none_or(|q| w.chunks_sent < q)
                 })
                 .min_by_key(|(_, w)| w.inflight)
@@ -484,6 +497,7 @@ impl Core {
             }
             w.chunks_sent += 1;
             w.inflight += chunk.count as u64;
+            w.inflight_bytes += chunk.data.len();
             if quota.is_some_and(|q| w.chunks_sent >= q) {
                 w.leaving = true;
             }
@@ -626,7 +640,9 @@ impl Core {
     fn answered(&mut self, w: &mut Worker, n: u32) {
         w.front_answered += n;
         if w.sent.front().is_some_and(|c| w.front_answered == c.count) {
-            w.sent.pop_front();
+            if let Some(done) = w.sent.pop_front() {
+                w.inflight_bytes -= done.data.len();
+            }
             w.front_answered = 0;
         }
         w.inflight -= n as u64;
@@ -732,6 +748,7 @@ impl Core {
         let mut k = 0u64;
         let skip = w.front_answered as usize;
         let sent = std::mem::take(&mut w.sent);
+        w.inflight_bytes = 0;
         for (n, chunk) in sent.into_iter().enumerate() {
             let items = chunk.items();
             let mut again: Option<Chunk> = None;
