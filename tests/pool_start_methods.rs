@@ -1,68 +1,32 @@
 //! The pool under each start method: results, a dead worker replaced,
 //! recycled workers, termination.
 //!
-//! This file has its own `main` (`harness = false`): the fork start method
+//! The harness (a process per test and start method, a watchdog each, no
+//! child or zombie left behind) is `tests/isolated`: the fork start method
 //! needs a single-threaded process, which libtest's thread-per-test runner
-//! is not, and a fork pool must fork again to replace a dead worker. `main`
-//! runs this binary once per start method (`pool_start_methods suite
-//! fork`, ...) and kills it if it passes the watchdog's limit.
+//! is not, and a fork pool must fork again to replace a dead worker.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use multiproc::{ErrorKind, Pool, Signal, StartMethod};
 
-const WATCHDOG: Duration = Duration::from_secs(120);
+mod isolated;
+
+const TESTS: isolated::Tests = &[
+    (
+        "results_and_a_dead_worker_replaced",
+        results_and_a_dead_worker_replaced,
+        true,
+    ),
+    (
+        "time_limits_and_recycled_workers",
+        time_limits_and_recycled_workers,
+        true,
+    ),
+];
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    multiproc::init();
-    match args.get(1).map(String::as_str) {
-        Some("suite") => suite(args[2].parse().expect("a start method")),
-        _ if args.iter().any(|a| a == "--list") => {
-            if !args.iter().any(|a| a == "--ignored") {
-                println!("pool_all_start_methods: test");
-            }
-        }
-        _ => supervise(),
-    }
-}
-
-fn supervise() {
-    let exe = std::env::current_exe().expect("own path");
-    let mut failed = Vec::new();
-    for method in ["fork", "spawn", "forkserver"] {
-        let mut child = Command::new(&exe)
-            .args(["suite", method])
-            .spawn()
-            .expect("start the suite");
-        let deadline = Instant::now() + WATCHDOG;
-        let ok = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break status.success();
-            }
-            if Instant::now() > deadline {
-                eprintln!("watchdog: the {method} pool suite hung; killing it");
-                let _ = child.kill();
-                let _ = child.wait();
-                break false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        println!(
-            "pool suite under {method}: {}",
-            if ok { "ok" } else { "FAILED" }
-        );
-        if !ok {
-            failed.push(method);
-        }
-    }
-    println!(
-        "pool_start_methods: {} passed, {} failed",
-        3 - failed.len(),
-        failed.len()
-    );
-    assert!(failed.is_empty(), "pool suite failed under {failed:?}");
+    isolated::main("pool_start_methods", TESTS);
 }
 
 fn square(x: u64) -> u64 {
@@ -86,12 +50,16 @@ fn sleep_ms(ms: u64) -> u64 {
     ms
 }
 
-fn suite(method: StartMethod) {
-    let pool = Pool::builder()
+fn pool_of_two(method: StartMethod) -> Pool {
+    Pool::builder()
         .processes(2)
         .start_method(method)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn results_and_a_dead_worker_replaced(method: StartMethod) {
+    let pool = pool_of_two(method);
     assert_eq!(pool.map(square, 0..1000u64).unwrap()[999], 998_001);
 
     // A dead worker is replaced (under fork: by forking again).
@@ -103,9 +71,9 @@ fn suite(method: StartMethod) {
     assert_eq!(err.signal(), Some(Signal::KILL));
     assert_eq!(pool.stats().worker_restarts, 1);
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
+}
 
-    // Time limits.
-    drop(pool);
+fn time_limits_and_recycled_workers(method: StartMethod) {
     let pool = Pool::builder()
         .processes(2)
         .start_method(method)
@@ -121,9 +89,9 @@ fn suite(method: StartMethod) {
     distinct.dedup();
     assert_eq!(distinct.len(), 20, "a fresh worker per task");
 
+    // close() + join() waits for what was submitted.
     let r = pool.apply_async(sleep_ms, 100).unwrap();
     pool.close();
     pool.join().unwrap();
     assert_eq!(r.get().unwrap(), 100);
-    println!("{method}: ok");
 }

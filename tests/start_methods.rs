@@ -1,26 +1,101 @@
-//! The process suite, run once under each start method.
+//! The process suite, under each start method.
 //!
-//! This file has its own `main` (`harness = false`): the fork start method
-//! needs a single-threaded process, which libtest's thread-per-test runner is
-//! not. `main` is a supervisor: it runs this same binary once per start
-//! method (`start_methods suite fork`, ...) and kills it if it takes longer
-//! than the watchdog allows, so a hang fails the suite instead of CI. The
-//! suite process runs the tests one by one in its main thread.
+//! The harness (a process per test and start method, a watchdog each, no
+//! child or zombie left behind) is `tests/isolated`: the fork start method
+//! needs a single-threaded process, which libtest's thread-per-test runner
+//! is not.
 //!
 //! The binary also has small roles that tests start as separate programs:
-//! `no-init` (a program that forgot `multiproc::init()`), `log-demo` and
-//! `cpu-count`.
+//! `no-init` (a program that forgot `multiproc::init()`), `log-demo`,
+//! `exit-demo` and `cpu-count`.
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::panic::AssertUnwindSafe;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use multiproc::{ErrorKind, ExitStatus, Fd, Process, Signal, StartMethod};
 use serde::{Deserialize, Serialize};
 
-const WATCHDOG: Duration = Duration::from_secs(240);
+mod isolated;
+
+use isolated::zombies;
+
+const TESTS: isolated::Tests = &[
+    ("returns_value", returns_value, true),
+    ("no_argument_and_several", no_argument_and_several, true),
+    ("exit_code_is_reported", exit_code_is_reported, true),
+    (
+        "panic_message_and_location",
+        panic_message_and_location,
+        true,
+    ),
+    ("kill_is_reported", kill_is_reported, true),
+    ("segfault_is_reported", segfault_is_reported, true),
+    ("abort_is_reported", abort_is_reported, true),
+    ("terminate_and_interrupt", terminate_and_interrupt, true),
+    (
+        "join_timeout_on_sleeping_child",
+        join_timeout_on_sleeping_child,
+        true,
+    ),
+    ("is_alive_and_exitcode", is_alive_and_exitcode, true),
+    ("descriptor_in_arguments", descriptor_in_arguments, true),
+    ("descriptor_in_result", descriptor_in_result, true),
+    (
+        "large_arguments_and_result",
+        large_arguments_and_result,
+        true,
+    ),
+    ("names_and_parents", names_and_parents, true),
+    ("nested_children", nested_children, true),
+    (
+        "daemon_may_not_have_children",
+        daemon_may_not_have_children,
+        true,
+    ),
+    ("run_trait", run_trait, true),
+    ("undecodable_result", undecodable_result, true),
+    ("unencodable_arguments", unencodable_arguments, true),
+    ("capturing_closure", capturing_closure, true),
+    ("dropped_handle_is_reaped", dropped_handle_is_reaped, true),
+    (
+        "parent_death_kills_children",
+        parent_death_kills_children,
+        true,
+    ),
+    (
+        "many_processes_leak_nothing",
+        many_processes_leak_nothing,
+        true,
+    ),
+    (
+        "not_initialized_is_explained",
+        not_initialized_is_explained,
+        true,
+    ),
+    (
+        "log_lines_name_the_process",
+        log_lines_name_the_process,
+        true,
+    ),
+    (
+        "cpu_count_respects_affinity",
+        cpu_count_respects_affinity,
+        true,
+    ),
+    (
+        "environment_is_the_parents",
+        environment_is_the_parents,
+        true,
+    ),
+    (
+        "exit_joins_children_and_terminates_daemons",
+        exit_joins_children_and_terminates_daemons,
+        true,
+    ),
+    ("fork_refuses_threads", fork_refuses_threads, false),
+];
 
 fn main() {
     // A program started in the background by a non-interactive shell (as CI
@@ -33,155 +108,29 @@ fn main() {
         libc::signal(libc::SIGINT, libc::SIG_DFL);
     }
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("no-init") {
-        // A program that never called init(): it must get a clear error.
-        let err = Process::new(add, (1, 2))
-            .start_method(StartMethod::Spawn)
-            .start()
-            .unwrap_err();
-        println!("{:?}|{}", err.kind(), err);
-        return;
-    }
-    multiproc::init();
     match args.get(1).map(String::as_str) {
-        Some("suite") => suite(args[2].parse().expect("a start method")),
-        Some("log-demo") => log_demo(args[2].parse().expect("a start method")),
-        Some("cpu-count") => println!("{}", multiproc::cpu_count()),
-        Some("exit-demo") => exit_demo(args[2].parse().expect("a start method")),
-        // cargo nextest lists tests first, then runs each by name: this
-        // binary is one test to it.
-        _ if args.iter().any(|a| a == "--list") => {
-            if !args.iter().any(|a| a == "--ignored") {
-                println!("all_start_methods: test");
-            }
+        Some("no-init") => {
+            // A program that never called init(): it must get a clear error.
+            let err = Process::new(add, (1, 2))
+                .start_method(StartMethod::Spawn)
+                .start()
+                .unwrap_err();
+            println!("{:?}|{}", err.kind(), err);
         }
-        _ => supervise(),
-    }
-}
-
-/// Runs the suite under each start method in a child of its own, with a
-/// watchdog.
-fn supervise() {
-    let exe = std::env::current_exe().expect("own path");
-    let (mut passed, mut failed) = (0, 0);
-    for method in ["fork", "spawn", "forkserver"] {
-        let mut child = Command::new(&exe)
-            .args(["suite", method])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the suite");
-        let mut out = child.stdout.take().expect("piped");
-        let reader = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = out.read_to_string(&mut text);
-            text
-        });
-        let deadline = Instant::now() + WATCHDOG;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let text = reader.join().expect("reader");
-        print!("{text}");
-        for line in text.lines() {
-            if line.starts_with("test ") && line.ends_with(" ok") {
-                passed += 1;
-            } else if line.starts_with("test ") && line.ends_with("FAILED") {
-                failed += 1;
-            }
+        Some("log-demo") => {
+            multiproc::init();
+            log_demo(args[2].parse().expect("a start method"));
         }
-        match status {
-            Some(s) if s.success() => {}
-            Some(s) => {
-                println!("suite {method}: {s}");
-                failed += 1;
-            }
-            None => {
-                println!("suite {method}: watchdog fired after {WATCHDOG:?}: a test hung");
-                failed += 1;
-            }
+        Some("cpu-count") => {
+            multiproc::init();
+            println!("{}", multiproc::cpu_count());
         }
-    }
-    println!("\nstart_methods: {passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
-}
-
-type Test = fn(StartMethod);
-
-fn suite(method: StartMethod) {
-    multiproc::set_start_method(method).expect("fresh process");
-    let tests: &[(&str, Test)] = &[
-        ("returns_value", returns_value),
-        ("no_argument_and_several", no_argument_and_several),
-        ("exit_code_is_reported", exit_code_is_reported),
-        ("panic_message_and_location", panic_message_and_location),
-        ("kill_is_reported", kill_is_reported),
-        ("segfault_is_reported", segfault_is_reported),
-        ("abort_is_reported", abort_is_reported),
-        ("terminate_and_interrupt", terminate_and_interrupt),
-        (
-            "join_timeout_on_sleeping_child",
-            join_timeout_on_sleeping_child,
-        ),
-        ("is_alive_and_exitcode", is_alive_and_exitcode),
-        ("descriptor_in_arguments", descriptor_in_arguments),
-        ("descriptor_in_result", descriptor_in_result),
-        ("large_arguments_and_result", large_arguments_and_result),
-        ("names_and_parents", names_and_parents),
-        ("nested_children", nested_children),
-        ("daemon_may_not_have_children", daemon_may_not_have_children),
-        ("run_trait", run_trait),
-        ("undecodable_result", undecodable_result),
-        ("unencodable_arguments", unencodable_arguments),
-        ("capturing_closure", capturing_closure),
-        ("dropped_handle_is_reaped", dropped_handle_is_reaped),
-        ("parent_death_kills_children", parent_death_kills_children),
-        ("many_processes_leak_nothing", many_processes_leak_nothing),
-        ("not_initialized_is_explained", not_initialized_is_explained),
-        ("log_lines_name_the_process", log_lines_name_the_process),
-        ("cpu_count_respects_affinity", cpu_count_respects_affinity),
-        ("environment_is_the_parents", environment_is_the_parents),
-        (
-            "exit_joins_children_and_terminates_daemons",
-            exit_joins_children_and_terminates_daemons,
-        ),
-    ];
-    let mut failed = 0;
-    for (name, test) in tests {
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| test(method)));
-        match result {
-            Ok(()) => println!("test {method}::{name} ... ok"),
-            Err(_) => {
-                println!("test {method}::{name} ... FAILED");
-                failed += 1;
-            }
+        Some("exit-demo") => {
+            multiproc::init();
+            exit_demo(args[2].parse().expect("a start method"));
         }
-        let _ = std::io::stdout().flush();
+        _ => isolated::main("start_methods", TESTS),
     }
-    // Nothing may be left behind: no running child, no zombie.
-    let leftover = multiproc::active_children();
-    if !leftover.is_empty() || !zombies().is_empty() {
-        println!(
-            "test {method}::nothing_left_behind ... FAILED ({leftover:?}, zombies {:?})",
-            zombies()
-        );
-        failed += 1;
-    } else {
-        println!("test {method}::nothing_left_behind ... ok");
-    }
-    if method == StartMethod::Fork {
-        fork_refuses_threads();
-    }
-    std::process::exit(i32::from(failed > 0));
 }
 
 // ---- targets -------------------------------------------------------------
@@ -763,15 +712,16 @@ fn cpu_count_respects_affinity(_: StartMethod) {
     }
 }
 
-fn fork_refuses_threads() {
+/// Under any start method setting: `fork` itself is what is refused.
+fn fork_refuses_threads(_: StartMethod) {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let t = std::thread::spawn(move || rx.recv());
     let err = Process::new(hello, ())
         .start_method(StartMethod::Fork)
         .start()
         .unwrap_err();
-    let ok_refused =
-        err.kind() == ErrorKind::ForkWithThreads && err.to_string().contains("2 threads");
+    assert_eq!(err.kind(), ErrorKind::ForkWithThreads, "{err}");
+    assert!(err.to_string().contains("2 threads"), "{err}");
     // The other thread waits in recv() and holds no lock the child needs.
     #[allow(unsafe_code)]
     // SAFETY: the only other thread is blocked in rx.recv(), holding no lock.
@@ -780,20 +730,9 @@ fn fork_refuses_threads() {
             .start_method(StartMethod::Fork)
             .allow_fork_with_threads()
     };
-    let ok_opt_in = p.start().unwrap().join().unwrap() == "hello";
+    assert_eq!(p.start().unwrap().join().unwrap(), "hello");
     tx.send(()).unwrap();
     t.join().unwrap().unwrap();
-    println!(
-        "test fork::refuses_threads ... {}",
-        if ok_refused { "ok" } else { "FAILED" }
-    );
-    println!(
-        "test fork::unsafe_opt_in_with_threads ... {}",
-        if ok_opt_in { "ok" } else { "FAILED" }
-    );
-    if !(ok_refused && ok_opt_in) {
-        std::process::exit(1);
-    }
 }
 
 // ---- helpers -------------------------------------------------------------
@@ -808,30 +747,6 @@ fn alive(pid: u32) -> bool {
             .starts_with('Z'),
         Err(_) => false,
     }
-}
-
-/// Our children that are zombies.
-fn zombies() -> Vec<u32> {
-    let me = std::process::id().to_string();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let rest: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        if rest.first() == Some(&"Z") && rest.get(1) == Some(&me.as_str()) {
-            found.push(pid);
-        }
-    }
-    found
 }
 
 fn open_fds() -> HashSet<String> {

@@ -1,5 +1,6 @@
 //! A harness for multi-process suites that run every test in a process of
-//! its own, under each start method (`tests/queue.rs`, `tests/pipe.rs`).
+//! its own, under each start method (`tests/start_methods.rs`,
+//! `tests/pool_start_methods.rs`, `tests/queue.rs`, `tests/pipe.rs`).
 //!
 //! The suite binary has its own `main` (`harness = false`), because the
 //! fork start method needs a single-threaded process. `main` is a
@@ -112,7 +113,7 @@ fn run_one(tests: Tests, method: StartMethod, name: &str) {
 }
 
 /// This process's children that have exited but were not reaped.
-fn zombies() -> Vec<u32> {
+pub fn zombies() -> Vec<u32> {
     let me = std::process::id().to_string();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
