@@ -318,8 +318,9 @@ pub(crate) fn child_main(
     };
     log::info!(target: "multiproc", "process exiting with exitcode {code}");
     crate::runtime::finish_children();
+    // Rust's stderr is unbuffered; stdout may hold a partial line. The
+    // socket is closed by the exit itself.
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    drop(io);
+    std::mem::forget(io);
     sys::process::exit_now(code)
 }
