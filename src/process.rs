@@ -490,9 +490,6 @@ struct Started {
     sock: OwnedFd,
     reader: wire::Reader,
     hello: bool,
-    /// What the child sent before its HELLO came in (the fork server sends
-    /// the HELLO, and its child may overtake it).
-    early: Vec<wire::Frame>,
 }
 
 fn start_fork<F: Target<M>, M>(
@@ -541,7 +538,6 @@ fn start_fork<F: Target<M>, M>(
                 sock: ours,
                 reader: wire::Reader::new(child::MAX_FRAME),
                 hello: true,
-                early: Vec::new(),
             })
         }
     }
@@ -588,22 +584,31 @@ fn start_exec<A: Serialize>(
             None
         }
     };
-    let encoded = codec::encode(args).and_then(|args| {
-        let boot = Boot {
-            image,
-            entry: EntryRef::new(entry),
-            info: info.clone(),
-        };
-        let boot = postcard::to_allocvec(&boot).map_err(|e| {
-            Error::new(ErrorKind::Encode, "could not encode the start-up message").with_source(e)
-        })?;
-        Ok((boot, args))
-    });
+    // The user's Serialize may panic: the child asked for must not outlive
+    // the panic as a zombie.
+    let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        codec::encode(args).and_then(|args| {
+            let boot = Boot {
+                image,
+                entry: EntryRef::new(entry),
+                info: info.clone(),
+            };
+            let boot = postcard::to_allocvec(&boot).map_err(|e| {
+                Error::new(ErrorKind::Encode, "could not encode the start-up message")
+                    .with_source(e)
+            })?;
+            Ok((boot, args))
+        })
+    }));
     let (boot, args) = match encoded {
-        Ok(both) => both,
-        Err(e) => {
+        Ok(Ok(both)) => both,
+        Ok(Err(e)) => {
             abandon(ours, spawned_pid);
             return Err(e);
+        }
+        Err(panic) => {
+            abandon(ours, spawned_pid);
+            std::panic::resume_unwind(panic);
         }
     };
     // A child that died early makes these fail with a broken pipe; join()
@@ -618,43 +623,33 @@ fn start_exec<A: Serialize>(
             sock: ours,
             reader,
             hello: false,
-            early: Vec::new(),
         });
     }
-    // From the fork server, the child's pid comes in the HELLO the server
-    // sends after forking; the child itself may already have sent frames.
-    let mut early = Vec::new();
-    loop {
-        let frame = reader
-            .recv(ours.as_fd(), None)
-            .map_err(|e| Error::io("lost the new child during start-up", e))?;
-        match frame {
-            Some(f) if f.kind == child::HELLO && f.body.len() == 4 => {
-                let pid = u32::from_le_bytes(f.body[..4].try_into().expect("4 bytes")) as i32;
-                return Ok(Started {
-                    pid,
-                    sock: ours,
-                    reader,
-                    hello: true,
-                    early,
-                });
-            }
-            Some(f) if f.kind == child::ERROR => {
-                let report: ErrorReport = postcard::from_bytes(&f.body).unwrap_or(ErrorReport {
-                    kind: 6,
-                    message: "the fork server failed".into(),
-                });
-                return Err(Error::new(report.kind(), report.message));
-            }
-            Some(f) => early.push(f),
-            None => {
-                return Err(Error::new(
-                    ErrorKind::Bootstrap,
-                    "the fork server closed the new child's connection without starting it \
-                     (did the fork server die?)",
-                ));
-            }
+    // From the fork server, the child's pid comes in its HELLO.
+    let frame = reader
+        .recv(ours.as_fd(), None)
+        .map_err(|e| Error::io("lost the new child during start-up", e))?;
+    match frame {
+        Some(f) if f.kind == child::HELLO && f.body.len() == 4 => {
+            let pid = u32::from_le_bytes(f.body[..4].try_into().expect("4 bytes")) as i32;
+            Ok(Started {
+                pid,
+                sock: ours,
+                reader,
+                hello: true,
+            })
         }
+        Some(f) if f.kind == child::ERROR => {
+            let report: ErrorReport = postcard::from_bytes(&f.body).unwrap_or(ErrorReport {
+                kind: 6,
+                message: "the fork server failed".into(),
+            });
+            Err(Error::new(report.kind(), report.message))
+        }
+        _ => Err(Error::new(
+            ErrorKind::Bootstrap,
+            "the fork server's child died before it started",
+        )),
     }
 }
 
@@ -664,8 +659,8 @@ fn start_exec<A: Serialize>(
 fn abandon(sock: OwnedFd, spawned_pid: Option<i32>) {
     let _ = sys::socket::shutdown_write(sock.as_fd());
     let pid = spawned_pid.or_else(|| {
-        // The fork server sends the child's pid; the child sends nothing
-        // before its BOOT, which will not come.
+        // The child's HELLO says its pid; then it waits for a BOOT that
+        // will not come.
         let mut reader = wire::Reader::new(child::MAX_FRAME);
         loop {
             match reader.recv(sock.as_fd(), None) {
@@ -723,18 +718,12 @@ impl ChildShared {
             pid: started.pid,
             daemon,
             pidfd,
-            state: Mutex::new({
-                let mut st = ChildState {
-                    sock: Some(Arc::new(started.sock)),
-                    reader: started.reader,
-                    hello: started.hello,
-                    outcome: None,
-                    status: None,
-                };
-                for frame in started.early {
-                    Self::take_frame(&mut st, frame);
-                }
-                st
+            state: Mutex::new(ChildState {
+                sock: Some(Arc::new(started.sock)),
+                reader: started.reader,
+                hello: started.hello,
+                outcome: None,
+                status: None,
             }),
         })
     }

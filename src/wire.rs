@@ -214,8 +214,13 @@ impl Reader {
                 "frame announces descriptors that did not arrive",
             ));
         }
-        let body = if len as usize >= HAND_OVER && self.start == 0 && self.end == total {
-            // A large frame that is all there is: hand the buffer over.
+        let body = if len as usize >= HAND_OVER
+            && self.start == 0
+            && self.end == total
+            && self.buf.capacity() <= 2 * total
+        {
+            // A large frame that is all there is, in a buffer not much
+            // larger: hand the buffer over.
             let mut body = std::mem::take(&mut self.buf);
             body.truncate(total);
             body.drain(..HEADER);

@@ -57,6 +57,7 @@ const TESTS: isolated::Tests = &[
     ("run_trait", run_trait, true),
     ("undecodable_result", undecodable_result, true),
     ("unencodable_arguments", unencodable_arguments, true),
+    ("panicking_arguments", panicking_arguments, true),
     ("capturing_closure", capturing_closure, true),
     ("dropped_handle_is_reaped", dropped_handle_is_reaped, true),
     (
@@ -274,6 +275,27 @@ impl Serialize for Shy {
 
 fn takes_shy(_: Shy) -> u8 {
     1
+}
+
+/// Panics when encoded (a user's Serialize with a bug).
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(from = "u8")]
+struct Explosive;
+
+impl From<u8> for Explosive {
+    fn from(_: u8) -> Self {
+        Explosive
+    }
+}
+
+impl Serialize for Explosive {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("Explosive went off while being encoded")
+    }
+}
+
+fn takes_explosive(_: Explosive) -> u8 {
+    2
 }
 
 // ---- tests ---------------------------------------------------------------
@@ -518,6 +540,25 @@ fn unencodable_arguments(method: StartMethod) {
     assert_eq!(
         Process::new(add, (1, 2)).start().unwrap().join().unwrap(),
         3
+    );
+}
+
+/// A panic in the arguments' Serialize reaches the caller of start(), and
+/// the child already asked for is gone: no zombie, nothing running.
+fn panicking_arguments(method: StartMethod) {
+    let started = std::panic::catch_unwind(|| Process::new(takes_explosive, Explosive).start());
+    if method == StartMethod::Fork {
+        assert_eq!(started.unwrap().unwrap().join().unwrap(), 2);
+        return;
+    }
+    let payload = started.unwrap_err();
+    let message = payload.downcast_ref::<&str>().copied().unwrap_or_default();
+    assert!(message.contains("Explosive"), "{message:?}");
+    assert!(multiproc::active_children().is_empty());
+    assert_eq!(zombies(), Vec::<u32>::new());
+    assert_eq!(
+        Process::new(add, (2, 2)).start().unwrap().join().unwrap(),
+        4
     );
 }
 

@@ -4,7 +4,7 @@
 //!
 //! | frame  | from   | body |
 //! |--------|--------|------|
-//! | HELLO  | child (spawn), fork server | the child's pid (u32, little-endian): the child is under `multiproc`'s control |
+//! | HELLO  | child  | its pid (u32, little-endian): the child is under `multiproc`'s control (not sent under fork: the parent knows the pid) |
 //! | BOOT   | parent | [`Boot`]: image identity, which function, who the child is (spawn and forkserver only) |
 //! | ARGS   | parent | the encoded arguments, with their descriptors (spawn and forkserver only) |
 //! | RESULT | child  | the encoded return value, with its descriptors |
@@ -154,12 +154,6 @@ impl ChildIo {
     }
 }
 
-/// Sends the `HELLO` of child `pid` on `sock` and closes it (the fork
-/// server does this for each child it forks).
-pub(crate) fn hello(sock: OwnedFd, pid: i32) {
-    ChildIo { sock }.hello(pid);
-}
-
 /// Sends an error report to whoever waits on `sock` (the fork server uses
 /// this when it cannot fork).
 pub(crate) fn report_error(sock: OwnedFd, e: &Error) {
@@ -196,16 +190,12 @@ pub(crate) fn trampoline<F: Target<M> + Copy, M>(
 }
 
 /// The life of a spawned or fork-server child, from its socket to its exit.
-/// `hello`: whether to send the `HELLO` frame (the fork server sends it for
-/// its children).
-pub(crate) fn serve(sock: OwnedFd, parent: i32, hello: bool) -> ! {
+pub(crate) fn serve(sock: OwnedFd, parent: i32) -> ! {
     if !sys::process::die_with_parent(parent) {
         sys::process::exit_now(1);
     }
     let io = ChildIo::new(sock);
-    if hello {
-        io.hello(sys::process::getpid());
-    }
+    io.hello(sys::process::getpid());
     let mut reader = wire::Reader::new(MAX_FRAME);
     let mut next = |kind: u8| match reader.recv(io.sock.as_fd(), None) {
         Ok(Some(frame)) if frame.kind == kind => Some(frame),
@@ -283,11 +273,13 @@ fn install_panic_hook_now() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let report = PanicReport::record(info);
-        let fd = ABORT_REPORT.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(fd) = fd.as_ref() {
-            // The process is about to abort: this is the only chance.
-            if let Ok(bytes) = postcard::to_allocvec(&report) {
-                let _ = wire::send(fd.as_fd(), PANIC, &bytes, &[]);
+        {
+            let fd = ABORT_REPORT.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(fd) = fd.as_ref() {
+                // The process is about to abort: this is the only chance.
+                if let Ok(bytes) = postcard::to_allocvec(&report) {
+                    let _ = wire::send(fd.as_fd(), PANIC, &bytes, &[]);
+                }
             }
         }
         previous(info);

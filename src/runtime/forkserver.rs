@@ -5,10 +5,12 @@
 //! the server sends `READY` (or `FAILED` and a reason) once; then each
 //! request is one packet `FORK` carrying one descriptor, the child's end of
 //! a fresh stream socket to the requester. The server forks with
-//! `CLONE_PARENT`, so the new process is a child of the requester, sends
-//! the child's `HELLO` (its pid) on that socket itself, and the child runs
-//! [`child::serve`] on it. When the server cannot fork it sends an `ERROR`
-//! frame on the socket instead. The server exits when
+//! `CLONE_PARENT`, so the new process is a child of the requester, and the
+//! child runs [`child::serve`] on that socket (its first frame is its
+//! `HELLO`). When the server cannot fork it sends an `ERROR` frame on the
+//! socket instead. Only one process ever writes to that socket — the child,
+//! or the server when there is no child: two writers could interleave the
+//! pieces of a large frame. The server exits when
 //! its parent's end of the socket closes.
 
 use std::io;
@@ -164,12 +166,10 @@ pub(crate) fn serve(parent: i32) -> ! {
         }
         match sys::process::clone_parent() {
             Ok(sys::process::Forked::Child) => break sock,
-            // The requester learns the pid now, from us, rather than when
-            // the child first runs: one wake-up less for it.
-            Ok(sys::process::Forked::Parent(pid)) => child::hello(sock, pid),
+            Ok(sys::process::Forked::Parent(_)) => drop(sock),
             Err(e) => child::report_error(sock, &Error::io("the fork server could not fork", e)),
         }
     };
     drop(ctrl);
-    child::serve(sock, parent, false)
+    child::serve(sock, parent)
 }

@@ -164,7 +164,7 @@ pub(crate) fn init() {
                 Err(_) => sys::process::exit_now(70),
             };
             sys::process::close_fds_except(std::os::fd::AsFd::as_fd(&sock));
-            child::serve(sock, ppid, true);
+            child::serve(sock, ppid);
         }
         if let Some(ppid) = role.strip_prefix("forkserver:").and_then(parent) {
             forkserver::serve(ppid);

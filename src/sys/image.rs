@@ -39,9 +39,13 @@ impl ImageId {
     /// process's executable does not change; the fork server reads it before
     /// its first fork so that its children need not).
     pub(crate) fn current() -> Result<Self, String> {
-        static ID: OnceLock<Result<ImageId, String>> = OnceLock::new();
-        ID.get_or_init(|| Self::read().map_err(|e| e.to_string()))
-            .clone()
+        static ID: OnceLock<ImageId> = OnceLock::new();
+        if let Some(id) = ID.get() {
+            return Ok(*id);
+        }
+        // A failure is not remembered: the next call tries again.
+        let id = Self::read().map_err(|e| e.to_string())?;
+        Ok(*ID.get_or_init(|| id))
     }
 
     fn read() -> io::Result<Self> {
