@@ -30,7 +30,44 @@ const TESTS: isolated::Tests = &[
         backpressure,
         true,
     ),
+    (
+        "a_pipe_reserves_little_address_space",
+        little_address_space,
+        false,
+    ),
 ];
+
+/// This process's virtual size in bytes.
+fn vm_size() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmSize");
+    kib << 10
+}
+
+/// A duplex pipe maps two rings in each process that holds its ends; they
+/// must not reserve a queue's 16 GiB each (64 such pipes would take 2 TiB
+/// of address space, `ulimit -v` counts it, and a few thousand exhaust a
+/// process's 128 TiB).
+fn little_address_space(_: StartMethod) {
+    let before = vm_size();
+    let pipes: Vec<_> = (0..64)
+        .map(|_| connection::pipe::<u64>().unwrap())
+        .collect();
+    let grown = vm_size() - before;
+    assert!(
+        grown < 64 << 30,
+        "64 duplex pipes reserved {} GiB",
+        grown >> 30
+    );
+    // And they work.
+    let (a, b) = &pipes[63];
+    a.send(&7).unwrap();
+    assert_eq!(b.recv().unwrap(), 7);
+}
 
 fn main() {
     isolated::main("pipe", TESTS);

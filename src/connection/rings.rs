@@ -92,9 +92,9 @@ impl Rings {
     /// The rings of a new pipe's two ends: `(a, b)`; one-way: `a` reads,
     /// `b` writes.
     pub(crate) fn pair(duplex: bool) -> Result<(Rings, Rings)> {
-        let ab = Ring::new(0)?;
+        let ab = Ring::with_max_cap(0, ring::PIPE_MAX_CAP)?;
         if duplex {
-            let ba = Ring::new(0)?;
+            let ba = Ring::with_max_cap(0, ring::PIPE_MAX_CAP)?;
             Ok((
                 Rings {
                     rx: Some(ba.clone()),

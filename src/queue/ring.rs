@@ -20,7 +20,8 @@
 //!   position store landed and its count store did not.
 //! - **Growth** instead of blocking: when a record does not fit, the
 //!   producer also takes the consumers' lock and doubles `cap` (the segment
-//!   is reserved at [`MAX_CAP`] and only touched pages cost memory). Bytes
+//!   is reserved at [`MAX_CAP`] for a queue, [`PIPE_MAX_CAP`] for a pipe's
+//!   ring, and only touched pages cost memory). Bytes
 //!   whose offset changes under the new capacity are copied to
 //!   `[cap, 2·cap)`, which the old ring never used, and then `cap` is
 //!   switched with one store: a producer killed mid-growth leaves the old
@@ -105,8 +106,14 @@ pub(crate) const USER: usize = 768;
 pub(super) const RING: usize = 4096;
 /// The capacity of a fresh ring.
 pub(super) const MIN_CAP: u64 = 64 << 10;
-/// The largest the ring may grow: the segment's reserved size.
+/// The largest a queue's ring may grow: the segment's reserved size.
 pub(super) const MAX_CAP: u64 = 1 << 34;
+/// The largest a pipe's ring may grow. A pipe's writer waits while 8 MiB
+/// are unread and sends messages over 2 MiB through its socket, so its ring
+/// holds about 10 MiB per writer at most; 256 MiB leaves room for a hundred
+/// writers at that edge while reserving 64 times less address space than a
+/// queue (16 GiB per ring adds up: a process has 128 TiB).
+pub(crate) const PIPE_MAX_CAP: u64 = 1 << 28;
 /// A ring this large that a get leaves empty shrinks back to [`MIN_CAP`]
 /// and gives its memory back, if it has not grown for [`SHRINK_AFTER_MS`]
 /// (so a busy queue whose backlog comes and goes does not pay page faults
@@ -120,15 +127,15 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
-/// The segment's length.
-pub(super) const REGION_LEN: usize = RING + MAX_CAP as usize;
 
 /// A record's header: length and check word.
 const RECORD_HEADER: u64 = 8;
 const MAGIC: u32 = 0x5155_4555; // "QUEU"
 
-/// The largest payload one message may have.
-pub(super) const MAX_MESSAGE: usize = (MAX_CAP / 2) as usize - RECORD_HEADER as usize;
+/// The largest payload one message may have in a ring of `max_cap`.
+fn max_message(max_cap: u64) -> usize {
+    (max_cap / 2) as usize - RECORD_HEADER as usize
+}
 
 /// How long a waiter spins, then yields, before it sleeps.
 const SPIN: Duration = Duration::from_micros(20);
@@ -209,6 +216,8 @@ fn at(hook: Hook<'_>, stage: Stage) {
 pub(crate) struct Ring {
     region: Region,
     seen: Arc<Seen>,
+    /// The reserved capacity: the segment's length less the header.
+    max_cap: u64,
 }
 
 /// What this process last saw of the other side's position. Positions only
@@ -230,26 +239,37 @@ fn record_len(len: usize) -> u64 {
 impl Ring {
     /// A fresh empty ring; `maxsize` 0 is unbounded.
     pub(crate) fn new(maxsize: u64) -> Result<Self, Error> {
-        let region = Region::new("multiproc-queue", REGION_LEN)?;
+        Self::with_max_cap(maxsize, MAX_CAP)
+    }
+
+    /// A fresh empty ring that may grow to `max_cap` bytes (a power of two
+    /// from [`MIN_CAP`] to [`MAX_CAP`]).
+    pub(crate) fn with_max_cap(maxsize: u64, max_cap: u64) -> Result<Self, Error> {
+        debug_assert!(max_cap.is_power_of_two() && (MIN_CAP..=MAX_CAP).contains(&max_cap));
+        let region = Region::new("multiproc-queue", RING + max_cap as usize)?;
         let ring = Ring {
             region,
             seen: Arc::default(),
+            max_cap,
         };
         ring.a64(MAXSIZE).store(maxsize, Ordering::Release);
         Ok(ring)
     }
 
-    /// A ring received from another process: checks the segment's length.
+    /// A ring received from another process: checks the segment's length
+    /// (the header and a power-of-two capacity no larger than a queue's).
     pub(crate) fn from_region(region: Region) -> Result<Self, String> {
-        if region.len() != REGION_LEN {
+        let max_cap = region.len().saturating_sub(RING) as u64;
+        if !max_cap.is_power_of_two() || !(MIN_CAP..=MAX_CAP).contains(&max_cap) {
             return Err(format!(
-                "a queue's segment is {} bytes, expected {REGION_LEN}",
+                "a ring's segment is {} bytes, not {RING} plus a power of two from {MIN_CAP} to {MAX_CAP}",
                 region.len()
             ));
         }
         Ok(Ring {
             region,
             seen: Arc::default(),
+            max_cap,
         })
     }
 
@@ -271,7 +291,7 @@ impl Ring {
     fn cap(&self) -> Result<u64, Error> {
         match self.a64(CAP).load(Ordering::Acquire) {
             0 => Ok(MIN_CAP),
-            c if c & (c - 1) == 0 && (MIN_CAP..=MAX_CAP).contains(&c) => Ok(c),
+            c if c & (c - 1) == 0 && (MIN_CAP..=self.max_cap).contains(&c) => Ok(c),
             c => Err(corrupt(format!("its capacity reads {c}"))),
         }
     }
@@ -356,11 +376,12 @@ impl Ring {
 
     /// [`put`](Self::put), calling `hook` at each [`Stage`].
     pub(super) fn put_hooked(&self, bytes: &[u8], wait: Wait, hook: Hook<'_>) -> Result<(), Fail> {
-        if bytes.len() > MAX_MESSAGE {
+        let most = max_message(self.max_cap);
+        if bytes.len() > most {
             return Err(Fail::Error(Error::new(
                 ErrorKind::MessageTooLarge,
                 format!(
-                    "a message of {} bytes is larger than a queue holds ({MAX_MESSAGE} bytes)",
+                    "a message of {} bytes is larger than a queue holds ({most} bytes)",
                     bytes.len()
                 ),
             )));
@@ -482,12 +503,11 @@ impl Ring {
         after: impl FnOnce(V) -> Result<(), Error>,
     ) -> Result<(), Fail> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
-        if total > MAX_MESSAGE {
+        let most = max_message(self.max_cap);
+        if total > most {
             return Err(Fail::Error(Error::new(
                 ErrorKind::MessageTooLarge,
-                format!(
-                    "a message of {total} bytes is larger than a ring holds ({MAX_MESSAGE} bytes)"
-                ),
+                format!("a message of {total} bytes is larger than a ring holds ({most} bytes)"),
             )));
         }
         let lock = self.a32(PUT_LOCK);
@@ -580,11 +600,12 @@ impl Ring {
         let mut new_cap = cap;
         while new_cap - used < rec {
             new_cap *= 2;
-            if new_cap > MAX_CAP {
+            if new_cap > self.max_cap {
+                let max_cap = self.max_cap;
                 return Err(Fail::Error(Error::new(
                     ErrorKind::MessageTooLarge,
                     format!(
-                        "the queue holds {used} bytes and cannot grow past {MAX_CAP} to take {rec} more"
+                        "the queue holds {used} bytes and cannot grow past {max_cap} to take {rec} more"
                     ),
                 )));
             }
@@ -982,11 +1003,40 @@ mod tests {
         assert_eq!([DONE_COUNT, JOIN_SEQ, JOIN_SLEEPERS], [640, 648, 652]);
         assert_eq!(USER, 768);
         assert_eq!(RING, 4096);
-        assert_eq!(REGION_LEN, 4096 + (16 << 30));
         assert!(MIN_CAP.is_power_of_two() && MAX_CAP.is_power_of_two());
+        assert!(PIPE_MAX_CAP.is_power_of_two() && PIPE_MAX_CAP < MAX_CAP);
         assert_eq!(record_len(0), 8);
         assert_eq!(record_len(1), 16);
         assert_eq!(record_len(8), 16);
+    }
+
+    #[test]
+    fn a_pipe_ring_reserves_less_and_a_received_segment_is_checked() {
+        let queue = Ring::new(0).unwrap();
+        assert_eq!(queue.region().len(), 4096 + (16 << 30));
+        let pipe = Ring::with_max_cap(0, PIPE_MAX_CAP).unwrap();
+        assert_eq!(pipe.region().len(), 4096 + (256 << 20));
+        // What travels is the segment; its length says the capacity.
+        let again = Ring::from_region(pipe.region().clone()).unwrap();
+        assert_eq!(again.max_cap, PIPE_MAX_CAP);
+        for bad in [4096, 4096 + 3 * MIN_CAP as usize, 100] {
+            let region = Region::new("test", bad).unwrap();
+            assert!(Ring::from_region(region).is_err(), "{bad} accepted");
+        }
+        // A small ring refuses a message larger than half of it, and a
+        // backlog it cannot hold, with an error rather than a hang.
+        let small = Ring::with_max_cap(0, MIN_CAP).unwrap();
+        let too_big = vec![0u8; MIN_CAP as usize];
+        assert!(
+            matches!(small.put(&too_big, Wait::No), Err(Fail::Error(e)) if e.kind() == ErrorKind::MessageTooLarge)
+        );
+        let half = vec![1u8; (MIN_CAP / 2) as usize - 64];
+        small.put(&half, Wait::No).unwrap();
+        small.put(&half, Wait::No).unwrap();
+        assert!(
+            matches!(small.put(&half, Wait::No), Err(Fail::Error(e)) if e.kind() == ErrorKind::MessageTooLarge)
+        );
+        assert_eq!(get_vec(&small, Wait::No).unwrap(), half);
     }
 
     fn get_vec(r: &Ring, wait: Wait) -> Result<Vec<u8>, Fail> {
