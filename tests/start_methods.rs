@@ -96,6 +96,11 @@ const TESTS: isolated::Tests = &[
         true,
     ),
     ("fork_refuses_threads", fork_refuses_threads, false),
+    (
+        "fork_server_starts_where_bind_now_cannot",
+        fork_server_starts_where_bind_now_cannot,
+        false,
+    ),
 ];
 
 fn main() {
@@ -125,6 +130,17 @@ fn main() {
         Some("cpu-count") => {
             multiproc::init();
             println!("{}", multiproc::cpu_count());
+        }
+        Some("start-one") => {
+            multiproc::init();
+            match Process::new(add, (1, 2))
+                .start_method(StartMethod::Forkserver)
+                .start()
+                .and_then(Process::join)
+            {
+                Ok(v) => println!("{v}"),
+                Err(e) => println!("error: {e}"),
+            }
         }
         Some("exit-demo") => {
             multiproc::init();
@@ -751,6 +767,44 @@ fn cpu_count_respects_affinity(_: StartMethod) {
         }
         _ => println!("(taskset not available: affinity not checked)"),
     }
+}
+
+/// The fork server runs with LD_BIND_NOW; a program whose libraries call a
+/// function nobody defines runs fine lazily but cannot start that way. The
+/// fork server must still start (without it). The library is preloaded
+/// into a program of our own, built here with cc.
+fn fork_server_starts_where_bind_now_cannot(_: StartMethod) {
+    let dir = std::env::temp_dir().join(format!("multiproc-bindnow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = dir.join("needs_missing.c");
+    let lib = dir.join("libneeds_missing.so");
+    std::fs::write(
+        &source,
+        "extern void multiproc_test_missing_function(void);\n\
+         void multiproc_test_caller(void) { multiproc_test_missing_function(); }\n",
+    )
+    .unwrap();
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&source)
+        .status()
+        .expect("cc (the tests need a C compiler)");
+    assert!(built.success(), "cc failed");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .arg("start-one")
+        .env("LD_PRELOAD", &lib)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim(),
+        "3",
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success());
 }
 
 /// Under any start method setting: `fork` itself is what is refused.

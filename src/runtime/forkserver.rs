@@ -55,36 +55,68 @@ pub(crate) fn forget_inherited() {
 }
 
 fn start() -> Result<Client, Error> {
-    let (ours, theirs) =
-        sys::socket::packet_pair().map_err(|e| Error::io("could not create a socket pair", e))?;
+    match start_once(true) {
+        // The dynamic loader refuses to start a program whose libraries
+        // name a function nobody defines when it must resolve every symbol
+        // at once; lazily, such a program runs. So try again without.
+        Err(Unready::Exited) => {
+            log::debug!(target: "multiproc", "the fork server did not start with LD_BIND_NOW; trying without");
+            start_once(false).map_err(Unready::into_error)
+        }
+        other => other.map_err(Unready::into_error),
+    }
+}
+
+/// Why a fork server did not become ready.
+enum Unready {
+    /// It exited (or closed its socket) without a word.
+    Exited,
+    /// It said why, or could not be started or watched.
+    Error(Error),
+}
+
+impl Unready {
+    fn into_error(self) -> Error {
+        match self {
+            Unready::Exited => Error::new(
+                ErrorKind::Bootstrap,
+                "the fork server exited before it was ready: make multiproc::init() the first line of main \
+                 (in test files, use multiproc::test_support!())",
+            ),
+            Unready::Error(e) => e,
+        }
+    }
+}
+
+fn start_once(bind_now: bool) -> Result<Client, Unready> {
+    let (ours, theirs) = sys::socket::packet_pair()
+        .map_err(|e| Unready::Error(Error::io("could not create a socket pair", e)))?;
     let ppid = sys::process::getpid();
     let pid = launch::on_lasting_thread(move || {
-        launch::exec_self(format!("forkserver:{ppid}"), theirs, true)
+        launch::exec_self(format!("forkserver:{ppid}"), theirs, bind_now)
     })
     .and_then(|r| r)
-    .map_err(|e| Error::io("could not start the fork server", e))?;
-    let pidfd =
-        sys::process::pidfd(pid).map_err(|e| Error::io("could not watch the fork server", e))?;
+    .map_err(|e| Unready::Error(Error::io("could not start the fork server", e)))?;
+    let pidfd = sys::process::pidfd(pid)
+        .map_err(|e| Unready::Error(Error::io("could not watch the fork server", e)))?;
     let mut buf = [0u8; 512];
-    let fail = |why: String| {
-        let _ = sys::process::send_signal(pidfd.as_fd(), libc::SIGKILL);
-        Err(Error::new(ErrorKind::Bootstrap, why))
-    };
-    match sys::socket::recv_packet(ours.as_fd(), &mut buf) {
-        Ok(Some((n, _))) if n >= 1 && buf[0] == READY => {}
-        Ok(Some((n, _))) if n >= 1 && buf[0] == FAILED => {
-            return fail(format!(
+    let failed = match sys::socket::recv_packet(ours.as_fd(), &mut buf) {
+        Ok(Some((n, _))) if n >= 1 && buf[0] == READY => None,
+        Ok(Some((n, _))) if n >= 1 && buf[0] == FAILED => Some(Unready::Error(Error::new(
+            ErrorKind::Bootstrap,
+            format!(
                 "the fork server could not start: {}",
                 String::from_utf8_lossy(&buf[1..n])
-            ));
-        }
-        _ => {
-            return fail(
-                "the fork server exited before it was ready: make multiproc::init() the first line of main \
-                 (in test files, use multiproc::test_support!())"
-                    .into(),
-            );
-        }
+            ),
+        ))),
+        _ => Some(Unready::Exited),
+    };
+    if let Some(why) = failed {
+        // Not left a zombie: it is our child.
+        let _ = sys::process::send_signal(pidfd.as_fd(), libc::SIGKILL);
+        let _ = sys::socket::wait_readable(&[pidfd.as_fd()], None);
+        let _ = sys::process::try_reap(pidfd.as_fd());
+        return Err(why);
     }
     log::debug!(target: "multiproc", "fork server started (pid {pid})");
     Ok(Client {
