@@ -673,9 +673,7 @@ fn abandon(sock: OwnedFd, spawned_pid: Option<i32>) {
         }
     });
     if let Some(pidfd) = pid.and_then(|pid| sys::process::pidfd(pid).ok()) {
-        let _ = sys::process::send_signal(pidfd.as_fd(), libc::SIGKILL);
-        let _ = sys::socket::wait_readable(&[pidfd.as_fd()], None);
-        let _ = sys::process::try_reap(pidfd.as_fd());
+        sys::process::kill_and_reap(pidfd.as_fd());
     }
 }
 

@@ -139,8 +139,8 @@ impl ChildIo {
         wire::send(self.sock.as_fd(), kind, body, fds)
     }
 
-    fn hello(&self, pid: i32) {
-        let _ = self.send(HELLO, &(pid as u32).to_le_bytes(), &[]);
+    fn hello(&self) {
+        let _ = self.send(HELLO, &(sys::process::getpid() as u32).to_le_bytes(), &[]);
     }
 
     fn send_value<T: Serialize>(&self, kind: u8, value: &T) {
@@ -195,7 +195,7 @@ pub(crate) fn serve(sock: OwnedFd, parent: i32) -> ! {
         sys::process::exit_now(1);
     }
     let io = ChildIo::new(sock);
-    io.hello(sys::process::getpid());
+    io.hello();
     let mut reader = wire::Reader::new(MAX_FRAME);
     let mut next = |kind: u8| match reader.recv(io.sock.as_fd(), None) {
         Ok(Some(frame)) if frame.kind == kind => Some(frame),

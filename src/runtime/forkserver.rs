@@ -113,9 +113,7 @@ fn start_once(bind_now: bool) -> Result<Client, Unready> {
     };
     if let Some(why) = failed {
         // Not left a zombie: it is our child.
-        let _ = sys::process::send_signal(pidfd.as_fd(), libc::SIGKILL);
-        let _ = sys::socket::wait_readable(&[pidfd.as_fd()], None);
-        let _ = sys::process::try_reap(pidfd.as_fd());
+        sys::process::kill_and_reap(pidfd.as_fd());
         return Err(why);
     }
     log::debug!(target: "multiproc", "fork server started (pid {pid})");

@@ -188,6 +188,20 @@ pub(crate) fn try_reap(pidfd: BorrowedFd<'_>) -> io::Result<Option<RawStatus>> {
     }
 }
 
+/// SIGKILLs the child behind `pidfd` and reaps it, waiting for it to die
+/// (for children that must not be left running or as zombies: a fork
+/// server that did not become ready, a child that will not be told what
+/// to run). Errors are ignored: a child that is gone already is fine.
+pub(crate) fn kill_and_reap(pidfd: BorrowedFd<'_>) {
+    let _ = send_signal(pidfd, libc::SIGKILL);
+    loop {
+        match rustix::process::waitid(WaitId::PidFd(pidfd), WaitIdOptions::EXITED) {
+            Err(rustix::io::Errno::INTR) => continue,
+            _ => return,
+        }
+    }
+}
+
 /// Sends `signal` through a pidfd. A process that has already ended is not
 /// an error.
 pub(crate) fn send_signal(pidfd: BorrowedFd<'_>, signal: c_int) -> io::Result<()> {
