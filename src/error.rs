@@ -9,11 +9,12 @@
 use std::fmt;
 use std::io;
 
-use crate::process::ExitStatus;
+use crate::process::status::{ExitStatus, Signal};
 
 /// What kind of failure an [`Error`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[repr(u8)]
 pub enum ErrorKind {
     /// An operating-system call failed; [`std::error::Error::source`] is the
     /// [`io::Error`].
@@ -98,6 +99,54 @@ pub enum ErrorKind {
     /// The pool was closed or terminated and takes no new work, or was
     /// terminated while the task waited.
     PoolClosed,
+}
+
+impl ErrorKind {
+    /// Every kind, in declaration order: `ALL[k as usize] == k`. New kinds
+    /// go at the end, so that a kind keeps its number on the wire.
+    const ALL: [ErrorKind; 30] = [
+        ErrorKind::Io,
+        ErrorKind::Panicked,
+        ErrorKind::Killed,
+        ErrorKind::Exited,
+        ErrorKind::Encode,
+        ErrorKind::Decode,
+        ErrorKind::Bootstrap,
+        ErrorKind::NotInitialized,
+        ErrorKind::CapturingClosure,
+        ErrorKind::ForkWithThreads,
+        ErrorKind::DaemonChild,
+        ErrorKind::ContextAlreadySet,
+        ErrorKind::StillRunning,
+        ErrorKind::Protocol,
+        ErrorKind::Timeout,
+        ErrorKind::Eof,
+        ErrorKind::Authentication,
+        ErrorKind::MessageTooLarge,
+        ErrorKind::Remote,
+        ErrorKind::Full,
+        ErrorKind::Empty,
+        ErrorKind::Closed,
+        ErrorKind::TaskDone,
+        ErrorKind::OwnerDied,
+        ErrorKind::BrokenBarrier,
+        ErrorKind::NotAcquired,
+        ErrorKind::InvalidArgument,
+        ErrorKind::WorkerLost,
+        ErrorKind::Interrupted,
+        ErrorKind::PoolClosed,
+    ];
+
+    /// The kind's number, as it travels between processes.
+    pub(crate) fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The kind with number `code`, if there is one (a newer peer may send
+    /// a kind this build does not know).
+    pub(crate) fn from_code(code: u8) -> Option<ErrorKind> {
+        Self::ALL.get(code as usize).copied()
+    }
 }
 
 /// The error type of `multiproc`.
@@ -205,7 +254,7 @@ impl Error {
     }
 
     /// The signal that killed the child, if one did.
-    pub fn signal(&self) -> Option<crate::Signal> {
+    pub fn signal(&self) -> Option<Signal> {
         self.inner.status.and_then(|s| s.signal())
     }
 
@@ -263,5 +312,19 @@ impl std::error::Error for Error {
 impl From<Error> for io::Error {
     fn from(e: Error) -> Self {
         io::Error::other(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_keeps_its_number() {
+        for (i, k) in ErrorKind::ALL.iter().enumerate() {
+            assert_eq!(k.code() as usize, i, "{k:?}");
+            assert_eq!(ErrorKind::from_code(i as u8), Some(*k));
+        }
+        assert_eq!(ErrorKind::from_code(255), None);
     }
 }

@@ -4,7 +4,7 @@
 //! or an error, never a panic or an allocation sized by a header.
 
 use crate::connection::frame;
-use crate::runtime::child::{Boot, ErrorReport};
+use crate::runtime::protocol::{Boot, ErrorReport};
 
 /// Runs every decoder over `data`.
 #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
@@ -23,7 +23,7 @@ pub fn decode_everything(data: &[u8]) {
     let _ = postcard::from_bytes::<Boot>(data);
     let _ = postcard::from_bytes::<ErrorReport>(data);
     // A queue whose shared memory another process scribbled over.
-    crate::queue::ring::fuzz(data);
+    crate::shm::ring::fuzz(data);
 }
 
 #[cfg(test)]

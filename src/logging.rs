@@ -5,10 +5,16 @@
 
 use std::io::Write;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use log::{LevelFilter, Log, Metadata, Record};
 
 static PREFIX: RwLock<Option<(String, i32)>> = RwLock::new(None);
+
+/// The level given to [`log_to_stderr`], as [`level_to_u8`], or
+/// [`NO_LEVEL`]: children started afterwards log at the same level.
+static LEVEL: AtomicU8 = AtomicU8::new(NO_LEVEL);
+const NO_LEVEL: u8 = u8::MAX;
 
 struct StderrLogger;
 
@@ -50,7 +56,14 @@ impl Log for StderrLogger {
 pub fn log_to_stderr(level: LevelFilter) {
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(level);
-    crate::runtime::with_state(|s| s.log_level = Some(level));
+    LEVEL.store(level_to_u8(level), Ordering::Release);
+}
+
+/// The level [`log_to_stderr`] was called with in this process (or
+/// inherited from the parent), if it was.
+pub(crate) fn level() -> Option<LevelFilter> {
+    let v = LEVEL.load(Ordering::Acquire);
+    (v != NO_LEVEL).then(|| level_from_u8(v))
 }
 
 pub(crate) fn set_process(name: &str, pid: i32) {

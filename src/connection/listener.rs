@@ -10,7 +10,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::{Connection, auth};
+use super::auth;
+use super::conn::Connection;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Where a [`Listener`] listens: a Unix socket path or a TCP address.

@@ -1,6 +1,6 @@
 //! The shared-memory transport of [`pipe`](super::pipe) and
 //! [`pipe_oneway`](super::pipe_oneway): one byte ring per direction
-//! ([`crate::queue::ring`], the queues' ring), and the Unix socket pair as
+//! ([`crate::shm::ring`], the queues' ring), and the Unix socket pair as
 //! doorbell, end-of-file detector and carrier of descriptors and of large
 //! messages.
 //!
@@ -38,10 +38,17 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{ReadState, eof_error};
+use super::stream::{CHUNK, ReadState, eof_error};
 use crate::error::{Error, ErrorKind, Result};
-use crate::queue::ring::{self, Fail, Ring, Wait};
+use crate::shm::ring::{self, Fail, Ring, Wait};
 use crate::sys;
+
+/// The largest a pipe's ring may grow. A pipe's writer waits while 8 MiB
+/// are unread and sends messages over 2 MiB through its socket, so its ring
+/// holds about 10 MiB per writer at most; 256 MiB leaves room for a hundred
+/// writers at that edge while reserving 64 times less address space than a
+/// queue (16 GiB per ring adds up: a process has 128 TiB).
+const PIPE_MAX_CAP: u64 = 1 << 28;
 
 /// `USER` word (u32): the reader of this ring may be asleep in `poll`:
 /// ring the doorbell.
@@ -92,9 +99,9 @@ impl Rings {
     /// The rings of a new pipe's two ends: `(a, b)`; one-way: `a` reads,
     /// `b` writes.
     pub(crate) fn pair(duplex: bool) -> Result<(Rings, Rings)> {
-        let ab = Ring::with_max_cap(0, ring::PIPE_MAX_CAP)?;
+        let ab = Ring::with_max_cap(0, PIPE_MAX_CAP)?;
         if duplex {
-            let ba = Ring::with_max_cap(0, ring::PIPE_MAX_CAP)?;
+            let ba = Ring::with_max_cap(0, PIPE_MAX_CAP)?;
             Ok((
                 Rings {
                     rx: Some(ba.clone()),
@@ -396,13 +403,13 @@ fn recv_once(sock: BorrowedFd<'_>, st: &mut ReadState, wait: bool) -> Result<boo
     if st.start > 0 && st.start == st.end {
         st.start = 0;
         st.end = 0;
-    } else if st.start > super::CHUNK && st.start * 2 > st.end {
+    } else if st.start > CHUNK && st.start * 2 > st.end {
         st.buf.copy_within(st.start..st.end, 0);
         st.end -= st.start;
         st.start = 0;
     }
-    if st.buf.len() < st.end + super::CHUNK {
-        st.buf.resize(st.end + super::CHUNK, 0);
+    if st.buf.len() < st.end + CHUNK {
+        st.buf.resize(st.end + CHUNK, 0);
     }
     let mut fds = Vec::new();
     let end = st.end;
@@ -432,7 +439,7 @@ fn recv_once(sock: BorrowedFd<'_>, st: &mut ReadState, wait: bool) -> Result<boo
 fn drain(sock: BorrowedFd<'_>, st: &mut ReadState) -> Result<()> {
     for _ in 0..4 {
         skip_doorbells(st);
-        if st.end - st.start > super::CHUNK || !recv_once(sock, st, false)? {
+        if st.end - st.start > CHUNK || !recv_once(sock, st, false)? {
             break;
         }
     }

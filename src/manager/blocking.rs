@@ -17,11 +17,36 @@
 //! `EOWNERDEAD` of a robust pthread mutex, without the poisoning).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::protocol::{Bytes, ErrorReply, Kind, Op, Reply};
-use super::server::Ctx;
+
+/// What a request runs with: who asks, on which connection, and the
+/// blocking objects that connection may hold something of.
+pub(crate) struct Ctx<'a> {
+    pub(crate) conn_id: u64,
+    pub(crate) sock: BorrowedFd<'a>,
+    pub(crate) stop: &'a AtomicBool,
+    /// The object the current operation is on.
+    pub(crate) object: u64,
+    pub(crate) held: &'a mut HashSet<u64>,
+}
+
+impl Ctx<'_> {
+    /// Whether the server is stopping (a waiting request then gives up).
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Whether the client hung up: a client waiting for its reply sends
+    /// nothing, so anything readable means end of file.
+    pub(crate) fn hung_up(&self) -> bool {
+        crate::sys::socket::wait_readable(&[self.sock], Some(Instant::now())).map_or(true, |r| r[0])
+    }
+}
 
 /// How long a waiting server thread sleeps before checking on its client.
 const SLICE: Duration = Duration::from_millis(100);

@@ -6,8 +6,9 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::link::{Link, unexpected};
 use super::protocol::{Op, Reply, Request};
-use super::{Link, SharedObject, unexpected};
+use super::server::SharedObject;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Encodes a key, value or argument for the manager: plain postcard (no

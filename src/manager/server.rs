@@ -15,17 +15,14 @@ use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use indexmap::{IndexMap, IndexSet};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use std::os::fd::BorrowedFd;
-
-use super::blocking::Blocking;
+use super::blocking::{Blocking, Ctx};
 use super::protocol::{Bytes, ErrorReply, Kind, Op, Reply, Request};
-use super::wire::Wire;
+use super::wire::{SPIN, Wire};
 use crate::connection::{Address, Connection, Listener, auth};
 use crate::error::ErrorKind;
 
@@ -102,34 +99,6 @@ pub(crate) struct Server {
     authkey: Option<Vec<u8>>,
     stop: AtomicBool,
 }
-
-/// What a request runs with: who asks, on which connection, and the
-/// blocking objects that connection may hold something of.
-pub(crate) struct Ctx<'a> {
-    pub(crate) conn_id: u64,
-    sock: BorrowedFd<'a>,
-    stop: &'a AtomicBool,
-    /// The object the current operation is on.
-    pub(crate) object: u64,
-    pub(crate) held: &'a mut HashSet<u64>,
-}
-
-impl Ctx<'_> {
-    /// Whether the server is stopping (a waiting request then gives up).
-    pub(crate) fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Acquire)
-    }
-
-    /// Whether the client hung up: a client waiting for its reply sends
-    /// nothing, so anything readable means end of file.
-    pub(crate) fn hung_up(&self) -> bool {
-        crate::sys::socket::wait_readable(&[self.sock], Some(Instant::now())).map_or(true, |r| r[0])
-    }
-}
-
-/// How long a server thread spins for its client's next request before
-/// sleeping, and a client for its reply.
-pub(crate) const SPIN: Duration = Duration::from_micros(50);
 
 /// The largest request a server accepts (a bigger one is refused and its
 /// connection closed, since the stream cannot be resynchronised).

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::link::{Link, unexpected};
 use super::protocol::{Op, Reply};
 use super::proxy::{Handle, dec, enc, proxy_common};
-use super::{Link, unexpected};
 use crate::error::{Error, ErrorKind, Result};
 
 /// How a lock or permit was acquired.

@@ -22,6 +22,10 @@ use crate::connection::frame::{Header, HeaderError, decode_header, encode_header
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::socket::{self, Received};
 
+/// How long a server thread spins for its client's next request before
+/// sleeping, and a client for its reply.
+pub(crate) const SPIN: Duration = Duration::from_micros(50);
+
 /// The read buffer's size (it grows for larger frames, and shrinks back).
 const BUFFER: usize = 64 * 1024;
 

@@ -13,12 +13,12 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::worker::TaskRef;
 use crate::codec::Fd;
 use crate::context::StartMethod;
 use crate::error::{Error, ErrorKind, PanicReport, Result};
 use crate::process::{ExitStatus, Process};
 use crate::sys;
-use crate::sys::image::TaskRef;
 use crate::sys::page::SharedPage;
 
 use super::worker::{self, WorkerArgs};
@@ -309,7 +309,7 @@ impl Core {
     }
 
     /// The id of task function `f`, registering it on first use.
-    pub(crate) fn func_id(&mut self, f: sys::image::TaskFn) -> u32 {
+    pub(crate) fn func_id(&mut self, f: worker::TaskFn) -> u32 {
         let key = f as usize;
         if let Some(id) = self.func_ids.get(&key) {
             return *id;

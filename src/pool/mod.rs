@@ -163,7 +163,7 @@ fn check_target<F>() -> Result<()> {
     Ok(())
 }
 
-fn task_fn<F: Target<M> + Copy, M>() -> crate::sys::image::TaskFn {
+fn task_fn<F: Target<M> + Copy, M>() -> worker::TaskFn {
     worker::task_entry::<F, M>
 }
 
@@ -210,7 +210,7 @@ impl fmt::Debug for Pool {
 pub struct PoolBuilder {
     processes: Option<usize>,
     method: Option<StartMethod>,
-    init: Option<Result<(crate::sys::image::TaskRef, Vec<u8>)>>,
+    init: Option<Result<(worker::TaskRef, Vec<u8>)>>,
     max_tasks: Option<u64>,
     timeout: Option<Duration>,
     max_memory: Option<u64>,
@@ -261,7 +261,7 @@ impl PoolBuilder {
                 )
                 .with_source(e)
             })?;
-            Ok((crate::sys::image::TaskRef::new(task_fn::<F, M>()), bytes))
+            Ok((worker::TaskRef::new(task_fn::<F, M>()), bytes))
         }));
         self
     }

@@ -26,8 +26,9 @@
 //! shares with the pool ([`SharedPage`]): if it dies, the pool knows which
 //! task it was running even if results were not written yet.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -36,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::Fd;
 use crate::error::PanicReport;
 use crate::sys;
-use crate::sys::image::TaskRef;
+use crate::sys::image::FnRef;
 use crate::sys::page::SharedPage;
 use crate::target::Target;
 
@@ -62,12 +63,15 @@ pub(crate) const WORD_FINISHED: usize = 2;
 
 /// Runs a chunk: decodes `count` items' arguments from the bytes, runs the
 /// task on each, and reports through the [`Ctx`].
-pub(crate) type TaskFn = fn(&[u8], u32, &mut Ctx<'_>);
+pub(crate) type TaskFn = fn(&[u8], u32, &mut Ctx);
+
+/// A [`TaskFn`] as it crosses to a worker.
+pub(crate) type TaskRef = FnRef<TaskFn>;
 
 /// The [`TaskFn`] for target type `F` (zero-sized: a function item or a
 /// closure capturing nothing). Monomorphised, so that decoding, the call
 /// and encoding are one loop over the chunk.
-pub(crate) fn task_entry<F: Target<M> + Copy, M>(input: &[u8], count: u32, ctx: &mut Ctx<'_>) {
+pub(crate) fn task_entry<F: Target<M> + Copy, M>(input: &[u8], count: u32, ctx: &mut Ctx) {
     let Some(f) = sys::image::conjure::<F>() else {
         ctx.fail_rest(
             count,
@@ -201,12 +205,12 @@ pub(crate) fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
 
 /// What a chunk reports through: the batch of results being built, the
 /// shared page, and when to write the batch.
-pub(crate) struct Ctx<'a> {
+pub(crate) struct Ctx {
     out: Vec<u8>,
     /// Where the open RESULTS frame starts, and how many results it holds.
     frame: Option<(usize, u32)>,
-    sock: Option<std::os::fd::BorrowedFd<'a>>,
-    page: &'a SharedPage,
+    sock: Option<Rc<OwnedFd>>,
+    page: Rc<SharedPage>,
     timed: bool,
     started: u64,
     last_flush: Instant,
@@ -223,15 +227,15 @@ pub(crate) struct Ctx<'a> {
 /// How long finished results may wait for company before they are written.
 const BATCH: Duration = Duration::from_micros(200);
 
-impl<'a> Ctx<'a> {
-    fn new(sock: Option<std::os::fd::BorrowedFd<'a>>, page: &'a SharedPage, timed: bool) -> Self {
+impl Ctx {
+    fn new(sock: Option<Rc<OwnedFd>>, page: Rc<SharedPage>, timed: bool) -> Self {
         Self {
             out: Vec::with_capacity(64 * 1024),
             frame: None,
             sock,
+            started: page.word(WORD_STARTED).load(Ordering::Relaxed),
             page,
             timed,
-            started: page.word(WORD_STARTED).load(Ordering::Relaxed),
             last_flush: Instant::now(),
             check_every: 1,
             since_check: 0,
@@ -334,10 +338,10 @@ impl<'a> Ctx<'a> {
     /// Writes the batch (a RESULTS frame never outlives its chunk).
     fn flush(&mut self) {
         self.close_frame();
-        if let Some(sock) = self.sock
+        if let Some(sock) = &self.sock
             && !self.out.is_empty()
         {
-            if sys::io::send_all(sock, &self.out).is_err() {
+            if sys::io::send_all(sock.as_fd(), &self.out).is_err() {
                 self.broken = true;
             }
             self.out.clear();
@@ -357,20 +361,21 @@ impl<'a> Ctx<'a> {
 pub(crate) fn worker_main(args: WorkerArgs) {
     sys::signal::ignore_sigint();
     quiet_panic_hook();
-    let sock = args.sock.into_owned();
-    let Ok(page) = SharedPage::map(args.page.as_fd()) else {
+    let sock = Rc::new(args.sock.into_owned());
+    let Ok(page) = SharedPage::map(args.page.as_fd()).map(Rc::new) else {
         return;
     };
     drop(args.page);
-    let sock = sock.as_fd();
+    let sock_fd = sock.clone();
+    let sock = sock_fd.as_fd();
     if let Some((init, bytes)) = &args.init {
-        let mut scratch = Ctx::new(None, &page, false);
+        let mut scratch = Ctx::new(None, page.clone(), false);
         match init.resolve(true) {
             None => scratch.last_failure = Some("could not be found in the worker".into()),
             Some(f) => f(bytes, 1, &mut scratch),
         }
         if let Some(message) = scratch.last_failure {
-            let mut ctx = Ctx::new(Some(sock), &page, false);
+            let mut ctx = Ctx::new(Some(sock_fd.clone()), page.clone(), false);
             ctx.frame(INIT_FAILED, format!("the initializer {message}").as_bytes());
             ctx.flush();
             return;
@@ -380,8 +385,8 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             page.word(w).store(0, Ordering::Release);
         }
     }
-    let mut ctx = Ctx::new(Some(sock), &page, args.timed);
-    let mut funcs: Vec<Option<sys::image::TaskFn>> = Vec::new();
+    let mut ctx = Ctx::new(Some(sock_fd.clone()), page.clone(), args.timed);
+    let mut funcs: Vec<Option<TaskFn>> = Vec::new();
     let mut inbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut start = 0usize;
     let mut chunks = 0u64;

@@ -33,7 +33,7 @@
 //! producers' lock; a get copies it out under the consumers' lock. Nobody
 //! makes a system call unless someone sleeps. Producers and consumers never
 //! share a lock, so one of each run in parallel. See `src/queue/README.md`
-//! for the design and measurements, and `src/queue/ring.rs` for the
+//! for the design and measurements, and `src/shm/ring.rs` for the
 //! algorithm and the shared-memory layout.
 //!
 //! What Python users get that Python does not give them:
@@ -62,7 +62,6 @@
 //! arguments or through a [`Pipe`](crate::connection::pipe).
 
 mod errors;
-pub(crate) mod ring;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -79,8 +78,8 @@ pub use errors::{GetError, PutError};
 
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
-use crate::region::Region;
-use ring::{Fail, Ring, Wait};
+use crate::shm::region::Region;
+use crate::shm::ring::{self, Fail, Ring, Wait};
 
 /// Buffers kept per thread so that small messages allocate nothing but the
 /// decoded value.

@@ -1,163 +1,26 @@
-//! The child's side: receiving what to run, running it, reporting back.
-//!
-//! Parent and child talk over one Unix stream socket in [`wire`] frames:
-//!
-//! | frame  | from   | body |
-//! |--------|--------|------|
-//! | HELLO  | child  | its pid (u32, little-endian): the child is under `multiproc`'s control (not sent under fork: the parent knows the pid) |
-//! | BOOT   | parent | [`Boot`]: image identity, which function, who the child is (spawn and forkserver only) |
-//! | ARGS   | parent | the encoded arguments, with their descriptors (spawn and forkserver only) |
-//! | RESULT | child  | the encoded return value, with its descriptors |
-//! | PANIC  | child  | [`PanicReport`]: message and location |
-//! | ERROR  | child or fork server | [`ErrorReport`]: the child could not run the function |
-//!
-//! The exit status does not travel on the socket: every child is a real
-//! child of the process that started it, which reaps it through a pidfd.
+//! The child's side: receiving what to run, running it, reporting back,
+//! over the socket described in [`super::protocol`].
 
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
-
 use crate::codec;
 use crate::error::{Error, ErrorKind, PanicReport};
 use crate::sys;
-use crate::sys::image::{EntryRef, ImageId};
+use crate::sys::image::ImageId;
 use crate::target::Target;
 use crate::wire;
 
-pub(crate) const HELLO: u8 = 1;
-pub(crate) const RESULT: u8 = 2;
-pub(crate) const PANIC: u8 = 3;
-pub(crate) const ERROR: u8 = 4;
-pub(crate) const BOOT: u8 = 10;
-pub(crate) const ARGS: u8 = 11;
-
-/// The largest frame a child accepts from its parent, and the parent from
-/// its child: far more than memory, so in practice a corrupt length.
-pub(crate) const MAX_FRAME: u64 = 1 << 40;
-
-/// A function the child can be told to run: decodes the arguments, runs
-/// the target, sends the result.
-pub(crate) type Entry = fn(&ChildIo, Vec<u8>, Vec<OwnedFd>) -> Result<(), Error>;
-
-/// Who the child is, as the parent tells it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct ChildInfo {
-    pub(crate) name: String,
-    pub(crate) identity: Vec<u32>,
-    pub(crate) daemon: bool,
-    pub(crate) parent_pid: i32,
-    pub(crate) parent_name: String,
-    pub(crate) log_level: Option<u8>,
-    pub(crate) authkey: [u8; 32],
-    pub(crate) start_method: u8,
-}
-
-/// The first frame a spawned or fork-server child receives.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Boot {
-    pub(crate) image: ImageId,
-    pub(crate) entry: EntryRef,
-    pub(crate) info: ChildInfo,
-}
-
-/// Why a child could not run its function.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct ErrorReport {
-    pub(crate) kind: u8,
-    pub(crate) message: String,
-}
-
-const KINDS: [ErrorKind; 30] = [
-    ErrorKind::Io,
-    ErrorKind::Panicked,
-    ErrorKind::Killed,
-    ErrorKind::Exited,
-    ErrorKind::Encode,
-    ErrorKind::Decode,
-    ErrorKind::Bootstrap,
-    ErrorKind::NotInitialized,
-    ErrorKind::CapturingClosure,
-    ErrorKind::ForkWithThreads,
-    ErrorKind::DaemonChild,
-    ErrorKind::ContextAlreadySet,
-    ErrorKind::StillRunning,
-    ErrorKind::Protocol,
-    ErrorKind::Timeout,
-    ErrorKind::Eof,
-    ErrorKind::Authentication,
-    ErrorKind::MessageTooLarge,
-    ErrorKind::Remote,
-    ErrorKind::Full,
-    ErrorKind::Empty,
-    ErrorKind::Closed,
-    ErrorKind::TaskDone,
-    ErrorKind::OwnerDied,
-    ErrorKind::BrokenBarrier,
-    ErrorKind::NotAcquired,
-    ErrorKind::InvalidArgument,
-    ErrorKind::WorkerLost,
-    ErrorKind::Interrupted,
-    ErrorKind::PoolClosed,
-];
-
-impl ErrorReport {
-    pub(crate) fn from_error(e: &Error) -> Self {
-        Self {
-            kind: KINDS.iter().position(|k| *k == e.kind()).unwrap_or(0) as u8,
-            message: e.to_string(),
-        }
-    }
-
-    pub(crate) fn kind(&self) -> ErrorKind {
-        KINDS
-            .get(self.kind as usize)
-            .copied()
-            .unwrap_or(ErrorKind::Bootstrap)
-    }
-}
-
-/// The child's end of the socket to its parent.
-pub(crate) struct ChildIo {
-    sock: OwnedFd,
-}
-
-impl ChildIo {
-    pub(crate) fn new(sock: OwnedFd) -> Self {
-        Self { sock }
-    }
-
-    fn send(
-        &self,
-        kind: u8,
-        body: &[u8],
-        fds: &[std::os::fd::BorrowedFd<'_>],
-    ) -> std::io::Result<()> {
-        wire::send(self.sock.as_fd(), kind, body, fds)
-    }
-
-    fn hello(&self) {
-        let _ = self.send(HELLO, &(sys::process::getpid() as u32).to_le_bytes(), &[]);
-    }
-
-    fn send_value<T: Serialize>(&self, kind: u8, value: &T) {
-        if let Ok(bytes) = postcard::to_allocvec(value) {
-            let _ = self.send(kind, &bytes, &[]);
-        }
-    }
-
-    pub(crate) fn send_error(&self, e: &Error) {
-        self.send_value(ERROR, &ErrorReport::from_error(e));
-    }
-}
+use super::forkserver;
+use super::protocol::{ARGS, BOOT, Boot, ChildInfo, ChildIo, MAX_FRAME, PANIC, RESULT};
+use super::state;
 
 /// Sends an error report to whoever waits on `sock` (the fork server uses
 /// this when it cannot fork).
 pub(crate) fn report_error(sock: OwnedFd, e: &Error) {
-    ChildIo { sock }.send_error(e);
+    ChildIo::new(sock).send_error(e);
 }
 
 /// Runs `f(args)` and sends what it returns.
@@ -197,7 +60,7 @@ pub(crate) fn serve(sock: OwnedFd, parent: i32) -> ! {
     let io = ChildIo::new(sock);
     io.hello();
     let mut reader = wire::Reader::new(MAX_FRAME);
-    let mut next = |kind: u8| match reader.recv(io.sock.as_fd(), None) {
+    let mut next = |kind: u8| match reader.recv(io.fd(), None) {
         Ok(Some(frame)) if frame.kind == kind => Some(frame),
         _ => None,
     };
@@ -244,7 +107,7 @@ static ABORT_REPORT: Mutex<Option<OwnedFd>> = Mutex::new(None);
 /// first fork, so that its children inherit all of it instead of each
 /// paying for it in page faults.
 pub(crate) fn prepare_image() {
-    crate::runtime::register_exit_hook();
+    state::register_exit_hook();
     install_panic_hook_once();
     let _ = ImageId::current();
     if let Ok(e) = codec::encode(&()) {
@@ -255,7 +118,7 @@ pub(crate) fn prepare_image() {
 
 fn install_panic_hook(io: &ChildIo) {
     if cfg!(panic = "abort") {
-        let fd = sys::socket::dup(io.sock.as_fd()).ok();
+        let fd = sys::socket::dup(io.fd()).ok();
         *ABORT_REPORT.lock().unwrap_or_else(|p| p.into_inner()) = fd;
     }
     install_panic_hook_once();
@@ -293,7 +156,8 @@ pub(crate) fn child_main(
     info: &ChildInfo,
     body: impl FnOnce(&ChildIo) -> Result<(), Error>,
 ) -> ! {
-    crate::runtime::become_child(info);
+    state::become_child(info);
+    forkserver::forget_inherited();
     install_panic_hook(&io);
     log::info!(target: "multiproc", "child process calling the target");
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| body(&io)));
@@ -309,7 +173,7 @@ pub(crate) fn child_main(
         }
     };
     log::info!(target: "multiproc", "process exiting with exitcode {code}");
-    crate::runtime::finish_children();
+    state::finish_children();
     // Rust's stderr is unbuffered; stdout may hold a partial line. The
     // socket is closed by the exit itself.
     let _ = std::io::stdout().flush();

@@ -13,17 +13,16 @@
 //! pieces of a large frame. The server exits when
 //! its parent's end of the socket closes.
 
-use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
+use super::launch;
 use crate::error::{Error, ErrorKind};
-use crate::runtime::{child, launch};
 use crate::sys;
 
-const READY: u8 = b'R';
-const FAILED: u8 = b'F';
-const FORK: u8 = b'K';
+pub(super) const READY: u8 = b'R';
+pub(super) const FAILED: u8 = b'F';
+pub(super) const FORK: u8 = b'K';
 
 struct Client {
     ctrl: OwnedFd,
@@ -155,51 +154,4 @@ pub(crate) fn request(child_sock: OwnedFd) -> Result<(), Error> {
         }
     }
     unreachable!("the loop returns on its second pass")
-}
-
-/// The fork server's life. Never returns.
-pub(crate) fn serve(parent: i32) -> ! {
-    let Ok(ctrl) = sys::process::take_stdin() else {
-        sys::process::exit_now(70)
-    };
-    sys::process::close_fds_except(ctrl.as_fd());
-    if !sys::process::die_with_parent(parent) {
-        sys::process::exit_now(0);
-    }
-    let threads = sys::process::thread_count().unwrap_or(0);
-    if threads != 1 {
-        let why = format!(
-            "it has {threads} threads where it must have one; something started threads before \
-             multiproc::init() ran: make init() the first line of main"
-        );
-        let _ =
-            sys::socket::send_packet(ctrl.as_fd(), &[&[FAILED][..], why.as_bytes()].concat(), &[]);
-        sys::process::exit_now(1);
-    }
-    child::prepare_image();
-    if sys::socket::send_packet(ctrl.as_fd(), &[READY], &[]).is_err() {
-        sys::process::exit_now(0);
-    }
-    let mut buf = [0u8; 16];
-    let sock = loop {
-        let (n, fds) = match sys::socket::recv_packet(ctrl.as_fd(), &mut buf) {
-            Ok(Some(got)) => got,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // The parent is gone: so are we.
-            _ => sys::process::exit_now(0),
-        };
-        let Ok([sock]) = <[OwnedFd; 1]>::try_from(fds) else {
-            continue;
-        };
-        if n != 1 || buf[0] != FORK {
-            continue;
-        }
-        match sys::process::clone_parent() {
-            Ok(sys::process::Forked::Child) => break sock,
-            Ok(sys::process::Forked::Parent(_)) => drop(sock),
-            Err(e) => child::report_error(sock, &Error::io("the fork server could not fork", e)),
-        }
-    };
-    drop(ctrl);
-    child::serve(sock, parent)
 }

@@ -20,6 +20,12 @@ use std::sync::mpsc::{self, Sender};
 
 use crate::sys;
 
+/// The environment variable that tells an executed copy of the program what
+/// it is for: `spawn:<parent pid>` or `forkserver:<parent pid>`, either
+/// followed by `:bindnow` when `LD_BIND_NOW` was set for it alone (see
+/// [`exec_self`]).
+pub(crate) const ROLE_ENV: &str = "MULTIPROC_ROLE";
+
 type Job = Box<dyn FnOnce() + Send>;
 
 /// The keeper's job queue, with the pid of the process it belongs to (a
@@ -96,9 +102,9 @@ pub(crate) fn exec_self(role: String, stdin: OwnedFd, bind_now: bool) -> io::Res
     if bind_now && std::env::var_os(BIND_NOW_ENV).is_none() {
         command
             .env(BIND_NOW_ENV, "1")
-            .env(crate::runtime::ROLE_ENV, format!("{role}:bindnow"));
+            .env(ROLE_ENV, format!("{role}:bindnow"));
     } else {
-        command.env(crate::runtime::ROLE_ENV, role);
+        command.env(ROLE_ENV, role);
     }
     let child = command.spawn()?;
     // The Child handle neither waits nor kills when dropped; the caller

@@ -35,7 +35,7 @@ use std::ops::{Deref, DerefMut};
 
 use bytemuck::Pod;
 
-use crate::region::Region;
+use crate::shm::region::Region;
 use crate::sync::LockGuard;
 
 /// Rounds `offset` up to a multiple of `align` (a power of two).

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::region::Region;
+use crate::shm::region::Region;
 use crate::sys::shm;
 
 /// A block of shared memory: Python's

@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::layout::{SharedAtomic, atomics, fits};
 use crate::error::{Error, ErrorKind, Result};
-use crate::region::Region;
+use crate::shm::region::Region;
 
 /// Where a `RawArray`'s elements start.
 pub(crate) const RAW_ARRAY_DATA: usize = 8;

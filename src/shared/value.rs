@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::layout::{LockedSlice, align_up, fits};
 use crate::error::{Error, ErrorKind, Result};
-use crate::region::Region;
+use crate::shm::region::Region;
 use crate::sync::{Lock, LockGuard, LockLayout, LockResult, OwnerDied, TryLockResult};
 
 /// Where a `Value<T>`'s data starts: after the lock, aligned for `T`.

@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 
 use super::lock::check_len;
 use crate::error::{Error, ErrorKind, Result};
-use crate::lockword;
-use crate::region::Region;
+use crate::shm::lockword;
+use crate::shm::region::Region;
 use crate::sys::futex;
 
 /// The shared-memory layout of a [`Barrier`] (24 bytes).

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use super::lock::{LockLayout, LockResult, TryLockResult, check_len, owner_died_check};
 use crate::error::{Error, Result};
-use crate::lockword;
-use crate::region::Region;
+use crate::shm::lockword;
+use crate::shm::region::Region;
 use crate::sys::futex;
 
 /// The shared-memory layout of a [`Condition`] (16 bytes; all-zero is an

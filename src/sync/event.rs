@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::lock::check_len;
 use crate::error::{Error, Result};
-use crate::region::Region;
+use crate::shm::region::Region;
 use crate::sys::futex;
 
 /// The shared-memory layout of an [`Event`] (4 bytes; all-zero is clear).

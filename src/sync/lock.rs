@@ -1,7 +1,7 @@
 //! [`Lock`]: a mutual-exclusion lock shared by processes, robust against a
 //! holder that dies.
 //!
-//! The lock is one word of shared memory managed by `crate::lockword`
+//! The lock is one word of shared memory managed by `crate::shm::lockword`
 //! (compare-and-swap of the holder's pid to lock, a swap to unlock, a futex
 //! to sleep), plus a sticky *owner-died* flag beside it. When a process
 //! dies holding the lock, the next locker takes it over within ~50 ms and
@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::lockword;
-use crate::region::Region;
+use crate::shm::lockword;
+use crate::shm::region::Region;
 
 /// The shared-memory layout of a [`Lock`] (8 bytes; all-zero is an
 /// unlocked lock whose data is consistent).

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::lock::{LockLayout, LockResult, TryLockResult, check_len, owner_died_check};
 use crate::error::{Error, ErrorKind, Result};
-use crate::lockword;
-use crate::region::Region;
+use crate::shm::lockword;
+use crate::shm::region::Region;
 
 /// The shared-memory layout of an [`RLock`] (16 bytes; all-zero is free).
 ///

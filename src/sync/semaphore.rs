@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::lock::check_len;
 use crate::error::{Error, ErrorKind, Result};
-use crate::region::Region;
+use crate::shm::region::Region;
 use crate::sys::futex;
 
 /// The shared-memory layout of a semaphore (12 bytes).

@@ -17,12 +17,11 @@
 //! Only then is the address turned back into a function pointer.
 
 use std::io;
+use std::marker::PhantomData;
 use std::os::unix::fs::MetadataExt;
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
-
-use crate::runtime::child::Entry;
 
 /// Identifies the executable file this process runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,13 +73,6 @@ fn anchor_addr() -> usize {
     anchor as fn() -> u64 as usize
 }
 
-/// A function pointer as something that can cross to another process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct EntryRef {
-    offset: i64,
-    code: [u8; CODE_CHECK],
-}
-
 fn code_at(addr: usize) -> [u8; CODE_CHECK] {
     let mut code = [0u8; CODE_CHECK];
     // SAFETY: `addr` is the address of a function of this image (ours, or
@@ -93,20 +85,105 @@ fn code_at(addr: usize) -> [u8; CODE_CHECK] {
     code
 }
 
-impl EntryRef {
-    /// Describes `entry` relative to this image.
-    pub(crate) fn new(entry: Entry) -> Self {
-        let addr = entry as usize;
+/// A function pointer type: what a [`FnRef`] can name.
+///
+/// Implemented here, and only here, for function pointers of the shapes
+/// the crate sends across processes (any argument and return types,
+/// borrowed arguments with any lifetime). The trait is `unsafe` and private
+/// to the crate: [`FnRef::resolve`] relies on every implementor being a
+/// plain function pointer, which `as usize` turns into its address and
+/// back.
+///
+/// # Safety
+///
+/// `Self` must be a function pointer type (`fn(..) -> ..`), and `addr`
+/// must return its address.
+pub(crate) unsafe trait FnPtr: Copy + 'static {
+    /// The function's address.
+    fn addr(self) -> usize;
+}
+
+// The shapes are those of a manager's constructor (`fn(&[u8]) -> ..`), a
+// child's entry (`fn(&ChildIo, Vec<u8>, Vec<OwnedFd>) -> ..`) and a pool's
+// task (`fn(&[u8], u32, &mut Ctx)`).
+//
+// SAFETY: a function pointer type, whose address `as usize` gives.
+unsafe impl<A: ?Sized + 'static, R: 'static> FnPtr for fn(&A) -> R {
+    fn addr(self) -> usize {
+        self as usize
+    }
+}
+
+// SAFETY: a function pointer type, whose address `as usize` gives.
+unsafe impl<A: ?Sized + 'static, B: 'static, C: 'static, R: 'static> FnPtr
+    for fn(&A, Vec<B>, Vec<C>) -> R
+{
+    fn addr(self) -> usize {
+        self as usize
+    }
+}
+
+// SAFETY: a function pointer type, whose address `as usize` gives.
+unsafe impl<A: ?Sized + 'static, C: ?Sized + 'static, R: 'static> FnPtr
+    for fn(&A, u32, &mut C) -> R
+{
+    fn addr(self) -> usize {
+        self as usize
+    }
+}
+
+/// A function, named so that another process running the same image can
+/// call it: its offset from an anchor function and its first bytes of
+/// code. Made from a value of `F`; turned back into an `F` only after the
+/// identity of the image and the code bytes match.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(crate) struct FnRef<F> {
+    offset: i64,
+    code: [u8; CODE_CHECK],
+    #[serde(skip)]
+    _f: PhantomData<F>,
+}
+
+impl<F> Clone for FnRef<F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<F> Copy for FnRef<F> {}
+
+impl<F> PartialEq for FnRef<F> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.offset, self.code) == (other.offset, other.code)
+    }
+}
+
+impl<F> Eq for FnRef<F> {}
+
+impl<F> std::fmt::Debug for FnRef<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FnRef")
+            .field("offset", &self.offset)
+            .finish()
+    }
+}
+
+impl<F: FnPtr> FnRef<F> {
+    /// Describes `f` relative to this image.
+    pub(crate) fn new(f: F) -> Self {
+        let addr = f.addr();
         Self {
             offset: addr as i64 - anchor_addr() as i64,
             code: code_at(addr),
+            _f: PhantomData,
         }
     }
 
-    /// Turns the description back into a function pointer, in a process that
-    /// has checked it runs the same image ([`ImageId`]). `None` if the code
-    /// found there is not the code the parent named.
-    pub(crate) fn resolve(&self, same_image: bool) -> Option<Entry> {
+    /// Turns the description back into the function, in a process that has
+    /// checked it runs the same image ([`ImageId`]). `None` if the code
+    /// found there is not the code that was named.
+    pub(crate) fn resolve(&self, same_image: bool) -> Option<F> {
         if !same_image {
             return None;
         }
@@ -114,11 +191,14 @@ impl EntryRef {
         if code_at(addr) != self.code {
             return None;
         }
-        // SAFETY: the image is the parent's (checked by the caller through
-        // ImageId), so anchor + offset is where the parent's `Entry` function
-        // lies in this process, and its first bytes match. Function pointers
-        // and usize have the same size on every Linux target.
-        Some(unsafe { std::mem::transmute::<usize, Entry>(addr) })
+        const { assert!(std::mem::size_of::<F>() == std::mem::size_of::<usize>()) };
+        // SAFETY: F is a function pointer type (FnPtr's contract). The image
+        // is the one the FnRef was made in (checked by the caller through
+        // ImageId), so anchor + offset is where that process's F value
+        // pointed: the same function at the same place in this process,
+        // whose first bytes match. A function pointer is its address, and
+        // the sizes are equal (asserted above).
+        Some(unsafe { std::mem::transmute_copy::<usize, F>(&addr) })
     }
 }
 
@@ -139,36 +219,31 @@ pub(crate) fn conjure<F: Copy + 'static>() -> Option<F> {
 mod tests {
     use super::*;
 
-    fn target(
-        _: &crate::runtime::child::ChildIo,
-        _: Vec<u8>,
-        _: Vec<std::os::fd::OwnedFd>,
-    ) -> Result<(), crate::Error> {
-        Ok(())
+    type Entry = fn(&[u8]) -> usize;
+
+    fn target(bytes: &[u8]) -> usize {
+        bytes.len()
     }
 
-    fn other(
-        _: &crate::runtime::child::ChildIo,
-        _: Vec<u8>,
-        _: Vec<std::os::fd::OwnedFd>,
-    ) -> Result<(), crate::Error> {
-        Err(crate::Error::new(crate::ErrorKind::Io, "other"))
+    fn other(bytes: &[u8]) -> usize {
+        bytes.len() * 2 + 1
     }
 
     #[test]
     fn an_entry_resolves_to_itself_in_the_same_image() {
-        let r = EntryRef::new(target);
-        assert_eq!(
-            r.resolve(true).map(|f| f as usize),
-            Some(target as Entry as usize)
-        );
+        let r = FnRef::<Entry>::new(target);
+        let f = r.resolve(true).unwrap();
+        assert_eq!(f as usize, target as Entry as usize);
+        assert_eq!(f(b"abc"), 3);
         assert!(r.resolve(false).is_none(), "another image never resolves");
+        let back: FnRef<Entry> = postcard::from_bytes(&postcard::to_allocvec(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
     }
 
     #[test]
     fn an_offset_to_other_code_is_refused() {
-        let mut r = EntryRef::new(target);
-        r.offset = EntryRef::new(other).offset;
+        let mut r = FnRef::<Entry>::new(target);
+        r.offset = FnRef::<Entry>::new(other).offset;
         assert!(
             r.resolve(true).is_none(),
             "the code bytes differ, so the jump is refused"
@@ -193,73 +268,5 @@ mod tests {
     #[test]
     fn the_image_id_is_stable() {
         assert_eq!(ImageId::current().unwrap(), ImageId::current().unwrap());
-    }
-}
-
-/// A constructor of a registered manager object, named across processes
-/// like [`Entry`].
-pub(crate) type Constructor = crate::manager::server::Constructor;
-
-/// A [`Constructor`] as something that can cross to another process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ConstructorRef(EntryRef);
-
-impl ConstructorRef {
-    /// Describes `f` relative to this image.
-    pub(crate) fn new(f: Constructor) -> Self {
-        let addr = f as usize;
-        Self(EntryRef {
-            offset: addr as i64 - anchor_addr() as i64,
-            code: code_at(addr),
-        })
-    }
-
-    /// The constructor again, in a process running the same image; `None`
-    /// if the code there is not the code that was named.
-    pub(crate) fn resolve(&self, same_image: bool) -> Option<Constructor> {
-        if !same_image {
-            return None;
-        }
-        let addr = (anchor_addr() as i64).checked_add(self.0.offset)? as usize;
-        if code_at(addr) != self.0.code {
-            return None;
-        }
-        // SAFETY: as in EntryRef::resolve; a ConstructorRef is only made from
-        // a Constructor, so the function at that address has that type.
-        Some(unsafe { std::mem::transmute::<usize, Constructor>(addr) })
-    }
-}
-
-/// A pool's task function (decodes, runs, encodes), named across processes
-/// like [`Entry`].
-pub(crate) type TaskFn = crate::pool::worker::TaskFn;
-
-/// A [`TaskFn`] as something that can cross to another process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct TaskRef(EntryRef);
-
-impl TaskRef {
-    /// Describes `f` relative to this image.
-    pub(crate) fn new(f: TaskFn) -> Self {
-        let addr = f as usize;
-        Self(EntryRef {
-            offset: addr as i64 - anchor_addr() as i64,
-            code: code_at(addr),
-        })
-    }
-
-    /// The function again, in a process running the same image; `None` if
-    /// the code there is not the code that was named.
-    pub(crate) fn resolve(&self, same_image: bool) -> Option<TaskFn> {
-        if !same_image {
-            return None;
-        }
-        let addr = (anchor_addr() as i64).checked_add(self.0.offset)? as usize;
-        if code_at(addr) != self.0.code {
-            return None;
-        }
-        // SAFETY: as in EntryRef::resolve; a TaskRef is only made from a
-        // TaskFn, so the function at that address has that type.
-        Some(unsafe { std::mem::transmute::<usize, TaskFn>(addr) })
     }
 }

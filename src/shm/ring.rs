@@ -20,8 +20,8 @@
 //!   position store landed and its count store did not.
 //! - **Growth** instead of blocking: when a record does not fit, the
 //!   producer also takes the consumers' lock and doubles `cap` (the segment
-//!   is reserved at [`MAX_CAP`] for a queue, [`PIPE_MAX_CAP`] for a pipe's
-//!   ring, and only touched pages cost memory). Bytes
+//!   is reserved at [`MAX_CAP`] for a queue, less for a pipe's
+//!   ring (`connection/rings.rs`), and only touched pages cost memory). Bytes
 //!   whose offset changes under the new capacity are copied to
 //!   `[cap, 2·cap)`, which the old ring never used, and then `cap` is
 //!   switched with one store: a producer killed mid-growth leaves the old
@@ -41,8 +41,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind};
-use crate::lockword;
-use crate::region::Region;
+use crate::shm::lockword;
+use crate::shm::region::Region;
 use crate::sys::{futex, shm};
 
 // The header, at offsets from the start of the segment. All-zero is a
@@ -50,52 +50,52 @@ use crate::sys::{futex, shm};
 // Each group that one side writes sits on its own 128-byte line pair.
 
 /// u64: ring capacity in bytes, a power of two; 0 means [`MIN_CAP`].
-pub(super) const CAP: usize = 0;
+pub(crate) const CAP: usize = 0;
 /// u64: most messages the queue holds; 0 means unbounded.
-pub(super) const MAXSIZE: usize = 8;
+pub(crate) const MAXSIZE: usize = 8;
 /// u32: 1 once the queue is shut down.
-pub(super) const SHUTDOWN: usize = 16;
+pub(crate) const SHUTDOWN: usize = 16;
 /// u64: when the ring last grew, in milliseconds of wall-clock time.
-pub(super) const LAST_GROW: usize = 24;
+pub(crate) const LAST_GROW: usize = 24;
 
-/// u32 lock word of the producers ([`crate::lockword`]).
-pub(super) const PUT_LOCK: usize = 128;
+/// u32 lock word of the producers ([`crate::shm::lockword`]).
+pub(crate) const PUT_LOCK: usize = 128;
 /// u64: end of the published records (bytes ever put).
-pub(super) const TAIL: usize = 136;
+pub(crate) const TAIL: usize = 136;
 /// u64: messages ever put.
-pub(super) const PUT_COUNT: usize = 144;
+pub(crate) const PUT_COUNT: usize = 144;
 /// u64: the `TAIL` the lock holder is about to store.
-pub(super) const INTENT_TAIL: usize = 152;
+pub(crate) const INTENT_TAIL: usize = 152;
 /// u64: the `PUT_COUNT` that goes with `INTENT_TAIL`.
-pub(super) const INTENT_PUT: usize = 160;
+pub(crate) const INTENT_PUT: usize = 160;
 
 /// u32 lock word of the consumers.
-pub(super) const GET_LOCK: usize = 256;
+pub(crate) const GET_LOCK: usize = 256;
 /// u64: start of the first unread record (bytes ever taken).
-pub(super) const HEAD: usize = 264;
+pub(crate) const HEAD: usize = 264;
 /// u64: messages ever taken.
-pub(super) const GOT_COUNT: usize = 272;
+pub(crate) const GOT_COUNT: usize = 272;
 /// u64: the `HEAD` the lock holder is about to store.
-pub(super) const INTENT_HEAD: usize = 280;
+pub(crate) const INTENT_HEAD: usize = 280;
 /// u64: the `GOT_COUNT` that goes with `INTENT_HEAD`.
-pub(super) const INTENT_GOT: usize = 288;
+pub(crate) const INTENT_GOT: usize = 288;
 
 /// u32 futex: bumped when data arrives and someone sleeps for it.
-pub(super) const DATA_SEQ: usize = 384;
+pub(crate) const DATA_SEQ: usize = 384;
 /// u32: 1 while some consumer may sleep on `DATA_SEQ`.
-pub(super) const DATA_SLEEPERS: usize = 388;
+pub(crate) const DATA_SLEEPERS: usize = 388;
 
 /// u32 futex: bumped when a message leaves and a producer sleeps for room.
-pub(super) const SPACE_SEQ: usize = 512;
+pub(crate) const SPACE_SEQ: usize = 512;
 /// u32: 1 while some producer may sleep on `SPACE_SEQ`.
-pub(super) const SPACE_SLEEPERS: usize = 516;
+pub(crate) const SPACE_SLEEPERS: usize = 516;
 
 /// u64: `task_done` calls so far (JoinableQueue).
-pub(super) const DONE_COUNT: usize = 640;
+pub(crate) const DONE_COUNT: usize = 640;
 /// u32 futex: bumped when `task_done` runs and someone sleeps in `join`.
-pub(super) const JOIN_SEQ: usize = 648;
+pub(crate) const JOIN_SEQ: usize = 648;
 /// u32: 1 while some process may sleep in `join`.
-pub(super) const JOIN_SLEEPERS: usize = 652;
+pub(crate) const JOIN_SLEEPERS: usize = 652;
 
 /// 256 bytes the ring itself never touches, for structures built on it
 /// (the pipe keeps its reader's sleep flag and its socket sequence here):
@@ -103,24 +103,18 @@ pub(super) const JOIN_SLEEPERS: usize = 652;
 pub(crate) const USER: usize = 768;
 
 /// Where the ring starts.
-pub(super) const RING: usize = 4096;
+pub(crate) const RING: usize = 4096;
 /// The capacity of a fresh ring.
-pub(super) const MIN_CAP: u64 = 64 << 10;
+pub(crate) const MIN_CAP: u64 = 64 << 10;
 /// The largest a queue's ring may grow: the segment's reserved size.
-pub(super) const MAX_CAP: u64 = 1 << 34;
-/// The largest a pipe's ring may grow. A pipe's writer waits while 8 MiB
-/// are unread and sends messages over 2 MiB through its socket, so its ring
-/// holds about 10 MiB per writer at most; 256 MiB leaves room for a hundred
-/// writers at that edge while reserving 64 times less address space than a
-/// queue (16 GiB per ring adds up: a process has 128 TiB).
-pub(crate) const PIPE_MAX_CAP: u64 = 1 << 28;
+pub(crate) const MAX_CAP: u64 = 1 << 34;
 /// A ring this large that a get leaves empty shrinks back to [`MIN_CAP`]
 /// and gives its memory back, if it has not grown for [`SHRINK_AFTER_MS`]
 /// (so a busy queue whose backlog comes and goes does not pay page faults
 /// to grow again and again).
-pub(super) const SHRINK_AT: u64 = 64 << 20;
+pub(crate) const SHRINK_AT: u64 = 64 << 20;
 /// See [`SHRINK_AT`].
-pub(super) const SHRINK_AFTER_MS: u64 = 2000;
+pub(crate) const SHRINK_AFTER_MS: u64 = 2000;
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -153,7 +147,7 @@ pub(crate) enum Wait {
 }
 
 impl Wait {
-    pub(super) fn timeout(d: Duration) -> Self {
+    pub(crate) fn timeout(d: Duration) -> Self {
         Wait::Until(Instant::now().checked_add(d))
     }
 
@@ -203,7 +197,7 @@ pub(crate) enum Stage {
 }
 
 /// Called at each [`Stage`] (crash tests only; `None` in real use).
-pub(super) type Hook<'a> = Option<&'a dyn Fn(Stage)>;
+pub(crate) type Hook<'a> = Option<&'a dyn Fn(Stage)>;
 
 fn at(hook: Hook<'_>, stage: Stage) {
     if let Some(h) = hook {
@@ -296,16 +290,16 @@ impl Ring {
         }
     }
 
-    pub(super) fn maxsize(&self) -> u64 {
+    pub(crate) fn maxsize(&self) -> u64 {
         self.a64(MAXSIZE).load(Ordering::Relaxed)
     }
 
-    pub(super) fn is_shut_down(&self) -> bool {
+    pub(crate) fn is_shut_down(&self) -> bool {
         self.a32(SHUTDOWN).load(Ordering::Acquire) != 0
     }
 
     /// Messages in the queue now (approximate while others operate).
-    pub(super) fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         let got = self.a64(GOT_COUNT).load(Ordering::Acquire);
         let put = self.a64(PUT_COUNT).load(Ordering::Acquire);
         put.saturating_sub(got)
@@ -323,20 +317,20 @@ impl Ring {
         tail
     }
 
-    pub(super) fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         let max = self.maxsize();
         max != 0 && self.len() >= max
     }
 
     /// The ring's current capacity in bytes.
     #[cfg(test)]
-    pub(super) fn capacity(&self) -> u64 {
+    pub(crate) fn capacity(&self) -> u64 {
         self.cap().unwrap_or(0)
     }
 
     /// Shuts the queue down: puts fail from now on, gets drain what is left
     /// and then fail. Wakes every sleeper.
-    pub(super) fn shut_down(&self) {
+    pub(crate) fn shut_down(&self) {
         self.a32(SHUTDOWN).store(1, Ordering::Release);
         for seq in [DATA_SEQ, SPACE_SEQ] {
             self.a32(seq).fetch_add(1, Ordering::AcqRel);
@@ -370,12 +364,12 @@ impl Ring {
     // ---- put ----
 
     /// Puts one encoded message.
-    pub(super) fn put(&self, bytes: &[u8], wait: Wait) -> Result<(), Fail> {
+    pub(crate) fn put(&self, bytes: &[u8], wait: Wait) -> Result<(), Fail> {
         self.put_hooked(bytes, wait, None)
     }
 
     /// [`put`](Self::put), calling `hook` at each [`Stage`].
-    pub(super) fn put_hooked(&self, bytes: &[u8], wait: Wait, hook: Hook<'_>) -> Result<(), Fail> {
+    pub(crate) fn put_hooked(&self, bytes: &[u8], wait: Wait, hook: Hook<'_>) -> Result<(), Fail> {
         let most = max_message(self.max_cap);
         if bytes.len() > most {
             return Err(Fail::Error(Error::new(
@@ -645,7 +639,7 @@ impl Ring {
     }
 
     /// [`get`](Self::get), calling `hook` at each [`Stage`].
-    pub(super) fn get_hooked(
+    pub(crate) fn get_hooked(
         &self,
         out: &mut Vec<u8>,
         wait: Wait,
@@ -797,7 +791,7 @@ impl Ring {
     // ---- JoinableQueue ----
 
     /// One taken message is finished.
-    pub(super) fn task_done(&self) -> Result<(), Error> {
+    pub(crate) fn task_done(&self) -> Result<(), Error> {
         let done = self.a64(DONE_COUNT);
         let mut d = done.load(Ordering::Acquire);
         loop {
@@ -817,7 +811,7 @@ impl Ring {
     }
 
     /// Messages put and not yet marked done.
-    pub(super) fn unfinished(&self) -> u64 {
+    pub(crate) fn unfinished(&self) -> u64 {
         let done = self.a64(DONE_COUNT).load(Ordering::Acquire);
         self.a64(PUT_COUNT)
             .load(Ordering::Acquire)
@@ -826,7 +820,7 @@ impl Ring {
 
     /// Waits until every message put has been marked done. `false`: the
     /// deadline passed first.
-    pub(super) fn join(&self, deadline: Option<Instant>) -> bool {
+    pub(crate) fn join(&self, deadline: Option<Instant>) -> bool {
         loop {
             if self.unfinished() == 0 {
                 return true;
@@ -1004,14 +998,14 @@ mod tests {
         assert_eq!(USER, 768);
         assert_eq!(RING, 4096);
         assert!(MIN_CAP.is_power_of_two() && MAX_CAP.is_power_of_two());
-        assert!(PIPE_MAX_CAP.is_power_of_two() && PIPE_MAX_CAP < MAX_CAP);
         assert_eq!(record_len(0), 8);
         assert_eq!(record_len(1), 16);
         assert_eq!(record_len(8), 16);
     }
 
     #[test]
-    fn a_pipe_ring_reserves_less_and_a_received_segment_is_checked() {
+    fn a_smaller_ring_reserves_less_and_a_received_segment_is_checked() {
+        const PIPE_MAX_CAP: u64 = 1 << 28;
         let queue = Ring::new(0).unwrap();
         assert_eq!(queue.region().len(), 4096 + (16 << 30));
         let pipe = Ring::with_max_cap(0, PIPE_MAX_CAP).unwrap();

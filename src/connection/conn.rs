@@ -1,0 +1,743 @@
+//! [`Connection`]: one end of a message channel, over a pipe's shared
+//! memory or a stream socket (see the [module docs](super)).
+
+use std::cell::RefCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::AtomicU32;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::auth;
+use super::frame::{Header, decode_header, encode_header};
+use super::rings::{self, Got, Rings};
+use super::stream::{CHUNK, ReadState, eof_error};
+use super::wait::sealed::Waitable;
+use crate::codec::{self, Fd};
+use crate::error::{Error, ErrorKind, Result};
+use crate::shm::region::Region;
+use crate::sys;
+
+thread_local! {
+    /// The encoding buffer of typed sends through a ring, kept per thread.
+    static ENCODE_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One end of a connection: a socket carrying framed messages. `T` is the
+/// type [`send`](Connection::send) and [`recv`](Connection::recv) carry;
+/// the byte methods work whatever `T` is.
+///
+/// A `Connection` is `Send` and `Sync`: one thread may send while another
+/// receives. It can be passed to a child as an argument under every start
+/// method (it travels as a descriptor), and is inherited under fork.
+pub struct Connection<T = Vec<u8>> {
+    sock: OwnedFd,
+    unix: bool,
+    readable: bool,
+    writable: bool,
+    /// `Some` for the ends of [`pipe`] and [`pipe_oneway`]: messages go
+    /// through shared memory (see `rings.rs`).
+    rings: Option<Rings>,
+    /// Ring sends so far (a hang-up check every so many).
+    sends: AtomicU32,
+    read: Mutex<ReadState>,
+    write: Mutex<()>,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T> fmt::Debug for Connection<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("fd", &self.sock)
+            .field("unix", &self.unix)
+            .field("readable", &self.readable)
+            .field("writable", &self.writable)
+            .field("shared_memory", &self.rings.is_some())
+            .finish()
+    }
+}
+
+impl<T> Connection<T> {
+    pub(crate) fn new(sock: OwnedFd, unix: bool, readable: bool, writable: bool) -> Self {
+        let mut c = Self::with_rings(sock, readable, writable, None);
+        c.unix = unix;
+        c
+    }
+
+    /// A Unix-socket connection; with `rings`, a pipe end whose messages
+    /// go through shared memory.
+    pub(super) fn with_rings(
+        sock: OwnedFd,
+        readable: bool,
+        writable: bool,
+        rings: Option<Rings>,
+    ) -> Self {
+        Self {
+            sock,
+            unix: true,
+            readable,
+            writable,
+            rings,
+            sends: AtomicU32::new(0),
+            read: Mutex::new(ReadState::new()),
+            write: Mutex::new(()),
+            _type: PhantomData,
+        }
+    }
+
+    /// The ring this end receives from (ring transport, readable ends).
+    fn rx(&self) -> Option<&crate::shm::ring::Ring> {
+        self.rings.as_ref().and_then(|r| r.rx.as_ref())
+    }
+
+    /// Sends through the ring transport, if this end has it: `None` if not.
+    fn ring_send(&self, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Option<Result<()>> {
+        let rings = self.rings.as_ref()?;
+        let Some(tx) = rings.tx.as_ref().filter(|_| self.writable) else {
+            return Some(Err(Error::new(
+                ErrorKind::Io,
+                "this end of a one-way pipe cannot send",
+            )));
+        };
+        Some(rings::send(tx, self.sock.as_fd(), parts, fds, &self.sends))
+    }
+
+    /// Receives a whole message as an owned body (ring transport).
+    fn ring_take_owned(
+        &self,
+        st: &mut ReadState,
+        max: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
+        let rx = self.rx().expect("a readable ring end");
+        Ok(
+            match rings::take(rx, self.sock.as_fd(), st, max, true, deadline)? {
+                None => None,
+                Some(Got::Owned(body, fds)) => Some((body, fds)),
+                Some(Got::Inline(n)) => Some((st.scratch[..n].to_vec(), Vec::new())),
+            },
+        )
+    }
+
+    /// The same connection, carrying another message type.
+    pub fn cast<U>(self) -> Connection<U> {
+        let read = self.read.into_inner().unwrap_or_else(|p| p.into_inner());
+        Connection {
+            sock: self.sock,
+            unix: self.unix,
+            readable: self.readable,
+            writable: self.writable,
+            rings: self.rings,
+            sends: self.sends,
+            read: Mutex::new(read),
+            write: Mutex::new(()),
+            _type: PhantomData,
+        }
+    }
+
+    fn reader(&self) -> Result<MutexGuard<'_, ReadState>> {
+        if !self.readable {
+            return Err(Error::new(
+                ErrorKind::Io,
+                "this end of a one-way pipe cannot receive",
+            ));
+        }
+        Ok(self.read.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn write_raw(&self, bufs: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<()> {
+        if !self.writable {
+            return Err(Error::new(
+                ErrorKind::Io,
+                "this end of a one-way pipe cannot send",
+            ));
+        }
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        sys::socket::send_all(self.sock.as_fd(), bufs, fds).map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => eof_error(),
+            _ => Error::io("could not send on the connection", e),
+        })
+    }
+
+    /// Sends `buf` as one message (Python's `send_bytes`; slice it for
+    /// `offset`/`size`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the other end is closed; [`ErrorKind::Io`] for
+    /// other failures, or when this end cannot send.
+    pub fn send_bytes(&self, buf: &[u8]) -> Result<()> {
+        if let Some(done) = self.ring_send(&[buf], &[]) {
+            return done;
+        }
+        let (h, n) = encode_header(buf.len());
+        if buf.len() <= 16 * 1024 {
+            // One write for small messages, as Python does.
+            let mut one = Vec::with_capacity(n + buf.len());
+            one.extend_from_slice(&h[..n]);
+            one.extend_from_slice(buf);
+            return self.write_raw(&[&one], &[]);
+        }
+        self.write_raw(&[&h[..n], buf], &[])
+    }
+
+    /// Receives one message as bytes (Python's `recv_bytes`). Blocks until a
+    /// message arrives.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] if the other end closed and everything it sent
+    /// was received; [`ErrorKind::Protocol`] for a corrupt header;
+    /// [`ErrorKind::Io`] for other failures.
+    pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+        self.recv_message(u64::MAX, None, false)
+            .map(|m| m.expect("no deadline").0)
+    }
+
+    /// Like [`recv_bytes`](Self::recv_bytes), refusing messages longer than
+    /// `max` bytes before reading them (Python's `recv_bytes(maxlength)`).
+    ///
+    /// # Errors
+    ///
+    /// As `recv_bytes`, plus [`ErrorKind::MessageTooLarge`] for a longer
+    /// message; the connection cannot be used afterwards, since the stream
+    /// cannot be resynchronised (as in Python).
+    pub fn recv_bytes_max(&self, max: usize) -> Result<Vec<u8>> {
+        self.recv_message(max as u64, None, false)
+            .map(|m| m.expect("no deadline").0)
+    }
+
+    /// Receives one message into `buf` and returns its length (Python's
+    /// `recv_bytes_into`).
+    ///
+    /// # Errors
+    ///
+    /// As `recv_bytes`, plus [`ErrorKind::MessageTooLarge`] if the message
+    /// does not fit; the message then stays queued, so a later
+    /// `recv_bytes` gets it: nothing is lost.
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
+        let mut st = self.reader()?;
+        if let Some(rx) = self.rx() {
+            let got = rings::take(rx, self.sock.as_fd(), &mut st, u64::MAX, false, None)?;
+            let (len, owned) = match got.expect("no deadline") {
+                Got::Inline(n) => (n, None),
+                Got::Owned(body, fds) => (body.len(), Some((body, fds))),
+            };
+            if len > buf.len() {
+                let keep = owned.unwrap_or_else(|| (st.scratch[..len].to_vec(), Vec::new()));
+                st.pending = Some(keep);
+                return Err(Error::new(
+                    ErrorKind::MessageTooLarge,
+                    format!(
+                        "the message has {len} bytes and the buffer {}; it stays queued",
+                        buf.len()
+                    ),
+                ));
+            }
+            match owned {
+                Some((body, _)) => buf[..len].copy_from_slice(&body),
+                None => buf[..len].copy_from_slice(&st.scratch[..len]),
+            }
+            return Ok(len);
+        }
+        loop {
+            if let Some((header_len, len)) = self.peek_header(&mut st, u64::MAX)? {
+                let total = header_len + len as usize;
+                if len as usize > buf.len() {
+                    return Err(Error::new(
+                        ErrorKind::MessageTooLarge,
+                        format!(
+                            "the message has {len} bytes and the buffer {}; it stays queued",
+                            buf.len()
+                        ),
+                    ));
+                }
+                if st.end - st.start >= total {
+                    let body = st.start + header_len..st.start + total;
+                    buf[..len as usize].copy_from_slice(&st.buf[body]);
+                    st.start += total;
+                    return Ok(len as usize);
+                }
+            }
+            self.fill(&mut st, None)?;
+        }
+    }
+
+    /// Whether a message (or end of file) can be received without waiting,
+    /// waiting up to `timeout` for one (`None`: wait as long as it takes).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if polling fails.
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.reader()?;
+        if let Some(rx) = self.rx() {
+            if st.pending.is_some() || st.broken.is_some() || st.eof || !rx.is_empty() {
+                return Ok(true);
+            }
+            return rings::wait(rx, self.sock.as_fd(), &mut st, deadline);
+        }
+        loop {
+            match self.peek_header(&mut st, u64::MAX) {
+                Ok(Some((h, len))) if st.end - st.start >= h + len as usize => {
+                    return Ok(true);
+                }
+                Err(_) => return Ok(true),
+                _ if st.eof => return Ok(true),
+                _ => {}
+            }
+            let ready = sys::socket::wait_readable(&[self.sock.as_fd()], deadline)
+                .map_err(|e| Error::io("poll failed", e))?[0];
+            if !ready {
+                return Ok(false);
+            }
+            self.fill_nonblocking(&mut st)?;
+        }
+    }
+
+    /// The socket, for `poll`/`epoll` (Python's `fileno`). Data may already
+    /// be buffered in the connection, and a pipe's messages travel through
+    /// shared memory (the socket only becomes readable for them while a
+    /// receiver sleeps): use [`wait`] or [`poll`](Self::poll), which know.
+    pub fn fileno(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
+    /// Closes the connection; the other end sees end of file once every
+    /// copy of this end (in every process) is closed. Dropping does the same.
+    pub fn close(self) {}
+
+    /// The header at the front of the buffer, if complete: (header length,
+    /// body length).
+    fn peek_header(&self, st: &mut ReadState, max: u64) -> Result<Option<(usize, u64)>> {
+        if let Some(why) = &st.broken {
+            return Err(Error::new(ErrorKind::Protocol, why.clone()));
+        }
+        match decode_header(&st.buf[st.start..st.end], max) {
+            Ok(Header::Incomplete) => Ok(None),
+            Ok(Header::Body { header_len, len }) => Ok(Some((header_len, len))),
+            Err(e @ super::frame::HeaderError::TooLarge { .. }) => {
+                st.broken = Some(format!("{e}; the connection cannot be used any more"));
+                Err(Error::new(ErrorKind::MessageTooLarge, e.to_string()))
+            }
+            Err(e) => {
+                st.broken = Some(e.to_string());
+                Err(Error::new(ErrorKind::Protocol, e.to_string()))
+            }
+        }
+    }
+
+    /// Reads once more from the socket, blocking. Error at end of file.
+    fn fill(&self, st: &mut ReadState, want: Option<usize>) -> Result<()> {
+        if st.eof {
+            return Err(eof_error());
+        }
+        if st.start == st.end {
+            st.start = 0;
+            st.end = 0;
+        } else if st.start > CHUNK && st.start * 2 > st.end {
+            st.buf.copy_within(st.start..st.end, 0);
+            st.end -= st.start;
+            st.start = 0;
+        }
+        let want = want.unwrap_or(CHUNK).max(CHUNK);
+        if st.buf.len() < st.end + want {
+            st.buf.resize(st.end + want, 0);
+        }
+        let mut fds = Vec::new();
+        let end = st.end;
+        let got = sys::socket::recv(self.sock.as_fd(), &mut st.buf[end..], &mut fds);
+        st.fds.extend(fds);
+        match got {
+            Ok(sys::socket::Received::Bytes(n)) => {
+                st.end += n;
+                Ok(())
+            }
+            Ok(sys::socket::Received::Eof) => {
+                st.eof = true;
+                Err(eof_error())
+            }
+            Ok(sys::socket::Received::WouldBlock) => Ok(()),
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::ConnectionReset {
+                    st.eof = true;
+                    return Err(eof_error());
+                }
+                Err(Error::io("could not receive on the connection", e))
+            }
+        }
+    }
+
+    /// Reads what is there without blocking (the socket was polled ready).
+    fn fill_nonblocking(&self, st: &mut ReadState) -> Result<()> {
+        match self.fill(st, None) {
+            Err(e) if e.kind() == ErrorKind::Eof => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Receives one whole message: its body and the descriptors that came
+    /// before or with it. `Ok(None)` if `deadline` passes first.
+    fn recv_message(
+        &self,
+        max: u64,
+        deadline: Option<Instant>,
+        typed: bool,
+    ) -> Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
+        let mut st = self.reader()?;
+        if self.rx().is_some() {
+            return self.ring_take_owned(&mut st, max, deadline);
+        }
+        loop {
+            if let Some((header_len, len)) = self.peek_header(&mut st, max)? {
+                let total = header_len + len as usize;
+                let have = st.end - st.start;
+                if have >= total {
+                    let body = st.buf[st.start + header_len..st.start + total].to_vec();
+                    st.start += total;
+                    let fds = Self::claim_fds(&mut st, &body, typed);
+                    return Ok(Some((body, fds)));
+                }
+                if deadline.is_none() && len as usize > CHUNK {
+                    // A large body: read the rest straight into its own buffer.
+                    return self
+                        .recv_large(&mut st, header_len, len as usize, typed)
+                        .map(Some);
+                }
+                if deadline.is_some() {
+                    if !self.wait_for_data(&st, deadline)? {
+                        return Ok(None);
+                    }
+                    self.fill_nonblocking(&mut st)?;
+                    if st.eof && st.end - st.start < total {
+                        return Err(eof_error());
+                    }
+                    continue;
+                }
+                self.fill(&mut st, Some(total - have))?;
+                continue;
+            }
+            if deadline.is_some() {
+                if st.eof {
+                    return Err(eof_error());
+                }
+                if !self.wait_for_data(&st, deadline)? {
+                    return Ok(None);
+                }
+                self.fill_nonblocking(&mut st)?;
+                if st.eof && st.end == st.start {
+                    return Err(eof_error());
+                }
+                continue;
+            }
+            self.fill(&mut st, None)?;
+        }
+    }
+
+    fn wait_for_data(&self, st: &ReadState, deadline: Option<Instant>) -> Result<bool> {
+        if st.eof {
+            return Ok(true);
+        }
+        Ok(sys::socket::wait_readable(&[self.sock.as_fd()], deadline)
+            .map_err(|e| Error::io("poll failed", e))?[0])
+    }
+
+    /// The descriptors a typed message announces in its first byte; they
+    /// arrived with its header, after those of earlier messages.
+    fn claim_fds(st: &mut ReadState, body: &[u8], typed: bool) -> Vec<OwnedFd> {
+        let count = if typed {
+            body.first().copied().unwrap_or(0) as usize
+        } else {
+            0
+        };
+        let count = count.min(st.fds.len());
+        st.fds.drain(..count).collect()
+    }
+
+    fn recv_large(
+        &self,
+        st: &mut ReadState,
+        header_len: usize,
+        len: usize,
+        typed: bool,
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
+        let mut body = Vec::with_capacity(len);
+        body.extend_from_slice(&st.buf[st.start + header_len..st.end]);
+        st.start = 0;
+        st.end = 0;
+        while body.len() < len {
+            match sys::socket::read_into(self.sock.as_fd(), &mut body, len) {
+                Ok(0) => {
+                    st.eof = true;
+                    st.broken = Some("the connection closed in the middle of a message".into());
+                    return Err(eof_error());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    st.broken = Some(format!("a read failed in the middle of a message: {e}"));
+                    return Err(Error::io("could not receive on the connection", e));
+                }
+            }
+        }
+        let fds = Self::claim_fds(st, &body, typed);
+        Ok((body, fds))
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Connection<T> {
+    /// Sends a value (Python's `send`). Over a Unix socket, descriptors
+    /// inside it ([`Fd`](crate::Fd)) travel too.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Encode`] if the value cannot be encoded (or holds
+    /// descriptors and this is a TCP connection); [`ErrorKind::Eof`] if
+    /// the other end is closed; [`ErrorKind::Io`] otherwise.
+    pub fn send(&self, value: &T) -> Result<()> {
+        if self.rings.is_some() {
+            // Body: descriptor count, then the postcard bytes. Values
+            // without descriptors are encoded into a buffer kept per thread.
+            let plain = ENCODE_BUF.with(|cell| {
+                let Ok(mut buf) = cell.try_borrow_mut() else {
+                    return None; // re-entered from a value's Serialize
+                };
+                if codec::encode_plain_into(value, &mut buf).is_err() {
+                    return None;
+                }
+                let done = self.ring_send(&[&[0u8], &buf], &[]).expect("a ring end");
+                if buf.capacity() > rings::INLINE_MAX {
+                    *buf = Vec::new();
+                }
+                Some(done)
+            });
+            if let Some(done) = plain {
+                return done;
+            }
+            let encoded = codec::encode(value)?;
+            let count = [encoded.fds.len() as u8];
+            let fds = encoded.borrowed_fds();
+            return self
+                .ring_send(&[&count, &encoded.bytes], &fds)
+                .expect("a ring end");
+        }
+        let encoded = codec::encode(value)?;
+        if !encoded.fds.is_empty() && !self.unix {
+            return Err(Error::new(
+                ErrorKind::Encode,
+                "descriptors can only travel over Unix sockets, not TCP",
+            ));
+        }
+        // Body: descriptor count, then the postcard bytes.
+        let body_len = 1 + encoded.bytes.len();
+        let (h, n) = encode_header(body_len);
+        let count = [encoded.fds.len() as u8];
+        let fds = encoded.borrowed_fds();
+        if body_len <= 16 * 1024 {
+            let mut one = Vec::with_capacity(n + body_len);
+            one.extend_from_slice(&h[..n]);
+            one.push(count[0]);
+            one.extend_from_slice(&encoded.bytes);
+            return self.write_raw(&[&one], &fds);
+        }
+        self.write_raw(&[&h[..n], &count, &encoded.bytes], &fds)
+    }
+
+    /// Receives a value (Python's `recv`); blocks until one arrives.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] when the other end is closed and everything was
+    /// received; [`ErrorKind::Decode`] if the bytes are not a `T` (the
+    /// message is consumed; the connection stays usable);
+    /// [`ErrorKind::Protocol`] or [`ErrorKind::Io`] otherwise.
+    pub fn recv(&self) -> Result<T> {
+        if self.rx().is_some() {
+            return self.ring_recv_typed(None).map(|v| v.expect("no deadline"));
+        }
+        let (body, fds) = self
+            .recv_message(u64::MAX, None, true)?
+            .expect("no deadline");
+        Self::decode(&body, fds)
+    }
+
+    /// Receives a value if one arrives within `timeout`; `Ok(None)` if not.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv).
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<T>> {
+        if self.rx().is_some() {
+            return self.ring_recv_typed(Some(Instant::now() + timeout));
+        }
+        match self.recv_message(u64::MAX, Some(Instant::now() + timeout), true)? {
+            Some((body, fds)) => Self::decode(&body, fds).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Receives a value if one is already there; `Ok(None)` if not.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv).
+    pub fn try_recv(&self) -> Result<Option<T>> {
+        self.recv_timeout(Duration::ZERO)
+    }
+
+    /// Receives and decodes one value from the ring transport, decoding
+    /// small ones straight out of the scratch buffer.
+    fn ring_recv_typed(&self, deadline: Option<Instant>) -> Result<Option<T>> {
+        let mut st = self.reader()?;
+        let rx = self.rx().expect("a readable ring end");
+        match rings::take(rx, self.sock.as_fd(), &mut st, u64::MAX, false, deadline)? {
+            None => Ok(None),
+            Some(Got::Inline(n)) => Self::decode(&st.scratch[..n], Vec::new()).map(Some),
+            Some(Got::Owned(body, fds)) => Self::decode(&body, fds).map(Some),
+        }
+    }
+
+    fn decode(body: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
+        let Some((&count, bytes)) = body.split_first() else {
+            return Err(Error::new(
+                ErrorKind::Decode,
+                "an empty message is not a typed value",
+            ));
+        };
+        if fds.len() < count as usize {
+            return Err(Error::new(
+                ErrorKind::Decode,
+                "the message announces descriptors that did not arrive",
+            ));
+        }
+        codec::decode(bytes, fds)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Iterator for &Connection<T> {
+    type Item = T;
+    /// Receives values until the other end closes (or an error).
+    fn next(&mut self) -> Option<T> {
+        self.recv().ok()
+    }
+}
+
+impl<T> AsFd for Connection<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    fd: Fd,
+    unix: bool,
+    readable: bool,
+    writable: bool,
+    /// Ring transport: whether it is one, and the segments of its rings
+    /// (receiving, sending).
+    ring: bool,
+    rx: Option<Region>,
+    tx: Option<Region>,
+}
+
+impl<T> Serialize for Connection<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let st = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        if st.end > st.start || !st.fds.is_empty() || st.pending.is_some() {
+            return Err(S::Error::custom(
+                "this connection already read data that its new owner would miss: pass it before receiving on it",
+            ));
+        }
+        let fd = sys::socket::dup(self.sock.as_fd()).map_err(S::Error::custom)?;
+        Wire {
+            fd: Fd::new(fd),
+            unix: self.unix,
+            readable: self.readable,
+            writable: self.writable,
+            ring: self.rings.is_some(),
+            rx: self.rx().map(|r| r.region().clone()),
+            tx: self
+                .rings
+                .as_ref()
+                .and_then(|r| r.tx.as_ref())
+                .map(|r| r.region().clone()),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Connection<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let w = Wire::deserialize(deserializer).map_err(D::Error::custom)?;
+        if !w.ring {
+            return Ok(Connection::new(
+                w.fd.into_owned(),
+                w.unix,
+                w.readable,
+                w.writable,
+            ));
+        }
+        let ring = |r: Option<Region>| {
+            r.map(crate::shm::ring::Ring::from_region)
+                .transpose()
+                .map_err(D::Error::custom)
+        };
+        let rings = Rings {
+            rx: ring(w.rx)?,
+            tx: ring(w.tx)?,
+        };
+        if w.readable != rings.rx.is_some() || w.writable != rings.tx.is_some() {
+            return Err(D::Error::custom(
+                "a pipe end's rings do not match its directions",
+            ));
+        }
+        Ok(Connection::with_rings(
+            w.fd.into_owned(),
+            w.readable,
+            w.writable,
+            Some(rings),
+        ))
+    }
+}
+
+impl<T> auth::Channel for Connection<T> {
+    fn send_bytes(&self, buf: &[u8]) -> Result<()> {
+        Connection::send_bytes(self, buf)
+    }
+    fn recv_bytes_max(&self, max: usize) -> Result<Vec<u8>> {
+        Connection::recv_bytes_max(self, max)
+    }
+}
+
+impl<T> Waitable for Connection<T> {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+    fn ready_now(&self) -> bool {
+        let mut st = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rx) = self.rx() {
+            // Asks the writer to ring the doorbell before `wait` polls.
+            return rings::ready_or_arm(rx, self.sock.as_fd(), &mut st).unwrap_or(true);
+        }
+        match decode_header(&st.buf[st.start..st.end], u64::MAX) {
+            Ok(Header::Body { header_len, len }) => st.end - st.start >= header_len + len as usize,
+            Ok(Header::Incomplete) => st.eof,
+            Err(_) => {
+                st.broken.get_or_insert_with(|| "corrupt header".into());
+                true
+            }
+        }
+    }
+    fn confirm(&self) -> bool {
+        match self.rx() {
+            Some(_) => self.ready_now(),
+            None => true,
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! Processes: start a function in a child process, control it, get its
+//! return value back.
+//!
+//! ```
+//! use multiproc::Process;
+//!
+//! fn greet(name: String) -> usize {
+//!     println!("hello {name} from {}", multiproc::current_process().name());
+//!     name.len()
+//! }
+//!
+//! # fn main() -> Result<(), multiproc::Error> {
+//! multiproc::init(); // first line of main
+//! let p = Process::new(greet, "bob".to_string()).name("greeter").start()?;
+//! assert_eq!(p.join()?, 3);
+//! # Ok(()) }
+//! ```
+
+pub(crate) mod status;
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::runtime::child;
+use crate::runtime::handle::ChildShared;
+use crate::runtime::method::StartMethod;
+use crate::runtime::protocol::Entry;
+use crate::runtime::{self, start};
+use crate::target::Target;
+
+pub use self::status::{ExitStatus, Signal};
+
+/// A process's name, pid and daemon flag: what [`current_process`],
+/// [`parent_process`] and [`active_children`] return.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessInfo {
+    name: String,
+    pid: u32,
+    daemon: bool,
+}
+
+impl ProcessInfo {
+    /// The name: `MainProcess`, `Process-N` by default, or the one given.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether the process is a daemon (terminated when its parent exits).
+    pub fn daemon(&self) -> bool {
+        self.daemon
+    }
+}
+
+/// The process this code runs in: `MainProcess`, or the name its parent gave.
+pub fn current_process() -> ProcessInfo {
+    runtime::with_state(|s| ProcessInfo {
+        name: s.me.name.clone(),
+        pid: s.me.pid as u32,
+        daemon: s.me.daemon,
+    })
+}
+
+/// The process that started this one, or `None` in the main process.
+pub fn parent_process() -> Option<ProcessInfo> {
+    runtime::with_state(|s| {
+        s.me.parent.as_ref().map(|(name, pid)| ProcessInfo {
+            name: name.clone(),
+            pid: *pid as u32,
+            daemon: false,
+        })
+    })
+}
+
+/// The children of this process that are still running. As in Python, it
+/// first reaps the children that have ended, including those whose
+/// [`Process`] handle was dropped.
+pub fn active_children() -> Vec<ProcessInfo> {
+    runtime::reap_finished()
+        .into_iter()
+        .map(|c| ProcessInfo {
+            name: c.name.clone(),
+            pid: c.pid as u32,
+            daemon: c.daemon,
+        })
+        .collect()
+}
+
+/// How many CPUs this process may use: the affinity mask and cgroup quota
+/// taken into account (`std::thread::available_parallelism`). Pools use it
+/// as their default size. At least 1.
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Python's "subclass `Process` and override `run()`", in Rust: implement
+/// `Run` for a serde type holding the process's data, then start it with
+/// [`Process::from_run`].
+///
+/// ```
+/// # multiproc::init();
+/// use multiproc::{Process, Run};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Countdown { from: u32 }
+///
+/// impl Run for Countdown {
+///     type Output = Vec<u32>;
+///     fn run(self) -> Vec<u32> { (0..=self.from).rev().collect() }
+/// }
+///
+/// let p = Process::from_run(Countdown { from: 3 }).name("countdown").start()?;
+/// assert_eq!(p.join()?, vec![3, 2, 1, 0]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub trait Run: Serialize + DeserializeOwned + 'static {
+    /// What `run` returns to the parent.
+    type Output: Serialize + DeserializeOwned;
+    /// The body of the process.
+    fn run(self) -> Self::Output;
+}
+
+fn run_object<T: Run>(object: T) -> T::Output {
+    object.run()
+}
+
+/// A process about to start: set its name, daemon flag and start method,
+/// then call [`start`](ProcessBuilder::start).
+///
+/// Made by [`Process::new`], [`Process::from_run`], [`Process::fork`] or
+/// [`Context::process`](crate::Context::process).
+#[must_use = "a ProcessBuilder does nothing until start() is called"]
+pub struct ProcessBuilder<F: Target<M>, M> {
+    target: F,
+    args: F::Args,
+    name: Option<String>,
+    daemon: Option<bool>,
+    method: Option<StartMethod>,
+    entry: Option<Entry>,
+    allow_threads: bool,
+    _marker: PhantomData<fn() -> M>,
+}
+
+impl<F: Target<M>, M> fmt::Debug for ProcessBuilder<F, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessBuilder")
+            .field("target", &std::any::type_name::<F>())
+            .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .field("method", &self.method)
+            .finish()
+    }
+}
+
+impl Process<()> {
+    /// Prepares a process that will run `target(args)`.
+    ///
+    /// `target` is a function or a closure that captures nothing; `args` is
+    /// its argument, a tuple for several, `()` for none (see [`Target`]). Both
+    /// the arguments and the return value must be serde types; they travel
+    /// with postcard, and any [`Fd`](crate::Fd) inside them travels as a
+    /// descriptor.
+    ///
+    /// A closure that captures variables cannot be rebuilt in a new
+    /// program, so [`start`](ProcessBuilder::start) refuses it under the
+    /// spawn and forkserver start methods with
+    /// [`ErrorKind::CapturingClosure`]; use [`Process::fork`] for those.
+    #[allow(clippy::new_ret_no_self)] // like Command::new, it returns the builder
+    pub fn new<F, M>(target: F, args: F::Args) -> ProcessBuilder<F, M>
+    where
+        F: Target<M> + Copy,
+    {
+        ProcessBuilder {
+            target,
+            args,
+            name: None,
+            daemon: None,
+            method: None,
+            entry: Some(child::trampoline::<F, M>),
+            allow_threads: false,
+            _marker: PhantomData,
+        }
+    }
+
+    /// Prepares a process that runs `object.run()` (see [`Run`]).
+    #[allow(clippy::type_complexity)] // an impl Trait cannot be named by an alias
+    pub fn from_run<T: Run>(
+        object: T,
+    ) -> ProcessBuilder<
+        impl Target<fn(T) -> T::Output, Args = T, Output = T::Output> + Copy,
+        fn(T) -> T::Output,
+    > {
+        Process::new(run_object::<T>, object)
+    }
+
+    /// Prepares a process that runs a closure which may capture anything,
+    /// with the fork start method: the child is a copy of this process, so
+    /// the closure's captured values are simply there. The closure's return
+    /// value comes back through [`Process::join`].
+    ///
+    /// This is Python's `os.fork()` with a body. `fork` is refused in a
+    /// process with more than one thread (see
+    /// [`ProcessBuilder::allow_fork_with_threads`]).
+    pub fn fork<C, R>(closure: C) -> ProcessBuilder<C, fn() -> R>
+    where
+        C: FnOnce() -> R + 'static,
+        R: Serialize + DeserializeOwned,
+    {
+        ProcessBuilder {
+            target: closure,
+            args: (),
+            name: None,
+            daemon: None,
+            method: Some(StartMethod::Fork),
+            entry: None,
+            allow_threads: false,
+            _marker: PhantomData,
+        }
+    }
+}
+
+impl<F: Target<M>, M> ProcessBuilder<F, M> {
+    /// Names the process (default `Process-N`, or `Process-1:N` for the
+    /// children of `Process-1`, as in Python).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Makes the process a daemon: it is terminated (SIGTERM) when its
+    /// parent exits instead of being waited for, and it may not start
+    /// children of its own. Default: the parent's own daemon flag.
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = Some(daemon);
+        self
+    }
+
+    /// Chooses how the process starts (default:
+    /// [`get_start_method`](crate::get_start_method)).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// Lets the fork start method run even though this process has other
+    /// threads.
+    ///
+    /// # Safety
+    ///
+    /// The child gets a copy of the calling thread only. Any lock another
+    /// thread held at the moment of the fork (the memory allocator's,
+    /// stdout's, a `Mutex` in your code) stays locked forever in the child,
+    /// and the child deadlocks when it takes it. Call this only when you know
+    /// no other thread can hold a lock the child will need, for example
+    /// because they are all blocked in a known place. The child is also tied
+    /// to the calling thread: it is killed when that thread exits.
+    #[allow(unsafe_code)]
+    pub unsafe fn allow_fork_with_threads(mut self) -> Self {
+        self.allow_threads = true;
+        self
+    }
+
+    /// Starts the process and returns its handle.
+    ///
+    /// # Errors
+    ///
+    /// - [`ErrorKind::NotInitialized`]: spawn or forkserver without
+    ///   `multiproc::init()` at the start of `main`.
+    /// - [`ErrorKind::CapturingClosure`]: a capturing closure with spawn or
+    ///   forkserver.
+    /// - [`ErrorKind::ForkWithThreads`]: fork in a multi-threaded process.
+    /// - [`ErrorKind::DaemonChild`]: called in a daemon process.
+    /// - [`ErrorKind::Encode`]: the arguments could not be encoded.
+    /// - [`ErrorKind::Io`], [`ErrorKind::Bootstrap`]: the OS refused, or the
+    ///   fork server could not start or fork.
+    pub fn start(self) -> Result<Process<F::Output>> {
+        let shared = start::start(
+            self.target,
+            self.args,
+            start::Options {
+                name: self.name,
+                daemon: self.daemon,
+                method: self.method,
+                entry: self.entry,
+                allow_threads: self.allow_threads,
+            },
+        )?;
+        Ok(Process {
+            shared,
+            joined: false,
+            _result: PhantomData,
+        })
+    }
+}
+
+/// A started child process. `R` is what its function returns.
+///
+/// Every method takes `&self` except [`join`](Process::join), so a handle
+/// can be shared between threads (one waits, another terminates).
+///
+/// Dropping the handle does not stop the process: as in Python, it keeps
+/// running, is reaped by the next [`active_children`] or process start,
+/// and is joined when this program exits (or terminated, if a daemon). Its
+/// return value is discarded.
+#[must_use = "a process that is never joined runs detached until this program exits"]
+pub struct Process<R> {
+    shared: Arc<ChildShared>,
+    joined: bool,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for Process<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.shared.name)
+            .field("pid", &self.shared.pid)
+            .field("daemon", &self.shared.daemon)
+            .field("status", &self.shared.known_status())
+            .finish()
+    }
+}
+
+impl<R: DeserializeOwned> Process<R> {
+    /// The process's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.shared.pid as u32
+    }
+
+    /// Whether the process is a daemon.
+    pub fn daemon(&self) -> bool {
+        self.shared.daemon
+    }
+
+    /// Whether the process is still running.
+    pub fn is_alive(&self) -> bool {
+        matches!(self.shared.poll(), Ok(None))
+    }
+
+    /// How the process ended, or `None` while it runs (Python's `exitcode`).
+    /// Never blocks.
+    pub fn exitcode(&self) -> Option<ExitStatus> {
+        self.shared.poll().ok().flatten()
+    }
+
+    /// Waits for the process to end and returns the value its function
+    /// returned.
+    ///
+    /// # Errors
+    ///
+    /// - [`ErrorKind::Panicked`]: the function panicked; the error holds the
+    ///   message and location.
+    /// - [`ErrorKind::Killed`]: a signal killed it; the error names it.
+    /// - [`ErrorKind::Exited`]: it exited without returning (for example
+    ///   through `std::process::exit`); the error holds the code.
+    /// - [`ErrorKind::Decode`]: the value could not be decoded as `R`.
+    /// - [`ErrorKind::Bootstrap`]: the child could not run the function.
+    /// - [`ErrorKind::Io`]: waiting failed.
+    pub fn join(mut self) -> Result<R> {
+        self.shared.wait(None)?;
+        self.joined = true;
+        runtime::unregister(&self.shared);
+        self.shared.take_result()
+    }
+
+    /// Waits up to `timeout` for the process to end: Python's
+    /// `join(timeout)`. Returns how it ended, or `None` if it still runs.
+    /// The return value stays inside until [`join`](Process::join).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if waiting failed.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<Option<ExitStatus>> {
+        self.shared.wait(Some(Instant::now() + timeout))
+    }
+
+    /// Asks the process to end with SIGTERM. A process that has already
+    /// ended is not an error.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the signal could not be sent.
+    pub fn terminate(&self) -> Result<()> {
+        self.send_signal(Signal::TERM)
+    }
+
+    /// Kills the process with SIGKILL. A process that has already ended is
+    /// not an error.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the signal could not be sent.
+    pub fn kill(&self) -> Result<()> {
+        self.send_signal(Signal::KILL)
+    }
+
+    /// Sends SIGINT, as Ctrl-C would. A process that has already ended is
+    /// not an error.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the signal could not be sent.
+    pub fn interrupt(&self) -> Result<()> {
+        self.send_signal(Signal::INT)
+    }
+
+    /// Sends any signal. Signals go through a pidfd, so they can never reach
+    /// another process that reused the pid.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the signal could not be sent.
+    pub fn send_signal(&self, signal: Signal) -> Result<()> {
+        log::debug!(target: "multiproc", "sending {signal} to {} (pid {})", self.shared.name, self.shared.pid);
+        self.shared.signal(signal.as_raw())
+    }
+
+    /// A descriptor that becomes readable when the process ends (a pidfd):
+    /// wait on it with `poll`, epoll or an async reactor, together with
+    /// other descriptors.
+    pub fn sentinel(&self) -> BorrowedFd<'_> {
+        self.shared.sentinel()
+    }
+
+    /// Releases the handle of a process that has ended.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::StillRunning`] if the process is still running; it then
+    /// goes on detached, as if the handle were dropped.
+    pub fn close(self) -> Result<()> {
+        match self.shared.poll()? {
+            Some(_) => Ok(()),
+            None => Err(Error::new(
+                ErrorKind::StillRunning,
+                format!(
+                    "{} is still running and cannot be closed",
+                    self.shared.who()
+                ),
+            )),
+        }
+    }
+}
+
+impl<R> Drop for Process<R> {
+    fn drop(&mut self) {
+        if !self.joined {
+            self.shared.discard_result();
+        }
+    }
+}

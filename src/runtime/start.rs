@@ -1,0 +1,307 @@
+//! Starting a child: the checks, who the child will be, and the three
+//! start strategies — fork this process, or have the program executed
+//! again (spawn) or forked by the fork server, and tell the new copy what
+//! to run. See `README.md` in this folder.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::codec;
+use crate::error::{Error, ErrorKind, Result};
+use crate::logging;
+use crate::sys;
+use crate::sys::image::{FnRef, ImageId};
+use crate::target::Target;
+use crate::wire;
+
+use super::child;
+use super::handle::{ChildShared, Started};
+use super::method::{StartMethod, get_start_method};
+use super::protocol::{self, Boot, ChildInfo, ChildIo, Entry, ErrorReport};
+use super::state;
+use super::{forkserver, launch};
+
+/// How to start a child: what a `ProcessBuilder` collected.
+pub(crate) struct Options {
+    pub(crate) name: Option<String>,
+    pub(crate) daemon: Option<bool>,
+    pub(crate) method: Option<StartMethod>,
+    /// How an executed copy finds the target; `None` for a closure that
+    /// can only be forked.
+    pub(crate) entry: Option<Entry>,
+    pub(crate) allow_threads: bool,
+}
+
+/// Starts `target(args)` in a child and registers it among this process's
+/// children.
+pub(crate) fn start<F: Target<M>, M>(
+    target: F,
+    args: F::Args,
+    opts: Options,
+) -> Result<Arc<ChildShared>> {
+    let method = opts.method.unwrap_or_else(get_start_method);
+    if method != StartMethod::Fork {
+        if opts.entry.is_none() {
+            return Err(Error::new(
+                ErrorKind::CapturingClosure,
+                format!(
+                    "a closure given to Process::fork can only start with the fork start method, not {method}"
+                ),
+            ));
+        }
+        if std::mem::size_of::<F>() != 0 {
+            return Err(Error::new(
+                ErrorKind::CapturingClosure,
+                format!(
+                    "the closure captures variables, and under the {method} start method the child is a new \
+                     run of the program that has the closure's code but not its captured values: pass the \
+                     values as arguments, or use Process::fork(closure) with the fork start method"
+                ),
+            ));
+        }
+        if !state::initialized() {
+            return Err(Error::new(
+                ErrorKind::NotInitialized,
+                format!(
+                    "multiproc::init() was not called: the {method} start method runs this program again, and \
+                     init() is where the new copy takes over. Add `multiproc::init();` as the first line of \
+                     main (in test files: `multiproc::test_support!();`)"
+                ),
+            ));
+        }
+    }
+    state::register_exit_hook();
+    state::reap_finished();
+    let info = state::with_state(|s| {
+        if s.me.daemon {
+            return Err(Error::new(
+                ErrorKind::DaemonChild,
+                format!(
+                    "{} is a daemon process, and daemon processes may not have children",
+                    s.me.name
+                ),
+            ));
+        }
+        s.started += 1;
+        let mut identity = s.me.identity.clone();
+        identity.push(s.started);
+        let default_name = || {
+            let parts: Vec<String> = identity.iter().map(u32::to_string).collect();
+            format!("Process-{}", parts.join(":"))
+        };
+        Ok(ChildInfo {
+            name: opts.name.clone().unwrap_or_else(default_name),
+            identity: identity.clone(),
+            daemon: opts.daemon.unwrap_or(s.me.daemon),
+            parent_pid: s.me.pid,
+            parent_name: s.me.name.clone(),
+            log_level: logging::level().map(logging::level_to_u8),
+            authkey: s.me.authkey,
+            start_method: method as u8,
+        })
+    })?;
+    let started = match method {
+        StartMethod::Fork => start_fork(target, args, &info, opts.allow_threads)?,
+        StartMethod::Spawn | StartMethod::Forkserver => {
+            let entry = opts.entry.expect("checked above");
+            start_exec(method, entry, &args, &info)?
+        }
+    };
+    let shared = Arc::new(ChildShared::new(info.name, info.daemon, started)?);
+    log::info!(target: "multiproc", "started {} (pid {}) with {method}", shared.name, shared.pid);
+    state::register(shared.clone());
+    Ok(shared)
+}
+
+fn start_fork<F: Target<M>, M>(
+    target: F,
+    args: F::Args,
+    info: &ChildInfo,
+    allow_threads: bool,
+) -> Result<Started> {
+    if !allow_threads {
+        let threads = sys::process::thread_count()
+            .map_err(|e| Error::io("could not count this process's threads", e))?;
+        let threads = threads.saturating_sub(launch::keeper_threads());
+        if threads > 1 {
+            return Err(Error::new(
+                ErrorKind::ForkWithThreads,
+                format!(
+                    "fork refused: this process has {threads} threads, and a forked child gets a copy of only the \
+                     calling one, so a lock another thread holds (the allocator's, stdout's, any Mutex) stays locked \
+                     forever in the child. Use the forkserver (default) or spawn start method, start children before \
+                     starting threads, or, if the other threads cannot hold such locks, opt in with \
+                     `unsafe {{ builder.allow_fork_with_threads() }}`"
+                ),
+            ));
+        }
+    }
+    let (ours, theirs) =
+        sys::socket::stream_pair().map_err(|e| Error::io("could not create a socket pair", e))?;
+    flush_stdio();
+    let parent = sys::process::getpid();
+    match sys::process::fork().map_err(|e| Error::io("fork failed", e))? {
+        sys::process::Forked::Child => {
+            drop(ours);
+            // No HELLO: the parent knows the pid, and this copy of the
+            // program is under multiproc's control from the first instruction.
+            let io = ChildIo::new(theirs);
+            if !sys::process::die_with_parent(parent) {
+                sys::process::exit_now(1);
+            }
+            child::child_main(io, info, move |io| child::run_target(target, args, io))
+        }
+        sys::process::Forked::Parent(pid) => {
+            drop(theirs);
+            drop((target, args));
+            Ok(Started {
+                pid,
+                sock: ours,
+                reader: wire::Reader::new(protocol::MAX_FRAME),
+                hello: true,
+            })
+        }
+    }
+}
+
+fn flush_stdio() {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+}
+
+fn image_id() -> Result<ImageId> {
+    ImageId::current().map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("could not identify this program's executable: {e}"),
+        )
+    })
+}
+
+fn start_exec<A: Serialize>(
+    method: StartMethod,
+    entry: Entry,
+    args: &A,
+    info: &ChildInfo,
+) -> Result<Started> {
+    let image = image_id()?;
+    let (ours, theirs) =
+        sys::socket::stream_pair().map_err(|e| Error::io("could not create a socket pair", e))?;
+    // The child is asked for first: the arguments are encoded while the
+    // fork server forks it (or the kernel executes it).
+    let spawned_pid = match method {
+        StartMethod::Spawn => {
+            let ppid = sys::process::getpid();
+            let pid = launch::on_lasting_thread(move || {
+                launch::exec_self(format!("spawn:{ppid}"), theirs, false)
+            })
+            .and_then(|r| r)
+            .map_err(|e| Error::io("could not execute this program again", e))?;
+            Some(pid)
+        }
+        _ => {
+            forkserver::request(theirs)?;
+            None
+        }
+    };
+    // The user's Serialize may panic: the child asked for must not outlive
+    // the panic as a zombie.
+    let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        codec::encode(args).and_then(|args| {
+            let boot = Boot {
+                image,
+                entry: FnRef::new(entry),
+                info: info.clone(),
+            };
+            let boot = postcard::to_allocvec(&boot).map_err(|e| {
+                Error::new(ErrorKind::Encode, "could not encode the start-up message")
+                    .with_source(e)
+            })?;
+            Ok((boot, args))
+        })
+    }));
+    let (boot, args) = match encoded {
+        Ok(Ok(both)) => both,
+        Ok(Err(e)) => {
+            abandon(ours, spawned_pid);
+            return Err(e);
+        }
+        Err(panic) => {
+            abandon(ours, spawned_pid);
+            std::panic::resume_unwind(panic);
+        }
+    };
+    // A child that died early makes these fail with a broken pipe; join()
+    // then reports how it died, which says more than the pipe does.
+    let _ = wire::send(ours.as_fd(), protocol::BOOT, &boot, &[]).and_then(|()| {
+        wire::send(
+            ours.as_fd(),
+            protocol::ARGS,
+            &args.bytes,
+            &args.borrowed_fds(),
+        )
+    });
+    drop(args);
+    let mut reader = wire::Reader::new(protocol::MAX_FRAME);
+    if let Some(pid) = spawned_pid {
+        return Ok(Started {
+            pid,
+            sock: ours,
+            reader,
+            hello: false,
+        });
+    }
+    // From the fork server, the child's pid comes in its HELLO.
+    let frame = reader
+        .recv(ours.as_fd(), None)
+        .map_err(|e| Error::io("lost the new child during start-up", e))?;
+    match frame {
+        Some(f) if f.kind == protocol::HELLO && f.body.len() == 4 => {
+            let pid = u32::from_le_bytes(f.body[..4].try_into().expect("4 bytes")) as i32;
+            Ok(Started {
+                pid,
+                sock: ours,
+                reader,
+                hello: true,
+            })
+        }
+        Some(f) if f.kind == protocol::ERROR => {
+            let report: ErrorReport = postcard::from_bytes(&f.body).unwrap_or(ErrorReport {
+                kind: 6,
+                message: "the fork server failed".into(),
+            });
+            Err(Error::new(report.kind(), report.message))
+        }
+        _ => Err(Error::new(
+            ErrorKind::Bootstrap,
+            "the fork server's child died before it started",
+        )),
+    }
+}
+
+/// Gets rid of a child that was asked for but will not be told what to run
+/// (its arguments could not be encoded): it is killed and reaped, so that no
+/// zombie is left.
+fn abandon(sock: OwnedFd, spawned_pid: Option<i32>) {
+    let _ = sys::socket::shutdown_write(sock.as_fd());
+    let pid = spawned_pid.or_else(|| {
+        // The child's HELLO says its pid; then it waits for a BOOT that
+        // will not come.
+        let mut reader = wire::Reader::new(protocol::MAX_FRAME);
+        loop {
+            match reader.recv(sock.as_fd(), None) {
+                Ok(Some(f)) if f.kind == protocol::HELLO && f.body.len() == 4 => {
+                    break Some(u32::from_le_bytes(f.body[..4].try_into().expect("4 bytes")) as i32);
+                }
+                Ok(Some(_)) => {}
+                _ => break None,
+            }
+        }
+    });
+    if let Some(pidfd) = pid.and_then(|pid| sys::process::pidfd(pid).ok()) {
+        sys::process::kill_and_reap(pidfd.as_fd());
+    }
+}
