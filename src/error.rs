@@ -99,12 +99,20 @@ pub enum ErrorKind {
     /// The pool was closed or terminated and takes no new work, or was
     /// terminated while the task waited.
     PoolClosed,
+    /// A `try_` form could not go ahead now: the lock is held, no permit
+    /// is free, the result is not there yet. (A `try_` receive from an
+    /// empty queue or connection says [`Empty`](ErrorKind::Empty), a
+    /// `try_` put on a full queue [`Full`](ErrorKind::Full), as in Python.)
+    WouldBlock,
+    /// The value was already taken out of this handle (a result handed
+    /// out once, by an earlier `get`).
+    AlreadyTaken,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order: `ALL[k as usize] == k`. New kinds
     /// go at the end, so that a kind keeps its number on the wire.
-    const ALL: [ErrorKind; 30] = [
+    const ALL: [ErrorKind; 32] = [
         ErrorKind::Io,
         ErrorKind::Panicked,
         ErrorKind::Killed,
@@ -135,6 +143,8 @@ impl ErrorKind {
         ErrorKind::WorkerLost,
         ErrorKind::Interrupted,
         ErrorKind::PoolClosed,
+        ErrorKind::WouldBlock,
+        ErrorKind::AlreadyTaken,
     ];
 
     /// The kind's number, as it travels between processes.

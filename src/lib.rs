@@ -230,6 +230,89 @@
 //! [`log_to_stderr`] shows the library's lifecycle events, prefixed with
 //! the process name and pid, in children too.
 //!
+//! # Outcome rules
+//!
+//! Every public call of the crate reports what happened in the same way.
+//! A module's docs never contradict these rules; where one seems to, the
+//! rule is right and the module is a bug.
+//!
+//! **1. Waiting calls come in four forms with one `Ok`.** A call that may
+//! wait to take or hand over something (acquire a lock or permit, get or
+//! put on a queue, receive on a connection, take a result) has a blocking
+//! form, a `try_` form (never waits), a `_timeout(Duration)` form and a
+//! `_deadline(Instant)` form, and all four return the same `Ok` value. A
+//! call that only waits for a state (a process's end, an event, a barrier,
+//! a queue's `join`) has the blocking, `_timeout` and `_deadline` forms;
+//! the state itself is a query that never waits ([`Process::exitcode`],
+//! [`sync::Event::is_set`], [`AsyncResult::ready`]).
+//!
+//! **2. "Not now" and "timed out" are errors, with their own kinds.** What a
+//! call could not do is an `Err`:
+//!
+//! | situation | kind |
+//! |---|---|
+//! | a `try_` form: the lock is held, no permit is free, the result is not there | [`ErrorKind::WouldBlock`] |
+//! | a `try_` receive: the queue or connection has no message (Python's `queue.Empty`) | [`ErrorKind::Empty`] |
+//! | a `try_` put: the queue holds `maxsize` messages (Python's `queue.Full`) | [`ErrorKind::Full`] |
+//! | a `_timeout` or `_deadline` form: the time ran out | [`ErrorKind::Timeout`] |
+//!
+//! Every `Duration` is accepted, `Duration::MAX` included: a timeout too
+//! long to represent waits as long as it takes. Readiness queries that
+//! Python answers with a `bool` keep doing so: [`Connection::poll`] and
+//! [`connection::wait`] (an empty list when the time ran out).
+//!
+//! **3. Errors that hand something back.** A failed put hands the value back
+//! ([`queue::PutError`], for local and managed queues alike); a lock whose
+//! previous holder died hands the guard back ([`sync::OwnerDied`],
+//! [`sync::AcquireError`]). Each of these has a `kind()` and converts into
+//! [`Error`] with `?`. Every other call returns [`Error`]; match on
+//! [`Error::kind`].
+//!
+//! **4. A lock holder that dies.** When a process dies holding a lock — a
+//! [`sync::Lock`], [`sync::RLock`] or [`sync::Condition`], the lock of a
+//! [`shared::Value`] or [`shared::Array`], or a manager's lock, rlock or
+//! condition — the next process to acquire it gets it *and* is told:
+//!
+//! - the blocking acquisition of a local lock returns
+//!   [`sync::LockResult<G>`] `= Result<G, OwnerDied<G>>`;
+//! - its `try_`, `_timeout` and `_deadline` forms, and every acquisition of
+//!   a manager's lock (which can also fail to reach the server), return
+//!   [`sync::AcquireResult<G>`] `= Result<G, AcquireError<G>>`, whose
+//!   [`AcquireError::OwnerDied`](sync::AcquireError::OwnerDied) carries the
+//!   same `OwnerDied<G>`.
+//!
+//! The indication is sticky, as std's lock poisoning is: every acquisition,
+//! in any process, reports it until one holder calls
+//! [`OwnerDied::into_guard`](sync::OwnerDied::into_guard), which says the
+//! data has been repaired. Turning it into an [`Error`] with `?` gives
+//! [`ErrorKind::OwnerDied`], releases the lock and leaves the indication
+//! set for the next holder; calls that lock inside ([`shared::Value::get`],
+//! [`shared::Array::set`]) report it that way. Semaphore permits have no
+//! owner: a dead holder's permit is not given back (nor in Python).
+//!
+//! **5. Names.** Python's method names where Python has a method (`put`,
+//! `get`, `join`, `acquire`, `qsize`, `apply_async`, `imap_unordered`,
+//! `terminate`, `exitcode`); Rust's names where Python writes syntax or a
+//! builtin (`len`, `is_empty`, `contains`, `insert`). Python's spellings of
+//! the forms of rule 1 (`put_nowait`, `get_nowait`, `acquire(block=False)`,
+//! `join(timeout)`) are search aliases of the Rust forms in these docs,
+//! never a second method. One name for one thing across the crate: the
+//! guard of a manager's lock is a [`manager::ProxyGuard`], not a second
+//! `LockGuard`.
+//!
+//! **6. Counts** (semaphore values, barrier parties, how many waiters to
+//! notify) are `u32`; sizes and lengths are `usize`.
+//!
+//! **7. The kind says what happened.** [`ErrorKind::Eof`]: the other side is
+//! gone (closed, or its process died). [`ErrorKind::Closed`]: this handle
+//! or this queue was closed or shut down. [`ErrorKind::Remote`]: a manager
+//! refused a request, shutting down included. [`ErrorKind::InvalidArgument`]:
+//! an argument out of range, an unknown name included.
+//! [`ErrorKind::AlreadyTaken`]: a value handed out once was asked for again.
+//! [`ErrorKind::Protocol`]: bytes from another process that do not follow
+//! the protocol. [`ErrorKind::Io`]: the operating system refused, with the
+//! OS error as [`source`](std::error::Error::source).
+//!
 //! # What happens on exit
 //!
 //! As in Python, when the main function returns, daemon children are
@@ -256,6 +339,7 @@ mod shm;
 pub mod sync;
 mod sys;
 mod target;
+mod time;
 mod wire;
 
 pub use codec::Fd;

@@ -61,7 +61,7 @@ impl<R: DeserializeOwned> sealed::Waitable for crate::Process<R> {
 ///
 /// [`ErrorKind::Io`] if polling fails.
 pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.and_then(crate::time::deadline_after);
     let fds: Vec<BorrowedFd<'_>> = objects.iter().map(|o| o.wait_fd()).collect();
     loop {
         // Every object is asked (a pipe end arms its doorbell here).

@@ -22,7 +22,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -389,7 +389,7 @@ impl<R: DeserializeOwned> Process<R> {
     ///
     /// [`ErrorKind::Io`] if waiting failed.
     pub fn join_timeout(&self, timeout: Duration) -> Result<Option<ExitStatus>> {
-        self.shared.wait(Some(Instant::now() + timeout))
+        self.shared.wait(crate::time::deadline_after(timeout))
     }
 
     /// Asks the process to end with SIGTERM. A process that has already

@@ -194,7 +194,7 @@ impl ChildShared {
             }
             let ready = sys::socket::wait_readable(&fds, deadline)
                 .map_err(|e| Error::io("poll failed", e))?;
-            if !ready.iter().any(|r| *r) && deadline.is_some_and(|d| Instant::now() >= d) {
+            if !ready.iter().any(|r| *r) && crate::time::expired(deadline) {
                 return self.poll();
             }
         }

@@ -128,7 +128,7 @@ fn lock_slow(word: &AtomicU32, deadline: Option<Instant>, me: u32) -> Option<Acq
             if let Some(got) = take_from_dead(word, word.load(Ordering::Relaxed), me) {
                 return Some(got);
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if crate::time::expired(deadline) {
                 return None;
             }
         }

@@ -825,7 +825,7 @@ impl Ring {
             if self.unfinished() == 0 {
                 return true;
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if crate::time::expired(deadline) {
                 return false;
             }
             self.sleep(JOIN_SEQ, JOIN_SLEEPERS, deadline, || self.unfinished() == 0);
@@ -870,7 +870,7 @@ impl Ring {
             spins += 1;
             if spins.is_multiple_of(64) {
                 let waited = start.elapsed();
-                if waited >= SPIN + YIELD || deadline.is_some_and(|d| Instant::now() >= d) {
+                if waited >= SPIN + YIELD || crate::time::expired(deadline) {
                     break;
                 }
                 if waited >= SPIN {
