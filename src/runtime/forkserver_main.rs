@@ -15,6 +15,11 @@ pub(crate) fn serve(parent: i32) -> ! {
     let Ok(ctrl) = sys::process::take_stdin() else {
         sys::process::exit_now(70)
     };
+    // As for a spawned child (see `runtime::init`): the control socket
+    // must be one our parent made.
+    if sys::socket::peer_pid(ctrl.as_fd()).ok() != Some(parent) {
+        sys::process::exit_now(70);
+    }
     sys::process::close_fds_except(ctrl.as_fd());
     if !sys::process::die_with_parent(parent) {
         sys::process::exit_now(0);

@@ -23,7 +23,17 @@ pub(crate) use self::state::{authkey, initialized, reap_finished, unregister, wi
 pub(crate) fn init() {
     // Set first: a child inherits the flag, and may start children itself.
     state::mark_initialized();
-    if let Some(role) = std::env::var_os(ROLE_ENV) {
+    // A setuid or setcap program (secure execution) must not let whoever
+    // runs it choose, through the environment, to make it a child that
+    // runs code named on its standard input.
+    let role = match std::env::var_os(ROLE_ENV) {
+        Some(_) if sys::process::secure_execution() => {
+            eprintln!("multiproc: ignoring {ROLE_ENV} in a setuid/setcap program");
+            None
+        }
+        role => role,
+    };
+    if let Some(role) = role {
         let role = role.to_string_lossy().into_owned();
         let (role, bind_now) = match role.strip_suffix(":bindnow") {
             Some(r) => (r.to_string(), true),
@@ -42,6 +52,11 @@ pub(crate) fn init() {
                 Ok(fd) => fd,
                 Err(_) => sys::process::exit_now(70),
             };
+            // The socket must be one our parent made: not a socket some
+            // other process handed to a program it started with our role.
+            if sys::socket::peer_pid(std::os::fd::AsFd::as_fd(&sock)).ok() != Some(ppid) {
+                sys::process::exit_now(70);
+            }
             sys::process::close_fds_except(std::os::fd::AsFd::as_fd(&sock));
             child::serve(sock, ppid);
         }

@@ -116,14 +116,14 @@ fn check_name(name: &str) -> Result<&str> {
     let bare = name.strip_prefix('/').unwrap_or(name);
     if bare.is_empty()
         || bare.len() > 250
-        || bare.contains(['/', '\0'])
+        || bare.contains(|c: char| c == '/' || c.is_control())
         || bare == "."
         || bare == ".."
     {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
             format!(
-                "{name:?} is not a shared-memory name: it must be 1 to 250 bytes, with no '/' (but an optional leading one) and no NUL"
+                "{name:?} is not a shared-memory name: it must be 1 to 250 bytes, with no '/' (but an optional leading one) and no control character (NUL, newline, ...)"
             ),
         ));
     }

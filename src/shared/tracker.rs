@@ -21,6 +21,15 @@
 //! Without `multiproc::init()` (the tracker is the program run again, so
 //! `init()` must be its first line) no tracker is started, and a creator
 //! killed by SIGKILL leaves its named segments behind.
+//!
+//! The tracker runs in a process group of its own, so killing the
+//! application's whole group (`kill -9 -PGID`) leaves it to clean up. If
+//! the tracker itself is killed, nothing else changes while the creators
+//! live: their segments work, and each creator still unlinks its names
+//! when it drops them or exits normally. Only the clean-up after a
+//! creator's *crash* is lost, as when no tracker runs; a new tracker starts
+//! at the next `SharedMemory::create` of that process, for the segments
+//! created from then on.
 
 use std::collections::BTreeSet;
 use std::io::{self, BufRead, Write};
@@ -50,7 +59,13 @@ fn start() -> io::Result<Tracker> {
     }
     let (read, pipe) = io::pipe()?;
     let exe = std::env::current_exe()?;
-    std::os::unix::process::CommandExt::arg0(&mut Command::new(exe), "multiproc-shm-tracker")
+    let mut command = Command::new(exe);
+    std::os::unix::process::CommandExt::arg0(&mut command, "multiproc-shm-tracker");
+    // A process group of its own: `kill -9 -PGID` of the application (a
+    // shell's Ctrl-\, a supervisor stopping a job) must not take the
+    // tracker with it, or what the application created stays in /dev/shm.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    command
         .env(ENV, "1")
         .stdin(read)
         .stdout(Stdio::null())
@@ -59,6 +74,19 @@ fn start() -> io::Result<Tracker> {
     // (it exits only after our end of the pipe closes), and is reaped by
     // whoever adopts it.
     Ok(Tracker { pipe })
+}
+
+/// Whether `name` may go on the tracker's pipe: what
+/// [`SharedMemory`](super::SharedMemory) accepts (no `/`, no control
+/// character, not `.` or `..`). The creator checks it before sending and
+/// the tracker again on every line, so no name can smuggle a second line
+/// (`"x\n-other"`) or a path into the protocol.
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 250
+        && name != "."
+        && name != ".."
+        && !name.contains(|c: char| c == '/' || c.is_control())
 }
 
 fn send(line: String) {
@@ -84,12 +112,14 @@ fn send(line: String) {
 /// Tells the tracker that this process created the named segment `name`
 /// (without its leading `/`).
 pub(crate) fn register(name: &str) {
-    send(format!("+{name}\n"));
+    if valid_name(name) {
+        send(format!("+{name}\n"));
+    }
 }
 
 /// Tells the tracker that `name` is no longer this process's to clean up.
 pub(crate) fn unregister(name: &str) {
-    if TRACKER.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+    if valid_name(name) && TRACKER.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
         send(format!("-{name}\n"));
     }
 }
@@ -100,13 +130,27 @@ pub(crate) fn serve_if_asked() {
     if std::env::var_os(ENV).is_none() {
         return;
     }
+    // In a setuid/setcap program, whoever set the variable could feed the
+    // tracker names to unlink with the program's rights.
+    if crate::sys::process::secure_execution() {
+        eprintln!("multiproc: ignoring {ENV} in a setuid/setcap program");
+        return;
+    }
     let mut names = BTreeSet::new();
     for line in io::stdin().lock().lines() {
         let Ok(line) = line else { break };
-        if let Some(name) = line.strip_prefix('+') {
-            names.insert(name.to_string());
-        } else if let Some(name) = line.strip_prefix('-') {
-            names.remove(name);
+        let (op, name) = line.split_at_checked(1).unwrap_or(("", ""));
+        if !valid_name(name) {
+            continue;
+        }
+        match op {
+            "+" => {
+                names.insert(name.to_string());
+            }
+            "-" => {
+                names.remove(name);
+            }
+            _ => {}
         }
     }
     // Every creator is gone.

@@ -30,6 +30,7 @@ use crate::sys::shm::{self, Mapping};
 struct Inner {
     fd: OwnedFd,
     map: Mapping,
+    size: usize,
 }
 
 /// Shared memory that can be sent to other processes. See the module docs.
@@ -54,9 +55,30 @@ impl Region {
     /// [`ErrorKind::Io`](crate::ErrorKind::Io) if the kernel refuses the
     /// segment or the mapping (out of memory, descriptor limit).
     pub(crate) fn new(name: &str, len: usize) -> Result<Self> {
-        let fd = shm::memfd(name, len)
+        Self::new_sparse(name, len, len)
+    }
+
+    /// A fresh zeroed segment of `size` bytes of which only the first
+    /// `mapped` are mapped here and have their pages reserved (a queue's
+    /// header, whose ring is mapped apart as it grows: see
+    /// [`crate::shm::ring`]). [`len`](Self::len) is `mapped`,
+    /// [`size`](Self::size) is `size`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) as [`new`](Self::new); a
+    /// full `/dev/shm` or memory cgroup is an error here (ENOSPC), not a
+    /// SIGBUS at the first write.
+    pub(crate) fn new_sparse(name: &str, size: usize, mapped: usize) -> Result<Self> {
+        let fd = shm::memfd(name, size)
             .map_err(|e| Error::io("could not create a shared-memory segment", e))?;
-        Self::from_fd(fd, len)
+        shm::reserve(fd.as_fd(), 0, mapped as u64).map_err(|e| {
+            Error::io(
+                format!("could not reserve {mapped} bytes of shared memory (is /dev/shm full?)"),
+                e,
+            )
+        })?;
+        Self::from_fd(fd, mapped)
     }
 
     /// Maps `len` bytes of the segment behind `fd` (which must be at least
@@ -69,12 +91,20 @@ impl Region {
     pub(crate) fn from_fd(fd: OwnedFd, len: usize) -> Result<Self> {
         let map = Mapping::new(fd.as_fd(), len)
             .map_err(|e| Error::io("could not map a shared-memory segment", e))?;
-        Ok(Self(Arc::new(Inner { fd, map })))
+        let size = shm::size(fd.as_fd())
+            .map_err(|e| Error::io("could not size a shared-memory segment", e))?;
+        Ok(Self(Arc::new(Inner { fd, map, size })))
     }
 
-    /// The length in bytes.
+    /// The mapped length in bytes.
     pub(crate) fn len(&self) -> usize {
         self.0.map.len()
+    }
+
+    /// The segment's size in bytes, mapped here or not (at least
+    /// [`len`](Self::len)).
+    pub(crate) fn size(&self) -> usize {
+        self.0.size
     }
 
     /// The segment's descriptor.

@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorKind};
 use crate::shm::lockword;
 use crate::shm::region::Region;
+use crate::sys::shm::{GrowingMapping, Mapping};
 use crate::sys::{futex, shm};
 
 // The header, at offsets from the start of the segment. All-zero is a
@@ -208,7 +209,12 @@ fn at(hook: Hook<'_>, stage: Stage) {
 /// A handle on one queue's shared memory. Cloning shares the mapping.
 #[derive(Clone, Debug)]
 pub(crate) struct Ring {
+    /// The header page, which travels to other processes (its segment
+    /// holds the ring too, beyond the header).
     region: Region,
+    /// This process's mapping of the ring itself, as large as the largest
+    /// capacity it has seen.
+    data: Arc<GrowingMapping>,
     seen: Arc<Seen>,
     /// The reserved capacity: the segment's length less the header.
     max_cap: u64,
@@ -240,31 +246,43 @@ impl Ring {
     /// from [`MIN_CAP`] to [`MAX_CAP`]).
     pub(crate) fn with_max_cap(maxsize: u64, max_cap: u64) -> Result<Self, Error> {
         debug_assert!(max_cap.is_power_of_two() && (MIN_CAP..=MAX_CAP).contains(&max_cap));
-        let region = Region::new("multiproc-queue", RING + max_cap as usize)?;
-        let ring = Ring {
-            region,
-            seen: Arc::default(),
-            max_cap,
-        };
+        let region = Region::new_sparse("multiproc-queue", RING + max_cap as usize, RING)?;
+        shm::reserve(region.fd(), RING as u64, MIN_CAP).map_err(|e| {
+            Error::io(
+                "could not reserve a queue's first pages (is /dev/shm full?)",
+                e,
+            )
+        })?;
+        let ring = Self::with_region(region, max_cap)?;
         ring.a64(MAXSIZE).store(maxsize, Ordering::Release);
         Ok(ring)
+    }
+
+    fn with_region(region: Region, max_cap: u64) -> Result<Self, Error> {
+        let data = GrowingMapping::new(region.fd(), RING, MIN_CAP as usize).map_err(no_room)?;
+        Ok(Ring {
+            region,
+            data: Arc::new(data),
+            seen: Arc::default(),
+            max_cap,
+        })
     }
 
     /// A ring received from another process: checks the segment's length
     /// (the header and a power-of-two capacity no larger than a queue's).
     pub(crate) fn from_region(region: Region) -> Result<Self, String> {
-        let max_cap = region.len().saturating_sub(RING) as u64;
-        if !max_cap.is_power_of_two() || !(MIN_CAP..=MAX_CAP).contains(&max_cap) {
+        let max_cap = region.size().saturating_sub(RING) as u64;
+        if region.len() != RING
+            || !max_cap.is_power_of_two()
+            || !(MIN_CAP..=MAX_CAP).contains(&max_cap)
+        {
             return Err(format!(
-                "a ring's segment is {} bytes, not {RING} plus a power of two from {MIN_CAP} to {MAX_CAP}",
+                "a ring's segment is {} bytes of which {} travel, not {RING} plus a power of two from {MIN_CAP} to {MAX_CAP}",
+                region.size(),
                 region.len()
             ));
         }
-        Ok(Ring {
-            region,
-            seen: Arc::default(),
-            max_cap,
-        })
+        Self::with_region(region, max_cap).map_err(|e| e.to_string())
     }
 
     pub(crate) fn region(&self) -> &Region {
@@ -281,13 +299,26 @@ impl Ring {
         self.region.u64_at(off)
     }
 
-    /// The capacity; an error if the header was overwritten.
+    /// The capacity, with this process's mapping made to cover it; an
+    /// error if the header was overwritten or the mapping cannot grow.
+    #[inline]
     fn cap(&self) -> Result<u64, Error> {
-        match self.a64(CAP).load(Ordering::Acquire) {
-            0 => Ok(MIN_CAP),
-            c if c & (c - 1) == 0 && (MIN_CAP..=self.max_cap).contains(&c) => Ok(c),
-            c => Err(corrupt(format!("its capacity reads {c}"))),
-        }
+        let cap = match self.a64(CAP).load(Ordering::Acquire) {
+            0 => MIN_CAP,
+            c if c & (c - 1) == 0 && (MIN_CAP..=self.max_cap).contains(&c) => c,
+            c => return Err(corrupt(format!("its capacity reads {c}"))),
+        };
+        self.data
+            .at_least(self.region.fd(), cap as usize)
+            .map_err(no_room)?;
+        Ok(cap)
+    }
+
+    /// The ring's bytes as mapped here: at least the capacity last
+    /// returned by [`cap`](Self::cap).
+    #[inline(always)]
+    fn ring(&self) -> &Mapping {
+        self.data.get()
     }
 
     pub(crate) fn maxsize(&self) -> u64 {
@@ -343,21 +374,21 @@ impl Ring {
     fn write_wrapped(&self, pos: u64, bytes: &[u8], cap: u64) {
         let off = (pos & (cap - 1)) as usize;
         let first = bytes.len().min(cap as usize - off);
-        let map = self.region.map();
-        map.write(RING + off, &bytes[..first]);
+        let map = self.ring();
+        map.write(off, &bytes[..first]);
         if first < bytes.len() {
-            map.write(RING, &bytes[first..]);
+            map.write(0, &bytes[first..]);
         }
     }
 
     fn read_wrapped(&self, pos: u64, out: &mut [u8], cap: u64) {
         let off = (pos & (cap - 1)) as usize;
         let first = out.len().min(cap as usize - off);
-        let map = self.region.map();
+        let map = self.ring();
         let (a, b) = out.split_at_mut(first);
-        map.read(RING + off, a);
+        map.read(off, a);
         if !b.is_empty() {
-            map.read(RING, b);
+            map.read(0, b);
         }
     }
 
@@ -607,6 +638,14 @@ impl Ring {
         if new_cap == cap {
             return Ok(cap); // consumers made room meanwhile
         }
+        // Pages first, then the mapping: a full /dev/shm or an
+        // address-space limit is an error here, with the old ring intact.
+        shm::reserve(self.region.fd(), RING as u64 + cap, new_cap - cap)
+            .map_err(|e| Fail::Error(no_room(e)))?;
+        let map = self
+            .data
+            .at_least(self.region.fd(), new_cap as usize)
+            .map_err(|e| Fail::Error(no_room(e)))?;
         // Copy every byte whose offset changes to its new offset. New
         // offsets that differ lie in [cap, new_cap), which the old ring
         // never used: nothing live is overwritten. Chunks never cross a
@@ -619,9 +658,8 @@ impl Ring {
             let new_off = pos & (new_cap - 1);
             if new_off != old_off {
                 buf.resize(chunk as usize, 0);
-                let map = self.region.map();
-                map.read(RING + old_off as usize, &mut buf);
-                map.write(RING + new_off as usize, &buf);
+                map.read(old_off as usize, &mut buf);
+                map.write(new_off as usize, &buf);
             }
             pos += chunk;
         }
@@ -935,7 +973,7 @@ pub(crate) fn fuzz(data: &[u8]) {
         r.a32(SHUTDOWN)
             .store(u32::from(data.first() == Some(&7)), Ordering::Relaxed);
         let rest = data.get(88..).unwrap_or(&[]);
-        r.region.map().write(RING, rest);
+        r.ring().write(0, &rest[..rest.len().min(MIN_CAP as usize)]);
         r.seen.head.store(0, Ordering::Relaxed);
         r.seen.tail.store(0, Ordering::Relaxed);
         let mut out = Vec::new();
@@ -966,6 +1004,23 @@ pub(crate) fn fence_after_rmw() {
     std::sync::atomic::compiler_fence(Ordering::SeqCst);
     #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
     fence(Ordering::SeqCst);
+}
+
+/// The error for a ring that cannot get the memory or the address space
+/// it needs; says what to do about it.
+fn no_room(e: std::io::Error) -> Error {
+    let hint = match e.raw_os_error() {
+        Some(libc::ENOMEM) => {
+            "; this process is out of address space or memory (see `ulimit -v`, RLIMIT_AS): \
+             raise the limit, or hold fewer or smaller queues and pipes"
+        }
+        Some(libc::ENOSPC) => "; /dev/shm (or the memory cgroup) is full",
+        _ => "",
+    };
+    Error::io(
+        format!("a queue's ring could not be mapped or grown{hint}"),
+        e,
+    )
 }
 
 fn corrupt(what: String) -> Error {
@@ -1007,15 +1062,25 @@ mod tests {
     fn a_smaller_ring_reserves_less_and_a_received_segment_is_checked() {
         const PIPE_MAX_CAP: u64 = 1 << 28;
         let queue = Ring::new(0).unwrap();
-        assert_eq!(queue.region().len(), 4096 + (16 << 30));
+        assert_eq!(queue.region().size(), 4096 + (16 << 30));
+        assert_eq!(queue.region().len(), 4096, "only the header is mapped");
+        assert_eq!(queue.ring().len(), MIN_CAP as usize, "and the ring in use");
         let pipe = Ring::with_max_cap(0, PIPE_MAX_CAP).unwrap();
-        assert_eq!(pipe.region().len(), 4096 + (256 << 20));
+        assert_eq!(pipe.region().size(), 4096 + (256 << 20));
         // What travels is the segment; its length says the capacity.
         let again = Ring::from_region(pipe.region().clone()).unwrap();
         assert_eq!(again.max_cap, PIPE_MAX_CAP);
-        for bad in [4096, 4096 + 3 * MIN_CAP as usize, 100] {
-            let region = Region::new("test", bad).unwrap();
-            assert!(Ring::from_region(region).is_err(), "{bad} accepted");
+        for (size, mapped) in [
+            (4096, 4096),
+            (4096 + 3 * MIN_CAP as usize, 4096),
+            (100, 100),
+            (4096 + MIN_CAP as usize, 8192),
+        ] {
+            let region = Region::new_sparse("test", size, mapped).unwrap();
+            assert!(
+                Ring::from_region(region).is_err(),
+                "{size}/{mapped} accepted"
+            );
         }
         // A small ring refuses a message larger than half of it, and a
         // backlog it cannot hold, with an error rather than a hang.
@@ -1082,7 +1147,10 @@ mod tests {
         assert!(r.capacity() >= 80 << 20);
         assert!(blocks(&r) >= 80 << 20);
         // Not right after growing: a backlog that comes and goes keeps
-        // its memory.
+        // its memory. (The clock is set to "just grew", so that a slow
+        // machine cannot make this run past the shrink delay.)
+        r.a64(LAST_GROW)
+            .store(now_ms() + 3_600_000, Ordering::Relaxed);
         assert_eq!(get_vec(&r, Wait::No).unwrap(), msg);
         r.put(&msg, Wait::No).unwrap();
         for _ in 0..80 {
@@ -1150,7 +1218,7 @@ mod tests {
         let r = Ring::new(0).unwrap();
         r.put(b"hello", Wait::No).unwrap();
         r.put(b"world", Wait::No).unwrap();
-        r.region.map().write(RING, &[0xff; 8]); // scribble over the first header
+        r.ring().write(0, &[0xff; 8]); // scribble over the first header
         let err = match get_vec(&r, Wait::No) {
             Err(Fail::Error(e)) => e,
             other => panic!("{other:?}"),

@@ -149,6 +149,16 @@ pub(crate) fn die_with_parent(expected_parent: i32) -> bool {
     getppid() == expected_parent
 }
 
+/// Whether the kernel started this program in secure-execution mode
+/// (`AT_SECURE`: setuid, setgid or file capabilities gave it rights its
+/// caller lacks; [getauxval(3)](https://man7.org/linux/man-pages/man3/getauxval.3.html)).
+/// Such a process must not trust its environment.
+pub(crate) fn secure_execution() -> bool {
+    // SAFETY: getauxval only reads the auxiliary vector the kernel gave
+    // the process; it has no preconditions.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
 /// A pidfd for our child `pid` (`pidfd_open(2)`).
 pub(crate) fn pidfd(pid: i32) -> io::Result<OwnedFd> {
     let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::other("pid 0"))?;

@@ -17,7 +17,7 @@
 //! [mmap(2)](https://man7.org/linux/man-pages/man2/mmap.2.html).
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
@@ -54,26 +54,103 @@ pub(crate) fn punch_hole(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Resul
     Ok(())
 }
 
+/// Gives bytes `offset..offset + len` of the segment their pages now
+/// ([fallocate(2)](https://man7.org/linux/man-pages/man2/fallocate.2.html),
+/// mode 0), so that a full `/dev/shm` or memory cgroup is an `ENOSPC` here
+/// rather than a SIGBUS at the first write to a page that cannot be had.
+/// This is what PostgreSQL does for its shared memory.
+pub(crate) fn reserve(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    loop {
+        match rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), offset, len) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            // A file system without fallocate: nothing to reserve with.
+            Err(rustix::io::Errno::OPNOTSUPP) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The directory behind POSIX shared-memory names on Linux.
+const SHM_DIR: &str = "/dev/shm";
+
+/// Opens `/dev/shm` + `name` with `flags` the way `shm_open` would, but
+/// never following a symbolic link (`O_NOFOLLOW`), never becoming a
+/// controlling terminal and never blocking on a FIFO; then checks that it
+/// is a regular file owned by this process's effective user. Another user's
+/// symlink, FIFO or file planted at the name is refused (`ELOOP`,
+/// `PermissionDenied`), not opened.
+fn open_checked(name: &str, flags: rustix::fs::OFlags, mode: Mode) -> io::Result<OwnedFd> {
+    use rustix::fs::OFlags;
+    let bare = name.strip_prefix('/').unwrap_or(name);
+    if bare.is_empty() || bare.contains('/') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a shared-memory name has one leading '/' and no other",
+        ));
+    }
+    let path = format!("{SHM_DIR}/{bare}");
+    let fd = rustix::fs::open(
+        path.as_str(),
+        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+        mode,
+    )?;
+    let st = rustix::fs::fstat(&fd)?;
+    let is_file =
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
+    if !is_file {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{path} is not a regular file"),
+        ));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if st.st_uid != me {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{path} belongs to uid {}, not to this process's uid {me}",
+                st.st_uid
+            ),
+        ));
+    }
+    // Blocking again: the descriptor is only ever mapped, but keep the
+    // flags as shm_open leaves them.
+    rustix::fs::fcntl_setfl(&fd, rustix::fs::fcntl_getfl(&fd)? - OFlags::NONBLOCK)?;
+    Ok(fd)
+}
+
 /// Creates the named segment `name` (of the form `/something`) with `len`
-/// zero bytes, readable and writable by this user only. Fails with
-/// `AlreadyExists` if the name is taken.
+/// zero bytes whose pages are reserved ([`reserve`]), readable and writable
+/// by this user only. Fails with `AlreadyExists` if the name is taken (a
+/// symlink at the name included), with `StorageFull` (ENOSPC) if
+/// `/dev/shm` has no room for `len` bytes.
 pub(crate) fn create_named(name: &str, len: usize) -> io::Result<OwnedFd> {
-    let fd = shm::open(
+    use rustix::fs::OFlags;
+    let fd = open_checked(
         name,
-        shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+        OFlags::CREATE | OFlags::EXCL | OFlags::RDWR,
         Mode::RUSR | Mode::WUSR,
     )?;
-    if let Err(e) = rustix::fs::ftruncate(&fd, len as u64) {
+    let sized = rustix::fs::ftruncate(&fd, len as u64)
+        .map_err(io::Error::from)
+        .and_then(|()| reserve(fd.as_fd(), 0, len as u64));
+    if let Err(e) = sized {
         let _ = shm::unlink(name);
-        return Err(e.into());
+        return Err(e);
     }
     Ok(fd)
 }
 
 /// Opens the existing named segment `name` for reading and writing. Fails
-/// with `NotFound` if there is none.
+/// with `NotFound` if there is none, with `ELOOP` (an `io::Error` whose raw
+/// OS error is 40) if the name is a symbolic link, and `PermissionDenied`
+/// if it is not a regular file of this user.
 pub(crate) fn open_named(name: &str) -> io::Result<OwnedFd> {
-    Ok(shm::open(name, shm::OFlags::RDWR, Mode::empty())?)
+    open_checked(name, rustix::fs::OFlags::RDWR, Mode::empty())
 }
 
 /// Removes the name `name`; mappings and descriptors stay valid.
@@ -100,6 +177,13 @@ impl Mapping {
     /// at least that long (checked: a shorter segment is `InvalidData`
     /// rather than a SIGBUS later). `len` must not be 0.
     pub(crate) fn new(fd: BorrowedFd<'_>, len: usize) -> io::Result<Self> {
+        Self::at(fd, 0, len)
+    }
+
+    /// Maps bytes `offset..offset + len` of the segment behind `fd`, checked
+    /// as in [`new`](Self::new); `offset` must be a multiple of the page
+    /// size.
+    pub(crate) fn at(fd: BorrowedFd<'_>, offset: usize, len: usize) -> io::Result<Self> {
         if len == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -107,10 +191,11 @@ impl Mapping {
             ));
         }
         let have = size(fd)?;
-        if have < len {
+        let end = offset.saturating_add(len);
+        if have < end {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("the segment has {have} bytes, {len} were expected"),
+                format!("the segment has {have} bytes, {end} were expected"),
             ));
         }
         // SAFETY: a fresh mapping at an address the kernel picks cannot
@@ -123,7 +208,7 @@ impl Mapping {
                 ProtFlags::READ | ProtFlags::WRITE,
                 MapFlags::SHARED,
                 fd,
-                0,
+                offset as u64,
             )?
         };
         let ptr =
@@ -215,6 +300,79 @@ impl Drop for Mapping {
     }
 }
 
+/// A mapping of the part of a segment that starts at a fixed offset and
+/// only grows: the byte ring of a queue, whose segment is sized for the
+/// largest ring it may become but whose mapping covers only what is in use,
+/// so that a process under an address-space limit (`RLIMIT_AS`) can hold
+/// many queues.
+///
+/// Growing maps the segment again, larger, at a new address and keeps the
+/// old mappings until the handle is dropped: a thread may still be copying
+/// through the previous one. Capacities double, so everything kept is less
+/// than twice the largest mapping.
+#[derive(Debug)]
+pub(crate) struct GrowingMapping {
+    offset: usize,
+    /// The largest mapping so far; points into one of `all`.
+    current: std::sync::atomic::AtomicPtr<Mapping>,
+    // Boxed so that `current` stays valid when the Vec reallocates.
+    #[allow(clippy::vec_box)]
+    all: std::sync::Mutex<Vec<Box<Mapping>>>,
+}
+
+impl GrowingMapping {
+    /// Maps `len` bytes at `offset` of the segment behind `fd`. The
+    /// caller keeps the descriptor and passes it again to grow (a queue
+    /// costs one descriptor, not two).
+    pub(crate) fn new(fd: BorrowedFd<'_>, offset: usize, len: usize) -> io::Result<Self> {
+        let mut first = Box::new(Mapping::at(fd, offset, len)?);
+        let current = std::sync::atomic::AtomicPtr::new(&mut *first as *mut Mapping);
+        Ok(Self {
+            offset,
+            current,
+            all: std::sync::Mutex::new(vec![first]),
+        })
+    }
+
+    /// The largest mapping so far.
+    #[inline]
+    pub(crate) fn get(&self) -> &Mapping {
+        // SAFETY: `current` always points at a boxed Mapping owned by
+        // `all`, which only ever grows and is dropped with `self`; a Box's
+        // contents never move.
+        unsafe { &*self.current.load(std::sync::atomic::Ordering::Acquire) }
+    }
+
+    /// A mapping of at least `len` bytes: the current one if it is large
+    /// enough, otherwise a new one of `len` bytes of the segment behind
+    /// `fd` (the one given to [`new`](Self::new)).
+    #[inline]
+    pub(crate) fn at_least(&self, fd: BorrowedFd<'_>, len: usize) -> io::Result<&Mapping> {
+        let map = self.get();
+        if map.len() >= len {
+            return Ok(map);
+        }
+        self.grow(fd, len)
+    }
+
+    #[cold]
+    fn grow(&self, fd: BorrowedFd<'_>, len: usize) -> io::Result<&Mapping> {
+        let mut all = self.all.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.get();
+        if map.len() >= len {
+            return Ok(map);
+        }
+        let mut bigger = Box::new(Mapping::at(fd, self.offset, len)?);
+        self.current.store(
+            &mut *bigger as *mut Mapping,
+            std::sync::atomic::Ordering::Release,
+        );
+        all.push(bigger);
+        drop(all);
+        Ok(self.get())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +414,47 @@ mod tests {
         let fd = memfd("oob", 64).unwrap();
         let m = Mapping::new(fd.as_fd(), 64).unwrap();
         m.write(60, b"12345");
+    }
+
+    #[test]
+    fn a_growing_mapping_sees_what_the_whole_segment_holds() {
+        let fd = memfd("grow", 4096 * 8).unwrap();
+        let whole = Mapping::new(fd.as_fd(), 4096 * 8).unwrap();
+        let part = GrowingMapping::new(fd.as_fd(), 4096, 4096).unwrap();
+        whole.write(4096 + 10, b"abc");
+        let mut out = [0u8; 3];
+        part.get().read(10, &mut out);
+        assert_eq!(&out, b"abc");
+        let old = part.get() as *const Mapping;
+        whole.write(4096 * 5, b"xyz");
+        let big = part.at_least(fd.as_fd(), 4096 * 7).unwrap();
+        assert!(big.len() >= 4096 * 7);
+        big.read(4096 * 4, &mut out);
+        assert_eq!(&out, b"xyz");
+        // SAFETY: the old mapping is kept alive by `part`.
+        let old = unsafe { &*old };
+        old.read(10, &mut out);
+        assert_eq!(&out, b"abc", "the old mapping stays usable");
+        assert!(
+            part.at_least(fd.as_fd(), 4096 * 8).is_err(),
+            "past the segment's end"
+        );
+    }
+
+    #[test]
+    fn named_segments_never_follow_a_symlink() {
+        let target = format!("/dev/shm/multiproc-test-target-{}", std::process::id());
+        let link = format!("multiproc-test-link-{}", std::process::id());
+        std::fs::write(&target, b"secret").unwrap();
+        std::os::unix::fs::symlink(&target, format!("/dev/shm/{link}")).unwrap();
+        let opened = open_named(&format!("/{link}"));
+        let created = create_named(&format!("/{link}"), 64);
+        let _ = std::fs::remove_file(format!("/dev/shm/{link}"));
+        let contents = std::fs::read(&target).unwrap();
+        let _ = std::fs::remove_file(&target);
+        assert_eq!(opened.unwrap_err().raw_os_error(), Some(libc::ELOOP));
+        assert!(created.is_err());
+        assert_eq!(contents, b"secret");
     }
 
     #[test]

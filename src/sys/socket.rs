@@ -229,6 +229,14 @@ pub(crate) fn hung_up(sock: BorrowedFd<'_>) -> io::Result<bool> {
     }
 }
 
+/// The pid of the process at the other end of the Unix socket `sock` when
+/// the connection was made (`SO_PEERCRED`: for a socket pair, the process
+/// that created the pair).
+pub(crate) fn peer_pid(sock: BorrowedFd<'_>) -> io::Result<i32> {
+    let cred = rustix::net::sockopt::socket_peercred(sock)?;
+    Ok(cred.pid.as_raw_nonzero().get())
+}
+
 /// Sends one whole packet with descriptors on a sequenced-packet socket.
 pub(crate) fn send_packet(
     sock: BorrowedFd<'_>,

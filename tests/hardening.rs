@@ -1,0 +1,394 @@
+//! Attacks and hostile limits, made for real: another user's files in
+//! `/dev/shm`, a full `/dev/shm`, an address-space limit, a kill of the
+//! application's whole process group, names built to inject the tracker's
+//! protocol, and a setuid copy of the program told by its environment to
+//! act as a child.
+//!
+//! Each test runs in a process of its own (`tests/isolated`), so the ones
+//! that start programs under `prlimit`, `unshare` or a setuid bit run this
+//! same binary again in a *role* (`BINARY role NAME`). Tests that need
+//! root (CI runs as root) say so and pass without asserting anything
+//! otherwise, printing why.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use multiproc::connection::pipe;
+use multiproc::queue::Queue;
+use multiproc::shared::SharedMemory;
+use multiproc::{ErrorKind, StartMethod};
+
+mod isolated;
+
+const TESTS: isolated::Tests = &[
+    (
+        "symlink_at_a_name_is_refused",
+        symlink_at_a_name_is_refused,
+        false,
+    ),
+    (
+        "another_users_segment_is_refused",
+        another_users_segment_is_refused,
+        false,
+    ),
+    (
+        "full_dev_shm_is_enospc_at_creation",
+        full_dev_shm_is_enospc_at_creation,
+        false,
+    ),
+    (
+        "queues_and_pipes_under_a_2_gib_address_space_limit",
+        queues_and_pipes_under_a_2_gib_address_space_limit,
+        false,
+    ),
+    (
+        "a_queue_out_of_address_space_says_so_and_loses_nothing",
+        a_queue_out_of_address_space_says_so_and_loses_nothing,
+        false,
+    ),
+    (
+        "names_that_would_inject_the_tracker_are_refused",
+        names_that_would_inject_the_tracker_are_refused,
+        false,
+    ),
+    (
+        "the_tracker_outlives_a_kill_of_the_whole_group",
+        the_tracker_outlives_a_kill_of_the_whole_group,
+        false,
+    ),
+    (
+        "a_setuid_copy_ignores_the_role_in_its_environment",
+        a_setuid_copy_ignores_the_role_in_its_environment,
+        false,
+    ),
+];
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("role") {
+        multiproc::init();
+        role(&args[2..]);
+        return;
+    }
+    isolated::main("hardening", TESTS);
+}
+
+/// What this binary does when started as `BINARY role NAME ARGS...`.
+fn role(args: &[String]) {
+    match args[0].as_str() {
+        "full-shm" => {
+            let name = &args[1];
+            let err = SharedMemory::create(name, 4 << 20).expect_err("4 MiB in a 1 MiB /dev/shm");
+            let io = std::error::Error::source(&err)
+                .and_then(|s| s.downcast_ref::<std::io::Error>())
+                .map(|e| e.raw_os_error());
+            assert_eq!(io, Some(Some(libc::ENOSPC)), "{err}");
+            assert!(
+                !Path::new(&format!("/dev/shm/{name}")).exists(),
+                "a failed create leaves no name behind"
+            );
+            // What fits still works.
+            let mut small = SharedMemory::create(name, 64 << 10).expect("64 KiB fits");
+            small.write(0, b"ok").unwrap();
+            small.unlink().unwrap();
+            println!("full-shm ok");
+        }
+        "many" => {
+            let queues: Vec<Queue<Vec<u8>>> = (0..48).map(|_| Queue::new().unwrap()).collect();
+            let pipes: Vec<_> = (0..48).map(|_| pipe::<Vec<u8>>().unwrap()).collect();
+            let msg = vec![7u8; 1 << 20];
+            for q in &queues {
+                for _ in 0..4 {
+                    q.put(msg.clone()).unwrap(); // makes each ring grow
+                }
+            }
+            for (a, b) in &pipes {
+                a.send(&msg).unwrap();
+                assert_eq!(b.recv().unwrap(), msg);
+            }
+            for q in &queues {
+                for _ in 0..4 {
+                    assert_eq!(q.get().unwrap(), msg);
+                }
+            }
+            println!("many ok");
+        }
+        "grow-until-enomem" => {
+            let q: Queue<Vec<u8>> = Queue::new().unwrap();
+            q.put(vec![1, 2, 3]).unwrap();
+            let big = vec![9u8; 32 << 20];
+            let mut put = 0;
+            let err = loop {
+                match q.put(big.clone()) {
+                    Ok(()) => put += 1,
+                    Err(e) => break e,
+                }
+                assert!(put < 1000, "the limit never bit");
+            };
+            let text = format!("{}", multiproc::Error::from(err));
+            assert!(text.contains("ulimit -v"), "{text}");
+            // Nothing lost: what was put before is all there.
+            assert_eq!(q.get().unwrap(), vec![1, 2, 3]);
+            for _ in 0..put {
+                assert_eq!(q.get().unwrap().len(), big.len());
+            }
+            println!("grow-until-enomem ok after {put} messages");
+        }
+        "create-and-hang" => {
+            let shm = SharedMemory::create(&args[1], 4096).unwrap();
+            shm.write(0, b"x").unwrap();
+            println!("created");
+            loop {
+                std::thread::park();
+            }
+        }
+        "secure" => println!("secure: ran as a program, not as a child"),
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn exe() -> PathBuf {
+    std::env::current_exe().expect("own path")
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs `command` (a role of this binary under some wrapper) with a
+/// watchdog; returns its stdout, panicking with its stderr if it failed.
+fn run(command: &mut Command) -> String {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a role");
+    let pid = child.id();
+    let watchdog = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            std::thread::park_timeout(Duration::from_millis(100));
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                return;
+            }
+        }
+        if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    });
+    let out = child.wait_with_output().expect("wait for a role");
+    watchdog.thread().unpark();
+    let _ = watchdog.join();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{:?} failed ({}):\n{stdout}\n{}",
+        command,
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn unique(what: &str) -> String {
+    format!("multiproc-hardening-{what}-{}", std::process::id())
+}
+
+fn symlink_at_a_name_is_refused(_: StartMethod) {
+    let dir = tempdir();
+    let target = dir.join("victim");
+    std::fs::write(&target, b"secret").unwrap();
+    let name = unique("link");
+    let link = format!("/dev/shm/{name}");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let attached = SharedMemory::attach(&name);
+    let created = SharedMemory::create(&name, 4096);
+    std::fs::remove_file(&link).unwrap();
+    let contents = std::fs::read(&target).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let err = attached.expect_err("a symlink was followed");
+    assert_eq!(err.kind(), ErrorKind::Io);
+    let os = std::error::Error::source(&err)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .and_then(|e| e.raw_os_error());
+    assert_eq!(os, Some(libc::ELOOP), "{err}");
+    assert!(created.is_err(), "create went through the symlink");
+    assert_eq!(contents, b"secret", "the symlink's target was written");
+}
+
+fn another_users_segment_is_refused(_: StartMethod) {
+    if !is_root() {
+        println!("skipped: needs root to make a file of another uid");
+        return;
+    }
+    let name = unique("foreign");
+    let path = format!("/dev/shm/{name}");
+    std::fs::write(&path, vec![0u8; 4096]).unwrap();
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let attached = SharedMemory::attach(&name);
+    std::fs::remove_file(&path).unwrap();
+    let err = attached.expect_err("another user's segment was attached");
+    assert!(err.to_string().contains("uid 65534"), "{err}");
+    // A FIFO planted at the name neither blocks nor is opened.
+    let fifo = unique("fifo");
+    let status = Command::new("mkfifo")
+        .arg(format!("/dev/shm/{fifo}"))
+        .status();
+    if status.is_ok_and(|s| s.success()) {
+        let attached = SharedMemory::attach(&fifo);
+        std::fs::remove_file(format!("/dev/shm/{fifo}")).unwrap();
+        let err = attached.expect_err("a FIFO was attached");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+}
+
+fn full_dev_shm_is_enospc_at_creation(_: StartMethod) {
+    if !is_root() || !have("unshare") {
+        println!("skipped: needs root and unshare to mount a small /dev/shm");
+        return;
+    }
+    // A private mount namespace with a 1 MiB /dev/shm: before the fix the
+    // creation succeeded and the first write past 1 MiB was a SIGBUS.
+    let script = format!(
+        "mount -t tmpfs -o size=1m tmpfs /dev/shm && exec {} role full-shm {}",
+        exe().display(),
+        unique("full")
+    );
+    let out = run(Command::new("unshare").args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+    ]));
+    assert!(out.contains("full-shm ok"), "{out}");
+}
+
+fn queues_and_pipes_under_a_2_gib_address_space_limit(_: StartMethod) {
+    if !have("prlimit") {
+        println!("skipped: needs prlimit");
+        return;
+    }
+    // Before: each queue reserved 16 GiB of address space, each pipe
+    // 256 MiB, and `Queue::new()` failed with a bare ENOMEM.
+    let out = run(Command::new("prlimit")
+        .arg(format!("--as={}", 2u64 << 30))
+        .arg(exe())
+        .args(["role", "many"]));
+    assert!(out.contains("many ok"), "{out}");
+}
+
+fn a_queue_out_of_address_space_says_so_and_loses_nothing(_: StartMethod) {
+    if !have("prlimit") {
+        println!("skipped: needs prlimit");
+        return;
+    }
+    let out = run(Command::new("prlimit")
+        .arg(format!("--as={}", 1u64 << 30))
+        .arg(exe())
+        .args(["role", "grow-until-enomem"]));
+    assert!(out.contains("grow-until-enomem ok"), "{out}");
+}
+
+fn names_that_would_inject_the_tracker_are_refused(_: StartMethod) {
+    for name in [
+        "a\n-victim",
+        "a\rb",
+        "tab\there",
+        "nul\0",
+        "..",
+        "a/b",
+        "esc\u{1b}[2J",
+    ] {
+        let err = SharedMemory::create(name, 4096).expect_err(name);
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{name:?}");
+        let err = SharedMemory::attach(name).expect_err(name);
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{name:?}");
+    }
+}
+
+fn the_tracker_outlives_a_kill_of_the_whole_group(_: StartMethod) {
+    let name = unique("group");
+    let path = format!("/dev/shm/{name}");
+    let mut child = Command::new(exe())
+        .args(["role", "create-and-hang", &name])
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the creator");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "created");
+    assert!(Path::new(&path).exists());
+    // What a supervisor or a shell does to a job: SIGKILL to the group.
+    let group = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process_group(group, rustix::process::Signal::KILL).unwrap();
+    child.wait().unwrap();
+    // The tracker, in a group of its own, sees its pipe close and unlinks
+    // the name; wait for that (bounded: the watchdog of this test is the
+    // harness's, this deadline only gives a clear message).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Path::new(&path).exists() && Instant::now() < deadline {
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+    let left = Path::new(&path).exists();
+    if left {
+        let _ = std::fs::remove_file(&path);
+    }
+    assert!(!left, "the tracker died with the group and left {path}");
+}
+
+fn a_setuid_copy_ignores_the_role_in_its_environment(_: StartMethod) {
+    if !is_root() {
+        println!("skipped: needs root to make a setuid copy of another uid");
+        return;
+    }
+    let dir = tempdir();
+    let copy = dir.join("setuid-copy");
+    std::fs::copy(exe(), &copy).unwrap();
+    std::os::unix::fs::chown(&copy, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    // Told by the environment to be a spawned child of pid 1 reading its
+    // code from stdin. Before the fix it took stdin as its parent's socket
+    // (and exited 70 here, where stdin is /dev/null).
+    let out = Command::new(&copy)
+        .args(["role", "secure"])
+        .env("MULTIPROC_ROLE", "spawn:1")
+        .env("MULTIPROC_SHM_TRACKER", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the setuid copy");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert!(stdout.contains("ran as a program"), "{stdout} / {stderr}");
+    assert!(stderr.contains("ignoring MULTIPROC_ROLE"), "{stderr}");
+}
+
+/// A fresh directory under cargo's temporary directory for tests (on the
+/// same file system as the binary, which may allow setuid where /tmp does
+/// not).
+fn tempdir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique("dir"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
