@@ -339,6 +339,7 @@ mod shm;
 pub mod sync;
 mod sys;
 mod target;
+mod tempdir;
 mod time;
 mod wire;
 

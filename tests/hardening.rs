@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use multiproc::connection::pipe;
+use multiproc::connection::{Address, Listener, pipe};
 use multiproc::queue::Queue;
 use multiproc::shared::SharedMemory;
 use multiproc::{ErrorKind, StartMethod};
@@ -57,6 +57,16 @@ const TESTS: isolated::Tests = &[
     (
         "the_tracker_outlives_a_kill_of_the_whole_group",
         the_tracker_outlives_a_kill_of_the_whole_group,
+        false,
+    ),
+    (
+        "sockets_live_in_a_fresh_private_directory",
+        sockets_live_in_a_fresh_private_directory,
+        false,
+    ),
+    (
+        "a_killed_owners_socket_directory_is_removed",
+        a_killed_owners_socket_directory_is_removed,
         false,
     ),
     (
@@ -141,6 +151,13 @@ fn role(args: &[String]) {
             let shm = SharedMemory::create(&args[1], 4096).unwrap();
             shm.write(0, b"x").unwrap();
             println!("created");
+            loop {
+                std::thread::park();
+            }
+        }
+        "listen-and-hang" => {
+            let listener = multiproc::connection::Listener::bind_temp(None).unwrap();
+            println!("{}", listener.address());
             loop {
                 std::thread::park();
             }
@@ -391,4 +408,82 @@ fn tempdir() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
+}
+
+fn socket_dir(listener: &Listener) -> PathBuf {
+    match listener.address() {
+        Address::Unix(path) => path.parent().unwrap().to_path_buf(),
+        other => panic!("not a Unix socket: {other}"),
+    }
+}
+
+fn sockets_live_in_a_fresh_private_directory(_: StartMethod) {
+    // What another user could do before: pre-create the predictable
+    // /tmp/multiproc-<pid> (here as a plain file, which made every
+    // bind_temp and Manager::new of this pid fail).
+    let planted = std::env::temp_dir().join(format!("multiproc-{}", std::process::id()));
+    std::fs::write(&planted, b"").unwrap();
+    let a = Listener::bind_temp(None);
+    let b = Listener::bind_temp(None);
+    let manager = multiproc::manager::Manager::new();
+    std::fs::remove_file(&planted).unwrap();
+    let (a, b, manager) = (a.unwrap(), b.unwrap(), manager.unwrap());
+    let (da, db) = (socket_dir(&a), socket_dir(&b));
+    assert_ne!(da, db, "two listeners share a directory");
+    for dir in [&da, &db] {
+        let meta = std::fs::symlink_metadata(dir).unwrap();
+        assert!(meta.is_dir());
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o700,
+            "{}",
+            dir.display()
+        );
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            rustix::process::geteuid().as_raw()
+        );
+    }
+    // The manager works through its socket, and both go away.
+    let list = manager.list::<u32>().unwrap();
+    list.push(7).unwrap();
+    assert_eq!(list.len().unwrap(), 1);
+    let manager_dir = match manager.address() {
+        Address::Unix(path) => path.parent().unwrap().to_path_buf(),
+        other => panic!("not a Unix socket: {other}"),
+    };
+    assert!(manager_dir.exists());
+    drop(list);
+    manager.shutdown().unwrap();
+    drop((a, b));
+    for dir in [da, db, manager_dir] {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+}
+
+fn a_killed_owners_socket_directory_is_removed(_: StartMethod) {
+    let mut child = Command::new(exe())
+        .args(["role", "listen-and-hang"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the owner");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let dir = Path::new(line.trim()).parent().unwrap().to_path_buf();
+    assert!(dir.exists());
+    child.kill().unwrap(); // SIGKILL: no code of the owner runs
+    child.wait().unwrap();
+    assert!(dir.exists(), "nothing could have removed it yet");
+    // The next program to make one removes the dead owner's.
+    let next = Listener::bind_temp(None).unwrap();
+    let gone = !dir.exists();
+    if !gone {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    drop(next);
+    assert!(gone, "{} outlived its SIGKILLed owner", dir.display());
 }

@@ -13,6 +13,7 @@ use std::str::FromStr;
 use super::auth;
 use super::conn::Connection;
 use crate::error::{Error, ErrorKind, Result};
+use crate::tempdir::PrivateDir;
 
 /// Where a [`Listener`] listens: a Unix socket path or a TCP address.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -99,6 +100,9 @@ pub struct Listener {
     authkey: Option<Vec<u8>>,
     /// Whether dropping removes the Unix socket's path.
     owns_path: bool,
+    /// The private directory of a [`bind_temp`](Self::bind_temp) socket,
+    /// removed with the listener (or by whoever takes it).
+    dir: Option<PrivateDir>,
 }
 
 impl fmt::Debug for Listener {
@@ -140,6 +144,7 @@ impl Listener {
             address,
             authkey: authkey.map(<[u8]>::to_vec),
             owns_path: true,
+            dir: None,
         })
     }
 
@@ -169,22 +174,31 @@ impl Listener {
             address,
             authkey,
             owns_path: true,
+            dir: None,
         }
     }
 
-    /// Listens on a fresh Unix socket in a private temporary directory
-    /// (Python's `Listener()` with no address).
+    /// Listens on a fresh Unix socket in a fresh private temporary
+    /// directory (Python's `Listener()` with no address): mode 0700, a
+    /// random name, never one that existed before; removed with the
+    /// listener, at exit, and — after a SIGKILL — by the next multiproc
+    /// program of this user that makes one.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Io`] if the socket cannot be created.
+    /// [`ErrorKind::Io`] if the directory or the socket cannot be created.
     pub fn bind_temp(authkey: Option<&[u8]>) -> Result<Listener> {
-        let dir = std::env::temp_dir().join(format!("multiproc-{}", crate::sys::process::getpid()));
-        let _ = std::fs::create_dir(&dir);
-        let mut n = [0u8; 8];
-        let _ = rustix::rand::getrandom(&mut n, rustix::rand::GetRandomFlags::empty());
-        let path = dir.join(format!("listener-{:016x}", u64::from_le_bytes(n)));
-        Listener::bind(path, authkey)
+        let dir = PrivateDir::new()
+            .map_err(|e| Error::io("could not make a private directory for a socket", e))?;
+        let mut listener = Listener::bind(dir.path().join("listener"), authkey)?;
+        listener.dir = Some(dir);
+        Ok(listener)
+    }
+
+    /// Takes the private directory of a [`bind_temp`](Self::bind_temp)
+    /// listener: whoever holds it removes it (with the socket) on drop.
+    pub(crate) fn take_dir(&mut self) -> Option<PrivateDir> {
+        self.dir.take()
     }
 
     /// The address the listener is bound to (with the real port for TCP

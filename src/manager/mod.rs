@@ -73,7 +73,6 @@ mod wire;
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,6 +93,7 @@ use crate::context::StartMethod;
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::Process;
 use crate::sys::image::FnRef;
+use crate::tempdir::PrivateDir;
 
 /// A manager: owns a server process (made by [`Manager::new`] or
 /// [`ManagerBuilder::start`]) or is connected to one elsewhere
@@ -105,7 +105,9 @@ use crate::sys::image::FnRef;
 pub struct Manager {
     link: Link,
     server: Option<Process<()>>,
-    socket_dir: Option<PathBuf>,
+    /// The private directory of the server's socket, if this manager made
+    /// one; dropping it removes it and the socket.
+    socket_dir: Option<PrivateDir>,
     /// The process that made this manager: only it shuts the server down
     /// on drop (a copy in a forked child does not).
     owner_pid: i32,
@@ -206,15 +208,12 @@ impl ManagerBuilder {
     /// [`ProcessBuilder::start`](crate::ProcessBuilder::start).
     pub fn start(self) -> Result<Manager> {
         let authkey = self.key();
-        let listener = match &self.address {
+        let mut listener = match &self.address {
             Some(a) => Listener::bind(a.clone(), Some(&authkey))?,
             None => Listener::bind_temp(Some(&authkey))?,
         };
+        let socket_dir = listener.take_dir();
         let (fd, address): (OwnedFd, Address) = listener.into_parts();
-        let socket_dir = match (&self.address, &address) {
-            (None, Address::Unix(path)) => path.parent().map(|p| p.to_path_buf()),
-            _ => None,
-        };
         let args: ServerArgs = (Fd::new(fd), address.clone(), authkey.clone(), self.registry);
         let mut p = Process::new(run_server, args)
             .name("SyncManager")
@@ -541,12 +540,8 @@ impl Manager {
             }
             let _ = server.join_timeout(Duration::from_secs(5));
         }
-        if let Some(dir) = self.socket_dir.take() {
-            if let Address::Unix(path) = &self.link.address {
-                let _ = std::fs::remove_file(path);
-            }
-            let _ = std::fs::remove_dir(dir);
-        }
+        // The socket's private directory goes, socket included.
+        drop(self.socket_dir.take());
         said
     }
 }
