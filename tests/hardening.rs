@@ -70,6 +70,21 @@ const TESTS: isolated::Tests = &[
         false,
     ),
     (
+        "stalled_handshakes_cost_no_thread_and_block_no_client",
+        stalled_handshakes_cost_no_thread_and_block_no_client,
+        false,
+    ),
+    (
+        "a_server_at_its_descriptor_limit_does_not_spin",
+        a_server_at_its_descriptor_limit_does_not_spin,
+        false,
+    ),
+    (
+        "hostile_handshake_headers_are_refused_and_the_listener_goes_on",
+        hostile_handshake_headers_are_refused_and_the_listener_goes_on,
+        false,
+    ),
+    (
         "a_setuid_copy_ignores_the_role_in_its_environment",
         a_setuid_copy_ignores_the_role_in_its_environment,
         false,
@@ -486,4 +501,161 @@ fn a_killed_owners_socket_directory_is_removed(_: StartMethod) {
     }
     drop(next);
     assert!(gone, "{} outlived its SIGKILLed owner", dir.display());
+}
+
+/// Raises this process's soft descriptor limit to `want` (or the hard
+/// limit), for tests that open thousands of sockets.
+fn raise_nofile(want: u64) -> u64 {
+    let lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let hard = lim.maximum.unwrap_or(u64::MAX);
+    let soft = want.min(hard);
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(soft),
+            maximum: lim.maximum,
+        },
+    )
+    .unwrap();
+    soft
+}
+
+fn threads_of(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a Threads line")
+}
+
+fn cpu_ticks_of(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap()
+}
+
+fn manager_socket(manager: &multiproc::manager::Manager) -> PathBuf {
+    match manager.address() {
+        Address::Unix(path) => path.clone(),
+        other => panic!("not a Unix socket: {other}"),
+    }
+}
+
+fn stalled_handshakes_cost_no_thread_and_block_no_client(_: StartMethod) {
+    let limit = raise_nofile(4096);
+    let silent_count = 2000.min(limit as usize - 200);
+    let manager = multiproc::manager::Manager::new().unwrap();
+    let server = manager.server_pid().unwrap();
+    let path = manager_socket(&manager);
+    // Connections that never say a word (before: a thread each, 2 001
+    // threads and 159 MB for 2 000 of them).
+    let silent: Vec<std::os::unix::net::UnixStream> = (0..silent_count)
+        .map(|_| std::os::unix::net::UnixStream::connect(&path).unwrap())
+        .collect();
+    // A legitimate client, from another thread's connection, is served.
+    let started = Instant::now();
+    let client = std::thread::spawn(move || {
+        let dict = manager.dict::<u32, u32>().unwrap();
+        dict.insert(1, 2).unwrap();
+        assert_eq!(dict.get(&1).unwrap(), Some(2));
+        drop(dict);
+        manager
+    });
+    let manager = client.join().unwrap();
+    println!(
+        "with {silent_count} stalled handshakes: a client served in {:?}, the server has {} threads",
+        started.elapsed(),
+        threads_of(server)
+    );
+    let threads = threads_of(server);
+    assert!(threads < 100, "the server has {threads} threads");
+    drop(silent);
+    manager.shutdown().unwrap();
+}
+
+fn a_server_at_its_descriptor_limit_does_not_spin(_: StartMethod) {
+    if !have("prlimit") {
+        println!("skipped: needs prlimit");
+        return;
+    }
+    raise_nofile(4096);
+    let manager = multiproc::manager::Manager::new().unwrap();
+    let server = manager.server_pid().unwrap();
+    let path = manager_socket(&manager);
+    let status = Command::new("prlimit")
+        .args(["--pid", &server.to_string(), "--nofile=48:48"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // More silent peers than the server has descriptors: accept fails
+    // with EMFILE while the rest wait in the kernel's queue.
+    let silent: Vec<std::os::unix::net::UnixStream> = (0..100)
+        .map(|_| std::os::unix::net::UnixStream::connect(&path).unwrap())
+        .collect();
+    // Measure the server's CPU over a second of that (before: 4.4 s of
+    // CPU in 5 s). The sleep is the measurement window, not a wait for
+    // something to happen.
+    let before = cpu_ticks_of(server);
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks_of(server) - before;
+    let hz = rustix::param::clock_ticks_per_second();
+    println!("server CPU at its descriptor limit: {used} ticks of {hz} in 1 s");
+    assert!(
+        used * 4 < hz,
+        "the server spun: {used} of {hz} ticks in 1 s"
+    );
+    drop(silent);
+    manager.shutdown().unwrap();
+}
+
+fn hostile_handshake_headers_are_refused_and_the_listener_goes_on(_: StartMethod) {
+    use std::io::{Read, Write};
+    let listener = Listener::bind_temp(Some(b"key")).unwrap();
+    let path = match listener.address() {
+        Address::Unix(p) => p.clone(),
+        other => panic!("{other}"),
+    };
+    let peer = std::thread::spawn(move || {
+        let mut outcomes = Vec::new();
+        for header in [
+            (-1i32).to_be_bytes().to_vec(),
+            0x7fff_ffffi32.to_be_bytes().to_vec(),
+            [(-1i32).to_be_bytes(), [0xff; 4]].concat(),
+            257i32.to_be_bytes().to_vec(),
+        ] {
+            let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+            let mut challenge = [0u8; 4 + 59];
+            s.read_exact(&mut challenge).unwrap();
+            s.write_all(&header).unwrap();
+            s.write_all(&[0u8; 64]).unwrap();
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest); // the listener hangs up
+            outcomes.push(rest);
+        }
+        let good =
+            multiproc::connection::Client::connect::<String>(&Address::Unix(path), Some(b"key"))
+                .unwrap();
+        good.send(&"still here".to_string()).unwrap();
+        outcomes
+    });
+    let mut refused = 0;
+    let conn = loop {
+        match listener.accept::<String>() {
+            Ok(conn) => break conn,
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Authentication, "{e}");
+                refused += 1;
+            }
+        }
+    };
+    assert_eq!(conn.recv().unwrap(), "still here");
+    let outcomes = peer.join().unwrap();
+    assert_eq!(refused, 4, "{outcomes:?}");
 }

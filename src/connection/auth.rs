@@ -16,8 +16,10 @@ use hmac::{Hmac, Mac};
 use crate::error::{Error, ErrorKind, Result};
 
 const CHALLENGE: &[u8] = b"#CHALLENGE#";
-const WELCOME: &[u8] = b"#WELCOME#";
-const FAILURE: &[u8] = b"#FAILURE#";
+pub(crate) const WELCOME: &[u8] = b"#WELCOME#";
+pub(crate) const FAILURE: &[u8] = b"#FAILURE#";
+/// The longest handshake message either side accepts.
+pub(crate) const MAX_MESSAGE: usize = 256;
 const MESSAGE_LENGTH: usize = 40;
 const MD5ONLY_MESSAGE_LENGTH: usize = 20;
 const MD5_DIGEST_LEN: usize = 16;
@@ -65,22 +67,33 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Challenges the peer to prove it knows `key`.
-pub(crate) fn deliver_challenge(conn: &impl Channel, key: &[u8]) -> Result<()> {
+/// A fresh challenge: what to send, and the message whose MAC the answer
+/// must carry.
+pub(crate) fn new_challenge() -> Result<(Vec<u8>, Vec<u8>)> {
     let mut random = [0u8; MESSAGE_LENGTH];
     rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty())
         .map_err(|e| Error::io("no random bytes for the challenge", e.into()))?;
     let message = [b"{sha256}".as_slice(), &random].concat();
-    conn.send_bytes(&[CHALLENGE, &message].concat())?;
-    let response = conn.recv_bytes_max(256)?;
-    let verdict = match digest_and_payload(&response) {
+    Ok(([CHALLENGE, &message].concat(), message))
+}
+
+/// Whether `response` proves knowledge of `key` for the challenge `message`.
+pub(crate) fn response_ok(key: &[u8], message: &[u8], response: &[u8]) -> bool {
+    match digest_and_payload(response) {
         Some((name, mac_got)) => {
             let name = if name.is_empty() { "md5" } else { name };
-            mac(name, key, &message).is_some_and(|expected| same(&expected, mac_got))
+            mac(name, key, message).is_some_and(|expected| same(&expected, mac_got))
         }
         None => false,
-    };
-    if verdict {
+    }
+}
+
+/// Challenges the peer to prove it knows `key`.
+pub(crate) fn deliver_challenge(conn: &impl Channel, key: &[u8]) -> Result<()> {
+    let (challenge, message) = new_challenge()?;
+    conn.send_bytes(&challenge)?;
+    let response = conn.recv_bytes_max(MAX_MESSAGE)?;
+    if response_ok(key, &message, &response) {
         conn.send_bytes(WELCOME)
     } else {
         let _ = conn.send_bytes(FAILURE);
@@ -92,8 +105,19 @@ pub(crate) fn deliver_challenge(conn: &impl Channel, key: &[u8]) -> Result<()> {
 
 /// Answers the peer's challenge with `key`.
 pub(crate) fn answer_challenge(conn: &impl Channel, key: &[u8]) -> Result<()> {
-    let message = conn.recv_bytes_max(256)?;
-    let Some(message) = message.strip_prefix(CHALLENGE) else {
+    let challenge = conn.recv_bytes_max(MAX_MESSAGE)?;
+    conn.send_bytes(&respond(key, &challenge)?)?;
+    match conn.recv_bytes_max(MAX_MESSAGE)? {
+        w if w == WELCOME => Ok(()),
+        _ => Err(auth_error(
+            "authentication failed: the peer rejected our digest (a different authkey?)",
+        )),
+    }
+}
+
+/// The answer to the peer's `challenge` with `key`.
+pub(crate) fn respond(key: &[u8], challenge: &[u8]) -> Result<Vec<u8>> {
+    let Some(message) = challenge.strip_prefix(CHALLENGE) else {
         return Err(auth_error(
             "authentication failed: the peer did not send a challenge",
         ));
@@ -115,13 +139,7 @@ pub(crate) fn answer_challenge(conn: &impl Channel, key: &[u8]) -> Result<()> {
             ));
         }
     };
-    conn.send_bytes(&response)?;
-    match conn.recv_bytes_max(256)? {
-        w if w == WELCOME => Ok(()),
-        _ => Err(auth_error(
-            "authentication failed: the peer rejected our digest (a different authkey?)",
-        )),
-    }
+    Ok(response)
 }
 
 #[cfg(test)]

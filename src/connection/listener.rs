@@ -12,8 +12,12 @@ use std::str::FromStr;
 
 use super::auth;
 use super::conn::Connection;
+use super::handshake::Gate;
 use crate::error::{Error, ErrorKind, Result};
 use crate::tempdir::PrivateDir;
+use std::os::fd::AsFd;
+use std::sync::Mutex;
+use std::time::Duration;
 
 /// Where a [`Listener`] listens: a Unix socket path or a TCP address.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -97,12 +101,13 @@ enum Inner {
 pub struct Listener {
     inner: Inner,
     address: Address,
-    authkey: Option<Vec<u8>>,
     /// Whether dropping removes the Unix socket's path.
     owns_path: bool,
     /// The private directory of a [`bind_temp`](Self::bind_temp) socket,
     /// removed with the listener (or by whoever takes it).
     dir: Option<PrivateDir>,
+    /// The handshakes in progress, with an authkey.
+    gate: Option<Mutex<Gate>>,
 }
 
 impl fmt::Debug for Listener {
@@ -139,13 +144,22 @@ impl Listener {
                 (Inner::Tcp(l), Address::Tcp(actual))
             }
         };
-        Ok(Listener {
+        Ok(Listener::assemble(
             inner,
             address,
-            authkey: authkey.map(<[u8]>::to_vec),
+            authkey.map(<[u8]>::to_vec),
+        ))
+    }
+
+    fn assemble(inner: Inner, address: Address, authkey: Option<Vec<u8>>) -> Listener {
+        let gate = authkey.map(|k| Mutex::new(Gate::new(k)));
+        Listener {
+            inner,
+            address,
             owns_path: true,
             dir: None,
-        })
+            gate,
+        }
     }
 
     /// The listening socket and its address, for handing the listener to
@@ -169,13 +183,7 @@ impl Listener {
             Address::Unix(_) => Inner::Unix(UnixListener::from(fd)),
             Address::Tcp(_) => Inner::Tcp(TcpListener::from(fd)),
         };
-        Listener {
-            inner,
-            address,
-            authkey,
-            owns_path: true,
-            dir: None,
-        }
+        Listener::assemble(inner, address, authkey)
     }
 
     /// Listens on a fresh Unix socket in a fresh private temporary
@@ -207,36 +215,83 @@ impl Listener {
         &self.address
     }
 
+    /// Sets how long a peer has to complete the handshake (5 s by
+    /// default); one that takes longer is dropped.
+    pub fn set_handshake_timeout(&self, timeout: Duration) {
+        if let Some(gate) = &self.gate {
+            gate.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .set_deadline(timeout);
+        }
+    }
+
     /// Waits for a connection, runs the authkey handshake (challenging the
     /// peer, then answering its challenge), and returns it.
     ///
+    /// With an authkey, handshakes run side by side in this call: a peer
+    /// that connects and says nothing (or too slowly: 5 s by default, see
+    /// [`set_handshake_timeout`](Self::set_handshake_timeout)) never holds
+    /// up the next client, takes no thread and is dropped at its deadline;
+    /// at most 1 024 handshakes are in progress (a new one closes the
+    /// oldest). Out of descriptors (`EMFILE`), the listener backs off
+    /// instead of spinning. Descriptors a peer sends before it is
+    /// authenticated are closed unread.
+    ///
     /// # Errors
     ///
-    /// [`ErrorKind::Authentication`] if the peer fails the handshake (the
-    /// listener keeps working: call `accept` again); [`ErrorKind::Eof`] if
-    /// it hung up during it; [`ErrorKind::Io`] if accepting fails.
+    /// [`ErrorKind::Authentication`] if a peer fails the handshake (a wrong
+    /// key, or a message that is not one; the listener keeps working: call
+    /// `accept` again); [`ErrorKind::Eof`] if a peer hung up during it
+    /// (without an authkey); [`ErrorKind::Io`] if accepting fails.
     pub fn accept<T>(&self) -> Result<Connection<T>> {
-        let (fd, unix): (OwnedFd, bool) = match &self.inner {
-            Inner::Unix(l) => (
-                l.accept()
-                    .map_err(|e| Error::io("accept failed", e))?
-                    .0
-                    .into(),
-                true,
-            ),
-            Inner::Tcp(l) => {
-                let (s, _) = l.accept().map_err(|e| Error::io("accept failed", e))?;
-                let _ = s.set_nodelay(true);
-                (s.into(), false)
+        match self.accept_until(&|| false)? {
+            Some(conn) => Ok(conn),
+            None => Err(Error::new(ErrorKind::Io, "the listener was closed")),
+        }
+    }
+
+    /// [`accept`](Self::accept) that also returns `Ok(None)` once `stop()`
+    /// is true; it is asked whenever the listener wakes up, for one thing
+    /// when a connection arrives.
+    pub(crate) fn accept_until<T>(&self, stop: &dyn Fn() -> bool) -> Result<Option<Connection<T>>> {
+        let Some(gate) = &self.gate else {
+            if stop() {
+                return Ok(None);
             }
+            let (fd, unix) = self
+                .accept_raw(true)
+                .map_err(|e| Error::io("accept failed", e))?
+                .ok_or_else(|| Error::new(ErrorKind::Io, "accept: no connection"))?;
+            return Ok(Some(Connection::new(fd, unix, true, true)));
+        };
+        let listen = match &self.inner {
+            Inner::Unix(l) => l.as_fd(),
+            Inner::Tcp(l) => l.as_fd(),
             Inner::None => return Err(Error::new(ErrorKind::Io, "the listener was closed")),
         };
-        let conn = Connection::new(fd, unix, true, true);
-        if let Some(key) = &self.authkey {
-            auth::deliver_challenge(&conn, key)?;
-            auth::answer_challenge(&conn, key)?;
+        crate::sys::socket::set_nonblocking(listen, true)
+            .map_err(|e| Error::io("could not make the listener non-blocking", e))?;
+        let mut gate = gate.lock().unwrap_or_else(|p| p.into_inner());
+        let mut accept_one = || self.accept_raw(false);
+        let got = gate.accept(listen, &mut accept_one, stop)?;
+        Ok(got.map(|(fd, unix)| Connection::new(fd, unix, true, true)))
+    }
+
+    /// One `accept`: blocking, or not (`Ok(None)` when nobody waits).
+    fn accept_raw(&self, wait: bool) -> std::io::Result<Option<(OwnedFd, bool)>> {
+        let got = match &self.inner {
+            Inner::Unix(l) => l.accept().map(|(s, _)| (OwnedFd::from(s), true)),
+            Inner::Tcp(l) => l.accept().map(|(s, _)| {
+                let _ = s.set_nodelay(true);
+                (OwnedFd::from(s), false)
+            }),
+            Inner::None => return Err(std::io::Error::other("the listener was closed")),
+        };
+        match got {
+            Ok(got) => Ok(Some(got)),
+            Err(e) if !wait && e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
         }
-        Ok(conn)
     }
 }
 

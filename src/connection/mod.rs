@@ -58,6 +58,7 @@
 pub(crate) mod auth;
 mod conn;
 pub(crate) mod frame;
+mod handshake;
 mod listener;
 mod rings;
 mod stream;

@@ -159,9 +159,10 @@ fn run_server(args: ServerArgs) {
         // running this function), so the references resolve.
         .filter_map(|(typeid, r)| r.resolve(true).map(|c| (typeid, c)))
         .collect();
-    // The handshake runs in each client's thread, not in accept.
-    let listener = Listener::from_parts(fd.into_owned(), address, None);
-    Arc::new(server::Server::new(registry, Some(authkey))).serve(listener);
+    // The listener runs the handshakes, side by side in the accepting
+    // thread: an unauthenticated peer costs no thread.
+    let listener = Listener::from_parts(fd.into_owned(), address, Some(authkey));
+    Arc::new(server::Server::new(registry)).serve(listener);
 }
 
 impl ManagerBuilder {
@@ -243,13 +244,13 @@ impl ManagerBuilder {
         let Some(address) = self.address.clone() else {
             return Err(Error::new(ErrorKind::Io, "serve_forever needs an address"));
         };
-        let listener = Listener::bind(address, None)?;
+        let listener = Listener::bind(address, Some(&authkey))?;
         let registry = self
             .registry
             .into_iter()
             .filter_map(|(t, r)| r.resolve(true).map(|c| (t, c)))
             .collect();
-        Arc::new(server::Server::new(registry, Some(authkey))).serve(listener);
+        Arc::new(server::Server::new(registry)).serve(listener);
         Ok(())
     }
 }

@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 use super::blocking::{Blocking, Ctx};
 use super::protocol::{Bytes, ErrorReply, Kind, Op, Reply, Request};
 use super::wire::{SPIN, Wire};
-use crate::connection::{Address, Connection, Listener, auth};
+use crate::connection::{Address, Connection, Listener};
 use crate::error::ErrorKind;
 
 /// Makes a registered object from its encoded initial value.
@@ -96,7 +96,6 @@ pub(crate) struct Server {
     next_id: AtomicU64,
     next_conn: AtomicU64,
     registry: HashMap<String, Constructor>,
-    authkey: Option<Vec<u8>>,
     stop: AtomicBool,
 }
 
@@ -115,13 +114,12 @@ fn wrong(op: &Op, kind: &str) -> Reply {
 }
 
 impl Server {
-    pub(crate) fn new(registry: HashMap<String, Constructor>, authkey: Option<Vec<u8>>) -> Self {
+    pub(crate) fn new(registry: HashMap<String, Constructor>) -> Self {
         Self {
             objects: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
             registry,
-            authkey,
             stop: AtomicBool::new(false),
         }
     }
@@ -225,17 +223,19 @@ impl Server {
         }
     }
 
-    /// Serves connections from `listener` (which must not run the
-    /// handshake itself: each client's thread does) until a client asks
-    /// for shutdown, then returns. Client threads still serving live
+    /// Serves connections from `listener` (which runs the handshakes, side
+    /// by side in this thread: a peer costs a thread only once it is
+    /// authenticated) until a client asks for shutdown, then returns. Client threads still serving live
     /// connections are left to end when their clients hang up (or with the
     /// process); blocked ones are woken and told the server is stopping.
     pub(crate) fn serve(self: Arc<Self>, listener: Listener) {
         let address = listener.address().clone();
-        while !self.stop.load(Ordering::Acquire) {
-            match listener.accept::<()>() {
-                Ok(conn) => {
-                    if self.stop.load(Ordering::Acquire) {
+        let stop = || self.stop.load(Ordering::Acquire);
+        loop {
+            match listener.accept_until::<()>(&stop) {
+                Ok(None) => break,
+                Ok(Some(conn)) => {
+                    if stop() {
                         break;
                     }
                     let server = self.clone();
@@ -253,16 +253,6 @@ impl Server {
     }
 
     fn serve_client(&self, conn: Connection<()>, address: &Address) {
-        if let Some(key) = &self.authkey {
-            let shook = auth::deliver_challenge(&conn, key)
-                .and_then(|()| auth::answer_challenge(&conn, key));
-            if let Err(e) = shook {
-                if !self.stop.load(Ordering::Acquire) {
-                    log::warn!(target: "multiproc", "manager: refused a client: {e}");
-                }
-                return;
-            }
-        }
         let Ok(mut wire) = Wire::from_connection(conn) else {
             return;
         };
