@@ -28,6 +28,22 @@ pub fn decode_everything(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    /// Inputs the fuzz target found, each a panic once; replayed here.
+    const FOUND: &[&[u8]] = &[
+        // A queue tail near 2^64: `tail + record` overflowed in put.
+        &[
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 61, 0, 0, 255, 255, 37, 255, 255, 255, 255, 255, 255, 255,
+            255, 255,
+        ],
+    ];
+
+    #[test]
+    fn inputs_the_fuzzer_found_never_panic() {
+        for input in FOUND {
+            super::decode_everything(input);
+        }
+    }
+
     #[test]
     fn random_inputs_never_panic() {
         let mut seed = 0x243f_6a88_85a3_08d3u64;

@@ -461,6 +461,14 @@ impl Ring {
         }
         let rec = record_len(total);
         let tail = self.a64(TAIL).load(Ordering::Relaxed);
+        // Positions and counts only grow and cannot reach 2^64 (that many
+        // bytes would take centuries): near it, the header was scribbled on.
+        let (Some(new_tail), Some(new_count)) = (tail.checked_add(rec), count.checked_add(1))
+        else {
+            return Err(Fail::Error(corrupt(format!(
+                "its tail reads {tail} and its put count {count}"
+            ))));
+        };
         let mut cap = self.cap().map_err(Fail::Error)?;
         // A remembered HEAD past TAIL can only come from corrupt memory:
         // ignore it, or we would overwrite unread records.
@@ -499,12 +507,11 @@ impl Ring {
                 pos += part.len() as u64;
             }
         }
-        let new_tail = tail + rec;
         self.a64(INTENT_TAIL).store(new_tail, Ordering::Release);
-        self.a64(INTENT_PUT).store(count + 1, Ordering::Release);
+        self.a64(INTENT_PUT).store(new_count, Ordering::Release);
         self.a64(TAIL).store(new_tail, Ordering::Release);
         at(hook, Stage::PutPublished);
-        self.a64(PUT_COUNT).store(count + 1, Ordering::Release);
+        self.a64(PUT_COUNT).store(new_count, Ordering::Release);
         Ok(true)
     }
 
@@ -755,13 +762,16 @@ impl Ring {
         } else {
             self.read_wrapped(head + RECORD_HEADER, &mut out[..len], cap);
         }
-        let got = self.a64(GOT_COUNT).load(Ordering::Relaxed);
+        // rec <= used = tail - head: no overflow.
         let new_head = head + rec;
+        // A count at u64::MAX was scribbled on; wrapping keeps the ring
+        // usable (counts only feed qsize and join).
+        let got = self.a64(GOT_COUNT).load(Ordering::Relaxed).wrapping_add(1);
         self.a64(INTENT_HEAD).store(new_head, Ordering::Release);
-        self.a64(INTENT_GOT).store(got + 1, Ordering::Release);
+        self.a64(INTENT_GOT).store(got, Ordering::Release);
         self.a64(HEAD).store(new_head, Ordering::Release);
         at(hook, Stage::GetRetired);
-        self.a64(GOT_COUNT).store(got + 1, Ordering::Release);
+        self.a64(GOT_COUNT).store(got, Ordering::Release);
         if cap >= SHRINK_AT && new_head == tail {
             self.maybe_shrink(new_head);
         }
