@@ -756,14 +756,17 @@ impl Ring {
         }
         if hook.is_some() {
             let half = len / 2;
-            self.read_wrapped(head + RECORD_HEADER, &mut out[..half], cap);
+            self.read_wrapped(head.wrapping_add(RECORD_HEADER), &mut out[..half], cap);
             at(hook, Stage::GetRecord);
-            self.read_wrapped(head + RECORD_HEADER + half as u64, &mut out[half..len], cap);
+            let second = head.wrapping_add(RECORD_HEADER + half as u64);
+            self.read_wrapped(second, &mut out[half..len], cap);
         } else {
-            self.read_wrapped(head + RECORD_HEADER, &mut out[..len], cap);
+            self.read_wrapped(head.wrapping_add(RECORD_HEADER), &mut out[..len], cap);
         }
-        // rec <= used = tail - head: no overflow.
-        let new_head = head + rec;
+        // Positions count modulo 2^64 (the capacity, a power of two,
+        // divides it): a head scribbled to near u64::MAX wraps like the
+        // tail it is compared with, through `used` above.
+        let new_head = head.wrapping_add(rec);
         // A count at u64::MAX was scribbled on; wrapping keeps the ring
         // usable (counts only feed qsize and join).
         let got = self.a64(GOT_COUNT).load(Ordering::Relaxed).wrapping_add(1);
@@ -1266,6 +1269,27 @@ mod tests {
         for i in 0..5000u32 {
             assert_eq!(get_vec(&r, Wait::No).unwrap(), i.to_le_bytes());
         }
+    }
+
+    #[test]
+    fn a_record_that_straddles_2_pow_64_is_read_not_overflowed() {
+        // Found by cargo fuzz: a head scribbled to just below 2^64 with a
+        // valid record there overflowed `head + header` in get.
+        let r = Ring::new(0).unwrap();
+        let cap = r.cap().unwrap();
+        let head = u64::MAX - 7; // the last 8 positions before 2^64
+        let mut record = Vec::new();
+        record.extend_from_slice(&4u32.to_le_bytes());
+        record.extend_from_slice(&(4 ^ MAGIC).to_le_bytes());
+        record.extend_from_slice(b"wrap");
+        r.write_wrapped(head, &record, cap);
+        r.a64(HEAD).store(head, Ordering::Relaxed);
+        r.a64(INTENT_HEAD).store(head, Ordering::Relaxed);
+        let tail = head.wrapping_add(record_len(4));
+        r.a64(TAIL).store(tail, Ordering::Relaxed);
+        r.a64(INTENT_TAIL).store(tail, Ordering::Relaxed);
+        assert_eq!(get_vec(&r, Wait::No).unwrap(), b"wrap");
+        assert_eq!(r.a64(HEAD).load(Ordering::Relaxed), tail);
     }
 
     #[test]
