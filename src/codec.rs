@@ -71,28 +71,77 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, Error>
     Ok(Encoded { bytes, fds })
 }
 
-/// Encodes `value` into `buf` (cleared first, its allocation reused), for
-/// a destination that cannot carry descriptors (a queue's shared memory):
-/// a value holding an [`Fd`] fails with [`ErrorKind::Encode`] saying so.
-/// For hot paths that keep one buffer per thread.
-pub(crate) fn encode_plain_into<T: Serialize + ?Sized>(
+/// A destination that cannot carry descriptors, named in the error a value
+/// holding one gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NoFds {
+    /// A queue's shared memory.
+    Queue,
+    /// A manager (it keeps values as bytes).
+    Manager,
+    /// A TCP connection.
+    Tcp,
+    /// A pool's task arguments and results.
+    #[allow(dead_code)] // for src/pool/, which adopts `append_plain`
+    Pool,
+}
+
+impl NoFds {
+    fn place(self) -> &'static str {
+        match self {
+            NoFds::Queue => "through a queue's shared memory",
+            NoFds::Manager => "to a manager, which keeps values as bytes",
+            NoFds::Tcp => "over a TCP connection",
+            NoFds::Pool => "in a pool's tasks and results",
+        }
+    }
+}
+
+/// The one error for a value holding descriptors on its way to a
+/// destination that cannot carry them.
+pub(crate) fn fds_not_allowed(type_name: &str, to: NoFds) -> Error {
+    Error::new(
+        ErrorKind::Encode,
+        format!(
+            "a value of type {type_name} holds descriptors, which cannot travel {}; \
+             send it through a Pipe or in a child's arguments",
+            to.place()
+        ),
+    )
+}
+
+/// The one message for a message that announces more descriptors than
+/// arrived with it (or a value that claims one the message lacks).
+pub(crate) fn fewer_fds_message(announced: usize, arrived: usize) -> String {
+    format!("the message announces {announced} descriptor(s) but {arrived} arrived with it")
+}
+
+/// The one error for a message that announces more descriptors than arrived
+/// with it ([`ErrorKind::Decode`]: the value cannot be rebuilt).
+pub(crate) fn fewer_fds(announced: usize, arrived: usize) -> Error {
+    Error::new(ErrorKind::Decode, fewer_fds_message(announced, arrived))
+}
+
+/// The one entry for values without descriptors: appends `value`'s bytes to
+/// `out` (its allocation reused; on error `out` is as it was). A value
+/// holding an [`Fd`] fails with [`fds_not_allowed`] naming `to`; any other
+/// failure is [`ErrorKind::Encode`] with postcard's error as its source.
+pub(crate) fn append_plain<T: Serialize + ?Sized>(
     value: &T,
-    buf: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    to: NoFds,
 ) -> Result<(), Error> {
-    buf.clear();
+    let mark = out.len();
     let previous = NO_FDS.replace(Some(false));
-    let result = postcard::to_extend(value, std::mem::take(buf));
+    let result = value.serialize(&mut postcard::Serializer {
+        output: Append(out),
+    });
     let refused = NO_FDS.replace(previous) == Some(true);
-    *buf = result.map_err(|e| {
+    result.map_err(|e| {
+        out.truncate(mark);
         let what = std::any::type_name::<T>();
         if refused {
-            Error::new(
-                ErrorKind::Encode,
-                format!(
-                    "a value of type {what} holds descriptors, which cannot travel through a \
-                     queue's shared memory; send it in a child's arguments or through a Pipe"
-                ),
-            )
+            fds_not_allowed(what, to)
         } else {
             Error::new(
                 ErrorKind::Encode,
@@ -100,8 +149,48 @@ pub(crate) fn encode_plain_into<T: Serialize + ?Sized>(
             )
             .with_source(e)
         }
-    })?;
-    Ok(())
+    })
+}
+
+/// [`append_plain`] into a new vector.
+pub(crate) fn encode_plain<T: Serialize + ?Sized>(value: &T, to: NoFds) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    append_plain(value, &mut out, to)?;
+    Ok(out)
+}
+
+/// A postcard output that appends to a vector it borrows.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        // postcard writes every integer as a short slice (a varint); a
+        // variable-length copy would be a call to memcpy per number, so
+        // short ones are copied as 16 fixed bytes and the tail cut off.
+        let n = data.len();
+        if n <= 16 {
+            let mut tmp = [0u8; 16];
+            for (i, t) in tmp.iter_mut().enumerate() {
+                *t = data.get(i).copied().unwrap_or(0);
+            }
+            let old = self.0.len();
+            self.0.extend_from_slice(&tmp);
+            self.0.truncate(old + n);
+        } else {
+            self.0.extend_from_slice(data);
+        }
+        Ok(())
+    }
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 /// Decodes a `T` from `bytes`, handing it the descriptors that came with them.
@@ -258,13 +347,12 @@ impl<'de> Deserialize<'de> for Fd {
                     "multiproc::Fd can only be deserialized by multiproc from a message",
                 )
             })?;
+            let arrived = table.len();
             table
                 .get_mut(index)
                 .and_then(Option::take)
                 .map(Fd)
-                .ok_or_else(|| {
-                    D::Error::custom(format!("descriptor {index} is missing from the message"))
-                })
+                .ok_or_else(|| D::Error::custom(fewer_fds_message(index + 1, arrived)))
         })
     }
 }
@@ -301,6 +389,22 @@ mod tests {
         let e = encode(&Fd::new(a)).unwrap();
         let err = decode::<Fd>(&e.bytes, Vec::new()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Decode);
+    }
+
+    #[test]
+    fn a_descriptor_where_none_can_go_is_one_error() {
+        let (a, _b) = sys::socket::stream_pair().unwrap();
+        let v = (1u8, Fd::new(a));
+        let mut out = vec![9];
+        let err = append_plain(&v, &mut out, NoFds::Queue).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Encode);
+        assert!(err.to_string().contains("holds descriptors"), "{err}");
+        assert_eq!(out, [9], "nothing of the failed value is left");
+        let err = encode_plain(&v, NoFds::Manager).unwrap_err();
+        assert!(err.to_string().contains("to a manager"), "{err}");
+        // Without descriptors: the same bytes as the descriptor-carrying entry.
+        append_plain(&(5u64, "x"), &mut out, NoFds::Tcp).unwrap();
+        assert_eq!(out[1..], encode(&(5u64, "x")).unwrap().bytes);
     }
 
     #[test]

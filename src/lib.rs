@@ -327,6 +327,7 @@ mod codec;
 pub mod connection;
 pub mod context;
 mod error;
+mod frame;
 mod fuzzing;
 mod logging;
 pub mod manager;

@@ -1,21 +1,25 @@
-//! Framed messages with descriptors over a Unix stream socket.
+//! Framed messages with descriptors over a Unix stream socket: the control
+//! wire between a parent and its children and the fork server.
 //!
-//! A frame is a 16-byte header — body length (u64, little-endian), a kind
-//! byte, the number of descriptors attached, six zero bytes — followed by
-//! the body. The descriptors ride as `SCM_RIGHTS` on the header's bytes.
-//!
-//! The reader never trusts a header: it allocates as bytes arrive rather
-//! than what a length promises, refuses bodies over a limit, and checks the
-//! reserved bytes and descriptor count.
+//! The frame format is `crate::frame::control` (a 16-byte header, then the
+//! body; descriptors ride as `SCM_RIGHTS` on the header's bytes); the
+//! bytes are read through the crate's one receive buffer
+//! ([`crate::frame::RecvBuf`]), which grows as bytes arrive rather than
+//! with what a length promises and refuses bodies over a limit.
 
-use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::Instant;
 
-use crate::sys::socket::{self, Received};
+use crate::codec;
+use crate::frame::RecvBuf;
+use crate::frame::control::{self, Control};
+use crate::sys::socket;
 
-const HEADER: usize = 16;
+pub(crate) use crate::frame::Fill;
+
+#[cfg(test)]
+const HEADER: usize = control::HEADER;
 
 /// One message.
 #[derive(Debug)]
@@ -38,201 +42,59 @@ pub(crate) fn send(
             "too many descriptors in one frame",
         ));
     }
-    let mut header = [0u8; HEADER];
-    header[..8].copy_from_slice(&(body.len() as u64).to_le_bytes());
-    header[8] = kind;
-    header[9] = fds.len() as u8;
+    let header = control::encode_header(kind, body.len(), fds.len() as u8);
     socket::send_all(sock, &[&header, body], fds)
 }
 
-/// What [`Reader::fill`] found.
-pub(crate) enum Fill {
-    /// Some bytes arrived.
-    Data,
-    /// The peer closed its end.
-    Eof,
-    /// Nothing now (non-blocking socket).
-    WouldBlock,
-}
-
 /// Reassembles frames from a stream socket.
-///
-/// The buffer is zeroed only when it grows and is reused from frame to
-/// frame: a fresh child's first read touches one page, not the 64 KiB a
-/// busy reader offers the socket.
 pub(crate) struct Reader {
-    /// Initialized storage; the unread bytes are `buf[start..end]`.
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    /// The last read filled all the room offered: offer more next time.
-    filled_room: bool,
-    fds: VecDeque<OwnedFd>,
-    eof: bool,
-    max_body: u64,
+    buf: RecvBuf<Control>,
 }
-
-/// The room a new reader offers the socket.
-const FIRST_ROOM: usize = 4096;
-/// The most room offered for frames of unknown or small length.
-const CHUNK: usize = 64 * 1024;
-/// Frames at least this long are handed over in the reader's own buffer
-/// rather than copied out of it.
-const HAND_OVER: usize = 64 * 1024;
 
 impl Reader {
     /// A reader that refuses bodies longer than `max_body` bytes.
     pub(crate) fn new(max_body: u64) -> Self {
         Self {
-            buf: Vec::new(),
-            start: 0,
-            end: 0,
-            filled_room: false,
-            fds: VecDeque::new(),
-            eof: false,
-            max_body,
+            buf: RecvBuf::new(usize::try_from(max_body).unwrap_or(usize::MAX)),
         }
     }
 
     /// Whether the peer has closed its end.
     #[cfg(test)]
     pub(crate) fn at_eof(&self) -> bool {
-        self.eof
-    }
-
-    fn pending(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
-    }
-
-    /// The least room to offer the socket next: the rest of the frame being
-    /// read when its length is known (up to 16 MiB at a time), else a
-    /// header's worth.
-    fn want(&self) -> usize {
-        let pending = self.pending();
-        if pending.len() >= HEADER {
-            let len = u64::from_le_bytes(pending[..8].try_into().expect("8 bytes")) as usize;
-            (HEADER.saturating_add(len))
-                .saturating_sub(pending.len())
-                .clamp(1, 16 << 20)
-        } else {
-            HEADER
-        }
-    }
-
-    /// Makes at least `want` bytes of room after the unread bytes: moves
-    /// them to the front when that is enough, else grows the buffer.
-    fn make_room(&mut self, want: usize) {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
-        let room = self.buf.len() - self.end;
-        if room >= want && !self.filled_room {
-            return;
-        }
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        let room = self.buf.len() - self.end;
-        let mut target = self.buf.len().max(FIRST_ROOM);
-        if self.filled_room {
-            target = target.max((self.buf.len() * 2).min(CHUNK));
-        }
-        target = target.max(self.end + want);
-        if room < want || target > self.buf.len() {
-            self.buf.resize(target, 0);
-        }
-        self.filled_room = false;
+        self.buf.at_eof()
     }
 
     /// Adds bytes as if they had been read (for fuzzing the decoder).
     pub(crate) fn feed(&mut self, bytes: &[u8]) {
-        self.make_room(bytes.len());
-        self.buf[self.end..self.end + bytes.len()].copy_from_slice(bytes);
-        self.end += bytes.len();
+        self.buf.feed(bytes);
     }
 
-    /// Reads once from `sock`.
+    /// Reads once from `sock` (blocking unless the socket does not block).
     pub(crate) fn fill(&mut self, sock: BorrowedFd<'_>) -> io::Result<Fill> {
-        if self.eof {
-            return Ok(Fill::Eof);
-        }
-        self.make_room(self.want());
-        let mut fds = Vec::new();
-        let room = &mut self.buf[self.end..];
-        let offered = room.len();
-        let got = socket::recv(sock, room, &mut fds);
-        self.fds.extend(fds);
-        match got? {
-            Received::Bytes(n) => {
-                self.end += n;
-                self.filled_room = n == offered;
-                Ok(Fill::Data)
-            }
-            Received::Eof => {
-                self.eof = true;
-                Ok(Fill::Eof)
-            }
-            Received::WouldBlock => Ok(Fill::WouldBlock),
-        }
+        self.buf.fill(sock, true)
     }
 
     /// Takes the next complete frame out of what has been read, if there is
-    /// one. A malformed header is an `InvalidData` error.
+    /// one. A malformed header, a body over the limit or descriptors that
+    /// did not come are an `InvalidData` error.
     pub(crate) fn next_frame(&mut self) -> io::Result<Option<Frame>> {
-        let pending = self.pending();
-        if pending.len() < HEADER {
+        let Some((_, meta)) = self.buf.ready()? else {
             return Ok(None);
-        }
-        let len = u64::from_le_bytes(pending[..8].try_into().expect("8 bytes"));
-        let kind = pending[8];
-        let nfds = pending[9] as usize;
-        if pending[10..HEADER].iter().any(|&b| b != 0) || nfds > socket::MAX_FDS {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "malformed frame header",
-            ));
-        }
-        if len > self.max_body {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "frame of {len} bytes is over the limit of {} bytes",
-                    self.max_body
-                ),
-            ));
-        }
-        let total = HEADER + len as usize;
-        if pending.len() < total {
-            return Ok(None);
-        }
-        if self.fds.len() < nfds {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "frame announces descriptors that did not arrive",
-            ));
-        }
-        let body = if len as usize >= HAND_OVER
-            && self.start == 0
-            && self.end == total
-            && self.buf.capacity() <= 2 * total
-        {
-            // A large frame that is all there is, in a buffer not much
-            // larger: hand the buffer over.
-            let mut body = std::mem::take(&mut self.buf);
-            body.truncate(total);
-            body.drain(..HEADER);
-            self.end = 0;
-            body
-        } else {
-            let body = pending[HEADER..total].to_vec();
-            self.start += total;
-            body
         };
-        let fds = self.fds.drain(..nfds).collect();
-        Ok(Some(Frame { kind, body, fds }))
+        let nfds = meta.nfds as usize;
+        let Some(fds) = self.buf.take_fds(nfds) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                codec::fewer_fds_message(nfds, self.buf.fds_len()),
+            ));
+        };
+        let body = self.buf.take_body();
+        Ok(Some(Frame {
+            kind: meta.kind,
+            body,
+            fds,
+        }))
     }
 
     /// Reads until a whole frame is there (blocking socket), or the deadline
@@ -257,7 +119,7 @@ impl Reader {
             match self.fill(sock)? {
                 Fill::Data | Fill::WouldBlock => {}
                 Fill::Eof => {
-                    return if self.pending().is_empty() {
+                    return if !self.buf.mid_frame() {
                         Ok(None)
                     } else {
                         Err(io::Error::new(

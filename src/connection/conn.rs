@@ -507,7 +507,8 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
                 let Ok(mut buf) = cell.try_borrow_mut() else {
                     return None; // re-entered from a value's Serialize
                 };
-                if codec::encode_plain_into(value, &mut buf).is_err() {
+                buf.clear();
+                if codec::append_plain(value, &mut buf, codec::NoFds::Tcp).is_err() {
                     return None;
                 }
                 let done = self.ring_send(&[&[0u8], &buf], &[]).expect("a ring end");
@@ -526,13 +527,14 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
                 .ring_send(&[&count, &encoded.bytes], &fds)
                 .expect("a ring end");
         }
-        let encoded = codec::encode(value)?;
-        if !encoded.fds.is_empty() && !self.unix {
-            return Err(Error::new(
-                ErrorKind::Encode,
-                "descriptors can only travel over Unix sockets, not TCP",
-            ));
-        }
+        let encoded = if self.unix {
+            codec::encode(value)?
+        } else {
+            codec::Encoded {
+                bytes: codec::encode_plain(value, codec::NoFds::Tcp)?,
+                fds: Vec::new(),
+            }
+        };
         // Body: descriptor count, then the postcard bytes.
         let body_len = 1 + encoded.bytes.len();
         let (h, n) = encode_header(body_len);
@@ -610,10 +612,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
             ));
         };
         if fds.len() < count as usize {
-            return Err(Error::new(
-                ErrorKind::Decode,
-                "the message announces descriptors that did not arrive",
-            ));
+            return Err(codec::fewer_fds(count as usize, fds.len()));
         }
         codec::decode(bytes, fds)
     }

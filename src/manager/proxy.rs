@@ -9,23 +9,14 @@ use serde::{Deserialize, Serialize};
 use super::link::{Link, unexpected};
 use super::protocol::{Op, Reply, Request};
 use super::server::SharedObject;
+use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Encodes a key, value or argument for the manager: plain postcard (no
 /// descriptor table, which the manager could not keep anyway: an `Fd`
 /// inside fails to encode).
 pub(crate) fn enc<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    postcard::to_allocvec(value).map_err(|e| {
-        Error::new(
-            ErrorKind::Encode,
-            format!(
-                "could not encode a value of type {} for the manager \
-                 (descriptors cannot be stored in a manager; send them through a Pipe)",
-                std::any::type_name::<T>()
-            ),
-        )
-        .with_source(e)
-    })
+    codec::encode_plain(value, codec::NoFds::Manager)
 }
 
 /// Decodes what the manager holds as a `T`, strictly: bytes left over mean

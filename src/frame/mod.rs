@@ -1,0 +1,29 @@
+//! The framing layer: how a stream of bytes from another process is cut
+//! into messages, for every wire format of the crate.
+//!
+//! - [`buffer`]: the one receive buffer ([`RecvBuf`]), which holds what
+//!   was read from a socket and not yet handed out, with the one
+//!   grow/compact policy (growth follows the bytes that arrive, never a
+//!   header's promise) and the size check every header goes through.
+//! - One header codec per format, each a [`Format`]:
+//!   - [`control`]: the control wire between a parent and its children and
+//!     the fork server (16-byte header, descriptors; `crate::wire`);
+//!   - [`python`]: Python's `multiprocessing.connection` framing, used by
+//!     [`Listener`](crate::connection::Listener)/[`Client`](crate::connection::Client)
+//!     connections and by the manager;
+//!   - [`pipe`]: what a pipe's socket carries beside its rings (doorbell
+//!     bytes and frames numbered in the rings' order).
+//!
+//! A new format (the pool's 5-byte frames, say) is one more [`Format`]: a
+//! `decode` that reads a header from a slice, nothing else.
+//!
+//! Every decoder here is reached from `crate::fuzzing::decode_everything`.
+
+#![allow(dead_code, unused_imports)] // the pipe format and the rest of the API: used from the next commits on
+
+pub(crate) mod buffer;
+pub(crate) mod control;
+pub(crate) mod pipe;
+pub(crate) mod python;
+
+pub(crate) use self::buffer::{Fill, Format, FrameError, Head, RecvBuf};
