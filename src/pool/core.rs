@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 use super::worker::TaskRef;
 use crate::codec::Fd;
 use crate::context::StartMethod;
-use crate::error::{Error, ErrorKind, PanicReport, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::process::{ExitStatus, Process};
 use crate::sys;
 use crate::sys::page::SharedPage;
 
+use super::frame::{self, Failure};
 use super::worker::{self, WorkerArgs};
 
 /// Work to run once the pool's lock is released (callbacks).
@@ -81,7 +82,7 @@ impl Chunk {
     #[inline]
     pub(crate) fn push<T: serde::Serialize>(&mut self, args: &T) -> Result<()> {
         let at = self.data.len();
-        match worker::append(args, &mut self.data) {
+        match frame::append(args, &mut self.data) {
             Ok(()) => {
                 self.ends.push(self.data.len() as u32);
                 self.count += 1;
@@ -481,17 +482,17 @@ impl Core {
             }
             if !w.knows[f] {
                 w.knows[f] = true;
-                let at = worker::begin_frame(&mut w.out, worker::FUNC);
+                let at = frame::begin_frame(&mut w.out, frame::FUNC);
                 w.out.extend_from_slice(&chunk.func.to_le_bytes());
                 let r = postcard::to_allocvec(&self.funcs[f]).unwrap_or_default();
                 w.out.extend_from_slice(&r);
-                worker::end_frame(&mut w.out, at);
+                frame::end_frame(&mut w.out, at);
             }
-            let at = worker::begin_frame(&mut w.out, worker::TASK);
+            let at = frame::begin_frame(&mut w.out, frame::TASK);
             w.out.extend_from_slice(&chunk.func.to_le_bytes());
             w.out.extend_from_slice(&chunk.count.to_le_bytes());
             w.out.extend_from_slice(&chunk.data);
-            worker::end_frame(&mut w.out, at);
+            frame::end_frame(&mut w.out, at);
             if w.sent.is_empty() {
                 w.busy_since = Instant::now();
             }
@@ -577,11 +578,11 @@ impl Core {
     }
 
     fn handle_frames(&mut self, w: &mut Worker) -> Result<()> {
-        while let Some((kind, body, total)) = worker::parse_frame(&w.inbuf[w.in_start..]) {
+        while let Some((kind, body, total)) = frame::parse_frame(&w.inbuf[w.in_start..]) {
             let body = w.in_start + body.start..w.in_start + body.end;
             w.in_start += total;
             match kind {
-                worker::RESULTS => {
+                frame::RESULTS => {
                     if !self.handle_results(w, body) {
                         w.eof = true;
                         let _ = w.process.kill();
@@ -589,15 +590,15 @@ impl Core {
                         return Ok(());
                     }
                 }
-                worker::FAILED => self.handle_failed(w, body),
-                worker::INIT_FAILED => {
+                frame::FAILED => self.handle_failed(w, body),
+                frame::INIT_FAILED => {
                     let message = String::from_utf8_lossy(&w.inbuf[body]).into_owned();
                     let message = format!("{} could not start: {message}", w.who());
                     w.eof = true;
                     self.stop(ErrorKind::Panicked, message);
                     return Ok(());
                 }
-                worker::RETIRE => w.leaving = true,
+                frame::RETIRE => w.leaving = true,
                 other => {
                     w.eof = true;
                     let _ = w.process.kill();
@@ -611,7 +612,7 @@ impl Core {
     /// A RESULTS frame: the next `n` items of the front chunk succeeded.
     /// False if the worker answered more than it was given.
     fn handle_results(&mut self, w: &mut Worker, body: std::ops::Range<usize>) -> bool {
-        let Some(n) = worker::read_u32(&w.inbuf, body.start) else {
+        let Some((n, bytes)) = frame::results_body(&w.inbuf[body]) else {
             return false;
         };
         let Some(chunk) = w.sent.front() else {
@@ -622,7 +623,6 @@ impl Core {
         }
         let id = chunk.job;
         let first = chunk.first + w.front_answered as u64;
-        let bytes = &w.inbuf[body.start + 4..body.end];
         let finished = self.jobs.get_mut(&id).is_some_and(|job| {
             job.outstanding -= n as u64;
             job.sink.ok_batch(first, n, bytes);
@@ -665,45 +665,28 @@ impl Core {
         };
         let id = chunk.job;
         let index = chunk.first + w.front_answered as u64;
-        let tag = w
-            .inbuf
-            .get(body.start)
-            .copied()
-            .unwrap_or(worker::TAG_ERROR);
-        let bytes = &w.inbuf[(body.start + 1).min(body.end)..body.end];
         let what = self.what(id);
-        let e = if tag == worker::TAG_PANIC {
-            let report: PanicReport = postcard::from_bytes(bytes).unwrap_or_else(|_| PanicReport {
-                message: "(unreadable panic report)".into(),
-                location: None,
-            });
-            let loc = report
-                .location
-                .as_deref()
-                .map(|l| format!(" at {l}"))
-                .unwrap_or_default();
-            Error::new(
-                ErrorKind::Panicked,
-                format!(
-                    "task {index} of {what} panicked{loc} in {}: {}",
-                    w.who(),
-                    report.message
-                ),
-            )
-            .with_panic(report)
-        } else {
-            let message = String::from_utf8_lossy(bytes);
-            let kind = if message.contains("encode") {
-                ErrorKind::Encode
-            } else if message.contains("decode") {
-                ErrorKind::Decode
-            } else {
-                ErrorKind::Bootstrap
-            };
-            Error::new(
+        let e = match frame::failed_body(&w.inbuf[body]) {
+            Failure::Panic(report) => {
+                let loc = report
+                    .location
+                    .as_deref()
+                    .map(|l| format!(" at {l}"))
+                    .unwrap_or_default();
+                Error::new(
+                    ErrorKind::Panicked,
+                    format!(
+                        "task {index} of {what} panicked{loc} in {}: {}",
+                        w.who(),
+                        report.message
+                    ),
+                )
+                .with_panic(report)
+            }
+            Failure::Error(kind, message) => Error::new(
                 kind,
                 format!("task {index} of {what} failed in {}: {message}", w.who()),
-            )
+            ),
         };
         self.answered(w, 1);
         self.deliver_err(id, index, e);
@@ -730,9 +713,12 @@ impl Core {
             Some(s) => s,
             None => {
                 let _ = w.process.kill();
-                w.process
-                    .join_timeout(Duration::from_secs(10))?
-                    .unwrap_or(ExitStatus::Signaled(crate::Signal::KILL))
+                match w.process.join_timeout(Duration::from_secs(10)) {
+                    Err(e) if e.kind() == ErrorKind::Timeout => {
+                        ExitStatus::Signaled(crate::Signal::KILL)
+                    }
+                    status => status?,
+                }
             }
         };
         let started = w.page.word(worker::WORD_STARTED).load(Ordering::Acquire);
@@ -911,8 +897,8 @@ impl Core {
         for w in self.workers.iter_mut().flatten() {
             if !w.leaving || w.sent.is_empty() {
                 w.leaving = true;
-                let at = worker::begin_frame(&mut w.out, worker::STOP);
-                worker::end_frame(&mut w.out, at);
+                let at = frame::begin_frame(&mut w.out, frame::STOP);
+                frame::end_frame(&mut w.out, at);
             }
         }
     }

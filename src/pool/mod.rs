@@ -64,6 +64,7 @@
 //! | `close`, `terminate`, `join`, `with Pool() as p:` | same; dropping the pool terminates it |
 
 mod core;
+pub(crate) mod frame;
 mod progress;
 pub(crate) mod worker;
 
@@ -254,7 +255,7 @@ impl PoolBuilder {
     {
         self.init = Some(check_target::<F>().and_then(|()| {
             let mut bytes = Vec::new();
-            worker::append(&args, &mut bytes).map_err(|e| {
+            frame::append(&args, &mut bytes).map_err(|e| {
                 Error::new(
                     ErrorKind::Encode,
                     "could not encode the initializer's arguments",

@@ -1,23 +1,5 @@
-//! The worker's side of a pool: the loop a worker process runs, and the
-//! frames it exchanges with the pool.
-//!
-//! A frame is a 5-byte header — body length (u32, little-endian) and a kind
-//! byte — and the body. From the pool:
-//!
-//! | kind | body |
-//! |------|------|
-//! | FUNC | function id (u32) and a postcard [`TaskRef`]: "id N is this function" |
-//! | TASK | function id (u32), item count (u32), then the items' postcard arguments back to back (postcard values delimit themselves) |
-//! | STOP | empty: leave once everything before it is answered |
-//!
-//! From the worker:
-//!
-//! | kind | body |
-//! |------|------|
-//! | RESULTS | a count (u32), then that many postcard results back to back: the next items of the current chunk, never past its end |
-//! | FAILED | the next item failed: a tag (PANIC, ERROR) and a postcard `PanicReport` or a UTF-8 message |
-//! | INIT_FAILED | UTF-8 message: the initializer panicked; the worker leaves |
-//! | RETIRE | empty: the worker passed its memory cap and leaves without starting the tasks it still holds |
+//! The worker's side of a pool: the loop a worker process runs (the frames
+//! it exchanges with the pool are in `frame.rs`).
 //!
 //! The worker reads every frame that is there in one read, runs them, and
 //! writes results in batches: when its input is empty, or when a batch has
@@ -41,19 +23,10 @@ use crate::sys::image::FnRef;
 use crate::sys::page::SharedPage;
 use crate::target::Target;
 
-pub(crate) const HEADER: usize = 5;
-
-pub(crate) const FUNC: u8 = 1;
-pub(crate) const TASK: u8 = 2;
-pub(crate) const STOP: u8 = 3;
-
-pub(crate) const RESULTS: u8 = 1;
-pub(crate) const INIT_FAILED: u8 = 2;
-pub(crate) const RETIRE: u8 = 3;
-pub(crate) const FAILED: u8 = 4;
-
-pub(crate) const TAG_PANIC: u8 = 1;
-pub(crate) const TAG_ERROR: u8 = 2;
+use super::frame::{
+    FAILED, FUNC, HEADER, INIT_FAILED, RESULTS, RETIRE, STOP, TAG_ERROR, TAG_PANIC, TASK,
+    announced, append, begin_frame, end_frame, func_body, parse_frame, task_body,
+};
 
 /// Shared-page words: tasks started, start time of the latest (ns,
 /// monotonic; only with a time limit), tasks finished.
@@ -113,49 +86,6 @@ pub(crate) fn task_entry<F: Target<M> + Copy, M>(input: &[u8], count: u32, ctx: 
     }
 }
 
-/// A postcard output that appends to a vector it borrows.
-struct Append<'a>(&'a mut Vec<u8>);
-
-impl postcard::ser_flavors::Flavor for Append<'_> {
-    type Output = ();
-    #[inline]
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.push(data);
-        Ok(())
-    }
-    #[inline]
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        // postcard writes every integer as a short slice (a varint); a
-        // variable-length copy would be a call to memcpy per number, so
-        // short ones are copied as 16 fixed bytes and the tail cut off.
-        let n = data.len();
-        if n <= 16 {
-            let mut tmp = [0u8; 16];
-            for (i, t) in tmp.iter_mut().enumerate() {
-                *t = data.get(i).copied().unwrap_or(0);
-            }
-            let old = self.0.len();
-            self.0.extend_from_slice(&tmp);
-            self.0.truncate(old + n);
-        } else {
-            self.0.extend_from_slice(data);
-        }
-        Ok(())
-    }
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
-}
-
-/// Appends `value`'s postcard encoding to `out` (on error, `out` may hold
-/// part of it: the caller truncates).
-#[inline(always)]
-pub(crate) fn append<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> postcard::Result<()> {
-    value.serialize(&mut postcard::Serializer {
-        output: Append(out),
-    })
-}
-
 /// What a worker process is given.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct WorkerArgs {
@@ -173,34 +103,6 @@ fn quiet_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         PanicReport::record(info);
     }));
-}
-
-/// Appends a frame header; returns where its length goes.
-pub(crate) fn begin_frame(buf: &mut Vec<u8>, kind: u8) -> usize {
-    let at = buf.len();
-    buf.extend_from_slice(&[0, 0, 0, 0, kind]);
-    at
-}
-
-/// Writes the length of the frame that began at `at`.
-pub(crate) fn end_frame(buf: &mut [u8], at: usize) {
-    let len = (buf.len() - at - HEADER) as u32;
-    buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
-}
-
-/// The next complete frame in `buf`: (kind, body range, total length).
-pub(crate) fn parse_frame(buf: &[u8]) -> Option<(u8, std::ops::Range<usize>, usize)> {
-    if buf.len() < HEADER {
-        return None;
-    }
-    let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
-    let total = HEADER + len;
-    (buf.len() >= total).then(|| (buf[4], HEADER..total, total))
-}
-
-pub(crate) fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
-    buf.get(at..at + 4)
-        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
 }
 
 /// What a chunk reports through: the batch of results being built, the
@@ -397,10 +299,10 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             start += total;
             match kind {
                 FUNC => {
-                    let Some(id) = read_u32(&inbuf, body.start) else {
+                    let Some((id, bytes)) = func_body(&inbuf[body]) else {
                         return;
                     };
-                    let f = postcard::from_bytes::<TaskRef>(&inbuf[body.start + 4..body.end])
+                    let f = postcard::from_bytes::<TaskRef>(bytes)
                         .ok()
                         .and_then(|r| r.resolve(true));
                     let id = id as usize;
@@ -410,13 +312,9 @@ pub(crate) fn worker_main(args: WorkerArgs) {
                     funcs[id] = f;
                 }
                 TASK => {
-                    let (Some(id), Some(count)) = (
-                        read_u32(&inbuf, body.start),
-                        read_u32(&inbuf, body.start + 4),
-                    ) else {
+                    let Some((id, count, items)) = task_body(&inbuf[body]) else {
                         return;
                     };
-                    let items = &inbuf[body.start + 8..body.end];
                     match funcs.get(id as usize).copied().flatten() {
                         Some(f) => f(items, count, &mut ctx),
                         None => ctx.fail_rest(
@@ -464,8 +362,8 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             start = 0;
         }
         // Room for the whole frame being received, when it is large.
-        if let Some(len) = read_u32(&inbuf, 0) {
-            inbuf.reserve((len as usize + HEADER).saturating_sub(inbuf.len()));
+        if let Some(total) = announced(&inbuf) {
+            inbuf.reserve(total.saturating_sub(inbuf.len()));
         }
         if !read_more(sock, &mut inbuf) {
             return;

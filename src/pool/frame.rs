@@ -1,0 +1,283 @@
+//! The frames a pool and its workers exchange over their socket, and the
+//! decoders of what a worker sends (every one of them is also run by
+//! `crate::fuzzing::decode_everything`).
+//!
+//! A frame is a 5-byte header — body length (u32, little-endian) and a kind
+//! byte — and the body. From the pool:
+//!
+//! | kind | body |
+//! |------|------|
+//! | FUNC | function id (u32) and a postcard `TaskRef`: "id N is this function" |
+//! | TASK | function id (u32), item count (u32), then the items' postcard arguments back to back (postcard values delimit themselves) |
+//! | STOP | empty: leave once everything before it is answered |
+//!
+//! From the worker:
+//!
+//! | kind | body |
+//! |------|------|
+//! | RESULTS | a count (u32), then that many postcard results back to back: the next items of the current chunk, never past its end |
+//! | FAILED | the next item failed: a tag (PANIC, ERROR) and a postcard `PanicReport` or a UTF-8 message |
+//! | INIT_FAILED | UTF-8 message: the initializer panicked; the worker leaves |
+//! | RETIRE | empty: the worker passed its memory cap and leaves without starting the tasks it still holds |
+//!
+//! Parsing never reads past what has arrived and never allocates by a
+//! length found in the bytes: a header that announces more than is there
+//! is an incomplete frame, a body too short for its fields is `None`.
+
+use std::ops::Range;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, ErrorKind, PanicReport, Result};
+
+/// Length (u32) and kind (u8).
+pub(crate) const HEADER: usize = 5;
+
+// Kinds, pool to worker.
+pub(crate) const FUNC: u8 = 1;
+pub(crate) const TASK: u8 = 2;
+pub(crate) const STOP: u8 = 3;
+
+// Kinds, worker to pool.
+pub(crate) const RESULTS: u8 = 1;
+pub(crate) const INIT_FAILED: u8 = 2;
+pub(crate) const RETIRE: u8 = 3;
+pub(crate) const FAILED: u8 = 4;
+
+// The first byte of a FAILED body.
+pub(crate) const TAG_PANIC: u8 = 1;
+pub(crate) const TAG_ERROR: u8 = 2;
+
+/// Appends a frame header; returns where its length goes.
+pub(crate) fn begin_frame(buf: &mut Vec<u8>, kind: u8) -> usize {
+    let at = buf.len();
+    buf.extend_from_slice(&[0, 0, 0, 0, kind]);
+    at
+}
+
+/// Writes the length of the frame that began at `at` (from
+/// [`begin_frame`] on this buffer).
+pub(crate) fn end_frame(buf: &mut [u8], at: usize) {
+    let len = buf.len().saturating_sub(at + HEADER) as u32;
+    if let Some(field) = buf.get_mut(at..at + 4) {
+        field.copy_from_slice(&len.to_le_bytes());
+    }
+}
+
+/// The little-endian u32 at `at`, if the buffer holds it.
+pub(crate) fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
+    let bytes = buf.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(bytes.try_into().ok()?))
+}
+
+/// The whole length (header included) the frame at the start of `buf`
+/// announces, once its header is there.
+pub(crate) fn announced(buf: &[u8]) -> Option<usize> {
+    let len = read_u32(buf, 0)? as usize;
+    len.checked_add(HEADER)
+}
+
+/// The next complete frame in `buf`: (kind, body range, total length).
+/// `None` until all of it has arrived.
+pub(crate) fn parse_frame(buf: &[u8]) -> Option<(u8, Range<usize>, usize)> {
+    let total = announced(buf)?;
+    let kind = *buf.get(4)?;
+    (buf.len() >= total).then_some((kind, HEADER..total, total))
+}
+
+/// A RESULTS body: the count and the values' bytes.
+pub(crate) fn results_body(body: &[u8]) -> Option<(u32, &[u8])> {
+    Some((read_u32(body, 0)?, body.get(4..)?))
+}
+
+/// A TASK body: function id, item count, the items' bytes.
+pub(crate) fn task_body(body: &[u8]) -> Option<(u32, u32, &[u8])> {
+    Some((read_u32(body, 0)?, read_u32(body, 4)?, body.get(8..)?))
+}
+
+/// A FUNC body: function id and the postcard `TaskRef`'s bytes.
+pub(crate) fn func_body(body: &[u8]) -> Option<(u32, &[u8])> {
+    Some((read_u32(body, 0)?, body.get(4..)?))
+}
+
+/// What a FAILED body says.
+pub(crate) enum Failure {
+    /// The task panicked.
+    Panic(PanicReport),
+    /// The item could not run: its arguments or result did not travel, or
+    /// the function was not found.
+    Error(ErrorKind, String),
+}
+
+/// Decodes a FAILED body. Never fails: unreadable bytes are reported as
+/// such.
+pub(crate) fn failed_body(body: &[u8]) -> Failure {
+    let tag = body.first().copied().unwrap_or(TAG_ERROR);
+    let bytes = body.get(1..).unwrap_or_default();
+    if tag == TAG_PANIC {
+        return Failure::Panic(postcard::from_bytes(bytes).unwrap_or_else(|_| PanicReport {
+            message: "(unreadable panic report)".into(),
+            location: None,
+        }));
+    }
+    let message = String::from_utf8_lossy(bytes).into_owned();
+    let kind = if message.contains("encode") {
+        ErrorKind::Encode
+    } else if message.contains("decode") {
+        ErrorKind::Decode
+    } else {
+        ErrorKind::Bootstrap
+    };
+    Failure::Error(kind, message)
+}
+
+/// Decodes `count` values of type `R` lying back to back in `bytes`, for
+/// items `first..`, handing each to `put`. A value that cannot be decoded
+/// fails, and so do the ones after it (their bytes cannot be found).
+/// `count` must be bounded by the caller (by the items it sent).
+pub(crate) fn decode_batch<R: DeserializeOwned>(
+    first: u64,
+    count: u32,
+    mut bytes: &[u8],
+    mut put: impl FnMut(u64, Result<R>),
+) {
+    for i in 0..count as u64 {
+        match postcard::take_from_bytes::<R>(bytes) {
+            Ok((v, rest)) => {
+                bytes = rest;
+                put(first.saturating_add(i), Ok(v));
+            }
+            Err(e) => {
+                for j in i..count as u64 {
+                    let index = first.saturating_add(j);
+                    put(
+                        index,
+                        Err(Error::new(
+                            ErrorKind::Decode,
+                            format!(
+                                "the result of task {index} could not be decoded as {}: {e}",
+                                std::any::type_name::<R>()
+                            ),
+                        )),
+                    );
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// A postcard output that appends to a vector it borrows.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        // postcard writes every integer as a short slice (a varint); a
+        // variable-length copy would be a call to memcpy per number, so
+        // short ones are copied as 16 fixed bytes and the tail cut off.
+        let n = data.len();
+        if n <= 16 {
+            let mut tmp = [0u8; 16];
+            for (i, t) in tmp.iter_mut().enumerate() {
+                *t = data.get(i).copied().unwrap_or(0);
+            }
+            let old = self.0.len();
+            self.0.extend_from_slice(&tmp);
+            self.0.truncate(old + n);
+        } else {
+            self.0.extend_from_slice(data);
+        }
+        Ok(())
+    }
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends `value`'s postcard encoding to `out` (on error, `out` may hold
+/// part of it: the caller truncates).
+#[inline(always)]
+pub(crate) fn append<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> postcard::Result<()> {
+    value.serialize(&mut postcard::Serializer {
+        output: Append(out),
+    })
+}
+
+/// Runs every decoder of this file over `data` (for `crate::fuzzing`).
+#[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+pub(crate) fn fuzz(data: &[u8]) {
+    let mut at = 0;
+    while let Some((kind, body, total)) = data.get(at..).and_then(parse_frame) {
+        let body = &data[at + body.start..at + body.end];
+        at += total;
+        let _ = task_body(body);
+        let _ = func_body(body);
+        let _ = failed_body(body);
+        if kind == RESULTS
+            && let Some((count, bytes)) = results_body(body)
+        {
+            // The pool bounds the count by the items it sent.
+            let count = count.min(64);
+            decode_batch::<(u64, String, Option<i32>)>(0, count, bytes, |_, _| {});
+            decode_batch::<Vec<u8>>(u64::MAX - 1, count, bytes, |_, _| {});
+        }
+    }
+    let _ = results_body(data);
+    let _ = failed_body(data);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_is_complete_only_when_all_of_it_is_there() {
+        let mut buf = Vec::new();
+        let at = begin_frame(&mut buf, RESULTS);
+        buf.extend_from_slice(&2u32.to_le_bytes());
+        buf.extend_from_slice(&[7, 8]);
+        end_frame(&mut buf, at);
+        for cut in 0..buf.len() {
+            assert!(parse_frame(&buf[..cut]).is_none(), "cut at {cut}");
+        }
+        let (kind, body, total) = parse_frame(&buf).unwrap();
+        assert_eq!((kind, total), (RESULTS, buf.len()));
+        let (count, values) = results_body(&buf[body]).unwrap();
+        let mut got = Vec::new();
+        decode_batch::<u8>(10, count, values, |i, v| got.push((i, v.unwrap())));
+        assert_eq!(got, [(10, 7), (11, 8)]);
+        // A header announcing 4 GiB is an incomplete frame, not a panic.
+        assert!(parse_frame(&[0xff, 0xff, 0xff, 0xff, RESULTS, 1]).is_none());
+        assert!(task_body(&[1, 0, 0, 0, 2, 0, 0]).is_none());
+    }
+
+    #[test]
+    fn a_failure_says_what_failed() {
+        let report = PanicReport {
+            message: "boom".into(),
+            location: Some("here".into()),
+        };
+        let mut body = vec![TAG_PANIC];
+        body.extend(postcard::to_allocvec(&report).unwrap());
+        assert!(matches!(failed_body(&body), Failure::Panic(r) if r.message == "boom"));
+        let mut body = vec![TAG_ERROR];
+        body.extend_from_slice(b"could not decode the task's arguments");
+        assert!(matches!(
+            failed_body(&body),
+            Failure::Error(ErrorKind::Decode, _)
+        ));
+        assert!(matches!(
+            failed_body(&[TAG_PANIC, 0xff]),
+            Failure::Panic(r) if r.message.contains("unreadable")
+        ));
+        assert!(matches!(failed_body(&[]), Failure::Error(..)));
+    }
+}
