@@ -69,7 +69,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use multiproc::{ExitStatus, Process, Signal};
+//! use multiproc::{ErrorKind, ExitStatus, Process, Signal};
 //!
 //! fn forever() {
 //!     loop {
@@ -80,9 +80,10 @@
 //! # fn main() -> Result<(), multiproc::Error> {
 //! # multiproc::init();
 //! let p = Process::new(forever, ()).start()?;
-//! assert_eq!(p.join_timeout(Duration::from_millis(10))?, None); // still running
+//! let still_running = p.join_timeout(Duration::from_millis(10)).unwrap_err();
+//! assert_eq!(still_running.kind(), ErrorKind::Timeout);
 //! p.terminate()?;
-//! assert_eq!(p.join_timeout(Duration::from_secs(10))?, Some(ExitStatus::Signaled(Signal::TERM)));
+//! assert_eq!(p.join_timeout(Duration::from_secs(10))?, ExitStatus::Signaled(Signal::TERM));
 //! # Ok(()) }
 //! ```
 //!

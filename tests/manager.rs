@@ -2,14 +2,15 @@
 //! registered types, atomic updates, remote use, and faults.
 
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use multiproc::connection::{Address, Client};
 use multiproc::manager::{
     Acquired, BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy,
-    LockProxy, Namespace, ObjectProxy, PutError, QueueProxy, RLockProxy, SemaphoreProxy,
-    SharedObject, ValueProxy,
+    LockProxy, Namespace, ObjectProxy, QueueProxy, RLockProxy, SemaphoreProxy, SharedObject,
+    ValueProxy,
 };
+use multiproc::queue::{GetError, PutError};
 use multiproc::{ErrorKind, Manager, Process, StartMethod};
 use serde::{Deserialize, Serialize};
 
@@ -361,12 +362,13 @@ fn a_queue_carries_values_in_order_and_hands_back_what_does_not_fit() {
     let got: Vec<u64> = (0..100).map(|_| q.get().unwrap()).collect();
     child.join().unwrap();
     assert_eq!(got, (0..100).collect::<Vec<_>>());
-    assert_eq!(q.try_get().unwrap(), None);
-    assert_eq!(
-        q.get_timeout(Duration::from_millis(10)).unwrap(),
-        None,
-        "empty"
-    );
+    // The same errors as a local queue: Python's queue.Empty, and a timeout.
+    let empty = q.try_get().unwrap_err();
+    assert!(matches!(empty, GetError::Empty), "{empty:?}");
+    assert_eq!(empty.kind(), ErrorKind::Empty);
+    let timed_out = q.get_timeout(Duration::from_millis(10)).unwrap_err();
+    assert!(matches!(timed_out, GetError::Timeout), "{timed_out:?}");
+    assert_eq!(timed_out.kind(), ErrorKind::Timeout);
     q.try_put(1).unwrap();
     q.put_timeout(2, Duration::from_millis(10)).unwrap();
     assert!(q.full().unwrap());
@@ -375,7 +377,10 @@ fn a_queue_carries_values_in_order_and_hands_back_what_does_not_fit() {
         other => panic!("{other:?}"),
     }
     match q.put_timeout(4, Duration::from_millis(10)) {
-        Err(PutError::Full(v)) => assert_eq!(v, 4),
+        Err(e @ PutError::Timeout(_)) => {
+            assert_eq!(e.kind(), ErrorKind::Timeout);
+            assert_eq!(e.into_inner(), 4);
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(q.qsize().unwrap(), 2);
@@ -384,7 +389,8 @@ fn a_queue_carries_values_in_order_and_hands_back_what_does_not_fit() {
 }
 
 fn consume(q: JoinableQueueProxy<String>, seen: ListProxy<String>) {
-    while let Some(s) = q.get_timeout(Duration::from_secs(30)).unwrap() {
+    loop {
+        let s = q.get_timeout(Duration::from_secs(30)).unwrap();
         if s == "stop" {
             q.task_done().unwrap();
             return;
@@ -411,8 +417,127 @@ fn a_joinable_queue_join_waits_until_every_task_is_done() {
     // Every task was handled before join returned.
     assert_eq!(seen.len().unwrap(), 20);
     child.join().unwrap();
-    assert!(q.join_timeout(Duration::ZERO).unwrap());
+    q.join_timeout(Duration::ZERO).unwrap();
     assert_eq!(q.task_done().unwrap_err().kind(), ErrorKind::NotAcquired);
+}
+
+#[test]
+fn queue_proxy_forms_follow_the_outcome_rules_deadlines_and_duration_max_included() {
+    let _w = watchdog("queue forms");
+    let manager = Manager::new().unwrap();
+    let q = manager.queue::<u64>(1).unwrap();
+    // Duration::MAX is "as long as it takes", never a panic (here or in
+    // the server).
+    q.put_timeout(1, Duration::MAX).unwrap();
+    let past = Instant::now();
+    match q.put_deadline(2, past) {
+        Err(e @ PutError::Timeout(_)) => assert_eq!(e.into_inner(), 2),
+        other => panic!("{other:?}"),
+    }
+    let later = Instant::now() + Duration::from_millis(10);
+    match q.put_deadline(3, later) {
+        Err(e @ PutError::Timeout(_)) => assert_eq!(e.kind(), ErrorKind::Timeout),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(q.get_timeout(Duration::MAX).unwrap(), 1);
+    q.put_deadline(4, Instant::now() + Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(
+        q.get_deadline(Instant::now() + Duration::from_secs(60))
+            .unwrap(),
+        4
+    );
+    let err = q.get_deadline(Instant::now()).unwrap_err();
+    assert!(matches!(err, GetError::Timeout), "{err:?}");
+    // Through `?`, the kinds stay.
+    let err: multiproc::Error = q.try_get().unwrap_err().into();
+    assert_eq!(err.kind(), ErrorKind::Empty);
+    q.put(5).unwrap();
+    let err: multiproc::Error = q.try_put(6).unwrap_err().into();
+    assert_eq!(err.kind(), ErrorKind::Full);
+    // A value of another type is a decode error; the queue goes on.
+    let as_string: QueueProxy<String> =
+        postcard::from_bytes(&postcard::to_allocvec(&q).unwrap()).unwrap();
+    let err = as_string.get().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode);
+    assert!(matches!(err, GetError::Failed(_)), "{err:?}");
+    q.try_put(7).unwrap();
+    assert_eq!(q.try_get().unwrap(), 7);
+}
+
+#[test]
+fn joinable_queue_proxy_join_forms_time_out_with_an_error() {
+    let _w = watchdog("join forms");
+    let manager = Manager::new().unwrap();
+    let q = manager.joinable_queue::<u8>(0).unwrap();
+    q.join_timeout(Duration::MAX).unwrap();
+    q.put(1).unwrap();
+    let err = q.join_timeout(Duration::from_millis(10)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    let err = q.join_deadline(Instant::now()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert_eq!(q.get().unwrap(), 1);
+    q.task_done().unwrap();
+    q.join_deadline(Instant::now() + Duration::from_secs(60))
+        .unwrap();
+    q.join().unwrap();
+}
+
+#[test]
+fn a_queue_proxy_in_flight_at_shutdown_is_refused_and_after_it_finds_the_manager_gone() {
+    let _w = watchdog("queue shutdown");
+    let manager = Manager::new().unwrap();
+    let empty = manager.queue::<u8>(0).unwrap();
+    let full = manager.queue::<u8>(1).unwrap();
+    full.put(0).unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        let getter = s.spawn(|| {
+            // This thread's connection exists before the blocking get.
+            empty.qsize().unwrap();
+            tx.send(()).unwrap();
+            empty.get()
+        });
+        let putter = s.spawn(|| {
+            full.qsize().unwrap();
+            tx.send(()).unwrap();
+            full.put(1)
+        });
+        rx.recv().unwrap();
+        rx.recv().unwrap();
+        manager.shutdown().unwrap();
+        // Blocked in the server: it refused (Remote). Not there yet: the
+        // server had gone (Eof). Never a protocol error.
+        let err = getter.join().unwrap().unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::Remote | ErrorKind::Eof),
+            "{err:?}"
+        );
+        match putter.join().unwrap() {
+            Err(PutError::Failed(v, e)) => {
+                assert_eq!(v, 1, "the value comes back");
+                assert!(
+                    matches!(e.kind(), ErrorKind::Remote | ErrorKind::Eof),
+                    "{e:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+    // The server process is gone now: every form says Eof.
+    assert_eq!(empty.get().unwrap_err().kind(), ErrorKind::Eof);
+    assert_eq!(empty.try_get().unwrap_err().kind(), ErrorKind::Eof);
+    assert_eq!(
+        empty.get_timeout(Duration::MAX).unwrap_err().kind(),
+        ErrorKind::Eof
+    );
+    match full.try_put(2) {
+        Err(e @ PutError::Failed(..)) => {
+            assert_eq!(e.kind(), ErrorKind::Eof);
+            assert_eq!(e.into_inner(), 2);
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 fn add_under_lock(lock: LockProxy, total: ValueProxy<u64>) {
@@ -783,7 +908,8 @@ fn produce_range(q: QueueProxy<u64>, from: u64, n: u64) {
 
 fn drain(q: QueueProxy<u64>, seen: ListProxy<u64>) {
     let mut mine = Vec::new();
-    while let Some(v) = q.get_timeout(Duration::from_secs(30)).unwrap() {
+    loop {
+        let v = q.get_timeout(Duration::from_secs(30)).unwrap();
         if v == u64::MAX {
             break;
         }
@@ -836,7 +962,8 @@ fn take_and_die(q: JoinableQueueProxy<String>, took: EventProxy) {
 }
 
 fn work_all(q: JoinableQueueProxy<String>, done: ListProxy<String>) {
-    while let Some(s) = q.get_timeout(Duration::from_secs(30)).unwrap() {
+    loop {
+        let s = q.get_timeout(Duration::from_secs(30)).unwrap();
         if s == "stop" {
             q.task_done().unwrap();
             return;
@@ -872,7 +999,7 @@ fn a_consumer_killed_mid_task_hands_its_task_back_and_join_completes() {
     assert_eq!(got, ["a", "b"]);
     q.put("stop".into()).unwrap();
     worker.join().unwrap();
-    assert!(q.join_timeout(Duration::ZERO).unwrap());
+    q.join_timeout(Duration::ZERO).unwrap();
 }
 
 #[test]

@@ -159,7 +159,7 @@ fn bounded_put(_: StartMethod) {
         }
         other => panic!("{other:?}"),
     }
-    let err: multiproc::Error = q.put_nowait("e".into()).unwrap_err().into();
+    let err: multiproc::Error = q.try_put("e".into()).unwrap_err().into();
     assert_eq!(err.kind(), ErrorKind::Full);
     // A get in another process makes room for a blocked put.
     let child = Process::new(get_one, q.clone()).start().unwrap();

@@ -408,11 +408,17 @@ fn terminate_and_interrupt(_: StartMethod) {
 
 fn join_timeout_on_sleeping_child(_: StartMethod) {
     let p = Process::new(block_forever, ()).start().unwrap();
-    assert_eq!(p.join_timeout(Duration::from_millis(50)).unwrap(), None);
+    let err = p.join_timeout(Duration::from_millis(50)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    let err = p.join_deadline(Instant::now()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
     assert!(p.is_alive());
     p.kill().unwrap();
-    let status = p.join_timeout(Duration::from_secs(60)).unwrap();
-    assert_eq!(status, Some(ExitStatus::Signaled(Signal::KILL)));
+    let status = p.join_timeout(Duration::MAX).unwrap();
+    assert_eq!(status, ExitStatus::Signaled(Signal::KILL));
+    // Once it ended, every form answers at once, with the same status.
+    assert_eq!(p.join_deadline(Instant::now()).unwrap(), status);
+    assert_eq!(p.join_timeout(Duration::ZERO).unwrap(), status);
     assert!(!p.is_alive());
     // Terminating a process that has ended is not an error, as in Python.
     p.terminate().unwrap();
@@ -429,7 +435,7 @@ fn is_alive_and_exitcode(_: StartMethod) {
     w.write_all(&[9]).unwrap();
     assert_eq!(
         p.join_timeout(Duration::from_secs(60)).unwrap(),
-        Some(ExitStatus::Exited(0))
+        ExitStatus::Exited(0)
     );
     assert_eq!(p.exitcode(), Some(ExitStatus::Exited(0)));
     assert!(!p.is_alive());

@@ -67,6 +67,7 @@ mod blocking;
 mod link;
 mod protocol;
 mod proxy;
+mod queue_proxy;
 pub(crate) mod server;
 mod sync_proxy;
 mod wire;
@@ -79,10 +80,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use proxy::{DictProxy, ListProxy, Namespace, ObjectProxy, SetProxy, ValueProxy};
+pub use queue_proxy::{JoinableQueueProxy, QueueProxy};
 pub use server::SharedObject;
 pub use sync_proxy::{
-    Acquired, BarrierProxy, ConditionProxy, EventProxy, JoinableQueueProxy, LockGuard, LockProxy,
-    PutError, QueueProxy, RLockProxy, SemaphoreProxy,
+    Acquired, BarrierProxy, ConditionProxy, EventProxy, LockGuard, LockProxy, RLockProxy,
+    SemaphoreProxy,
 };
 
 use self::link::{Link, unexpected};
@@ -536,7 +538,10 @@ impl Manager {
         let said = self.link.call(&Request::Shutdown).map(|_| ());
         self.link.forget();
         if let Some(server) = self.server.take() {
-            if server.join_timeout(Duration::from_secs(5))?.is_none() {
+            if let Err(e) = server.join_timeout(Duration::from_secs(5)) {
+                if e.kind() != ErrorKind::Timeout {
+                    return Err(e);
+                }
                 server.kill()?;
             }
             let _ = server.join_timeout(Duration::from_secs(5));

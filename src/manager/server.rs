@@ -287,8 +287,10 @@ impl Server {
                     return;
                 }
             };
+            let mut asked_shutdown = false;
             let reply = match postcard::from_bytes::<Request>(&bytes) {
                 Ok(request) => {
+                    asked_shutdown = asks_shutdown(&request);
                     let mut ctx = Ctx {
                         conn_id,
                         sock: wire.fd(),
@@ -309,12 +311,27 @@ impl Server {
             if wire.send(&out).is_err() {
                 return;
             }
-            if self.stop.load(Ordering::Acquire) {
-                // Wake the accept loop so that it sees the flag.
+            if asked_shutdown {
+                // Wake the accept loop so that it sees the flag, and the
+                // process ends. Only the client that asked, once its reply
+                // is sent: a waiter woken by the shutdown must not end the
+                // process before that reply is out.
                 let _ = crate::connection::Client::connect::<()>(address, None);
                 return;
             }
+            if self.stop.load(Ordering::Acquire) {
+                return;
+            }
         }
+    }
+}
+
+/// Whether `request` is (or a batch holds) a shutdown.
+fn asks_shutdown(request: &Request) -> bool {
+    match request {
+        Request::Shutdown => true,
+        Request::Batch(requests) => requests.iter().any(asks_shutdown),
+        _ => false,
     }
 }
 

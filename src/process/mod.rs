@@ -22,7 +22,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -381,15 +381,38 @@ impl<R: DeserializeOwned> Process<R> {
         self.shared.take_result()
     }
 
-    /// Waits up to `timeout` for the process to end: Python's
-    /// `join(timeout)`. Returns how it ended, or `None` if it still runs.
-    /// The return value stays inside until [`join`](Process::join).
+    /// Waits at most `timeout` for the process to end (Python's
+    /// `join(timeout)`) and returns how it ended. The return value stays
+    /// inside until [`join`](Process::join). `Duration::MAX` waits as long
+    /// as it takes.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Io`] if waiting failed.
-    pub fn join_timeout(&self, timeout: Duration) -> Result<Option<ExitStatus>> {
-        self.shared.wait(crate::time::deadline_after(timeout))
+    /// [`ErrorKind::Timeout`] if the process is still running (the handle
+    /// stays usable: join again, terminate, kill); [`ErrorKind::Io`] if
+    /// waiting failed.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<ExitStatus> {
+        self.wait_until(crate::time::deadline_after(timeout))
+    }
+
+    /// Like [`join_timeout`](Process::join_timeout), waiting until
+    /// `deadline` at most.
+    ///
+    /// # Errors
+    ///
+    /// As [`join_timeout`](Process::join_timeout).
+    pub fn join_deadline(&self, deadline: Instant) -> Result<ExitStatus> {
+        self.wait_until(Some(deadline))
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<ExitStatus> {
+        match self.shared.wait(deadline)? {
+            Some(status) => Ok(status),
+            None => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("{} is still running", self.shared.who()),
+            )),
+        }
     }
 
     /// Asks the process to end with SIGTERM. A process that has already

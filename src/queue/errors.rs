@@ -1,24 +1,35 @@
-//! The per-operation errors of the queues: a failed put hands the value
-//! back (crossbeam style); both convert into [`crate::Error`].
+//! The per-operation errors of the queues, local ([`Queue`](super::Queue)
+//! and its kin) and managed ([`QueueProxy`](crate::manager::QueueProxy)):
+//! a failed put hands the value back (crossbeam style); both convert into
+//! [`crate::Error`] with `?`, keeping their [`ErrorKind`].
 
 use std::fmt;
 
 use crate::error::{Error, ErrorKind};
 
-/// Why a put did not happen. Every variant but the last hands the value
-/// back; [`PutError::into_inner`] takes it whatever the variant.
+/// Why a put did not happen, for local and managed queues alike. Every
+/// variant hands the value back; [`PutError::into_inner`] takes it
+/// whatever the variant.
 pub enum PutError<T> {
     /// The queue holds `maxsize` messages (from `try_put`; Python's
-    /// `queue.Full`).
+    /// `queue.Full`). Kind [`ErrorKind::Full`].
     Full(T),
-    /// The queue stayed full, or its lock held, until the timeout.
+    /// The queue stayed full, or its lock held, until the timeout or
+    /// deadline (from `put_timeout`, `put_deadline`). Kind
+    /// [`ErrorKind::Timeout`].
     Timeout(T),
     /// This handle was [closed](super::Queue::close) or the queue
-    /// [shut down](super::Queue::shutdown).
+    /// [shut down](super::Queue::shutdown) (local queues only). Kind
+    /// [`ErrorKind::Closed`].
     Closed(T),
-    /// The value could not be encoded (or holds descriptors, which a queue
-    /// does not carry), or is larger than a queue holds, or the queue's
-    /// memory is corrupt. The error says which.
+    /// Anything else; the error's kind says what:
+    /// [`ErrorKind::Encode`] if the value could not be encoded (or holds
+    /// descriptors, which a queue does not carry);
+    /// [`ErrorKind::MessageTooLarge`] if it is larger than a queue holds;
+    /// [`ErrorKind::Decode`] if a local queue's memory is damaged; for a
+    /// managed queue, [`ErrorKind::Eof`] if the
+    /// manager is gone and [`ErrorKind::Remote`] if it refused (shutting
+    /// down included).
     Failed(T, Error),
 }
 
@@ -87,19 +98,25 @@ impl<T> From<PutError<T>> for Error {
     }
 }
 
-/// Why a get returned no value.
+/// Why a get returned no value, for local and managed queues alike.
 #[derive(Debug)]
 pub enum GetError {
-    /// The queue is empty (from `try_get`; Python's `queue.Empty`).
+    /// The queue is empty (from `try_get`; Python's `queue.Empty`). Kind
+    /// [`ErrorKind::Empty`].
     Empty,
-    /// The queue stayed empty until the timeout.
+    /// The queue stayed empty until the timeout or deadline (from
+    /// `get_timeout`, `get_deadline`). Kind [`ErrorKind::Timeout`].
     Timeout,
     /// The queue was [shut down](super::Queue::shutdown) and every message
-    /// in it has been taken.
+    /// in it has been taken (local queues only). Kind
+    /// [`ErrorKind::Closed`].
     Closed,
-    /// A message was taken but could not be decoded into the queue's type
-    /// (another type was put, or the bytes are corrupt). That message is
-    /// gone; the queue still works.
+    /// Anything else; the error's kind says what: [`ErrorKind::Decode`]
+    /// if a message was taken but could not be decoded into the queue's
+    /// type (another type was put, or the bytes are corrupt; that message
+    /// is gone and the queue still works); for a managed queue,
+    /// [`ErrorKind::Eof`] if the manager is gone and [`ErrorKind::Remote`]
+    /// if it refused (shutting down included).
     Failed(Error),
 }
 

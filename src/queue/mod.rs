@@ -111,8 +111,9 @@ fn with_buffer<R>(
 /// `multiprocessing.Queue`). `T` is the message type; any serde type.
 ///
 /// Unbounded by default ([`new`](Queue::new)); [`with_maxsize`](Queue::with_maxsize)
-/// bounds the number of messages. Every blocking call has a `_timeout` and
-/// a `try_` form, and failed puts hand the value back. See the [module
+/// bounds the number of messages. Every blocking put and get has a `try_`,
+/// a `_timeout` and a `_deadline` form with the same `Ok`, and failed puts
+/// hand the value back. See the [module
 /// docs](self).
 pub struct Queue<T> {
     ring: Ring,
@@ -255,7 +256,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             return Err(PutError::Closed(value));
         }
         let result = with_buffer(&ENCODE_BUF, |buf| {
-            codec::encode_plain_into(&value, buf)?;
+            buf.clear();
+            codec::append_plain(&value, buf, codec::NoFds::Queue)?;
             Ok(self.ring.put(buf, wait))
         });
         match result {
@@ -301,17 +303,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Errors
     ///
     /// As [`put`](Queue::put), and [`PutError::Full`] if the queue is full.
+    #[doc(alias = "put_nowait")]
     pub fn try_put(&self, value: T) -> Result<(), PutError<T>> {
         self.put_with(value, Wait::No)
-    }
-
-    /// Python's name for [`try_put`](Queue::try_put).
-    ///
-    /// # Errors
-    ///
-    /// As [`try_put`](Queue::try_put).
-    pub fn put_nowait(&self, value: T) -> Result<(), PutError<T>> {
-        self.try_put(value)
     }
 
     fn get_with(&self, wait: Wait) -> Result<T, GetError> {
@@ -362,17 +356,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// As [`get`](Queue::get), and [`GetError::Empty`] if the queue is
     /// empty.
+    #[doc(alias = "get_nowait")]
     pub fn try_get(&self) -> Result<T, GetError> {
         self.get_with(Wait::No)
-    }
-
-    /// Python's name for [`try_get`](Queue::try_get).
-    ///
-    /// # Errors
-    ///
-    /// As [`try_get`](Queue::try_get).
-    pub fn get_nowait(&self) -> Result<T, GetError> {
-        self.try_get()
     }
 
     /// Crash-test support, not part of the API: puts `value` (or, if
@@ -463,7 +449,8 @@ impl<T: Serialize + DeserializeOwned> Iterator for TryIter<'_, T> {
 }
 
 /// Python's `SimpleQueue`: an unbounded queue with only `put`, `get`,
-/// `empty` and `close` (plus the `try_`/`_timeout` forms of `get`). It is
+/// `empty` and `close` (plus the `try_`, `_timeout` and `_deadline` forms
+/// of `get`). It is
 /// a [`Queue`] underneath, as fast and as crash-safe.
 pub struct SimpleQueue<T>(Queue<T>);
 
@@ -528,11 +515,21 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
         self.0.get_timeout(timeout)
     }
 
+    /// Like [`get`](SimpleQueue::get), waiting until `deadline` at most.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::get_deadline`].
+    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetError> {
+        self.0.get_deadline(deadline)
+    }
+
     /// Takes the oldest message if there is one.
     ///
     /// # Errors
     ///
     /// As [`Queue::try_get`].
+    #[doc(alias = "get_nowait")]
     pub fn try_get(&self) -> Result<T, GetError> {
         self.0.try_get()
     }
@@ -556,7 +553,8 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
 ///
 /// A consumer that dies between taking a message and calling `task_done`
 /// leaves that message unfinished, so `join` waits forever, as in Python;
-/// [`join_timeout`](JoinableQueue::join_timeout) bounds the wait.
+/// [`join_timeout`](JoinableQueue::join_timeout) and
+/// [`join_deadline`](JoinableQueue::join_deadline) bound the wait.
 pub struct JoinableQueue<T>(Queue<T>);
 
 impl<T> Clone for JoinableQueue<T> {
@@ -631,19 +629,33 @@ impl<T> JoinableQueue<T> {
     }
 
     /// Like [`join`](JoinableQueue::join), waiting at most `timeout`.
+    /// `Duration::MAX` waits as long as it takes.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Timeout`] if messages were still unfinished.
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now().checked_add(timeout);
+        self.join_until(crate::time::deadline_after(timeout))
+    }
+
+    /// Like [`join`](JoinableQueue::join), waiting until `deadline` at
+    /// most.
+    ///
+    /// # Errors
+    ///
+    /// As [`join_timeout`](JoinableQueue::join_timeout).
+    pub fn join_deadline(&self, deadline: Instant) -> Result<()> {
+        self.join_until(Some(deadline))
+    }
+
+    fn join_until(&self, deadline: Option<Instant>) -> Result<()> {
         if self.0.ring.join(deadline) {
             Ok(())
         } else {
             Err(Error::new(
                 ErrorKind::Timeout,
                 format!(
-                    "{} messages were still unfinished after {timeout:?}",
+                    "{} messages were still unfinished at the deadline",
                     self.0.ring.unfinished()
                 ),
             ))
@@ -722,6 +734,36 @@ mod tests {
         let total: u64 = consumers.into_iter().map(|c| c.join().unwrap()).sum();
         assert_eq!(total, 3 * (19_999 * 20_000 / 2));
         assert!(q.empty());
+    }
+
+    #[test]
+    fn every_form_takes_any_duration_and_any_deadline() {
+        let q = Queue::<u8>::with_maxsize(1).unwrap();
+        q.put_timeout(1, Duration::MAX).unwrap();
+        assert!(matches!(
+            q.put_deadline(2, Instant::now()),
+            Err(PutError::Timeout(2))
+        ));
+        assert_eq!(q.get_timeout(Duration::MAX).unwrap(), 1);
+        assert!(matches!(
+            q.get_deadline(Instant::now()),
+            Err(GetError::Timeout)
+        ));
+        let s = SimpleQueue::<u8>::new().unwrap();
+        s.put(3).unwrap();
+        assert_eq!(s.get_deadline(Instant::now()).unwrap(), 3);
+        assert!(matches!(
+            s.get_deadline(Instant::now()),
+            Err(GetError::Timeout)
+        ));
+        let j = JoinableQueue::<u8>::new().unwrap();
+        j.join_timeout(Duration::MAX).unwrap();
+        j.put(4).unwrap();
+        let err = j.join_deadline(Instant::now()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout);
+        assert_eq!(j.get().unwrap(), 4);
+        j.task_done().unwrap();
+        j.join_deadline(Instant::now()).unwrap();
     }
 
     #[test]
