@@ -26,8 +26,7 @@ fn stage_2(cond: Condition, done: RawValue<AtomicU32>) {
     let name = multiproc::current_process().name().to_string();
     println!("Starting {name}");
     let mut held = cond.acquire().unwrap();
-    held.wait_for(|| done.load(Ordering::Relaxed) == 1, None)
-        .unwrap();
+    held.wait_for(|| done.load(Ordering::Relaxed) == 1).unwrap();
     println!("{name} running");
 }
 

@@ -16,7 +16,9 @@ fn wait_for_event(e: Event) {
 
 fn wait_for_event_timeout(e: Event, t: Duration) {
     println!("wait_for_event_timeout: starting");
-    e.wait_timeout(t);
+    if let Err(err) = e.wait_timeout(t) {
+        println!("wait_for_event_timeout: {err}"); // ErrorKind::Timeout
+    }
     println!("wait_for_event_timeout: e.is_set()-> {}", e.is_set());
 }
 

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use multiproc::Process;
-use multiproc::sync::{Event, Lock};
+use multiproc::sync::{AcquireError, Event, Lock};
 
 fn worker_with(lock: Lock, name: String) {
     let _held = lock.acquire().unwrap(); // `with lock:`
@@ -46,12 +46,12 @@ fn main() -> multiproc::Result<()> {
     victim.kill()?;
     let _ = victim.join();
     match lock.acquire_timeout(Duration::from_secs(5)) {
-        Err(died) => {
+        Err(AcquireError::OwnerDied(died)) => {
             println!("the holder died; we have the lock and repair the data");
             drop(died.into_guard());
         }
-        Ok(Some(_)) => println!("got the lock normally"),
-        Ok(None) => println!("timed out"),
+        Ok(_) => println!("got the lock normally"),
+        Err(e) => println!("no lock: {e}"),
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use multiproc::sync::Semaphore;
 
 fn worker(s: Semaphore, active: RawValue<AtomicU32>) {
     let name = multiproc::current_process().name().to_string();
-    let _permit = s.access(); // `with s:`
+    let _permit = s.acquire(); // `with s:`
     let now = active.fetch_add(1, Ordering::SeqCst) + 1;
     println!("{name} in; now running: {now}");
     std::thread::sleep(Duration::from_millis(100));

@@ -146,7 +146,7 @@ fn value_holder_killed_mid_update(_: StartMethod) {
     let child = Process::new(half_update, (pair.clone(), halfway.clone()))
         .start()
         .unwrap();
-    assert!(halfway.wait_timeout(LONG));
+    halfway.wait_timeout(LONG).unwrap();
     child.kill().unwrap();
     let _ = child.join();
     // `get` refuses to pretend all is well.
@@ -290,7 +290,7 @@ fn leak_role(method: StartMethod) {
         // The second child queues on the lock the first one holds; wait
         // only for the first.
         if pids.len() == 1 {
-            assert!(ready.wait_timeout(LONG));
+            ready.wait_timeout(LONG).unwrap();
         }
     }
     println!("pids {} {}", pids[0], pids[1]);
@@ -348,7 +348,7 @@ fn inherited_by_a_forked_closure(_: StartMethod) {
     })
     .start()
     .unwrap();
-    assert!(done.wait_timeout(LONG));
+    done.wait_timeout(LONG).unwrap();
     assert_eq!(counter.get().unwrap(), 5);
     let mut buf = [0u8; 6];
     shm.read(0, &mut buf).unwrap();

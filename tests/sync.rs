@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use multiproc::shared::{RawArray, RawValue};
-use multiproc::sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
+use multiproc::sync::{
+    AcquireError, Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore,
+};
 use multiproc::{ErrorKind, Process, Signal, StartMethod};
 
 fn main() {
@@ -107,7 +109,7 @@ fn lock_released_by_another_process(_: StartMethod) {
         .unwrap();
     assert!(released, "Python's acquire here, release there");
     assert_eq!(again, "NotAcquired");
-    assert!(lock.try_acquire().unwrap().is_some());
+    assert!(lock.try_acquire().is_ok());
 }
 
 // ---- Semaphore -----------------------------------------------------------
@@ -115,7 +117,7 @@ fn lock_released_by_another_process(_: StartMethod) {
 /// counters[0]: processes inside now; counters[1]: the most ever inside.
 fn crowd(sem: Semaphore, counters: RawArray<AtomicU32>) {
     for _ in 0..300 {
-        let _permit = sem.access();
+        let _permit = sem.acquire();
         let inside = counters[0].fetch_add(1, Ordering::SeqCst) + 1;
         counters[1].fetch_max(inside, Ordering::SeqCst);
         for _ in 0..200 {
@@ -197,7 +199,8 @@ fn barrier_timeout_breaks_it_for_all(_: StartMethod) {
     let err = barrier
         .wait_timeout(Duration::from_millis(200))
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::BrokenBarrier, "{err}");
+    // The one whose time ran out is told so; the others, that it broke.
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
     assert_eq!(child.join().unwrap(), "BrokenBarrier");
     assert!(barrier.broken());
     assert_eq!(barrier.wait().unwrap_err().kind(), ErrorKind::BrokenBarrier);
@@ -212,10 +215,18 @@ fn barrier_timeout_breaks_it_for_all(_: StartMethod) {
 
 // ---- Event ---------------------------------------------------------------
 
-fn event_child(never: Event, started: Event, go: Event) -> (bool, bool) {
-    let timed_out = never.wait_timeout(Duration::from_millis(30));
+/// How a wait ended: "Ok" or the error's kind.
+fn outcome(r: multiproc::Result<()>) -> String {
+    match r {
+        Ok(()) => "Ok".into(),
+        Err(e) => format!("{:?}", e.kind()),
+    }
+}
+
+fn event_child(never: Event, started: Event, go: Event) -> (String, String) {
+    let timed_out = outcome(never.wait_timeout(Duration::from_millis(30)));
     started.set();
-    let got = go.wait_timeout(LONG);
+    let got = outcome(go.wait_timeout(LONG));
     (timed_out, got)
 }
 
@@ -228,12 +239,27 @@ fn event_wait_with_timeout(_: StartMethod) {
     let child = Process::new(event_child, (never.clone(), started.clone(), go.clone()))
         .start()
         .unwrap();
-    assert!(started.wait_timeout(LONG), "the child set `started`");
+    started.wait_timeout(LONG).expect("the child set `started`");
     go.set();
-    assert_eq!(child.join().unwrap(), (false, true));
+    assert_eq!(
+        child.join().unwrap(),
+        ("Timeout".to_string(), "Ok".to_string())
+    );
     assert!(!never.is_set());
     go.clear();
-    assert!(!go.wait_timeout(Duration::from_millis(1)));
+    assert_eq!(
+        outcome(go.wait_timeout(Duration::from_millis(1))),
+        "Timeout"
+    );
+    assert_eq!(
+        outcome(go.wait_deadline(Instant::now())),
+        "Timeout",
+        "a deadline already passed"
+    );
+    go.set();
+    go.wait_timeout(Duration::MAX).unwrap();
+    go.wait_deadline(Instant::now()).unwrap();
+    go.wait();
 }
 
 // ---- Condition -----------------------------------------------------------
@@ -246,7 +272,7 @@ fn produce(cond: Condition, buf: RawArray<AtomicU64>) {
     for item in 1..=ITEMS {
         let mut g = cond.acquire().unwrap();
         let has_room = || buf[1].load(Ordering::Relaxed) - buf[0].load(Ordering::Relaxed) < SLOTS;
-        assert!(g.wait_for(has_room, None).unwrap());
+        g.wait_for(has_room).unwrap();
         let tail = buf[1].load(Ordering::Relaxed);
         buf[2 + (tail % SLOTS) as usize].store(item, Ordering::Relaxed);
         buf[1].store(tail + 1, Ordering::Relaxed);
@@ -263,7 +289,7 @@ fn condition_producer_consumer(_: StartMethod) {
     for expected in 1..=ITEMS {
         let mut g = cond.acquire().unwrap();
         let has_item = || buf[1].load(Ordering::Relaxed) > buf[0].load(Ordering::Relaxed);
-        assert!(g.wait_for(has_item, None).unwrap());
+        g.wait_for(has_item).unwrap();
         let head = buf[0].load(Ordering::Relaxed);
         assert_eq!(
             buf[2 + (head % SLOTS) as usize].load(Ordering::Relaxed),
@@ -275,7 +301,10 @@ fn condition_producer_consumer(_: StartMethod) {
     producer.join().unwrap();
     let mut g = cond.acquire().unwrap();
     assert!(
-        !g.wait_timeout(Duration::from_millis(5)).unwrap(),
+        matches!(
+            g.wait_timeout(Duration::from_millis(5)),
+            Err(AcquireError::Timeout)
+        ),
         "nobody notifies"
     );
 }
@@ -303,7 +332,7 @@ fn lock_holder_killed_owner_died(_: StartMethod) {
     let holder = Process::new(hold_lock, (lock.clone(), holding.clone()))
         .start()
         .unwrap();
-    assert!(holding.wait_timeout(LONG));
+    holding.wait_timeout(LONG).unwrap();
     assert_eq!(lock.holder(), Some(holder.pid()));
     // A second process queues up behind the doomed holder.
     let waiter = Process::new(wait_for_lock, lock.clone()).start().unwrap();
@@ -317,8 +346,8 @@ fn lock_holder_killed_owner_died(_: StartMethod) {
     );
     // Sticky until acknowledged: the parent is told too.
     let died = match lock.acquire_timeout(LONG) {
-        Err(died) => died,
-        Ok(g) => panic!("expected OwnerDied, got {g:?}"),
+        Err(AcquireError::OwnerDied(died)) => died,
+        other => panic!("expected OwnerDied, got {other:?}"),
     };
     let guard = died.into_guard(); // "repaired"
     drop(guard);
@@ -339,18 +368,18 @@ fn rlock_holder_killed_owner_died(_: StartMethod) {
     let holder = Process::new(hold_rlock_twice, (lock.clone(), holding.clone()))
         .start()
         .unwrap();
-    assert!(holding.wait_timeout(LONG));
+    holding.wait_timeout(LONG).unwrap();
     assert!(!lock.is_mine());
     assert!(
-        lock.try_acquire().unwrap().is_none(),
+        matches!(lock.try_acquire(), Err(AcquireError::WouldBlock)),
         "held by a live process"
     );
     holder.kill().unwrap();
     let _ = holder.join();
     let t0 = Instant::now();
     let guard = match lock.acquire_timeout(LONG) {
-        Err(died) => died.into_guard(),
-        Ok(_) => panic!("expected OwnerDied"),
+        Err(AcquireError::OwnerDied(died)) => died.into_guard(),
+        other => panic!("expected OwnerDied, got {other:?}"),
     };
     println!(
         "  (took over the dead holder's RLock in {:?})",
@@ -371,11 +400,13 @@ fn wait_on_condition(cond: Condition, waiting: Event) -> String {
     let mut g = cond.acquire().unwrap();
     waiting.set();
     match g.wait_timeout(LONG) {
-        Ok(notified) => format!("notified: {notified}"),
-        Err(died) => {
+        Ok(()) => "notified: true".to_string(),
+        Err(AcquireError::Timeout) => "notified: false".to_string(),
+        Err(AcquireError::OwnerDied(died)) => {
             died.into_guard();
             "OwnerDied".to_string()
         }
+        Err(e) => format!("{e}"),
     }
 }
 
@@ -391,21 +422,21 @@ fn condition_holder_killed_wakes_the_waiter(_: StartMethod) {
     let waiter = Process::new(wait_on_condition, (cond.clone(), waiting.clone()))
         .start()
         .unwrap();
-    assert!(waiting.wait_timeout(LONG));
+    waiting.wait_timeout(LONG).unwrap();
     // The waiter released the lock inside wait(); a second process takes
     // it and dies holding it, without notifying.
     let holder = Process::new(hold_condition, (cond.clone(), holding.clone()))
         .start()
         .unwrap();
-    assert!(holding.wait_timeout(LONG));
+    holding.wait_timeout(LONG).unwrap();
     holder.kill().unwrap();
     let _ = holder.join();
     // We take the lock from the dead holder, learn it, notify the waiter
     // and release without acknowledging: the waiter re-takes the lock and
     // is told too.
     let died = match cond.acquire_timeout(LONG) {
-        Err(died) => died,
-        Ok(_) => panic!("expected OwnerDied"),
+        Err(AcquireError::OwnerDied(died)) => died,
+        other => panic!("expected OwnerDied, got {other:?}"),
     };
     died.get_ref().notify_all();
     drop(died);
@@ -416,7 +447,7 @@ fn condition_holder_killed_wakes_the_waiter(_: StartMethod) {
 
 fn over_release(sem: BoundedSemaphore) -> (String, u32) {
     let err = sem.release().unwrap_err();
-    sem.acquire();
+    sem.acquire().leak();
     sem.release().unwrap();
     (format!("{:?}", err.kind()), sem.get_value())
 }

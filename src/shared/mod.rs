@@ -102,6 +102,39 @@ mod tests {
     }
 
     #[test]
+    fn value_and_array_lock_forms() {
+        use crate::sync::AcquireError;
+        use std::time::{Duration, Instant};
+        let v = Value::new(1u64).unwrap();
+        let a = Array::<u8>::new(2).unwrap();
+        {
+            let _v = v.lock().unwrap();
+            let _a = a.lock_timeout(Duration::MAX).unwrap();
+            assert!(matches!(v.try_lock(), Err(AcquireError::WouldBlock)));
+            assert!(matches!(a.try_lock(), Err(AcquireError::WouldBlock)));
+            let e = v.lock_timeout(Duration::from_millis(2)).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Timeout);
+            let e = a.lock_deadline(Instant::now()).unwrap_err();
+            assert_eq!(crate::Error::from(e).kind(), crate::ErrorKind::Timeout);
+        }
+        *v.lock_deadline(Instant::now()).unwrap() += 1;
+        a.try_lock().unwrap()[1] = 5;
+        assert_eq!(v.get().unwrap(), 2);
+        assert_eq!(a.to_vec().unwrap(), [0, 5]);
+        // A dead holder's indication (set by hand here): get refuses,
+        // every form reports it, into_guard clears it.
+        v.get_lock().region().u32_at(4).store(1, Ordering::Release);
+        assert_eq!(v.get().unwrap_err().kind(), crate::ErrorKind::OwnerDied);
+        assert!(matches!(v.try_lock(), Err(AcquireError::OwnerDied(_))));
+        assert!(matches!(
+            v.lock_timeout(Duration::MAX),
+            Err(AcquireError::OwnerDied(_))
+        ));
+        drop(v.lock().unwrap_err().into_guard());
+        assert_eq!(v.get().unwrap(), 2);
+    }
+
+    #[test]
     fn a_too_short_segment_is_a_decode_error() {
         // An Array<u64> whose header claims more elements than the segment holds.
         let a = Array::<u8>::new(8).unwrap();

@@ -10,7 +10,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -18,7 +18,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::layout::{LockedSlice, align_up, fits};
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::region::Region;
-use crate::sync::{Lock, LockGuard, LockLayout, LockResult, OwnerDied, TryLockResult};
+use crate::sync::{
+    AcquireError, AcquireResult, Lock, LockGuard, LockLayout, LockResult, OwnerDied,
+};
 
 /// Where a `Value<T>`'s data starts: after the lock, aligned for `T`.
 pub(crate) const fn value_offset<T>() -> usize {
@@ -50,9 +52,9 @@ fn map_guard<G, H>(r: LockResult<G>, f: impl FnOnce(G) -> H) -> LockResult<H> {
     }
 }
 
-fn map_try<G, H>(r: TryLockResult<G>, f: impl FnOnce(G) -> H) -> TryLockResult<H> {
+fn map_try<G, H>(r: AcquireResult<G>, f: impl FnOnce(G) -> H) -> AcquireResult<H> {
     match r {
-        Ok(g) => Ok(g.map(f)),
+        Ok(g) => Ok(f(g)),
         Err(e) => Err(e.map(f)),
     }
 }
@@ -106,7 +108,7 @@ impl<T: Pod + fmt::Debug> fmt::Debug for Value<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Value");
         match self.try_lock() {
-            Ok(Some(g)) => d.field("value", &*g),
+            Ok(g) => d.field("value", &*g),
             _ => d.field("value", &format_args!("<locked>")),
         };
         d.finish()
@@ -165,27 +167,41 @@ impl<T: Pod> Value<T> {
     /// [`OwnerDied`] (holding the guard) if a process died holding the
     /// lock and nobody has acknowledged it since: the value may be
     /// half-written.
+    #[doc(alias = "acquire")]
     pub fn lock(&self) -> LockResult<ValueGuard<'_, T>> {
         map_guard(self.lock.acquire(), |g| self.guard(g))
     }
 
-    /// Locks the value if it is free now; `Ok(None)` if not.
+    /// Locks the value if it is free now.
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`], as [`lock`](Self::lock).
-    pub fn try_lock(&self) -> TryLockResult<ValueGuard<'_, T>> {
+    /// [`AcquireError::WouldBlock`] if it is locked;
+    /// [`AcquireError::OwnerDied`], as [`lock`](Self::lock).
+    #[doc(alias = "acquire(block=False)")]
+    pub fn try_lock(&self) -> AcquireResult<ValueGuard<'_, T>> {
         map_try(self.lock.try_acquire(), |g| self.guard(g))
     }
 
-    /// Locks the value, waiting at most `timeout`; `Ok(None)` if it is still
-    /// locked then.
+    /// Locks the value, waiting at most `timeout` (any `Duration`:
+    /// `Duration::MAX` waits as long as it takes).
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`], as [`lock`](Self::lock).
-    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<ValueGuard<'_, T>> {
+    /// [`AcquireError::Timeout`] if it is still locked then;
+    /// [`AcquireError::OwnerDied`], as [`lock`](Self::lock).
+    #[doc(alias = "acquire(timeout)")]
+    pub fn lock_timeout(&self, timeout: Duration) -> AcquireResult<ValueGuard<'_, T>> {
         map_try(self.lock.acquire_timeout(timeout), |g| self.guard(g))
+    }
+
+    /// Locks the value, waiting until `deadline` at the latest.
+    ///
+    /// # Errors
+    ///
+    /// As [`lock_timeout`](Self::lock_timeout).
+    pub fn lock_deadline(&self, deadline: Instant) -> AcquireResult<ValueGuard<'_, T>> {
+        map_try(self.lock.acquire_deadline(deadline), |g| self.guard(g))
     }
 
     /// A copy of the value, read under the lock (Python's `.value`).
@@ -274,7 +290,7 @@ impl<T: Pod + fmt::Debug> fmt::Debug for Array<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Array");
         d.field("len", &self.len);
-        if let Ok(Some(g)) = self.try_lock() {
+        if let Ok(g) = self.try_lock() {
             d.field("items", &&*g);
         }
         d.finish()
@@ -384,27 +400,41 @@ impl<T: Pod> Array<T> {
     ///
     /// [`OwnerDied`] (holding the guard) if a process died holding the
     /// lock and nobody has acknowledged it since.
+    #[doc(alias = "acquire")]
     pub fn lock(&self) -> LockResult<ArrayGuard<'_, T>> {
         map_guard(self.lock.acquire(), |g| self.guard(g))
     }
 
-    /// Locks the array if it is free now; `Ok(None)` if not.
+    /// Locks the array if it is free now.
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`], as [`lock`](Self::lock).
-    pub fn try_lock(&self) -> TryLockResult<ArrayGuard<'_, T>> {
+    /// [`AcquireError::WouldBlock`] if it is locked;
+    /// [`AcquireError::OwnerDied`], as [`lock`](Self::lock).
+    #[doc(alias = "acquire(block=False)")]
+    pub fn try_lock(&self) -> AcquireResult<ArrayGuard<'_, T>> {
         map_try(self.lock.try_acquire(), |g| self.guard(g))
     }
 
-    /// Locks the array, waiting at most `timeout`; `Ok(None)` if it is
-    /// still locked then.
+    /// Locks the array, waiting at most `timeout` (any `Duration`:
+    /// `Duration::MAX` waits as long as it takes).
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`], as [`lock`](Self::lock).
-    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<ArrayGuard<'_, T>> {
+    /// [`AcquireError::Timeout`] if it is still locked then;
+    /// [`AcquireError::OwnerDied`], as [`lock`](Self::lock).
+    #[doc(alias = "acquire(timeout)")]
+    pub fn lock_timeout(&self, timeout: Duration) -> AcquireResult<ArrayGuard<'_, T>> {
         map_try(self.lock.acquire_timeout(timeout), |g| self.guard(g))
+    }
+
+    /// Locks the array, waiting until `deadline` at the latest.
+    ///
+    /// # Errors
+    ///
+    /// As [`lock_timeout`](Self::lock_timeout).
+    pub fn lock_deadline(&self, deadline: Instant) -> AcquireResult<ArrayGuard<'_, T>> {
+        map_try(self.lock.acquire_deadline(deadline), |g| self.guard(g))
     }
 
     fn index_error(&self, index: usize) -> Error {
@@ -481,6 +511,6 @@ impl<T: Pod + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
     }
 }
 
-// Keep OwnerDied in scope for the docs above.
+// Keep OwnerDied and AcquireError in scope for the docs above.
 #[allow(unused)]
-type _Docs = OwnerDied<()>;
+type _Docs = (OwnerDied<()>, AcquireError<()>);

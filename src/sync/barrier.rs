@@ -33,6 +33,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::shm::lockword;
 use crate::shm::region::Region;
 use crate::sys::futex;
+use crate::time::deadline_after;
 
 /// The shared-memory layout of a [`Barrier`] (24 bytes).
 ///
@@ -66,10 +67,10 @@ const GEN_MASK: u32 = !BROKEN;
 ///
 /// Each of `parties` processes calls [`wait`](Self::wait); all of them
 /// return once the last one arrives, and the barrier is ready for the next
-/// round. A wait that times out, an [`abort`](Self::abort), a
-/// [`reset`](Self::reset) while processes wait, or a panicking action
-/// *breaks* it: every waiter, present and future, gets
-/// [`ErrorKind::BrokenBarrier`] until `reset`.
+/// round. A wait that times out (it gets [`ErrorKind::Timeout`]), an
+/// [`abort`](Self::abort), a [`reset`](Self::reset) while processes wait,
+/// or a panicking action *breaks* it: every other waiter, present and
+/// future, gets [`ErrorKind::BrokenBarrier`] until `reset`.
 ///
 /// The action ([`with_action`](Self::with_action)) runs in the last
 /// process to arrive, before the others are released. It is a property of
@@ -189,18 +190,32 @@ impl Barrier {
     /// # Errors
     ///
     /// [`ErrorKind::BrokenBarrier`] if the barrier is or becomes broken, or
-    /// is reset, while waiting — including by this wait timing out.
+    /// is reset, while waiting; [`ErrorKind::Timeout`] if the handle's
+    /// timeout ran out first — which breaks the barrier, as in Python, so
+    /// the other waiters get `BrokenBarrier`.
     pub fn wait(&self) -> Result<u32> {
-        self.wait_until(self.timeout.map(|t| Instant::now() + t))
+        self.wait_until(self.timeout.and_then(deadline_after))
     }
 
-    /// [`wait`](Self::wait) with its own timeout instead of the handle's.
+    /// [`wait`](Self::wait) with its own timeout instead of the handle's
+    /// (any `Duration`: `Duration::MAX` waits as long as it takes).
     ///
     /// # Errors
     ///
-    /// As [`wait`](Self::wait).
+    /// As [`wait`](Self::wait): [`ErrorKind::Timeout`] if `timeout` ran
+    /// out (and the barrier is broken).
+    #[doc(alias = "wait(timeout)")]
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u32> {
-        self.wait_until(Some(Instant::now() + timeout))
+        self.wait_until(deadline_after(timeout))
+    }
+
+    /// [`wait`](Self::wait) until `deadline` at the latest.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_timeout`](Self::wait_timeout).
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<u32> {
+        self.wait_until(Some(deadline))
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<u32> {
@@ -253,7 +268,10 @@ impl Barrier {
                 if now == g {
                     self.break_locked();
                     drop(held);
-                    return Err(broken_error("this wait timed out"));
+                    return Err(Error::new(
+                        ErrorKind::Timeout,
+                        "the barrier wait timed out; the barrier is now broken",
+                    ));
                 }
                 // Released or broken at the last moment: decide above.
             }

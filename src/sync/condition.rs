@@ -18,11 +18,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::lock::{LockLayout, LockResult, TryLockResult, check_len, owner_died_check};
+use super::lock::{LockLayout, check_len, owner_died_check};
+use super::outcome::{AcquireError, AcquireResult, LockResult};
 use crate::error::{Error, Result};
 use crate::shm::lockword;
 use crate::shm::region::Region;
 use crate::sys::futex;
+use crate::time::{deadline_after, expired};
 
 /// The shared-memory layout of a [`Condition`] (16 bytes; all-zero is an
 /// unlocked condition with no waiters).
@@ -59,9 +61,9 @@ const WAITERS: usize = std::mem::offset_of!(ConditionLayout, waiters);
 /// # multiproc::init();
 /// let cond = multiproc::sync::Condition::new()?;
 /// let mut held = cond.acquire()?;
-/// let notified = held.wait_timeout(std::time::Duration::from_millis(1))?;
-/// assert!(!notified);
-/// held.notify_all();
+/// let waited = held.wait_timeout(std::time::Duration::from_millis(1));
+/// assert_eq!(waited.unwrap_err().kind(), multiproc::ErrorKind::Timeout);
+/// held.notify_all(); // the lock is held again after a timeout
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
@@ -128,28 +130,45 @@ impl Condition {
         self.guard(got)
     }
 
-    /// Takes the lock if it is free now; `Ok(None)` if not.
+    /// Takes the lock if it is free now.
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`](super::OwnerDied), as [`acquire`](Self::acquire).
-    pub fn try_acquire(&self) -> TryLockResult<ConditionGuard<'_>> {
+    /// [`AcquireError::WouldBlock`] if it is held;
+    /// [`AcquireError::OwnerDied`], as [`acquire`](Self::acquire).
+    #[doc(alias = "acquire(block=False)")]
+    pub fn try_acquire(&self) -> AcquireResult<ConditionGuard<'_>> {
         match lockword::try_lock(self.word()) {
-            Some(got) => self.guard(got).map(Some),
-            None => Ok(None),
+            Some(got) => Ok(self.guard(got)?),
+            None => Err(AcquireError::WouldBlock),
         }
     }
 
-    /// Takes the lock, waiting at most `timeout`; `Ok(None)` if it is still
-    /// held then.
+    /// Takes the lock, waiting at most `timeout` (any `Duration`:
+    /// `Duration::MAX` waits as long as it takes).
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`](super::OwnerDied), as [`acquire`](Self::acquire).
-    pub fn acquire_timeout(&self, timeout: Duration) -> TryLockResult<ConditionGuard<'_>> {
-        match lockword::lock(self.word(), Some(Instant::now() + timeout)) {
-            Some(got) => self.guard(got).map(Some),
-            None => Ok(None),
+    /// [`AcquireError::Timeout`] if it is still held then;
+    /// [`AcquireError::OwnerDied`], as [`acquire`](Self::acquire).
+    #[doc(alias = "acquire(timeout)")]
+    pub fn acquire_timeout(&self, timeout: Duration) -> AcquireResult<ConditionGuard<'_>> {
+        self.acquire_until(deadline_after(timeout))
+    }
+
+    /// Takes the lock, waiting until `deadline` at the latest.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_timeout`](Self::acquire_timeout).
+    pub fn acquire_deadline(&self, deadline: Instant) -> AcquireResult<ConditionGuard<'_>> {
+        self.acquire_until(Some(deadline))
+    }
+
+    fn acquire_until(&self, deadline: Option<Instant>) -> AcquireResult<ConditionGuard<'_>> {
+        match lockword::lock(self.word(), deadline) {
+            Some(got) => Ok(self.guard(got)?),
+            None => Err(AcquireError::Timeout),
         }
     }
 }
@@ -174,48 +193,106 @@ impl ConditionGuard<'_> {
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`](super::OwnerDied) if, while this waited, a process
-    /// died holding the lock; the lock is held again either way.
+    /// [`OwnerDied`](super::OwnerDied) if a process died holding the lock
+    /// (while this waited, or before, unacknowledged); the lock is held
+    /// again either way, by this guard.
     pub fn wait(&mut self) -> LockResult<()> {
-        self.wait_until(None).map(|_| ()).map_err(|e| e.map(|_| ()))
+        self.wait_until(None)
+            .map(drop)
+            .map_err(|died| died.map(drop))
     }
 
-    /// Like [`wait`](Self::wait), for at most `timeout`: `Ok(false)` if the
-    /// time ran out without a notify (Python's `wait(timeout)`).
+    /// Like [`wait`](Self::wait), for at most `timeout` (Python's
+    /// `wait(timeout)`; any `Duration`: `Duration::MAX` waits as long as it
+    /// takes). The lock is held again however it ends.
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`](super::OwnerDied), as [`wait`](Self::wait).
-    pub fn wait_timeout(&mut self, timeout: Duration) -> LockResult<bool> {
-        self.wait_until(Some(Instant::now() + timeout))
+    /// [`AcquireError::Timeout`] if the time ran out without a notify;
+    /// [`AcquireError::OwnerDied`], as [`wait`](Self::wait).
+    #[doc(alias = "wait(timeout)")]
+    pub fn wait_timeout(&mut self, timeout: Duration) -> AcquireResult<()> {
+        self.wait_deadline_opt(deadline_after(timeout))
     }
 
-    /// Waits until `predicate` (called with the lock held) is true, or
-    /// until `timeout` (`None`: no limit) passes; the predicate's last
-    /// value (Python's `wait_for`).
+    /// Like [`wait`](Self::wait), until `deadline` at the latest.
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`](super::OwnerDied), as [`wait`](Self::wait).
-    pub fn wait_for(
-        &mut self,
-        mut predicate: impl FnMut() -> bool,
-        timeout: Option<Duration>,
-    ) -> LockResult<bool> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
-            if predicate() {
-                return Ok(true);
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(false);
-            }
-            if let Err(e) = self.wait_until(deadline) {
-                return Err(e.map(|_| predicate()));
-            }
+    /// As [`wait_timeout`](Self::wait_timeout).
+    pub fn wait_deadline(&mut self, deadline: Instant) -> AcquireResult<()> {
+        self.wait_deadline_opt(Some(deadline))
+    }
+
+    fn wait_deadline_opt(&mut self, deadline: Option<Instant>) -> AcquireResult<()> {
+        match self.wait_until(deadline) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AcquireError::Timeout),
+            Err(died) => Err(died.map(drop).into()),
         }
     }
 
+    /// Waits until `predicate` (called with the lock held) is true (Python's
+    /// `wait_for`).
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`](super::OwnerDied), as [`wait`](Self::wait): the
+    /// predicate is not called again, since the state may be half-changed.
+    pub fn wait_for(&mut self, predicate: impl FnMut() -> bool) -> LockResult<()> {
+        match self.wait_for_until(predicate, None) {
+            Ok(()) => Ok(()),
+            Err(AcquireError::OwnerDied(died)) => Err(died),
+            Err(_) => unreachable!("no deadline, and a local wait cannot fail"),
+        }
+    }
+
+    /// Like [`wait_for`](Self::wait_for), for at most `timeout` (Python's
+    /// `wait_for(predicate, timeout)`).
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireError::Timeout`] if the predicate is still false when the
+    /// time runs out; [`AcquireError::OwnerDied`], as
+    /// [`wait_for`](Self::wait_for).
+    pub fn wait_for_timeout(
+        &mut self,
+        predicate: impl FnMut() -> bool,
+        timeout: Duration,
+    ) -> AcquireResult<()> {
+        self.wait_for_until(predicate, deadline_after(timeout))
+    }
+
+    /// Like [`wait_for`](Self::wait_for), until `deadline` at the latest.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_for_timeout`](Self::wait_for_timeout).
+    pub fn wait_for_deadline(
+        &mut self,
+        predicate: impl FnMut() -> bool,
+        deadline: Instant,
+    ) -> AcquireResult<()> {
+        self.wait_for_until(predicate, Some(deadline))
+    }
+
+    fn wait_for_until(
+        &mut self,
+        mut predicate: impl FnMut() -> bool,
+        deadline: Option<Instant>,
+    ) -> AcquireResult<()> {
+        loop {
+            if predicate() {
+                return Ok(());
+            }
+            if expired(deadline) {
+                return Err(AcquireError::Timeout);
+            }
+            self.wait_until(deadline).map_err(|died| died.map(drop))?;
+        }
+    }
+
+    /// Whether notified (or woken spuriously) rather than timed out.
     fn wait_until(&mut self, deadline: Option<Instant>) -> LockResult<bool> {
         let region = &self.cond.region;
         let seq = region.u32_at(SEQ);

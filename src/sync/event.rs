@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::lock::check_len;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::shm::region::Region;
 use crate::sys::futex;
+use crate::time::deadline_after;
 
 /// The shared-memory layout of an [`Event`] (4 bytes; all-zero is clear).
 ///
@@ -31,10 +32,12 @@ pub(crate) struct EventLayout {
 /// use std::time::Duration;
 /// # multiproc::init();
 /// let ev = multiproc::sync::Event::new()?;
-/// assert!(!ev.wait_timeout(Duration::from_millis(1)));
+/// let err = ev.wait_timeout(Duration::from_millis(1)).unwrap_err();
+/// assert_eq!(err.kind(), multiproc::ErrorKind::Timeout);
 /// ev.set();
 /// assert!(ev.is_set());
 /// ev.wait();
+/// ev.wait_timeout(Duration::MAX)?;
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
@@ -104,10 +107,35 @@ impl Event {
         self.wait_until(None);
     }
 
-    /// Waits at most `timeout` for the flag; whether it is set (Python's
-    /// `wait(timeout)`).
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.wait_until(Some(Instant::now() + timeout))
+    /// Waits at most `timeout` for the flag (Python's `wait(timeout)`; any
+    /// `Duration`: `Duration::MAX` waits as long as it takes).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Timeout`] if it is still clear then.
+    #[doc(alias = "wait(timeout)")]
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
+        self.wait_or_time_out(deadline_after(timeout))
+    }
+
+    /// Waits until `deadline` at the latest for the flag.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Timeout`] if it is still clear then.
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<()> {
+        self.wait_or_time_out(Some(deadline))
+    }
+
+    fn wait_or_time_out(&self, deadline: Option<Instant>) -> Result<()> {
+        if self.wait_until(deadline) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Timeout,
+                "the time ran out before the event was set",
+            ))
+        }
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> bool {

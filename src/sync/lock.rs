@@ -16,9 +16,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::outcome::{AcquireError, AcquireResult, LockResult, OwnerDied};
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::lockword;
 use crate::shm::region::Region;
+use crate::time::deadline_after;
 
 /// The shared-memory layout of a [`Lock`] (8 bytes; all-zero is an
 /// unlocked lock whose data is consistent).
@@ -31,108 +33,6 @@ use crate::shm::region::Region;
 pub(crate) struct LockLayout {
     pub(crate) word: AtomicU32,
     pub(crate) owner_died: AtomicU32,
-}
-
-/// The outcome of a blocking acquisition: the guard, or [`OwnerDied`]
-/// carrying the guard when the previous holder died holding the lock.
-pub type LockResult<G> = std::result::Result<G, OwnerDied<G>>;
-
-/// The outcome of a `try_` or `_timeout` acquisition: `Ok(None)` when the
-/// lock stayed busy (or the time ran out).
-pub type TryLockResult<G> = std::result::Result<Option<G>, OwnerDied<G>>;
-
-/// A process died while holding the lock: what the lock protects may be
-/// half-changed. You hold the lock now (the guard is inside).
-///
-/// This is the robust-mutex counterpart of std's `PoisonError`, and it is
-/// sticky in the same way: every later acquisition, in any process, gets an
-/// `OwnerDied` too until someone calls [`into_guard`](Self::into_guard),
-/// which says "I am repairing the data" and clears the indication.
-/// Converting it into an [`Error`] (with `?`) releases the lock and leaves
-/// the indication set, so the next holder is told as well.
-///
-/// ```
-/// # multiproc::init();
-/// let lock = multiproc::sync::Lock::new()?;
-/// let guard = match lock.acquire() {
-///     Ok(guard) => guard,
-///     Err(died) => {
-///         // repair the shared data here, then:
-///         died.into_guard()
-///     }
-/// };
-/// drop(guard);
-/// # Ok::<(), multiproc::Error>(())
-/// ```
-#[must_use = "the lock is held, and the data it protects may need repair"]
-pub struct OwnerDied<G> {
-    guard: G,
-    flag: Region,
-    flag_offset: usize,
-}
-
-impl<G> OwnerDied<G> {
-    pub(crate) fn new(guard: G, flag: Region, flag_offset: usize) -> Self {
-        Self {
-            guard,
-            flag,
-            flag_offset,
-        }
-    }
-
-    /// The guard, after acknowledging that the previous holder died: the
-    /// indication is cleared, so later acquisitions succeed normally. Repair
-    /// the data before you release the guard.
-    pub fn into_guard(self) -> G {
-        self.flag
-            .u32_at(self.flag_offset)
-            .store(0, Ordering::Release);
-        self.guard
-    }
-
-    /// The guard, without acknowledging anything (the indication stays).
-    pub fn get_ref(&self) -> &G {
-        &self.guard
-    }
-
-    /// The guard, mutably, without acknowledging anything.
-    pub fn get_mut(&mut self) -> &mut G {
-        &mut self.guard
-    }
-
-    /// Maps the guard inside, keeping the indication pending.
-    pub(crate) fn map<H>(self, f: impl FnOnce(G) -> H) -> OwnerDied<H> {
-        OwnerDied {
-            guard: f(self.guard),
-            flag: self.flag,
-            flag_offset: self.flag_offset,
-        }
-    }
-}
-
-impl<G> fmt::Debug for OwnerDied<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnerDied").finish_non_exhaustive()
-    }
-}
-
-impl<G> fmt::Display for OwnerDied<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            "a process died while holding the lock: the data it protects may be half-changed \
-             (handle the OwnerDied and call into_guard() after repairing it)",
-        )
-    }
-}
-
-impl<G> std::error::Error for OwnerDied<G> {}
-
-impl<G> From<OwnerDied<G>> for Error {
-    /// An [`ErrorKind::OwnerDied`] error. The guard is dropped (the lock is
-    /// released) and the indication stays for the next holder.
-    fn from(e: OwnerDied<G>) -> Self {
-        Error::new(ErrorKind::OwnerDied, e.to_string())
-    }
 }
 
 /// Checks that a region received from another process is big enough for
@@ -278,30 +178,45 @@ impl Lock {
         self.guard(got)
     }
 
-    /// Acquires the lock if it is free now (Python's
-    /// `acquire(block=False)`); `Ok(None)` if another process or thread
-    /// holds it.
+    /// Acquires the lock if it is free now.
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`], as [`acquire`](Self::acquire).
-    pub fn try_acquire(&self) -> TryLockResult<LockGuard<'_>> {
+    /// [`AcquireError::WouldBlock`] if another process or thread holds it;
+    /// [`AcquireError::OwnerDied`], as [`acquire`](Self::acquire).
+    #[doc(alias = "acquire(block=False)")]
+    pub fn try_acquire(&self) -> AcquireResult<LockGuard<'_>> {
         match lockword::try_lock(self.word()) {
-            Some(got) => self.guard(got).map(Some),
-            None => Ok(None),
+            Some(got) => Ok(self.guard(got)?),
+            None => Err(AcquireError::WouldBlock),
         }
     }
 
-    /// Acquires the lock, waiting at most `timeout`; `Ok(None)` if it is
-    /// still held by a live process then.
+    /// Acquires the lock, waiting at most `timeout` (any `Duration`:
+    /// `Duration::MAX` waits as long as it takes).
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`], as [`acquire`](Self::acquire).
-    pub fn acquire_timeout(&self, timeout: Duration) -> TryLockResult<LockGuard<'_>> {
-        match lockword::lock(self.word(), Some(Instant::now() + timeout)) {
-            Some(got) => self.guard(got).map(Some),
-            None => Ok(None),
+    /// [`AcquireError::Timeout`] if a live process still holds it then;
+    /// [`AcquireError::OwnerDied`], as [`acquire`](Self::acquire).
+    #[doc(alias = "acquire(timeout)")]
+    pub fn acquire_timeout(&self, timeout: Duration) -> AcquireResult<LockGuard<'_>> {
+        self.acquire_until(deadline_after(timeout))
+    }
+
+    /// Acquires the lock, waiting until `deadline` at the latest.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_timeout`](Self::acquire_timeout).
+    pub fn acquire_deadline(&self, deadline: Instant) -> AcquireResult<LockGuard<'_>> {
+        self.acquire_until(Some(deadline))
+    }
+
+    fn acquire_until(&self, deadline: Option<Instant>) -> AcquireResult<LockGuard<'_>> {
+        match lockword::lock(self.word(), deadline) {
+            Some(got) => Ok(self.guard(got)?),
+            None => Err(AcquireError::Timeout),
         }
     }
 

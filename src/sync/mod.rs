@@ -24,8 +24,15 @@
 //!
 //! # Blocking calls
 //!
-//! Every blocking call has a `try_` form (never waits) and a `_timeout`
-//! form.
+//! As the crate's "Outcome rules" say: every acquisition has a blocking
+//! form, a `try_` form (never waits; [`AcquireError::WouldBlock`]), a
+//! `_timeout` and a `_deadline` form ([`AcquireError::Timeout`]), with the
+//! same guard as their `Ok`; the blocking acquisition of a lock returns a
+//! [`LockResult`], the other forms an [`AcquireResult`]. Waits for a state
+//! ([`Event::wait`], [`Barrier::wait`], [`ConditionGuard::wait`]) have the
+//! blocking, `_timeout` and `_deadline` forms, and running out of time is
+//! an error of kind [`Timeout`](crate::ErrorKind::Timeout). Any
+//! `Duration` is accepted: `Duration::MAX` waits as long as it takes.
 //!
 //! ```
 //! use multiproc::Process;
@@ -51,17 +58,21 @@ mod barrier;
 mod condition;
 mod event;
 mod lock;
+mod outcome;
 mod rlock;
 mod semaphore;
 
 pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard};
 pub use event::Event;
-pub use lock::{Lock, LockGuard, LockResult, OwnerDied, TryLockResult};
+pub use lock::{Lock, LockGuard};
+pub use outcome::{AcquireError, AcquireResult, LockResult, OwnerDied};
 pub use rlock::{RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 
 pub(crate) use lock::LockLayout;
+#[allow(unused_imports)] // for the manager's locks
+pub(crate) use outcome::Acknowledge;
 
 #[cfg(test)]
 mod tests {
@@ -110,12 +121,18 @@ mod tests {
         let lock = Lock::new().unwrap();
         let g = lock.acquire().unwrap();
         assert!(lock.is_locked());
-        assert!(lock.try_acquire().unwrap().is_none());
-        assert!(
-            lock.acquire_timeout(std::time::Duration::from_millis(5))
-                .unwrap()
-                .is_none()
+        assert!(matches!(lock.try_acquire(), Err(AcquireError::WouldBlock)));
+        assert_eq!(
+            lock.try_acquire().unwrap_err().kind(),
+            crate::ErrorKind::WouldBlock
         );
+        assert!(matches!(
+            lock.acquire_timeout(std::time::Duration::from_millis(5)),
+            Err(AcquireError::Timeout)
+        ));
+        let past = std::time::Instant::now();
+        let err = crate::Error::from(lock.acquire_deadline(past).unwrap_err());
+        assert_eq!(err.kind(), crate::ErrorKind::Timeout);
         drop(g);
         assert!(!lock.is_locked());
         assert_eq!(
@@ -125,20 +142,62 @@ mod tests {
         lock.acquire().unwrap().leak();
         assert!(lock.is_locked());
         lock.release().unwrap();
-        assert!(lock.try_acquire().unwrap().is_some());
+        assert!(lock.try_acquire().is_ok());
+        assert!(lock.acquire_timeout(std::time::Duration::MAX).is_ok());
+    }
+
+    /// The owner-died flag is sticky: every form reports it (an RLock's
+    /// re-entry too) until `into_guard`; `?` releases and leaves it set.
+    #[test]
+    fn owner_died_is_reported_by_every_form_until_into_guard() {
+        use std::time::{Duration, Instant};
+        let lock = Lock::new().unwrap();
+        let flag = || lock.region().u32_at(4);
+        flag().store(1, std::sync::atomic::Ordering::Release);
+        let as_error = crate::Error::from(lock.acquire().unwrap_err());
+        assert_eq!(as_error.kind(), crate::ErrorKind::OwnerDied);
+        assert!(!lock.is_locked(), "the conversion released the lock");
+        // One at a time: each error holds the lock until dropped.
+        type Form<'a> = &'a dyn Fn() -> AcquireResult<LockGuard<'a>>;
+        let forms: [Form<'_>; 3] = [
+            &|| lock.try_acquire(),
+            &|| lock.acquire_timeout(Duration::MAX),
+            &|| lock.acquire_deadline(Instant::now()),
+        ];
+        for form in forms {
+            let e = form().unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::OwnerDied);
+            assert!(matches!(e, AcquireError::OwnerDied(_)));
+        }
+        drop(lock.acquire().unwrap_err().into_guard());
+        assert!(lock.acquire().is_ok());
+        assert!(lock.try_acquire().is_ok());
+
+        let r = RLock::new().unwrap();
+        let first = r.acquire().unwrap();
+        r.region()
+            .u32_at(4)
+            .store(1, std::sync::atomic::Ordering::Release);
+        let again = r.acquire().unwrap_err();
+        assert_eq!(r.count(), 2);
+        assert!(matches!(r.try_acquire(), Err(AcquireError::OwnerDied(_))));
+        let clean = again.into_guard();
+        assert!(r.try_acquire().is_ok());
+        drop((clean, first));
+        assert_eq!(r.count(), 0);
     }
 
     #[test]
     fn rlock_reenters_and_counts() {
         let r = RLock::new().unwrap();
         let a = r.acquire().unwrap();
-        let b = r.try_acquire().unwrap().unwrap();
+        let b = r.try_acquire().unwrap();
         assert_eq!(r.count(), 2);
         assert!(r.is_mine());
         // Another thread cannot take it.
         std::thread::scope(|s| {
             s.spawn(|| {
-                assert!(r.try_acquire().unwrap().is_none());
+                assert!(matches!(r.try_acquire(), Err(AcquireError::WouldBlock)));
                 assert_eq!(
                     r.release().unwrap_err().kind(),
                     crate::ErrorKind::NotAcquired
@@ -150,7 +209,7 @@ mod tests {
         drop(a);
         assert!(!r.is_mine());
         std::thread::scope(|s| {
-            s.spawn(|| assert!(r.try_acquire().unwrap().is_some()));
+            s.spawn(|| assert!(r.try_acquire().is_ok()));
         });
     }
 
@@ -161,11 +220,36 @@ mod tests {
             s.release().unwrap_err().kind(),
             crate::ErrorKind::NotAcquired
         );
-        s.acquire();
-        assert!(!s.try_acquire());
-        assert!(!s.acquire_timeout(std::time::Duration::from_millis(2)));
+        s.acquire().leak();
+        assert_eq!(
+            s.try_acquire().unwrap_err().kind(),
+            crate::ErrorKind::WouldBlock
+        );
+        assert_eq!(
+            s.acquire_timeout(std::time::Duration::from_millis(2))
+                .unwrap_err()
+                .kind(),
+            crate::ErrorKind::Timeout
+        );
+        assert_eq!(
+            s.acquire_deadline(std::time::Instant::now())
+                .unwrap_err()
+                .kind(),
+            crate::ErrorKind::Timeout
+        );
         s.release().unwrap();
         assert_eq!(s.get_value(), 1);
+        // Every form's guard gives its permit back when dropped.
+        {
+            let g = s.acquire_timeout(std::time::Duration::MAX).unwrap();
+            assert_eq!(s.get_value(), 0);
+            drop(g);
+            let _g = s.try_acquire().unwrap();
+            assert_eq!(s.get_value(), 0);
+        }
+        assert_eq!(s.get_value(), 1);
+        drop(s.acquire());
+        assert_eq!(s.get_value(), 1, "acquire's guard gave it back");
         let u = Semaphore::new(0).unwrap();
         u.release().unwrap();
         u.release().unwrap();
@@ -192,6 +276,17 @@ mod tests {
         let mine = b.wait().unwrap();
         let theirs = t.join().unwrap();
         assert_eq!(mine + theirs, 1);
+
+        // Deadline and Duration::MAX forms.
+        let one = Barrier::new(1)
+            .unwrap()
+            .with_timeout(std::time::Duration::MAX);
+        assert_eq!(one.wait().unwrap(), 0);
+        assert_eq!(one.wait_timeout(std::time::Duration::MAX).unwrap(), 0);
+        assert_eq!(one.wait_deadline(std::time::Instant::now()).unwrap(), 0);
+        let err = b.wait_deadline(std::time::Instant::now()).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Timeout, "{err}");
+        assert!(b.broken());
     }
 
     #[test]
@@ -201,8 +296,8 @@ mod tests {
         let (c2, f2) = (c.clone(), flag.clone());
         let t = std::thread::spawn(move || {
             let mut g = c2.acquire().unwrap();
-            g.wait_for(|| f2.load(std::sync::atomic::Ordering::Relaxed), None)
-                .unwrap()
+            g.wait_for(|| f2.load(std::sync::atomic::Ordering::Relaxed))
+                .is_ok()
         });
         {
             let g = c.acquire().unwrap();
@@ -273,9 +368,14 @@ mod tests {
         assert_eq!(back.parties(), 3);
         assert_eq!(
             back.wait().unwrap_err().kind(),
-            crate::ErrorKind::BrokenBarrier,
+            crate::ErrorKind::Timeout,
             "the timeout travelled"
         );
         assert!(b.broken());
+        assert_eq!(
+            b.wait().unwrap_err().kind(),
+            crate::ErrorKind::BrokenBarrier,
+            "the timed-out wait broke it"
+        );
     }
 }

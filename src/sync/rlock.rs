@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::lock::{LockLayout, LockResult, TryLockResult, check_len, owner_died_check};
+use super::lock::{LockLayout, check_len, owner_died_check};
+use super::outcome::{AcquireError, AcquireResult, LockResult};
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::lockword;
 use crate::shm::region::Region;
+use crate::time::deadline_after;
 
 /// The shared-memory layout of an [`RLock`] (16 bytes; all-zero is free).
 ///
@@ -94,14 +96,21 @@ impl RLock {
         self.region.u32_at(0)
     }
 
+    #[cfg(test)]
+    pub(crate) fn region(&self) -> &Region {
+        &self.region
+    }
+
     /// `Some(guard)` if this thread already owns the lock (count raised).
-    fn reenter(&self, tid: u32) -> Option<RLockGuard<'_>> {
+    /// The owner-died indication is sticky: a re-entry reports it too.
+    fn reenter(&self, tid: u32) -> Option<LockResult<RLockGuard<'_>>> {
         if self.region.u32_at(OWNER).load(Ordering::Relaxed) == tid {
             let count = self.region.u32_at(COUNT);
             let n = count.load(Ordering::Relaxed);
             assert!(n < u32::MAX, "RLock acquired 2^32 times");
             count.store(n + 1, Ordering::Relaxed);
-            return Some(self.make_guard());
+            let again = lockword::Acquired { owner_died: false };
+            return Some(owner_died_check(&self.region, 0, again, self.make_guard()));
         }
         None
     }
@@ -125,47 +134,64 @@ impl RLock {
     /// # Errors
     ///
     /// [`OwnerDied`](super::OwnerDied) (holding the guard) if a process
-    /// died holding the lock and nobody has acknowledged it since.
+    /// died holding the lock and nobody has acknowledged it since (a
+    /// re-entry by the holder that was told reports it again).
     pub fn acquire(&self) -> LockResult<RLockGuard<'_>> {
         let tid = me();
         if let Some(g) = self.reenter(tid) {
-            return Ok(g);
+            return g;
         }
         let got = lockword::lock(self.word(), None).expect("no deadline");
         self.took(got, tid)
     }
 
-    /// Acquires the lock if this thread holds it or it is free now;
-    /// `Ok(None)` otherwise.
+    /// Acquires the lock if this thread holds it or it is free now.
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`](super::OwnerDied), as [`acquire`](Self::acquire).
-    pub fn try_acquire(&self) -> TryLockResult<RLockGuard<'_>> {
+    /// [`AcquireError::WouldBlock`] if another thread holds it;
+    /// [`AcquireError::OwnerDied`], as [`acquire`](Self::acquire).
+    #[doc(alias = "acquire(block=False)")]
+    pub fn try_acquire(&self) -> AcquireResult<RLockGuard<'_>> {
         let tid = me();
         if let Some(g) = self.reenter(tid) {
-            return Ok(Some(g));
+            return Ok(g?);
         }
         match lockword::try_lock(self.word()) {
-            Some(got) => self.took(got, tid).map(Some),
-            None => Ok(None),
+            Some(got) => Ok(self.took(got, tid)?),
+            None => Err(AcquireError::WouldBlock),
         }
     }
 
-    /// Acquires the lock, waiting at most `timeout`; `Ok(None)` if another
-    /// live thread still holds it then.
+    /// Acquires the lock, waiting at most `timeout` (any `Duration`:
+    /// `Duration::MAX` waits as long as it takes).
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`](super::OwnerDied), as [`acquire`](Self::acquire).
-    pub fn acquire_timeout(&self, timeout: Duration) -> TryLockResult<RLockGuard<'_>> {
+    /// [`AcquireError::Timeout`] if another live thread still holds it
+    /// then; [`AcquireError::OwnerDied`], as [`acquire`](Self::acquire).
+    #[doc(alias = "acquire(timeout)")]
+    pub fn acquire_timeout(&self, timeout: Duration) -> AcquireResult<RLockGuard<'_>> {
+        self.acquire_until(deadline_after(timeout))
+    }
+
+    /// Acquires the lock, waiting until `deadline` at the latest.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_timeout`](Self::acquire_timeout).
+    pub fn acquire_deadline(&self, deadline: Instant) -> AcquireResult<RLockGuard<'_>> {
+        self.acquire_until(Some(deadline))
+    }
+
+    fn acquire_until(&self, deadline: Option<Instant>) -> AcquireResult<RLockGuard<'_>> {
         let tid = me();
         if let Some(g) = self.reenter(tid) {
-            return Ok(Some(g));
+            return Ok(g?);
         }
-        match lockword::lock(self.word(), Some(Instant::now() + timeout)) {
-            Some(got) => self.took(got, tid).map(Some),
-            None => Ok(None),
+        match lockword::lock(self.word(), deadline) {
+            Some(got) => Ok(self.took(got, tid)?),
+            None => Err(AcquireError::Timeout),
         }
     }
 

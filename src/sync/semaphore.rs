@@ -23,6 +23,7 @@ use super::lock::check_len;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::region::Region;
 use crate::sys::futex;
+use crate::time::deadline_after;
 
 /// The shared-memory layout of a semaphore (12 bytes).
 ///
@@ -137,35 +138,75 @@ impl Sem {
     }
 }
 
+fn would_block() -> Error {
+    Error::new(ErrorKind::WouldBlock, "no permit of the semaphore is free")
+}
+
+fn timed_out() -> Error {
+    Error::new(
+        ErrorKind::Timeout,
+        "the time ran out before a permit of the semaphore was free",
+    )
+}
+
 macro_rules! semaphore_common {
     ($t:ident) => {
         impl $t {
-            /// Takes a permit, waiting as long as it takes.
-            pub fn acquire(&self) {
+            /// Takes a permit, waiting as long as it takes; the guard gives
+            /// it back when dropped (or keep it with
+            /// [`SemaphoreGuard::leak`] and give it back with `release`,
+            /// Python's acquire-here, release-there).
+            pub fn acquire(&self) -> SemaphoreGuard<'_> {
                 self.0.acquire(None);
+                SemaphoreGuard { sem: &self.0 }
             }
 
-            /// Takes a permit if one is available now; whether it did.
-            pub fn try_acquire(&self) -> bool {
-                self.0.try_take()
+            /// Takes a permit if one is free now.
+            ///
+            /// # Errors
+            ///
+            /// [`ErrorKind::WouldBlock`] if none is.
+            #[doc(alias = "acquire(block=False)")]
+            pub fn try_acquire(&self) -> Result<SemaphoreGuard<'_>> {
+                if self.0.try_take() {
+                    Ok(SemaphoreGuard { sem: &self.0 })
+                } else {
+                    Err(would_block())
+                }
             }
 
-            /// Takes a permit, waiting at most `timeout`; whether it did.
-            pub fn acquire_timeout(&self, timeout: Duration) -> bool {
-                self.0.acquire(Some(Instant::now() + timeout))
+            /// Takes a permit, waiting at most `timeout` (any `Duration`:
+            /// `Duration::MAX` waits as long as it takes).
+            ///
+            /// # Errors
+            ///
+            /// [`ErrorKind::Timeout`] if none was free in time.
+            #[doc(alias = "acquire(timeout)")]
+            pub fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphoreGuard<'_>> {
+                self.acquire_until(deadline_after(timeout))
+            }
+
+            /// Takes a permit, waiting until `deadline` at the latest.
+            ///
+            /// # Errors
+            ///
+            /// As [`acquire_timeout`](Self::acquire_timeout).
+            pub fn acquire_deadline(&self, deadline: Instant) -> Result<SemaphoreGuard<'_>> {
+                self.acquire_until(Some(deadline))
+            }
+
+            fn acquire_until(&self, deadline: Option<Instant>) -> Result<SemaphoreGuard<'_>> {
+                if self.0.acquire(deadline) {
+                    Ok(SemaphoreGuard { sem: &self.0 })
+                } else {
+                    Err(timed_out())
+                }
             }
 
             /// The number of permits available now (Python's
             /// `get_value()`); it may change at once.
             pub fn get_value(&self) -> u32 {
                 self.0.value().load(Ordering::Relaxed)
-            }
-
-            /// Takes a permit and returns a guard that gives it back when
-            /// dropped.
-            pub fn access(&self) -> SemaphoreGuard<'_> {
-                self.acquire();
-                SemaphoreGuard { sem: &self.0 }
             }
         }
 
@@ -183,8 +224,9 @@ macro_rules! semaphore_common {
 /// `multiprocessing.Semaphore`.
 ///
 /// It holds a number of permits; [`acquire`](Self::acquire) takes one,
-/// waiting while there are none, and [`release`](Self::release) gives one
-/// back, from any process. [`access`](Self::access) is the RAII form.
+/// waiting while there are none, and returns a [`SemaphoreGuard`] that
+/// gives it back when dropped. [`release`](Self::release) gives a permit
+/// back from any process (after [`SemaphoreGuard::leak`], or to add one).
 ///
 /// A process that dies holding a permit cannot be detected (a permit has
 /// no owner — Python has the same limit), so its permit is lost.
@@ -193,9 +235,10 @@ macro_rules! semaphore_common {
 /// # multiproc::init();
 /// let sem = multiproc::sync::Semaphore::new(2)?;
 /// {
-///     let _a = sem.access();
-///     let _b = sem.access();
-///     assert!(!sem.try_acquire());
+///     let _a = sem.acquire();
+///     let _b = sem.acquire();
+///     let err = sem.try_acquire().unwrap_err();
+///     assert_eq!(err.kind(), multiproc::ErrorKind::WouldBlock);
 /// }
 /// assert_eq!(sem.get_value(), 2);
 /// # Ok::<(), multiproc::Error>(())
@@ -258,6 +301,14 @@ impl BoundedSemaphore {
 #[must_use = "the permit is given back as soon as the guard is dropped"]
 pub struct SemaphoreGuard<'a> {
     sem: &'a Sem,
+}
+
+impl SemaphoreGuard<'_> {
+    /// Keeps the permit taken after the guard is gone; give it back later
+    /// with the semaphore's `release`, in this process or another.
+    pub fn leak(self) {
+        std::mem::forget(self)
+    }
 }
 
 impl fmt::Debug for SemaphoreGuard<'_> {
