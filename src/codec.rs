@@ -26,6 +26,27 @@ thread_local! {
     /// While encoding for a destination that cannot carry descriptors:
     /// `Some(found)`, `found` set once an [`Fd`] was refused.
     static NO_FDS: Cell<Option<bool>> = const { Cell::new(None) };
+    /// The OS error of a descriptor that could not be duplicated while
+    /// encoding (postcard's errors keep no message, so the cause is kept
+    /// here and becomes the [`Error`]'s source).
+    static DUP_FAILED: RefCell<Option<std::io::Error>> = const { RefCell::new(None) };
+}
+
+/// The error of an encoding that failed: the OS error of a descriptor that
+/// could not be duplicated (kind [`ErrorKind::Io`], "Too many open files"
+/// at the descriptor limit) if that is why, else postcard's.
+fn encode_failed(what: &str, e: postcard::Error) -> Error {
+    match DUP_FAILED.with(|d| d.borrow_mut().take()) {
+        Some(os) => Error::io(
+            format!("could not encode a value of type {what}: duplicating a descriptor inside it failed"),
+            os,
+        ),
+        None => Error::new(
+            ErrorKind::Encode,
+            format!("could not encode a value of type {what}"),
+        )
+        .with_source(e),
+    }
 }
 
 /// An encoded value: its bytes and the descriptors that travel with them.
@@ -43,20 +64,12 @@ impl Encoded {
 /// Encodes `value`, collecting duplicates of the descriptors inside it.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, Error> {
     let previous = OUTGOING.with(|o| o.borrow_mut().replace(Vec::new()));
+    DUP_FAILED.with(|d| d.borrow_mut().take());
     let result = postcard::to_allocvec(value);
     let fds = OUTGOING
         .with(|o| std::mem::replace(&mut *o.borrow_mut(), previous))
         .unwrap_or_default();
-    let bytes = result.map_err(|e| {
-        Error::new(
-            ErrorKind::Encode,
-            format!(
-                "could not encode a value of type {}",
-                std::any::type_name::<T>()
-            ),
-        )
-        .with_source(e)
-    })?;
+    let bytes = result.map_err(|e| encode_failed(std::any::type_name::<T>(), e))?;
     if fds.len() > sys::socket::MAX_FDS {
         return Err(Error::new(
             ErrorKind::Encode,
@@ -322,7 +335,11 @@ pub(crate) fn serialize_fd<S: Serializer>(
         NO_FDS.set(Some(true));
         return Err(S::Error::custom("a descriptor cannot travel here"));
     }
-    let dup = sys::socket::dup(fd).map_err(S::Error::custom)?;
+    let dup = sys::socket::dup(fd).map_err(|e| {
+        let message = e.to_string();
+        DUP_FAILED.with(|d| *d.borrow_mut() = Some(e));
+        S::Error::custom(message)
+    })?;
     let index = OUTGOING.with(|o| {
         o.borrow_mut().as_mut().map(|table| {
             table.push(dup);

@@ -85,6 +85,11 @@ const TESTS: isolated::Tests = &[
         false,
     ),
     (
+        "at_the_descriptor_limit_errors_say_too_many_open_files",
+        at_the_descriptor_limit_errors_say_too_many_open_files,
+        false,
+    ),
+    (
         "a_setuid_copy_ignores_the_role_in_its_environment",
         a_setuid_copy_ignores_the_role_in_its_environment,
         false,
@@ -660,4 +665,53 @@ fn hostile_handshake_headers_are_refused_and_the_listener_goes_on(_: StartMethod
     assert_eq!(conn.recv().unwrap(), "still here");
     let outcomes = peer.join().unwrap();
     assert_eq!(refused, 4, "{outcomes:?}");
+}
+
+/// At the descriptor limit, sending a descriptor (which duplicates it) says
+/// "Too many open files" with the OS error as its source (before: postcard's
+/// "Serde Serialization Error"), and once descriptors are free again the
+/// same connection sends it.
+fn at_the_descriptor_limit_errors_say_too_many_open_files(_: StartMethod) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let (a, b) = pipe::<multiproc::Fd>().unwrap();
+    let passenger = std::fs::File::open("/dev/null").unwrap();
+    // A low limit, so that filling the table takes few descriptors (this
+    // test has a process of its own).
+    let limit = getrlimit(Resource::Nofile);
+    setrlimit(
+        Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(128),
+            maximum: limit.maximum,
+        },
+    )
+    .unwrap();
+    let mut filler = Vec::new();
+    loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => filler.push(f),
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{e}");
+                break;
+            }
+        }
+        assert!(filler.len() < 200, "the limit never bit");
+    }
+    let fd = multiproc::Fd::new(passenger.into());
+    let err = a.send(&fd).expect_err("no descriptor is free for the duplicate");
+    assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+    let os = std::error::Error::source(&err)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .and_then(|e| e.raw_os_error());
+    assert_eq!(os, Some(libc::EMFILE), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("Too many open files"), "{text}");
+    assert!(!text.contains("Serde"), "{text}");
+    // Free descriptors: the same connection goes on.
+    filler.truncate(filler.len().saturating_sub(8));
+    a.send(&fd).unwrap();
+    let got = b.recv().unwrap();
+    drop(got);
+    drop(filler);
+    setrlimit(Resource::Nofile, limit).unwrap();
 }
