@@ -38,7 +38,9 @@ thread_local! {
 fn encode_failed(what: &str, e: postcard::Error) -> Error {
     match DUP_FAILED.with(|d| d.borrow_mut().take()) {
         Some(os) => Error::io(
-            format!("could not encode a value of type {what}: duplicating a descriptor inside it failed"),
+            format!(
+                "could not encode a value of type {what}: duplicating a descriptor inside it failed"
+            ),
             os,
         ),
         None => Error::new(

@@ -698,7 +698,9 @@ fn at_the_descriptor_limit_errors_say_too_many_open_files(_: StartMethod) {
         assert!(filler.len() < 200, "the limit never bit");
     }
     let fd = multiproc::Fd::new(passenger.into());
-    let err = a.send(&fd).expect_err("no descriptor is free for the duplicate");
+    let err = a
+        .send(&fd)
+        .expect_err("no descriptor is free for the duplicate");
     assert_eq!(err.kind(), ErrorKind::Io, "{err}");
     let os = std::error::Error::source(&err)
         .and_then(|s| s.downcast_ref::<std::io::Error>())

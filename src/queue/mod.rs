@@ -366,8 +366,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// `put-published`, `get-record`, `get-retired`), calls `notify` and
     /// stops forever, holding the queue's lock, so that a test can SIGKILL
     /// the process at exactly that moment. Returns if the stage is never
-    /// reached.
+    /// reached. Exists only with the `test-hooks` feature, which
+    /// multiproc's own tests enable.
     #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub fn __stall(&self, value: Option<T>, stage: &str, notify: impl Fn()) -> Result<Option<T>> {
         let stage = match stage {
             "put-record" => ring::Stage::PutRecord,

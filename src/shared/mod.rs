@@ -16,6 +16,11 @@
 //! [`RawValue`] and [`RawArray`] take the atomic integer types
 //! ([`SharedAtomic`]), which is what makes lock-free access safe.
 //!
+//! [`Pod`] and [`Zeroable`] are bytemuck 1's traits, re-exported so that
+//! `#[derive(Pod, Zeroable)]` types of yours work here: bytemuck's major
+//! version is part of multiproc's API, and moving to a bytemuck 2 would be
+//! a breaking multiproc release (listed in CHANGELOG.md).
+//!
 //! ```
 //! use multiproc::Process;
 //! use multiproc::shared::{Array, Value};
