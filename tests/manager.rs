@@ -340,6 +340,11 @@ fn malformed_and_oversized_requests_are_refused() {
     raw.send_bytes(&[0xff, 0xff, 0xff, 0x01]).unwrap();
     let reply = raw.recv_bytes().unwrap();
     assert!(!reply.is_empty());
+    // A request with a byte left over after it is malformed as well, even
+    // when what comes first decodes: [4] is `Shutdown`, which must not run.
+    raw.send_bytes(&[4, 0]).unwrap();
+    let reply = raw.recv_bytes().unwrap();
+    assert!(!reply.is_empty());
     d.insert(1, 2).unwrap();
     assert_eq!(d.get(&1).unwrap(), Some(2));
 }

@@ -174,7 +174,8 @@ impl Blocking {
 
     /// Waits until `ready` holds, the deadline passes, or the client or
     /// server goes away. `ready` is checked first, so a zero timeout is a
-    /// non-blocking attempt.
+    /// non-blocking attempt; a timeout too long to represent as an instant
+    /// (`Duration::MAX`) waits as long as it takes.
     fn wait<'a>(
         &'a self,
         mut g: MutexGuard<'a, State>,
@@ -182,7 +183,7 @@ impl Blocking {
         ctx: &Ctx<'_>,
         mut ready: impl FnMut(&mut State) -> bool,
     ) -> (MutexGuard<'a, State>, Waited) {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(crate::time::deadline_after);
         loop {
             if ready(&mut g) {
                 return (g, Waited::Ready);
