@@ -350,6 +350,46 @@ fn malformed_and_oversized_requests_are_refused() {
     assert_eq!(d.get(&1).unwrap(), Some(2));
 }
 
+/// `n` as a postcard varint.
+fn varint(mut n: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out
+}
+
+#[test]
+fn a_duration_max_timeout_sent_raw_waits_in_the_server_without_panicking() {
+    let _w = watchdog("raw duration max");
+    let manager = Manager::builder().authkey(b"k").start().unwrap();
+    let ev = manager.event().unwrap();
+    let debug = format!("{ev:?}");
+    let id: u64 = debug
+        .rsplit("id: ")
+        .next()
+        .and_then(|s| s.trim_end_matches([' ', '}']).parse().ok())
+        .unwrap_or_else(|| panic!("no id in {debug}"));
+    let raw = Client::connect::<()>(manager.address(), Some(b"k")).unwrap();
+    assert_eq!(raw.recv_bytes().unwrap(), b"");
+    // `Request::Op { id, op: Op::Wait { timeout: Some(Duration::MAX) } }`
+    // as postcard writes it (Op 2; Wait is the Op's variant 28; Some 1):
+    // what a client of another version, or a hostile one, may send. The
+    // server cannot add it to an Instant; it must wait, not panic.
+    let mut request = vec![2];
+    request.extend(varint(id));
+    request.extend([28, 1]);
+    request.extend(varint(u64::MAX));
+    request.extend(varint(999_999_999));
+    raw.send_bytes(&request).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    ev.set().unwrap();
+    // `Reply::Bool(true)`: the event was set while it waited.
+    assert_eq!(raw.recv_bytes().unwrap(), vec![4u8, 1]);
+}
+
 // ---- queues and synchronisation objects ----
 
 fn produce(q: QueueProxy<u64>, n: u64) {
