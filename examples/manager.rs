@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 
 use multiproc::manager::{DictProxy, ListProxy, Namespace, ObjectProxy, SharedObject};
+use multiproc::sync::AcquireError;
 use multiproc::{Manager, Process};
 use serde::{Deserialize, Serialize};
 
@@ -71,7 +72,7 @@ fn count_words(counter: ObjectProxy<Counter>, text: String) {
 }
 
 fn take_lock_and_die(lock: multiproc::manager::LockProxy) {
-    let _ = lock.acquire().unwrap();
+    let _held = lock.acquire().unwrap();
     std::process::abort();
 }
 
@@ -135,9 +136,14 @@ fn main() -> Result<(), multiproc::Error> {
     let _ = Process::new(take_lock_and_die, lock.clone())
         .start()?
         .join();
-    let how = lock.acquire()?;
-    println!("lock taken back: {how:?}"); // PreviousOwnerDied
-    lock.release()?;
+    match lock.acquire() {
+        Err(AcquireError::OwnerDied(died)) => {
+            println!("lock taken back from a dead owner"); // repair here, then:
+            drop(died.into_guard());
+        }
+        other => println!("unexpected: {:?}", other.map(drop)),
+    }
+    drop(lock.acquire()?); // acknowledged: a plain guard again
 
     // 4c. Many operations, one round trip.
     let squares = manager.dict::<u32, u32>()?;

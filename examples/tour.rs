@@ -267,7 +267,7 @@ fn tour_manager() -> Result<(), multiproc::Error> {
     );
     let lock = manager.lock()?;
     {
-        let _guard = lock.lock()?;
+        let _guard = lock.acquire()?;
         println!("holding a manager lock: locked() = {}", lock.locked()?);
     }
     let t0 = Instant::now();

@@ -271,8 +271,9 @@
 //!
 //! **4. A lock holder that dies.** When a process dies holding a lock — a
 //! [`sync::Lock`], [`sync::RLock`] or [`sync::Condition`], the lock of a
-//! [`shared::Value`] or [`shared::Array`], or a manager's lock, rlock or
-//! condition — the next process to acquire it gets it *and* is told:
+//! [`shared::Value`] or [`shared::Array`], or a manager's lock, rlock,
+//! condition or semaphore permit — the next process to acquire it gets it
+//! *and* is told:
 //!
 //! - the blocking acquisition of a local lock returns
 //!   [`sync::LockResult<G>`] `= Result<G, OwnerDied<G>>`;
@@ -288,8 +289,10 @@
 //! data has been repaired. Turning it into an [`Error`] with `?` gives
 //! [`ErrorKind::OwnerDied`], releases the lock and leaves the indication
 //! set for the next holder; calls that lock inside ([`shared::Value::get`],
-//! [`shared::Array::set`]) report it that way. Semaphore permits have no
-//! owner: a dead holder's permit is not given back (nor in Python).
+//! [`shared::Array::set`]) report it that way. A local semaphore's permits
+//! have no owner: a dead holder's permit is not given back (nor in
+//! Python). A manager's semaphore knows which thread took a permit: it
+//! gives a dead holder's permits back and reports it as for a lock.
 //!
 //! **5. Names.** Python's method names where Python has a method (`put`,
 //! `get`, `join`, `acquire`, `qsize`, `apply_async`, `imap_unordered`,

@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use multiproc::connection::{Address, Client};
 use multiproc::manager::{
-    Acquired, BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy,
-    LockProxy, Namespace, ObjectProxy, QueueProxy, RLockProxy, SemaphoreProxy, SharedObject,
+    BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy,
+    Namespace, ObjectProxy, ProxyGuard, QueueProxy, RLockProxy, SemaphoreProxy, SharedObject,
     ValueProxy,
 };
 use multiproc::queue::{GetError, PutError};
+use multiproc::sync::{AcquireError, AcquireResult};
 use multiproc::{ErrorKind, Manager, Process, StartMethod};
 use serde::{Deserialize, Serialize};
 
@@ -340,8 +341,53 @@ fn malformed_and_oversized_requests_are_refused() {
     raw.send_bytes(&[0xff, 0xff, 0xff, 0x01]).unwrap();
     let reply = raw.recv_bytes().unwrap();
     assert!(!reply.is_empty());
+    // A request with a byte left over after it is malformed as well, even
+    // when what comes first decodes: [4] is `Shutdown`, which must not run.
+    raw.send_bytes(&[4, 0]).unwrap();
+    let reply = raw.recv_bytes().unwrap();
+    assert!(!reply.is_empty());
     d.insert(1, 2).unwrap();
     assert_eq!(d.get(&1).unwrap(), Some(2));
+}
+
+/// `n` as a postcard varint.
+fn varint(mut n: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out
+}
+
+#[test]
+fn a_duration_max_timeout_sent_raw_waits_in_the_server_without_panicking() {
+    let _w = watchdog("raw duration max");
+    let manager = Manager::builder().authkey(b"k").start().unwrap();
+    let ev = manager.event().unwrap();
+    let debug = format!("{ev:?}");
+    let id: u64 = debug
+        .rsplit("id: ")
+        .next()
+        .and_then(|s| s.trim_end_matches([' ', '}']).parse().ok())
+        .unwrap_or_else(|| panic!("no id in {debug}"));
+    let raw = Client::connect::<()>(manager.address(), Some(b"k")).unwrap();
+    assert_eq!(raw.recv_bytes().unwrap(), b"");
+    // `Request::Op { id, op: Op::Wait { timeout: Some(Duration::MAX) } }`
+    // as postcard writes it (Op 2; Wait is the Op's variant 28; Some 1):
+    // what a client of another version, or a hostile one, may send. The
+    // server cannot add it to an Instant; it must wait, not panic.
+    let mut request = vec![2];
+    request.extend(varint(id));
+    request.extend([28, 1]);
+    request.extend(varint(u64::MAX));
+    request.extend(varint(999_999_999));
+    raw.send_bytes(&request).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    ev.set().unwrap();
+    // `Reply::Bool(true)`: the event was set while it waited.
+    assert_eq!(raw.recv_bytes().unwrap(), vec![4u8, 1]);
 }
 
 // ---- queues and synchronisation objects ----
@@ -542,8 +588,7 @@ fn a_queue_proxy_in_flight_at_shutdown_is_refused_and_after_it_finds_the_manager
 
 fn add_under_lock(lock: LockProxy, total: ValueProxy<u64>) {
     for _ in 0..250 {
-        let guard = lock.lock().unwrap();
-        assert_eq!(guard.acquired(), Acquired::Clean);
+        let guard = lock.acquire().unwrap();
         let v = total.get().unwrap();
         total.set(v + 1).unwrap();
         drop(guard);
@@ -570,6 +615,13 @@ fn a_manager_lock_makes_read_then_write_exact_across_processes() {
     assert!(!lock.locked().unwrap());
     assert_eq!(lock.release().unwrap_err().kind(), ErrorKind::NotAcquired);
     assert_eq!(total.modify(|v| v * 2).unwrap(), 2000);
+    // Acquire here, release there (Python's hand-off): leak, then release.
+    lock.acquire().unwrap().leak();
+    assert!(lock.locked().unwrap());
+    std::thread::scope(|s| {
+        s.spawn(|| lock.release().unwrap());
+    });
+    assert!(!lock.locked().unwrap());
 }
 
 #[test]
@@ -578,15 +630,14 @@ fn a_thread_blocked_on_a_manager_lock_holds_up_no_other_thread() {
     let manager = Manager::new().unwrap();
     let lock = manager.lock().unwrap();
     let d = manager.dict::<u32, u32>().unwrap();
-    let _ = lock.acquire().unwrap();
+    lock.acquire().unwrap().leak();
     let (tx, rx) = mpsc::channel();
     std::thread::scope(|s| {
         let waiter = s.spawn(|| {
             tx.send(()).unwrap();
             // Blocks in the server until the main thread releases.
-            let how = lock.acquire().unwrap();
-            lock.release().unwrap();
-            how
+            let guard = lock.acquire().unwrap();
+            drop(guard);
         });
         rx.recv().unwrap();
         // Meanwhile this thread still talks to the manager (with one
@@ -596,7 +647,7 @@ fn a_thread_blocked_on_a_manager_lock_holds_up_no_other_thread() {
             d.insert(i, i).unwrap();
         }
         lock.release().unwrap();
-        assert_eq!(waiter.join().unwrap(), Acquired::Clean);
+        waiter.join().unwrap();
     });
     assert_eq!(d.len().unwrap(), 100);
     // Several threads at once on one dict.
@@ -613,89 +664,269 @@ fn a_thread_blocked_on_a_manager_lock_holds_up_no_other_thread() {
     assert_eq!(d.len().unwrap(), 500);
 }
 
-fn hold_and_hang(lock: LockProxy, rlock: RLockProxy, sem: SemaphoreProxy, ready: EventProxy) {
-    let _ = lock.acquire().unwrap();
-    let _ = rlock.acquire().unwrap();
-    let _ = rlock.acquire().unwrap();
-    let _ = sem.acquire().unwrap();
+fn hold_and_hang(
+    lock: LockProxy,
+    rlock: RLockProxy,
+    sem: SemaphoreProxy,
+    cond: ConditionProxy,
+    ready: EventProxy,
+) {
+    lock.acquire().unwrap().leak();
+    rlock.acquire().unwrap().leak();
+    rlock.acquire().unwrap().leak();
+    sem.acquire().unwrap().leak();
+    cond.acquire().unwrap().leak();
     ready.set().unwrap();
     loop {
         std::thread::park();
     }
 }
 
+/// The owner-died indication of `what`'s acquisitions: sticky until
+/// `into_guard`, and `?` releases the lock and leaves it set.
+fn assert_sticky_owner_died<'a>(
+    what: &str,
+    acquire: impl Fn() -> AcquireResult<ProxyGuard<'a>> + Sync,
+) {
+    // The first acquirer is told...
+    let died = match acquire() {
+        Err(AcquireError::OwnerDied(died)) => died,
+        other => panic!("{what}: {other:?}"),
+    };
+    assert_eq!(died.kind(), ErrorKind::OwnerDied);
+    // ... and `?` makes it an OwnerDied error, releasing the lock and
+    // leaving the indication set.
+    let err: multiproc::Error = AcquireError::OwnerDied(died).into();
+    assert_eq!(err.kind(), ErrorKind::OwnerDied, "{what}");
+    // So a second acquirer (another thread: another owner) is told too.
+    std::thread::scope(|s| {
+        s.spawn(|| match acquire() {
+            Err(AcquireError::OwnerDied(died)) => drop(died),
+            other => panic!("{what}, second acquirer: {other:?}"),
+        });
+    });
+    // Until a holder calls into_guard, which acknowledges it.
+    let guard = match acquire() {
+        Err(AcquireError::OwnerDied(died)) => died.into_guard(),
+        other => panic!("{what}, third acquirer: {other:?}"),
+    };
+    drop(guard);
+    // After into_guard, acquisitions are clean, in any thread.
+    drop(acquire().unwrap_or_else(|e| panic!("{what} after into_guard: {e:?}")));
+    std::thread::scope(|s| {
+        s.spawn(|| drop(acquire().unwrap()));
+    });
+}
+
 #[test]
-fn a_child_killed_holding_locks_frees_them_and_the_next_owner_is_told() {
+fn a_child_killed_holding_locks_frees_them_and_every_acquirer_is_told_until_into_guard() {
     let _w = watchdog("owner died");
     let manager = Manager::new().unwrap();
     let lock = manager.lock().unwrap();
     let rlock = manager.rlock().unwrap();
     let sem = manager.bounded_semaphore(1).unwrap();
+    let cond = manager.condition().unwrap();
     let ready = manager.event().unwrap();
     let child = Process::new(
         hold_and_hang,
-        (lock.clone(), rlock.clone(), sem.clone(), ready.clone()),
+        (
+            lock.clone(),
+            rlock.clone(),
+            sem.clone(),
+            cond.clone(),
+            ready.clone(),
+        ),
     )
     .start()
     .unwrap();
     ready.wait().unwrap();
     assert!(lock.locked().unwrap());
-    assert_eq!(lock.try_acquire().unwrap(), None);
-    assert_eq!(sem.get_value().unwrap(), 0);
+    assert!(matches!(lock.try_acquire(), Err(AcquireError::WouldBlock)));
+    assert!(matches!(rlock.try_acquire(), Err(AcquireError::WouldBlock)));
+    assert!(matches!(sem.try_acquire(), Err(AcquireError::WouldBlock)));
+    assert!(matches!(cond.try_acquire(), Err(AcquireError::WouldBlock)));
+    assert_eq!(sem.get_value().unwrap(), 0u32);
     child.kill().unwrap();
     assert_eq!(child.join().unwrap_err().kind(), ErrorKind::Killed);
-    // Blocking acquires return once the server sees the connection close.
-    assert_eq!(lock.acquire().unwrap(), Acquired::PreviousOwnerDied);
-    assert_eq!(rlock.acquire().unwrap(), Acquired::PreviousOwnerDied);
-    assert_eq!(sem.acquire().unwrap(), Acquired::PreviousOwnerDied);
-    // Told once: the next acquisitions are clean.
-    lock.release().unwrap();
-    rlock.release().unwrap();
-    sem.release().unwrap();
-    assert_eq!(lock.acquire().unwrap(), Acquired::Clean);
-    assert_eq!(rlock.acquire().unwrap(), Acquired::Clean);
-    assert_eq!(sem.acquire().unwrap(), Acquired::Clean);
+    // Blocking acquisitions return once the server sees the connection
+    // close; the indication stays until into_guard.
+    assert_sticky_owner_died("lock", || lock.acquire());
+    assert_sticky_owner_died("rlock", || rlock.acquire_timeout(Duration::MAX));
+    assert_sticky_owner_died("semaphore", || {
+        sem.acquire_deadline(Instant::now() + Duration::from_secs(60))
+    });
+    assert_sticky_owner_died("condition", || cond.acquire());
+    assert_eq!(sem.get_value().unwrap(), 1);
+    assert!(!lock.locked().unwrap());
+    let held = lock.try_acquire().unwrap();
+    assert!(matches!(lock.try_acquire(), Err(AcquireError::WouldBlock)));
+    drop(held);
+}
+
+fn take_the_condition_and_die(cond: ConditionProxy) {
+    cond.acquire().unwrap().leak();
+    std::process::abort();
 }
 
 #[test]
-fn rlock_and_semaphores_follow_python() {
-    let _w = watchdog("rlock");
+fn a_condition_waiter_taking_back_a_dead_owners_lock_is_told() {
+    let _w = watchdog("condition owner died");
     let manager = Manager::new().unwrap();
-    let r = manager.rlock().unwrap();
-    let _ = r.acquire().unwrap();
-    let _ = r.acquire().unwrap();
+    let cond = manager.condition().unwrap();
+    let held = cond.acquire().unwrap();
+    // Another process takes the lock while we wait, and dies holding it;
+    // the wait that takes the lock back is told.
+    let dier = Process::new(take_the_condition_and_die, cond.clone())
+        .start()
+        .unwrap();
+    let died = loop {
+        match cond.wait_timeout(Duration::from_millis(50)) {
+            Err(AcquireError::Timeout) => continue,
+            Err(AcquireError::OwnerDied(died)) => break died,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(dier.join().unwrap_err().kind(), ErrorKind::Killed);
+    // Sticky: a wait reports it again until into_guard.
+    assert!(matches!(
+        cond.wait_deadline(Instant::now()),
+        Err(AcquireError::OwnerDied(_))
+    ));
+    died.into_guard();
+    // Acknowledged: the next wait just times out.
+    assert!(matches!(
+        cond.wait_timeout(Duration::from_millis(10)),
+        Err(AcquireError::Timeout)
+    ));
+    drop(held);
+}
+
+#[test]
+fn acquisitions_come_in_four_forms_with_one_ok() {
+    let _w = watchdog("acquire forms");
+    let manager = Manager::new().unwrap();
+    let lock = manager.lock().unwrap();
+    let rlock = manager.rlock().unwrap();
+    let sem = manager.semaphore(1).unwrap();
+    let bounded = manager.bounded_semaphore(1).unwrap();
+    let cond = manager.condition().unwrap();
+    let never = || Instant::now() + Duration::from_secs(60);
+    // Free: every form gets the guard; Duration::MAX never panics.
+    drop(lock.acquire().unwrap());
+    drop(lock.try_acquire().unwrap());
+    drop(lock.acquire_timeout(Duration::MAX).unwrap());
+    drop(lock.acquire_deadline(never()).unwrap());
+    drop(sem.acquire_timeout(Duration::MAX).unwrap());
+    drop(bounded.acquire_timeout(Duration::MAX).unwrap());
+    drop(cond.acquire_timeout(Duration::MAX).unwrap());
+    drop(rlock.acquire_timeout(Duration::MAX).unwrap());
+    // Held by this thread: try_ is WouldBlock, the timed forms Timeout
+    // (a deadline in the past too), and `?` keeps the kind.
+    let held = (
+        lock.acquire().unwrap(),
+        sem.acquire().unwrap(),
+        bounded.acquire().unwrap(),
+    );
+    for (what, try_form, timed, past) in [
+        (
+            "lock",
+            lock.try_acquire(),
+            lock.acquire_timeout(Duration::from_millis(10)),
+            lock.acquire_deadline(Instant::now()),
+        ),
+        (
+            "semaphore",
+            sem.try_acquire(),
+            sem.acquire_timeout(Duration::from_millis(10)),
+            sem.acquire_deadline(Instant::now()),
+        ),
+        (
+            "bounded semaphore",
+            bounded.try_acquire(),
+            bounded.acquire_timeout(Duration::from_millis(10)),
+            bounded.acquire_deadline(Instant::now()),
+        ),
+    ] {
+        assert!(
+            matches!(try_form, Err(AcquireError::WouldBlock)),
+            "{what}: {try_form:?}"
+        );
+        assert!(
+            matches!(timed, Err(AcquireError::Timeout)),
+            "{what}: {timed:?}"
+        );
+        assert!(
+            matches!(past, Err(AcquireError::Timeout)),
+            "{what}: {past:?}"
+        );
+    }
+    let err: multiproc::Error = lock.try_acquire().unwrap_err().into();
+    assert_eq!(err.kind(), ErrorKind::WouldBlock);
+    let err: multiproc::Error = sem
+        .acquire_timeout(Duration::from_millis(1))
+        .unwrap_err()
+        .into();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    drop(held);
+    // An RLock or a condition is reentrant for its holder, not for others.
+    let r1 = rlock.acquire().unwrap();
+    let r2 = rlock.try_acquire().unwrap();
+    let c = cond.acquire().unwrap();
     std::thread::scope(|s| {
         s.spawn(|| {
-            // Another thread is another owner.
-            assert_eq!(r.try_acquire().unwrap(), None);
-            assert_eq!(r.release().unwrap_err().kind(), ErrorKind::NotAcquired);
-            assert_eq!(r.acquire_timeout(Duration::from_millis(20)).unwrap(), None);
+            assert!(matches!(rlock.try_acquire(), Err(AcquireError::WouldBlock)));
+            assert!(matches!(
+                rlock.acquire_timeout(Duration::from_millis(10)),
+                Err(AcquireError::Timeout)
+            ));
+            assert!(matches!(
+                cond.acquire_deadline(Instant::now() + Duration::from_millis(10)),
+                Err(AcquireError::Timeout)
+            ));
+            assert_eq!(rlock.release().unwrap_err().kind(), ErrorKind::NotAcquired);
         });
     });
-    r.release().unwrap();
-    assert!(r.locked().unwrap());
-    r.release().unwrap();
-    assert!(!r.locked().unwrap());
+    drop((r1, r2, c));
+    assert!(!rlock.locked().unwrap());
+}
 
+#[test]
+fn semaphores_count_in_u32_and_follow_python() {
+    let _w = watchdog("semaphores");
+    let manager = Manager::new().unwrap();
     let sem = manager.semaphore(2).unwrap();
-    let _a = sem.lock().unwrap();
-    let _b = sem.lock().unwrap();
-    assert_eq!(sem.try_acquire().unwrap(), None);
-    drop(_a);
-    assert_eq!(sem.get_value().unwrap(), 1);
-    drop(_b);
+    let a = sem.acquire().unwrap();
+    let b = sem.acquire().unwrap();
+    assert!(matches!(sem.try_acquire(), Err(AcquireError::WouldBlock)));
+    drop(a);
+    let value: u32 = sem.get_value().unwrap();
+    assert_eq!(value, 1);
+    drop(b);
     sem.release().unwrap(); // unbounded: may go above its start
     assert_eq!(sem.get_value().unwrap(), 3);
+
+    // The full u32 range: a value at u32::MAX cannot be released further.
+    let big = manager.semaphore(u32::MAX).unwrap();
+    assert_eq!(big.get_value().unwrap(), u32::MAX);
+    assert_eq!(big.release().unwrap_err().kind(), ErrorKind::NotAcquired);
+    drop(big.try_acquire().unwrap());
+    assert_eq!(big.get_value().unwrap(), u32::MAX);
 
     let bounded = manager.bounded_semaphore(1).unwrap();
     assert_eq!(
         bounded.release().unwrap_err().kind(),
         ErrorKind::NotAcquired
     );
+    bounded.acquire().unwrap().leak();
+    assert_eq!(bounded.get_value().unwrap(), 0);
+    bounded.release().unwrap();
+    assert_eq!(bounded.get_value().unwrap(), 1);
+    let zero = manager.semaphore(0).unwrap();
+    assert!(matches!(zero.try_acquire(), Err(AcquireError::WouldBlock)));
 }
 
 fn wait_for_go(cond: ConditionProxy, go: ValueProxy<bool>, done: EventProxy) {
-    let _guard = cond.lock().unwrap();
+    let _guard = cond.acquire().unwrap();
     cond.wait_for(|| go.get().unwrap()).unwrap();
     done.set().unwrap();
 }
@@ -710,9 +941,10 @@ fn condition_wait_and_notify_across_processes() {
     let child = Process::new(wait_for_go, (cond.clone(), go.clone(), done.clone()))
         .start()
         .unwrap();
-    assert!(!done.wait_timeout(Duration::from_millis(20)).unwrap());
+    let err = done.wait_timeout(Duration::from_millis(20)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
     {
-        let _g = cond.lock().unwrap();
+        let _g = cond.acquire().unwrap();
         go.set(true).unwrap();
         cond.notify_all().unwrap();
     }
@@ -725,17 +957,79 @@ fn condition_wait_and_notify_across_processes() {
     // Waiting or notifying without the lock is refused; a wait times out.
     assert_eq!(cond.notify(1).unwrap_err().kind(), ErrorKind::NotAcquired);
     assert_eq!(cond.wait().unwrap_err().kind(), ErrorKind::NotAcquired);
-    let _g = cond.lock().unwrap();
-    assert_eq!(cond.wait_timeout(Duration::from_millis(10)).unwrap(), None);
-    assert!(
-        !cond
-            .wait_for_timeout(|| false, Duration::from_millis(10))
-            .unwrap()
+    assert_eq!(
+        cond.wait_timeout(Duration::MAX).unwrap_err().kind(),
+        ErrorKind::NotAcquired
     );
+    let _g = cond.acquire().unwrap();
+    assert!(matches!(
+        cond.wait_timeout(Duration::from_millis(10)),
+        Err(AcquireError::Timeout)
+    ));
+    assert!(matches!(
+        cond.wait_deadline(Instant::now()),
+        Err(AcquireError::Timeout)
+    ));
+    assert!(matches!(
+        cond.wait_for_timeout(|| false, Duration::from_millis(10)),
+        Err(AcquireError::Timeout)
+    ));
+    assert!(matches!(
+        cond.wait_for_deadline(|| false, Instant::now() + Duration::from_millis(10)),
+        Err(AcquireError::Timeout)
+    ));
+    cond.wait_for_timeout(|| true, Duration::MAX).unwrap();
+    cond.wait_for_deadline(|| true, Instant::now()).unwrap();
+    cond.notify(u32::MAX).unwrap();
+    // The lock is held again after every timeout.
+    cond.notify_all().unwrap();
 }
 
-fn meet(barrier: BarrierProxy) -> usize {
-    barrier.wait().unwrap()
+fn notify_when_waited_for(cond: ConditionProxy, waiting: EventProxy) {
+    waiting.wait().unwrap();
+    let _g = cond.acquire().unwrap();
+    cond.notify(1).unwrap();
+}
+
+#[test]
+fn a_condition_wait_with_duration_max_is_woken_by_a_notify() {
+    let _w = watchdog("condition max");
+    let manager = Manager::new().unwrap();
+    let cond = manager.condition().unwrap();
+    let waiting = manager.event().unwrap();
+    let _g = cond.acquire().unwrap();
+    let child = Process::new(notify_when_waited_for, (cond.clone(), waiting.clone()))
+        .start()
+        .unwrap();
+    // The child can take the lock only once this wait has released it.
+    waiting.set().unwrap();
+    cond.wait_timeout(Duration::MAX).unwrap();
+    child.join().unwrap();
+}
+
+fn set_later(ev: EventProxy) {
+    std::thread::sleep(Duration::from_millis(20));
+    ev.set().unwrap();
+}
+
+#[test]
+fn event_proxy_waits_time_out_with_an_error_duration_max_included() {
+    let _w = watchdog("event forms");
+    let manager = Manager::new().unwrap();
+    let ev = manager.event().unwrap();
+    let err = ev.wait_timeout(Duration::from_millis(10)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    let err = ev.wait_deadline(Instant::now()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    let child = Process::new(set_later, ev.clone()).start().unwrap();
+    ev.wait_timeout(Duration::MAX).unwrap();
+    child.join().unwrap();
+    ev.wait_deadline(Instant::now()).unwrap();
+    ev.wait().unwrap();
+}
+
+fn meet(barrier: BarrierProxy) -> u32 {
+    barrier.wait_timeout(Duration::MAX).unwrap()
 }
 
 fn wait_at_barrier(barrier: BarrierProxy) {
@@ -755,8 +1049,8 @@ fn a_barrier_opens_for_all_parties_and_breaks_when_a_waiter_dies() {
         indices.push(c.join().unwrap());
     }
     indices.sort();
-    assert_eq!(indices, vec![0, 1, 2]);
-    assert_eq!(barrier.parties().unwrap(), 3);
+    assert_eq!(indices, vec![0u32, 1, 2]);
+    assert_eq!(barrier.parties().unwrap(), 3u32);
 
     // A waiter that dies breaks the barrier instead of leaving the others
     // waiting forever.
@@ -773,14 +1067,18 @@ fn a_barrier_opens_for_all_parties_and_breaks_when_a_waiter_dies() {
     assert!(barrier.broken().unwrap());
     barrier.reset().unwrap();
     assert!(!barrier.broken().unwrap());
-    // A timeout breaks it too, as in Python; abort as well.
+    // A timeout is a Timeout for the waiter and breaks the barrier for the
+    // others, as in Python; abort breaks it as well.
+    let err = barrier.wait_timeout(Duration::from_millis(10)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(barrier.broken().unwrap());
     assert_eq!(
-        barrier
-            .wait_timeout(Duration::from_millis(10))
-            .unwrap_err()
-            .kind(),
+        barrier.wait_timeout(Duration::MAX).unwrap_err().kind(),
         ErrorKind::BrokenBarrier
     );
+    barrier.reset().unwrap();
+    let err = barrier.wait_deadline(Instant::now()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
     barrier.reset().unwrap();
     barrier.abort().unwrap();
     assert_eq!(barrier.wait().unwrap_err().kind(), ErrorKind::BrokenBarrier);
@@ -788,6 +1086,8 @@ fn a_barrier_opens_for_all_parties_and_breaks_when_a_waiter_dies() {
         manager.barrier(0).unwrap_err().kind(),
         ErrorKind::InvalidArgument
     );
+    let one = manager.barrier(1).unwrap();
+    assert_eq!(one.wait_deadline(Instant::now()).unwrap(), 0);
 }
 
 #[test]
@@ -796,7 +1096,7 @@ fn shutdown_ends_blocked_calls_with_an_error_not_a_hang() {
     let manager = Manager::new().unwrap();
     let q = manager.queue::<u8>(0).unwrap();
     let lock = manager.lock().unwrap();
-    let _ = lock.acquire().unwrap();
+    lock.acquire().unwrap().leak();
     let (tx, rx) = mpsc::channel();
     std::thread::scope(|s| {
         let getter = s.spawn(|| {
@@ -805,16 +1105,33 @@ fn shutdown_ends_blocked_calls_with_an_error_not_a_hang() {
         });
         let locker = s.spawn(|| {
             tx.send(()).unwrap();
-            lock.acquire()
+            lock.acquire().map(drop).map_err(|e| e.kind())
         });
         rx.recv().unwrap();
         rx.recv().unwrap();
-        // Blocked in the server or not yet there: either way an error.
+        // Blocked in the server (it refused: Remote) or not yet there (it
+        // was gone: Eof): either way an error.
         manager.shutdown().unwrap();
         assert!(getter.join().unwrap().is_err());
-        assert!(locker.join().unwrap().is_err());
+        let kind = locker.join().unwrap().unwrap_err();
+        assert!(
+            matches!(kind, ErrorKind::Remote | ErrorKind::Eof),
+            "{kind:?}"
+        );
     });
     assert_eq!(q.qsize().unwrap_err().kind(), ErrorKind::Eof);
+    // Every form of every acquisition says Eof now.
+    for result in [
+        lock.acquire(),
+        lock.try_acquire(),
+        lock.acquire_timeout(Duration::MAX),
+        lock.acquire_deadline(Instant::now()),
+    ] {
+        match result {
+            Err(e @ AcquireError::Failed(_)) => assert_eq!(e.kind(), ErrorKind::Eof),
+            other => panic!("{other:?}"),
+        }
+    }
 }
 
 #[test]

@@ -7,7 +7,8 @@
 
 mod suite;
 
-use multiproc::manager::{Acquired, DictProxy, EventProxy, ListProxy, LockProxy, QueueProxy};
+use multiproc::manager::{DictProxy, EventProxy, ListProxy, LockProxy, QueueProxy};
+use multiproc::sync::AcquireError;
 use multiproc::{ErrorKind, Manager, Process, StartMethod};
 
 fn main() {
@@ -86,7 +87,7 @@ fn four_processes_increment_exactly(method: StartMethod) {
 }
 
 fn hold_and_hang(lock: LockProxy, ready: EventProxy) {
-    let _ = lock.acquire().unwrap();
+    lock.acquire().unwrap().leak();
     ready.set().unwrap();
     loop {
         std::thread::park();
@@ -102,12 +103,20 @@ fn lock_holder_killed_owner_died(method: StartMethod) {
         .start()
         .unwrap();
     ready.wait().unwrap();
-    assert_eq!(lock.try_acquire().unwrap(), None);
+    assert!(matches!(lock.try_acquire(), Err(AcquireError::WouldBlock)));
     child.kill().unwrap();
     assert_eq!(child.join().unwrap_err().kind(), ErrorKind::Killed);
-    assert_eq!(lock.acquire().unwrap(), Acquired::PreviousOwnerDied);
-    lock.release().unwrap();
-    assert_eq!(lock.acquire().unwrap(), Acquired::Clean);
+    // Told, and told again (sticky) until into_guard.
+    match lock.acquire() {
+        Err(AcquireError::OwnerDied(died)) => drop(died),
+        other => panic!("{other:?}"),
+    }
+    let guard = match lock.acquire_timeout(std::time::Duration::MAX) {
+        Err(AcquireError::OwnerDied(died)) => died.into_guard(),
+        other => panic!("{other:?}"),
+    };
+    drop(guard);
+    drop(lock.try_acquire().unwrap());
 }
 
 fn produce(q: QueueProxy<u64>) {

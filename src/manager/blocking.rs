@@ -13,8 +13,10 @@
 //! Ownership is per connection (one per client thread): the server
 //! remembers which connection holds which lock or permits, and when a
 //! connection closes it gives back what it held and marks the object, so
-//! that the next acquirer learns that the previous owner died (the
-//! `EOWNERDEAD` of a robust pthread mutex, without the poisoning).
+//! that acquirers learn that an owner died (the `EOWNERDEAD` of a robust
+//! pthread mutex). The mark is sticky, as std's lock poisoning is: every
+//! acquisition reports it until a holder acknowledges it
+//! (`Op::Acknowledge`, sent by `OwnerDied::into_guard`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::fd::BorrowedFd;
@@ -78,12 +80,12 @@ enum State {
         owner_died: bool,
     },
     Semaphore {
-        value: u64,
-        bound: Option<u64>,
+        value: u32,
+        bound: Option<u32>,
         /// Permits each connection acquired and did not release.
         holdings: HashMap<u64, u64>,
-        /// Permits given back for dead clients, not yet acquired again.
-        reclaimed: u64,
+        /// Permits were given back for a dead client, unacknowledged.
+        owner_died: bool,
     },
     Condition {
         holder: Holder,
@@ -94,8 +96,8 @@ enum State {
     },
     Event(bool),
     Barrier {
-        parties: u64,
-        count: u64,
+        parties: u32,
+        count: u32,
         generation: u64,
         /// The generation that `reset` ended while some were waiting.
         reset_generation: Option<u64>,
@@ -143,7 +145,7 @@ impl Blocking {
                 value,
                 bound: bounded.then_some(value),
                 holdings: HashMap::new(),
-                reclaimed: 0,
+                owner_died: false,
             },
             Kind::Condition => State::Condition {
                 holder: None,
@@ -174,7 +176,8 @@ impl Blocking {
 
     /// Waits until `ready` holds, the deadline passes, or the client or
     /// server goes away. `ready` is checked first, so a zero timeout is a
-    /// non-blocking attempt.
+    /// non-blocking attempt; a timeout too long to represent as an instant
+    /// (`Duration::MAX`) waits as long as it takes.
     fn wait<'a>(
         &'a self,
         mut g: MutexGuard<'a, State>,
@@ -182,7 +185,7 @@ impl Blocking {
         ctx: &Ctx<'_>,
         mut ready: impl FnMut(&mut State) -> bool,
     ) -> (MutexGuard<'a, State>, Waited) {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(crate::time::deadline_after);
         loop {
             if ready(&mut g) {
                 return (g, Waited::Ready);
@@ -233,15 +236,12 @@ impl Blocking {
                 value,
                 bound,
                 holdings,
-                reclaimed,
+                owner_died,
             } => {
                 if let Some(n) = holdings.remove(&conn) {
-                    let n = match bound {
-                        Some(b) => n.min(b.saturating_sub(*value)),
-                        None => n,
-                    };
-                    *value += n;
-                    *reclaimed += n;
+                    let room = bound.unwrap_or(u32::MAX).saturating_sub(*value);
+                    *value += u32::try_from(n).unwrap_or(u32::MAX).min(room);
+                    *owner_died = true;
                 }
             }
             State::Queue { items, taken, .. } => {
@@ -270,6 +270,11 @@ impl Blocking {
         let (g, reply, changed) = match op {
             Op::Acquire { timeout } => self.acquire(g, timeout, ctx),
             Op::Release => self.release(g, ctx),
+            Op::Acknowledge => {
+                let mut g = g;
+                let reply = acknowledge(&mut g, ctx.conn_id);
+                (g, reply, false)
+            }
             Op::Wait { timeout } => self.wait_op(g, timeout, ctx),
             Op::Put { item, timeout } => self.put(g, item, timeout, ctx),
             Op::Take { timeout } => self.take(g, timeout, ctx),
@@ -344,22 +349,17 @@ impl Blocking {
                     Some((_, n)) => *n += 1,
                     None => *holder = Some((me, 1)),
                 }
-                std::mem::take(owner_died)
+                *owner_died
             }
             State::Semaphore {
                 value,
                 holdings,
-                reclaimed,
+                owner_died,
                 ..
             } => {
                 *value -= 1;
                 *holdings.entry(me).or_insert(0) += 1;
-                if *reclaimed > 0 {
-                    *reclaimed -= 1;
-                    true
-                } else {
-                    false
-                }
+                *owner_died
             }
             _ => unreachable!("checked above"),
         };
@@ -405,7 +405,14 @@ impl Blocking {
                 ..
             } => {
                 if bound.is_some_and(|b| *value >= b) {
-                    refused("a BoundedSemaphore released too many times")
+                    refused(format!(
+                        "BoundedSemaphore released too many times: its value {value} + 1 would pass its bound {}",
+                        bound.unwrap_or(u32::MAX)
+                    ))
+                } else if *value == u32::MAX {
+                    refused(format!(
+                        "semaphore released too many times: its value {value} + 1 would overflow"
+                    ))
                 } else {
                     *value += 1;
                     // Mine first; else (a permit handed over) anyone's.
@@ -519,7 +526,7 @@ impl Blocking {
             unreachable!("the kind never changes")
         };
         *holder = Some((me, count));
-        let died = std::mem::take(owner_died);
+        let died = *owner_died;
         (
             g,
             Reply::Waited {
@@ -554,7 +561,7 @@ impl Blocking {
         if *count == *parties {
             *count = 0;
             *generation += 1;
-            return (g, Reply::Len(index), true);
+            return (g, Reply::Len(u64::from(index)), true);
         }
         let mine = *generation;
         let (mut g, w) = self.wait(g, timeout, ctx, |s| match s {
@@ -577,7 +584,7 @@ impl Blocking {
             let reply = if *reset_generation == Some(mine) {
                 Reply::Error(ErrorReply::BrokenBarrier)
             } else {
-                Reply::Len(index)
+                Reply::Len(u64::from(index))
             };
             return (g, reply, false);
         }
@@ -587,7 +594,8 @@ impl Blocking {
         *count -= 1;
         let reply = match w {
             Waited::Abandoned => Reply::Error(ErrorReply::ShuttingDown),
-            _ => Reply::Error(ErrorReply::BrokenBarrier),
+            Waited::TimedOut => Reply::Error(ErrorReply::BarrierTimeout),
+            Waited::Ready => Reply::Error(ErrorReply::BrokenBarrier),
         };
         (g, reply, true)
     }
@@ -696,6 +704,39 @@ fn task_done(state: &mut State, me: u64) -> Reply {
     Reply::Done
 }
 
+/// `OwnerDied::into_guard` from connection `me`, which must hold the lock
+/// (or a permit): the data is repaired, the owner-died indication goes.
+fn acknowledge(state: &mut State, me: u64) -> Reply {
+    match state {
+        State::Lock {
+            holder, owner_died, ..
+        }
+        | State::Condition {
+            holder, owner_died, ..
+        } => {
+            if holder.is_none_or(|(c, _)| c != me) {
+                return refused("acknowledging a dead owner of a lock this client does not hold");
+            }
+            *owner_died = false;
+            Reply::Done
+        }
+        State::Semaphore {
+            holdings,
+            owner_died,
+            ..
+        } => {
+            if !holdings.contains_key(&me) {
+                return refused(
+                    "acknowledging a dead owner of a semaphore this client holds no permit of",
+                );
+            }
+            *owner_died = false;
+            Reply::Done
+        }
+        _ => wrong(&Op::Acknowledge),
+    }
+}
+
 /// The operations that never wait. Returns the reply and whether the
 /// state changed (so waiters must be woken).
 fn instant(state: &mut State, op: Op) -> (Reply, bool) {
@@ -703,7 +744,7 @@ fn instant(state: &mut State, op: Op) -> (Reply, bool) {
         (State::Lock { holder, .. } | State::Condition { holder, .. }, Op::Locked) => {
             (Reply::Bool(holder.is_some()), false)
         }
-        (State::Semaphore { value, .. }, Op::GetValue) => (Reply::Len(*value), false),
+        (State::Semaphore { value, .. }, Op::GetValue) => (Reply::Len(u64::from(*value)), false),
         (State::Event(flag), Op::SetFlag) => {
             *flag = true;
             (Reply::Done, true)
@@ -758,7 +799,7 @@ fn instant(state: &mut State, op: Op) -> (Reply, bool) {
 
 impl Blocking {
     /// Condition notify: the caller must hold the lock.
-    fn notify(&self, n: Option<u64>, ctx: &Ctx<'_>) -> Reply {
+    fn notify(&self, n: Option<u32>, ctx: &Ctx<'_>) -> Reply {
         let mut g = self.lock();
         let State::Condition {
             holder,
@@ -772,7 +813,9 @@ impl Blocking {
         if holder.is_none_or(|(c, _)| c != ctx.conn_id) {
             return refused("notify on a condition whose lock this client does not hold");
         }
-        let n = n.map_or(waiting.len(), |n| n.min(waiting.len() as u64) as usize);
+        let n = n.map_or(waiting.len(), |n| {
+            usize::try_from(n).map_or(waiting.len(), |n| n.min(waiting.len()))
+        });
         notified.extend(waiting.drain(..n));
         self.cv.notify_all();
         Reply::Done

@@ -34,8 +34,14 @@
 //! whose blocking calls wait in the server. Each thread talks to the
 //! server over its own connection, so a blocked thread holds up no other,
 //! and the connection owns what it acquires: when a thread or process
-//! ends holding a lock or permits, the server gives them back and the next
-//! acquirer gets [`Acquired::PreviousOwnerDied`].
+//! ends holding a lock or permits, the server gives them back and every
+//! later acquisition gets an [`OwnerDied`](crate::sync::OwnerDied) (inside
+//! [`AcquireError::OwnerDied`](crate::sync::AcquireError::OwnerDied)) until
+//! a holder acknowledges it with
+//! [`into_guard`](crate::sync::OwnerDied::into_guard). These proxies
+//! follow the crate's outcome rules as the local [`sync`](crate::sync)
+//! objects do: four acquisition forms with one `Ok`, a [`ProxyGuard`],
+//! and errors that say what happened.
 //!
 //! ```
 //! # multiproc::init();
@@ -43,7 +49,7 @@
 //! use multiproc::manager::{LockProxy, ValueProxy};
 //!
 //! fn add(lock: LockProxy, total: ValueProxy<u64>) {
-//!     let _guard = lock.lock().unwrap();
+//!     let _guard = lock.acquire().unwrap();
 //!     let n = total.get().unwrap();
 //!     total.set(n + 1).unwrap();
 //! }
@@ -83,8 +89,7 @@ pub use proxy::{DictProxy, ListProxy, Namespace, ObjectProxy, SetProxy, ValuePro
 pub use queue_proxy::{JoinableQueueProxy, QueueProxy};
 pub use server::SharedObject;
 pub use sync_proxy::{
-    Acquired, BarrierProxy, ConditionProxy, EventProxy, LockGuard, LockProxy, RLockProxy,
-    SemaphoreProxy,
+    BarrierProxy, ConditionProxy, EventProxy, LockProxy, ProxyGuard, RLockProxy, SemaphoreProxy,
 };
 
 use self::link::{Link, unexpected};
@@ -443,7 +448,7 @@ impl Manager {
     /// # Errors
     ///
     /// [`ErrorKind::Eof`] if the server is gone.
-    pub fn semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
+    pub fn semaphore(&self, value: u32) -> Result<SemaphoreProxy> {
         let id = self.make(Kind::Semaphore {
             value,
             bounded: false,
@@ -457,7 +462,7 @@ impl Manager {
     /// # Errors
     ///
     /// [`ErrorKind::Eof`] if the server is gone.
-    pub fn bounded_semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
+    pub fn bounded_semaphore(&self, value: u32) -> Result<SemaphoreProxy> {
         let id = self.make(Kind::Semaphore {
             value,
             bounded: true,
@@ -494,16 +499,14 @@ impl Manager {
     ///
     /// [`ErrorKind::InvalidArgument`] for zero parties; [`ErrorKind::Eof`]
     /// if the server is gone.
-    pub fn barrier(&self, parties: usize) -> Result<BarrierProxy> {
+    pub fn barrier(&self, parties: u32) -> Result<BarrierProxy> {
         if parties == 0 {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 "a barrier needs at least one party",
             ));
         }
-        let id = self.make(Kind::Barrier {
-            parties: parties as u64,
-        })?;
+        let id = self.make(Kind::Barrier { parties })?;
         Ok(BarrierProxy::new(self.link.clone(), id))
     }
 

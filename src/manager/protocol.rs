@@ -25,13 +25,13 @@ pub(crate) enum Kind {
     Lock,
     RLock,
     Semaphore {
-        value: u64,
+        value: u32,
         bounded: bool,
     },
     Condition,
     Event,
     Barrier {
-        parties: u64,
+        parties: u32,
     },
 }
 
@@ -101,12 +101,17 @@ pub(crate) enum Op {
     // registered objects
     Call(Bytes),
     // Blocking objects. `timeout`: `None` waits as long as it takes,
-    // `Some(ZERO)` does not wait.
+    // `Some(ZERO)` does not wait; one too long to represent as an instant
+    // in the server waits as long as it takes too.
     /// Lock, RLock, Semaphore, Condition: reply `Acquired`.
     Acquire {
         timeout: Option<Duration>,
     },
     Release,
+    /// Lock, RLock, Semaphore, Condition: clears the owner-died indication
+    /// (`OwnerDied::into_guard`); the client must hold the lock (or a
+    /// permit). Reply `Done`.
+    Acknowledge,
     /// Lock, RLock, Condition: whether someone holds it.
     Locked,
     /// Semaphore: its value.
@@ -116,7 +121,7 @@ pub(crate) enum Op {
     Wait {
         timeout: Option<Duration>,
     },
-    Notify(u64),
+    Notify(u32),
     NotifyAll,
     /// Event.
     SetFlag,
@@ -180,18 +185,19 @@ pub(crate) enum Reply {
     Pairs(Vec<(Bytes, Bytes)>),
     Snapshot(u64, Vec<Bytes>),
     Replies(Vec<Reply>),
-    /// `None`: timed out; `Some(owner_died)`: acquired, and whether a
-    /// client died holding it since the last acquisition.
+    /// `None`: not acquired (timed out, or a `try_` form); `Some(owner_died)`:
+    /// acquired, and whether the owner-died indication is set (a client
+    /// died holding it, and nobody has acknowledged that since).
     Acquired(Option<bool>),
     /// Condition wait: whether notified (false: timed out), and whether the
-    /// lock, taken back, had been abandoned by a dead client.
+    /// owner-died indication of the lock, taken back, is set.
     Waited {
         notified: bool,
         owner_died: bool,
     },
     Barrier {
-        parties: u64,
-        waiting: u64,
+        parties: u32,
+        waiting: u32,
         broken: bool,
     },
     /// The request failed; the message says why. The server goes on.
@@ -218,6 +224,8 @@ pub(crate) enum ErrorReply {
     /// The barrier is broken (aborted, reset while waiting, a waiter timed
     /// out or died).
     BrokenBarrier,
+    /// This client's barrier wait timed out (which broke the barrier).
+    BarrierTimeout,
     /// The server is shutting down.
     ShuttingDown,
 }
@@ -228,6 +236,7 @@ impl ErrorReply {
         let kind = match &self {
             ErrorReply::NotAcquired(_) => crate::ErrorKind::NotAcquired,
             ErrorReply::BrokenBarrier => crate::ErrorKind::BrokenBarrier,
+            ErrorReply::BarrierTimeout => crate::ErrorKind::Timeout,
             _ => crate::ErrorKind::Remote,
         };
         crate::Error::new(kind, self.to_string())
@@ -246,6 +255,9 @@ impl std::fmt::Display for ErrorReply {
             ErrorReply::Call(why) => write!(f, "the shared object's method failed: {why}"),
             ErrorReply::NotAcquired(why) => write!(f, "{why}"),
             ErrorReply::BrokenBarrier => write!(f, "the barrier is broken"),
+            ErrorReply::BarrierTimeout => {
+                write!(f, "the barrier wait timed out; the barrier is now broken")
+            }
             ErrorReply::ShuttingDown => write!(f, "the manager is shutting down"),
         }
     }

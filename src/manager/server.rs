@@ -288,7 +288,13 @@ impl Server {
                 }
             };
             let mut asked_shutdown = false;
-            let reply = match postcard::from_bytes::<Request>(&bytes) {
+            // Strictly: bytes left over after the request are malformed too.
+            let decoded = match postcard::take_from_bytes::<Request>(&bytes) {
+                Ok((request, [])) => Ok(request),
+                Ok((_, rest)) => Err(format!("{} bytes after the request", rest.len())),
+                Err(e) => Err(e.to_string()),
+            };
+            let reply = match decoded {
                 Ok(request) => {
                     asked_shutdown = asks_shutdown(&request);
                     let mut ctx = Ctx {

@@ -1,15 +1,35 @@
 //! Proxies for the manager's synchronisation objects, which live in the
 //! server process (see `blocking.rs`; the queues are in `queue_proxy.rs`).
 //!
+//! They follow the crate's outcome rules as the local objects of
+//! [`sync`](crate::sync) do, with the same names and the same errors:
+//!
+//! - every acquisition (of a [`LockProxy`], [`RLockProxy`],
+//!   [`SemaphoreProxy`] or [`ConditionProxy`]) comes in four forms —
+//!   `acquire`, `try_acquire`, `acquire_timeout`, `acquire_deadline` —
+//!   whose `Ok` is a [`ProxyGuard`], and returns an
+//!   [`AcquireResult`]: [`AcquireError::WouldBlock`] for the `try_` form,
+//!   [`AcquireError::Timeout`] when the time ran out,
+//!   [`AcquireError::OwnerDied`] when a holder died, and
+//!   [`AcquireError::Failed`] when the manager is gone
+//!   ([`ErrorKind::Eof`]) or refused ([`ErrorKind::Remote`], shutting down
+//!   included);
+//! - waits for a state (a condition's `wait`, an event's, a barrier's) come
+//!   in the blocking, `_timeout` and `_deadline` forms, and a wait whose
+//!   time ran out is an error of kind [`ErrorKind::Timeout`];
+//! - every `Duration` is accepted: `Duration::MAX` waits as long as it
+//!   takes;
+//! - counts (semaphore values, `notify(n)`, barrier parties) are `u32`.
+//!
 //! Each blocking call waits in the server, on the calling thread's own
-//! connection, so other threads of the process go on. Every blocking call
-//! has a `try_` form (do not wait) and a `_timeout` form.
+//! connection, so other threads of the process go on.
 //!
 //! Locks and permits belong to the calling thread's connection: when the
 //! thread or its process ends without releasing them (killed, panicked),
-//! the server gives them back, and the next acquirer gets
-//! [`Acquired::PreviousOwnerDied`] — something Python's manager cannot
-//! do (its lock stays held forever).
+//! the server gives them back, and every later acquisition gets an
+//! [`OwnerDied`] until a holder acknowledges it with
+//! [`OwnerDied::into_guard`] — something Python's manager cannot do (its
+//! lock stays held forever).
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -20,41 +40,72 @@ use serde::{Deserialize, Serialize};
 use super::link::{Link, unexpected};
 use super::protocol::{Op, Reply};
 use super::proxy::{Handle, proxy_common};
-#[cfg(doc)]
-use crate::error::ErrorKind;
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
+use crate::sync::{AcquireError, AcquireResult, OwnerDied};
+use crate::time::{deadline_after, expired, remaining};
 
-/// How a lock or permit was acquired.
-#[must_use = "PreviousOwnerDied means the state the lock protects may be half-changed"]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Acquired {
-    /// From a client that released it (or never held).
-    Clean,
-    /// A client (thread or process) that held it ended without releasing
-    /// it; the server took it back. What it protects may be half-updated:
-    /// check it. Like `EOWNERDEAD` from a robust pthread mutex, the lock
-    /// is held by the caller now.
-    PreviousOwnerDied,
+/// How long a call may wait, as the form the caller chose.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// The `try_` forms.
+    No,
+    /// The blocking form (`None`) and the `_timeout` and `_deadline`
+    /// forms (a timeout too long to represent is `None`: no limit).
+    Until(Option<Instant>),
 }
 
-impl Acquired {
-    /// Whether the previous owner died holding it.
-    pub fn previous_owner_died(self) -> bool {
-        self == Acquired::PreviousOwnerDied
+impl Wait {
+    fn timeout(timeout: Duration) -> Self {
+        Wait::Until(deadline_after(timeout))
     }
 
-    fn from_reply(reply: Reply) -> Result<Option<Acquired>> {
-        match reply {
-            Reply::Acquired(None) => Ok(None),
-            Reply::Acquired(Some(false)) => Ok(Some(Acquired::Clean)),
-            Reply::Acquired(Some(true)) => Ok(Some(Acquired::PreviousOwnerDied)),
-            other => Err(unexpected(&other)),
+    /// What the server is told: `None` waits as long as it takes,
+    /// `Some(ZERO)` does not wait. A deadline is turned into what is left
+    /// of it just before the request goes out.
+    fn for_server(self) -> Option<Duration> {
+        match self {
+            Wait::No => Some(Duration::ZERO),
+            Wait::Until(deadline) => remaining(deadline),
         }
     }
 }
 
-fn acquire(handle: &Handle, timeout: Option<Duration>) -> Result<Option<Acquired>> {
-    Acquired::from_reply(handle.op(Op::Acquire { timeout })?)
+/// An [`OwnerDied`] for a manager's object: acknowledging it
+/// ([`OwnerDied::into_guard`]) asks the server to clear the indication.
+fn owner_died<G>(handle: &Handle, guard: G) -> OwnerDied<G> {
+    let handle = handle.clone();
+    OwnerDied::remote(
+        guard,
+        Box::new(move || {
+            // If the manager is gone, so is the indication.
+            let _ = handle.op(Op::Acknowledge);
+        }),
+    )
+}
+
+fn acquire(handle: &Handle, wait: Wait) -> AcquireResult<ProxyGuard<'_>> {
+    let died = match handle.op(Op::Acquire {
+        timeout: wait.for_server(),
+    })? {
+        Reply::Acquired(Some(died)) => died,
+        Reply::Acquired(None) => {
+            return Err(match wait {
+                Wait::No => AcquireError::WouldBlock,
+                Wait::Until(Some(_)) => AcquireError::Timeout,
+                Wait::Until(None) => AcquireError::Failed(unexpected(&Reply::Acquired(None))),
+            });
+        }
+        other => return Err(AcquireError::Failed(unexpected(&other))),
+    };
+    let guard = ProxyGuard {
+        handle,
+        _not_send: PhantomData,
+    };
+    if died {
+        Err(AcquireError::OwnerDied(owner_died(handle, guard)))
+    } else {
+        Ok(guard)
+    }
 }
 
 fn done(reply: Reply) -> Result<()> {
@@ -71,97 +122,109 @@ fn boolean(reply: Reply) -> Result<bool> {
     }
 }
 
-/// Holds a manager lock (or one permit of a semaphore) until dropped; made
-/// by the `lock()` of [`LockProxy`], [`RLockProxy`], [`ConditionProxy`] and
-/// [`SemaphoreProxy`].
+/// A `u32` the server sent as a `u64` (a bigger one breaks the protocol).
+fn count(n: u64) -> Result<u32> {
+    u32::try_from(n).map_err(|_| unexpected(&Reply::Len(n)))
+}
+
+/// Holds a manager's lock (or one permit of its semaphore) until dropped:
+/// the `Ok` of every acquisition of a [`LockProxy`], [`RLockProxy`],
+/// [`SemaphoreProxy`] and [`ConditionProxy`] (the manager's counterpart of
+/// [`sync::LockGuard`](crate::sync::LockGuard)).
+///
+/// Dropping it releases, in one round trip; if the manager is gone there is
+/// nothing left to release and nothing is reported. It is not `Send`: the
+/// lock belongs to this thread's connection, so the release must come from
+/// this thread (as with `std::sync::MutexGuard`).
 #[must_use = "the lock is released as soon as the guard is dropped"]
-pub struct LockGuard<'a> {
+pub struct ProxyGuard<'a> {
     handle: &'a Handle,
-    acquired: Acquired,
-    /// Not `Send`: the lock belongs to this thread's connection, so the
-    /// release must come from this thread (as with `std::sync::MutexGuard`).
     _not_send: PhantomData<*const ()>,
 }
 
-impl LockGuard<'_> {
-    /// How the lock was acquired: [`Acquired::PreviousOwnerDied`] if a
-    /// client died holding it.
-    pub fn acquired(&self) -> Acquired {
-        self.acquired
+impl ProxyGuard<'_> {
+    /// Keeps the lock (or permit) held after the guard is gone; release it
+    /// later with the proxy's `release` (Python's acquire-here,
+    /// release-there). Never fails.
+    pub fn leak(self) {
+        std::mem::forget(self)
     }
 }
 
-impl fmt::Debug for LockGuard<'_> {
+impl fmt::Debug for ProxyGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LockGuard")
+        f.debug_struct("ProxyGuard")
             .field("id", &self.handle.id)
-            .field("acquired", &self.acquired)
             .finish()
     }
 }
 
-impl Drop for LockGuard<'_> {
+impl Drop for ProxyGuard<'_> {
     fn drop(&mut self) {
         // If the manager is gone there is nothing left to release.
         let _ = self.handle.op(Op::Release);
     }
 }
 
-macro_rules! lock_methods {
-    ($what:literal) => {
-        /// Waits for the lock and takes it (Python's `acquire()`).
+macro_rules! acquire_forms {
+    ($it:literal, $release_refused:literal) => {
+        #[doc = concat!("Acquires ", $it, ", waiting as long as it takes; the guard releases it")]
+        /// when dropped (Python's `with lock:`), or keep it with
+        /// [`ProxyGuard::leak`] and release it with
+        /// [`release`](Self::release) (Python's `acquire()`).
         ///
         /// # Errors
         ///
-        /// [`ErrorKind::Eof`] if the manager is gone (or goes while
-        /// waiting); [`ErrorKind::Remote`] if it is shutting down.
-        pub fn acquire(&self) -> Result<Acquired> {
-            acquire(&self.handle, None)?.ok_or_else(|| unexpected(&Reply::Acquired(None)))
+        /// [`AcquireError::OwnerDied`] (holding the guard) if a client died
+        /// holding it and nobody has acknowledged that since;
+        /// [`AcquireError::Failed`] of kind [`ErrorKind::Eof`] if the
+        /// manager is gone (or goes while waiting), [`ErrorKind::Remote`]
+        /// if it refused (shutting down included).
+        pub fn acquire(&self) -> AcquireResult<ProxyGuard<'_>> {
+            acquire(&self.handle, Wait::Until(None))
         }
 
-        /// Takes the lock if it is free; `None` if not (Python's
-        /// `acquire(block=False)`).
+        #[doc = concat!("Acquires ", $it, " if that needs no wait.")]
         ///
         /// # Errors
         ///
-        /// As [`acquire`](Self::acquire).
-        pub fn try_acquire(&self) -> Result<Option<Acquired>> {
-            acquire(&self.handle, Some(Duration::ZERO))
+        /// [`AcquireError::WouldBlock`] if it is held (or no permit is
+        /// free); the others as [`acquire`](Self::acquire).
+        #[doc(alias = "acquire(block=False)")]
+        pub fn try_acquire(&self) -> AcquireResult<ProxyGuard<'_>> {
+            acquire(&self.handle, Wait::No)
         }
 
-        /// Waits up to `timeout` for the lock; `None` if it stayed taken
-        /// (Python's `acquire(timeout=t)`).
+        #[doc = concat!("Acquires ", $it, ", waiting at most `timeout` (any `Duration`:")]
+        /// `Duration::MAX` waits as long as it takes).
         ///
         /// # Errors
         ///
-        /// As [`acquire`](Self::acquire).
-        pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<Acquired>> {
-            acquire(&self.handle, Some(timeout))
+        /// [`AcquireError::Timeout`] if it was not free in time; the others
+        /// as [`acquire`](Self::acquire).
+        #[doc(alias = "acquire(timeout)")]
+        pub fn acquire_timeout(&self, timeout: Duration) -> AcquireResult<ProxyGuard<'_>> {
+            acquire(&self.handle, Wait::timeout(timeout))
         }
 
-        /// Releases the lock (Python's `release()`).
+        #[doc = concat!("Acquires ", $it, ", waiting until `deadline` at the latest.")]
         ///
         /// # Errors
         ///
-        #[doc = $what]
+        /// As [`acquire_timeout`](Self::acquire_timeout).
+        pub fn acquire_deadline(&self, deadline: Instant) -> AcquireResult<ProxyGuard<'_>> {
+            acquire(&self.handle, Wait::Until(Some(deadline)))
+        }
+
+        #[doc = concat!("Releases ", $it, " (Python's `release()`): the counterpart of")]
+        /// [`ProxyGuard::leak`].
+        ///
+        /// # Errors
+        ///
+        #[doc = $release_refused]
         /// [`ErrorKind::Eof`] if the manager is gone.
         pub fn release(&self) -> Result<()> {
             done(self.handle.op(Op::Release)?)
-        }
-
-        /// Acquires and returns a guard that releases on drop (Python's
-        /// `with lock:`).
-        ///
-        /// # Errors
-        ///
-        /// As [`acquire`](Self::acquire).
-        pub fn lock(&self) -> Result<LockGuard<'_>> {
-            let acquired = self.acquire()?;
-            Ok(LockGuard {
-                handle: &self.handle,
-                acquired,
-                _not_send: PhantomData,
-            })
         }
     };
 }
@@ -169,6 +232,19 @@ macro_rules! lock_methods {
 /// A lock in the manager (Python's `manager.Lock()`): any client may
 /// release it, as in Python, but the server remembers who took it and
 /// frees it if that thread or process ends without releasing.
+///
+/// ```
+/// use multiproc::sync::AcquireError;
+/// # multiproc::init();
+/// let manager = multiproc::Manager::new()?;
+/// let lock = manager.lock()?;
+/// let held = lock.acquire()?;
+/// assert!(matches!(lock.try_acquire(), Err(AcquireError::WouldBlock)));
+/// drop(held);
+/// let held = lock.acquire_timeout(std::time::Duration::MAX)?;
+/// # drop(held);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 pub struct LockProxy {
     handle: Handle,
     _types: PhantomData<()>,
@@ -176,7 +252,10 @@ pub struct LockProxy {
 proxy_common!(LockProxy);
 
 impl LockProxy {
-    lock_methods!("[`ErrorKind::NotAcquired`] if the lock is not held;");
+    acquire_forms!(
+        "the lock",
+        "[`ErrorKind::NotAcquired`] if the lock is not held;"
+    );
 
     /// Whether some client holds the lock (Python's `locked()`).
     ///
@@ -197,7 +276,10 @@ pub struct RLockProxy {
 proxy_common!(RLockProxy);
 
 impl RLockProxy {
-    lock_methods!("[`ErrorKind::NotAcquired`] if this thread does not hold it;");
+    acquire_forms!(
+        "the lock",
+        "[`ErrorKind::NotAcquired`] if this thread does not hold it;"
+    );
 
     /// Whether some client holds the lock.
     ///
@@ -212,12 +294,14 @@ impl RLockProxy {
 /// A semaphore in the manager (Python's `manager.Semaphore(n)` and
 /// `manager.BoundedSemaphore(n)`).
 ///
-/// Permits a thread acquired and did not release are given back when the
-/// thread or its process ends, and the next acquirer of such a permit gets
-/// [`Acquired::PreviousOwnerDied`]; a permit released by another client
-/// counts as released by its holder. (A semaphore used to signal events
-/// rather than to guard a resource is better served by a queue or an
-/// event.)
+/// Unlike a local [`Semaphore`](crate::sync::Semaphore), whose permits have
+/// no owner, the server knows which thread took a permit: permits a thread
+/// acquired and did not release are given back when the thread or its
+/// process ends, and acquisitions report it as for a lock
+/// ([`AcquireError::OwnerDied`], until a holder acknowledges it). A permit
+/// released by another client counts as released by its holder. (A
+/// semaphore used to signal events rather than to guard a resource is
+/// better served by a queue or an event.)
 pub struct SemaphoreProxy {
     handle: Handle,
     _types: PhantomData<()>,
@@ -225,18 +309,20 @@ pub struct SemaphoreProxy {
 proxy_common!(SemaphoreProxy);
 
 impl SemaphoreProxy {
-    lock_methods!(
-        "[`ErrorKind::NotAcquired`] if a bounded semaphore would go above its initial value;"
+    acquire_forms!(
+        "a permit",
+        "[`ErrorKind::NotAcquired`] if a bounded semaphore would go above its initial value, or the value would overflow `u32`;"
     );
 
-    /// The number of permits free now (Python's `get_value()`).
+    /// The number of permits free now (Python's `get_value()`); it may
+    /// change at once.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Eof`] if the manager is gone.
-    pub fn get_value(&self) -> Result<u64> {
+    pub fn get_value(&self) -> Result<u32> {
         match self.handle.op(Op::GetValue)? {
-            Reply::Len(n) => Ok(n),
+            Reply::Len(n) => count(n),
             other => Err(unexpected(&other)),
         }
     }
@@ -244,6 +330,23 @@ impl SemaphoreProxy {
 
 /// A condition variable in the manager with its own reentrant lock
 /// (Python's `manager.Condition()`).
+///
+/// Acquire its lock with the acquisition forms, then [`wait`](Self::wait)
+/// and [`notify`](Self::notify) while holding it (the server checks, as
+/// Python does at run time).
+///
+/// ```
+/// use std::time::Duration;
+/// # multiproc::init();
+/// let manager = multiproc::Manager::new()?;
+/// let cond = manager.condition()?;
+/// let held = cond.acquire()?;
+/// let waited = cond.wait_timeout(Duration::from_millis(1));
+/// assert_eq!(waited.unwrap_err().kind(), multiproc::ErrorKind::Timeout);
+/// cond.notify_all()?; // the lock is held again after a timeout
+/// drop(held);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 pub struct ConditionProxy {
     handle: Handle,
     _types: PhantomData<()>,
@@ -251,82 +354,119 @@ pub struct ConditionProxy {
 proxy_common!(ConditionProxy);
 
 impl ConditionProxy {
-    lock_methods!("[`ErrorKind::NotAcquired`] if this thread does not hold the lock;");
+    acquire_forms!(
+        "the lock",
+        "[`ErrorKind::NotAcquired`] if this thread does not hold the lock;"
+    );
 
-    fn wait_op(&self, timeout: Option<Duration>) -> Result<Option<Acquired>> {
-        match self.handle.op(Op::Wait { timeout })? {
+    fn wait_op(&self, wait: Wait) -> AcquireResult<()> {
+        match self.handle.op(Op::Wait {
+            timeout: wait.for_server(),
+        })? {
             Reply::Waited {
-                notified,
-                owner_died,
-            } => {
-                let how = if owner_died {
-                    Acquired::PreviousOwnerDied
-                } else {
-                    Acquired::Clean
-                };
-                Ok(notified.then_some(how))
-            }
-            other => Err(unexpected(&other)),
+                owner_died: true, ..
+            } => Err(AcquireError::OwnerDied(owner_died(&self.handle, ()))),
+            Reply::Waited { notified: true, .. } => Ok(()),
+            Reply::Waited {
+                notified: false, ..
+            } if matches!(wait, Wait::Until(Some(_))) => Err(AcquireError::Timeout),
+            other => Err(AcquireError::Failed(unexpected(&other))),
         }
     }
 
     /// Releases the lock, waits for a notification, and takes the lock
-    /// back (Python's `wait()`). The caller must hold the lock.
+    /// back (Python's `wait()`). The caller must hold the lock; it is held
+    /// again however the wait ends, unless the manager is gone.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::NotAcquired`] if this thread does not hold the lock;
-    /// [`ErrorKind::Remote`] if the manager is shutting down;
-    /// [`ErrorKind::Eof`] if it is gone.
-    pub fn wait(&self) -> Result<Acquired> {
-        self.wait_op(None)?
-            .ok_or_else(|| unexpected(&Reply::Acquired(None)))
+    /// [`AcquireError::OwnerDied`] if a client died holding the lock (while
+    /// this waited, or before, unacknowledged);
+    /// [`AcquireError::Failed`] of kind [`ErrorKind::NotAcquired`] if this
+    /// thread does not hold the lock, [`ErrorKind::Remote`] if the manager
+    /// refused (shutting down included), [`ErrorKind::Eof`] if it is gone.
+    pub fn wait(&self) -> AcquireResult<()> {
+        self.wait_op(Wait::Until(None))
     }
 
-    /// Like [`wait`](Self::wait), for at most `timeout`: `None` if no
-    /// notification came (the lock is held again either way).
+    /// Like [`wait`](Self::wait), for at most `timeout` (Python's
+    /// `wait(timeout)`; any `Duration`: `Duration::MAX` waits as long as it
+    /// takes). The lock is held again however it ends.
     ///
     /// # Errors
     ///
-    /// As [`wait`](Self::wait).
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<Option<Acquired>> {
-        self.wait_op(Some(timeout))
+    /// [`AcquireError::Timeout`] if the time ran out without a notify; the
+    /// others as [`wait`](Self::wait).
+    #[doc(alias = "wait(timeout)")]
+    pub fn wait_timeout(&self, timeout: Duration) -> AcquireResult<()> {
+        self.wait_op(Wait::timeout(timeout))
     }
 
-    /// Waits until `predicate` (evaluated holding the lock) is true
-    /// (Python's `wait_for`).
+    /// Like [`wait`](Self::wait), until `deadline` at the latest.
     ///
     /// # Errors
     ///
-    /// As [`wait`](Self::wait).
-    pub fn wait_for(&self, mut predicate: impl FnMut() -> bool) -> Result<()> {
-        while !predicate() {
-            let _ = self.wait()?;
-        }
-        Ok(())
+    /// As [`wait_timeout`](Self::wait_timeout).
+    pub fn wait_deadline(&self, deadline: Instant) -> AcquireResult<()> {
+        self.wait_op(Wait::Until(Some(deadline)))
     }
 
-    /// Like [`wait_for`](Self::wait_for) for at most `timeout`: the
-    /// predicate's last value.
+    /// Waits until `predicate` (called with the lock held) is true (Python's
+    /// `wait_for`).
     ///
     /// # Errors
     ///
-    /// As [`wait`](Self::wait).
+    /// As [`wait`](Self::wait); after an [`AcquireError::OwnerDied`] the
+    /// predicate is not called again, since the state may be half-changed.
+    pub fn wait_for(&self, predicate: impl FnMut() -> bool) -> AcquireResult<()> {
+        self.wait_for_until(predicate, None)
+    }
+
+    /// Like [`wait_for`](Self::wait_for), for at most `timeout` (Python's
+    /// `wait_for(predicate, timeout)`; any `Duration`).
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireError::Timeout`] if the predicate is still false when the
+    /// time runs out; the others as [`wait_for`](Self::wait_for).
     pub fn wait_for_timeout(
         &self,
-        mut predicate: impl FnMut() -> bool,
+        predicate: impl FnMut() -> bool,
         timeout: Duration,
-    ) -> Result<bool> {
-        let deadline = Instant::now() + timeout;
+    ) -> AcquireResult<()> {
+        self.wait_for_until(predicate, deadline_after(timeout))
+    }
+
+    /// Like [`wait_for`](Self::wait_for), until `deadline` at the latest.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_for_timeout`](Self::wait_for_timeout).
+    pub fn wait_for_deadline(
+        &self,
+        predicate: impl FnMut() -> bool,
+        deadline: Instant,
+    ) -> AcquireResult<()> {
+        self.wait_for_until(predicate, Some(deadline))
+    }
+
+    fn wait_for_until(
+        &self,
+        mut predicate: impl FnMut() -> bool,
+        deadline: Option<Instant>,
+    ) -> AcquireResult<()> {
         loop {
             if predicate() {
-                return Ok(true);
+                return Ok(());
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(false);
+            if expired(deadline) {
+                return Err(AcquireError::Timeout);
             }
-            let _ = self.wait_timeout(deadline - now)?;
+            match self.wait_op(Wait::Until(deadline)) {
+                // A timeout is decided above, after the predicate's last say.
+                Ok(()) | Err(AcquireError::Timeout) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -337,7 +477,7 @@ impl ConditionProxy {
     ///
     /// [`ErrorKind::NotAcquired`] if this thread does not hold the lock;
     /// [`ErrorKind::Eof`] if the manager is gone.
-    pub fn notify(&self, n: u64) -> Result<()> {
+    pub fn notify(&self, n: u32) -> Result<()> {
         done(self.handle.op(Op::Notify(n))?)
     }
 
@@ -353,6 +493,20 @@ impl ConditionProxy {
 
 /// An event in the manager (Python's `manager.Event()`): a flag processes
 /// wait for.
+///
+/// ```
+/// use std::time::Duration;
+/// # multiproc::init();
+/// let manager = multiproc::Manager::new()?;
+/// let ev = manager.event()?;
+/// let err = ev.wait_timeout(Duration::from_millis(1)).unwrap_err();
+/// assert_eq!(err.kind(), multiproc::ErrorKind::Timeout);
+/// ev.set()?;
+/// assert!(ev.is_set()?);
+/// ev.wait()?;
+/// ev.wait_timeout(Duration::MAX)?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 pub struct EventProxy {
     handle: Handle,
     _types: PhantomData<()>,
@@ -387,26 +541,48 @@ impl EventProxy {
         boolean(self.handle.op(Op::IsSet)?)
     }
 
+    fn wait_op(&self, deadline: Option<Instant>) -> Result<()> {
+        match self.handle.op(Op::Wait {
+            timeout: remaining(deadline),
+        })? {
+            Reply::Bool(true) => Ok(()),
+            Reply::Bool(false) if deadline.is_some() => Err(Error::new(
+                ErrorKind::Timeout,
+                "the time ran out before the event was set",
+            )),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Waits until the flag is set.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Eof`] if the manager is gone; [`ErrorKind::Remote`] if
-    /// it is shutting down.
+    /// it refused (shutting down included).
     pub fn wait(&self) -> Result<()> {
-        boolean(self.handle.op(Op::Wait { timeout: None })?).map(drop)
+        self.wait_op(None)
     }
 
-    /// Waits up to `timeout`; whether the flag is set (Python's
-    /// `wait(timeout)`).
+    /// Waits at most `timeout` for the flag (Python's `wait(timeout)`; any
+    /// `Duration`: `Duration::MAX` waits as long as it takes).
     ///
     /// # Errors
     ///
-    /// As [`wait`](Self::wait).
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        boolean(self.handle.op(Op::Wait {
-            timeout: Some(timeout),
-        })?)
+    /// [`ErrorKind::Timeout`] if it is still clear then; the others as
+    /// [`wait`](Self::wait).
+    #[doc(alias = "wait(timeout)")]
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
+        self.wait_op(deadline_after(timeout))
+    }
+
+    /// Waits until `deadline` at the latest for the flag.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_timeout`](Self::wait_timeout).
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<()> {
+        self.wait_op(Some(deadline))
     }
 }
 
@@ -422,9 +598,11 @@ pub struct BarrierProxy {
 proxy_common!(BarrierProxy);
 
 impl BarrierProxy {
-    fn wait_op(&self, timeout: Option<Duration>) -> Result<usize> {
-        match self.handle.op(Op::Wait { timeout })? {
-            Reply::Len(i) => Ok(i as usize),
+    fn wait_op(&self, deadline: Option<Instant>) -> Result<u32> {
+        match self.handle.op(Op::Wait {
+            timeout: remaining(deadline),
+        })? {
+            Reply::Len(i) => count(i),
             other => Err(unexpected(&other)),
         }
     }
@@ -434,25 +612,38 @@ impl BarrierProxy {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::BrokenBarrier`] if the barrier is or becomes broken (Python's
-    /// `BrokenBarrierError`; [`broken`](Self::broken) says so);
-    /// [`ErrorKind::Eof`] if the manager is gone.
-    pub fn wait(&self) -> Result<usize> {
+    /// [`ErrorKind::BrokenBarrier`] if the barrier is or becomes broken
+    /// (Python's `BrokenBarrierError`; [`broken`](Self::broken) says so),
+    /// or is reset, while waiting; [`ErrorKind::Eof`] if the manager is
+    /// gone; [`ErrorKind::Remote`] if it refused (shutting down included).
+    pub fn wait(&self) -> Result<u32> {
         self.wait_op(None)
     }
 
-    /// Like [`wait`](Self::wait) for at most `timeout`; a timeout breaks
-    /// the barrier, as in Python.
+    /// Like [`wait`](Self::wait) for at most `timeout` (any `Duration`:
+    /// `Duration::MAX` waits as long as it takes).
     ///
     /// # Errors
     ///
-    /// As [`wait`](Self::wait).
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<usize> {
-        self.wait_op(Some(timeout))
+    /// [`ErrorKind::Timeout`] if the time ran out — which breaks the
+    /// barrier, as in Python, so the other waiters get
+    /// [`ErrorKind::BrokenBarrier`]; the others as [`wait`](Self::wait).
+    #[doc(alias = "wait(timeout)")]
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32> {
+        self.wait_op(deadline_after(timeout))
+    }
+
+    /// Like [`wait`](Self::wait) until `deadline` at the latest.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_timeout`](Self::wait_timeout).
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<u32> {
+        self.wait_op(Some(deadline))
     }
 
     /// Returns the barrier to its starting state; clients waiting now get
-    /// an error.
+    /// [`ErrorKind::BrokenBarrier`], and a broken barrier becomes usable.
     ///
     /// # Errors
     ///
@@ -461,8 +652,8 @@ impl BarrierProxy {
         done(self.handle.op(Op::Reset)?)
     }
 
-    /// Breaks the barrier: current and later waiters get an error until
-    /// [`reset`](Self::reset).
+    /// Breaks the barrier: current and later waiters get
+    /// [`ErrorKind::BrokenBarrier`] until [`reset`](Self::reset).
     ///
     /// # Errors
     ///
@@ -471,7 +662,7 @@ impl BarrierProxy {
         done(self.handle.op(Op::Abort)?)
     }
 
-    fn state(&self) -> Result<(u64, u64, bool)> {
+    fn state(&self) -> Result<(u32, u32, bool)> {
         match self.handle.op(Op::BarrierState)? {
             Reply::Barrier {
                 parties,
@@ -487,8 +678,8 @@ impl BarrierProxy {
     /// # Errors
     ///
     /// [`ErrorKind::Eof`] if the manager is gone.
-    pub fn parties(&self) -> Result<usize> {
-        self.state().map(|s| s.0 as usize)
+    pub fn parties(&self) -> Result<u32> {
+        self.state().map(|s| s.0)
     }
 
     /// How many wait now.
@@ -496,8 +687,8 @@ impl BarrierProxy {
     /// # Errors
     ///
     /// [`ErrorKind::Eof`] if the manager is gone.
-    pub fn n_waiting(&self) -> Result<usize> {
-        self.state().map(|s| s.1 as usize)
+    pub fn n_waiting(&self) -> Result<u32> {
+        self.state().map(|s| s.1)
     }
 
     /// Whether the barrier is broken.

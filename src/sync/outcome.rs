@@ -32,12 +32,21 @@ pub(crate) trait Acknowledge: Send + Sync {
     fn acknowledge(&self);
 }
 
+/// Any closure acknowledges by being called: a manager's lock passes one
+/// that holds its proxy's handle and sends the server the request that
+/// clears the indication (this module is private to `sync`, so the
+/// manager cannot name the trait, only hand over a closure).
+impl<F: Fn() + Send + Sync> Acknowledge for F {
+    fn acknowledge(&self) {
+        self()
+    }
+}
+
 /// Where the indication an [`OwnerDied`] reports is kept.
 enum Ack {
     /// A `u32` flag at `offset` in `region` (1: set).
     Flag { region: Region, offset: usize },
     /// Somewhere else (a manager's server).
-    #[allow(dead_code)] // for the manager's locks
     Remote(Box<dyn Acknowledge>),
 }
 
@@ -86,7 +95,6 @@ impl<G> OwnerDied<G> {
     }
 
     /// The indication is kept elsewhere; `ack` clears it.
-    #[allow(dead_code)] // for the manager's locks
     pub(crate) fn remote(guard: G, ack: Box<dyn Acknowledge>) -> Self {
         Self {
             guard,
