@@ -261,14 +261,13 @@ impl Server {
             return;
         }
         let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let mut held = HashSet::new();
-        self.serve_requests(&mut wire, conn_id, &mut held, address);
-        // The client is gone (or misbehaved): give back what it held.
-        for id in held {
-            if let Some(Entry::Blocking(b)) = self.entry(id) {
-                b.abandon(conn_id);
-            }
-        }
+        let mut held = Held {
+            server: self,
+            conn_id,
+            ids: HashSet::new(),
+        };
+        self.serve_requests(&mut wire, conn_id, &mut held.ids, address);
+        // `held` is dropped here, or while this thread unwinds.
     }
 
     fn serve_requests(
@@ -327,6 +326,26 @@ impl Server {
             }
             if self.stop.load(Ordering::Acquire) {
                 return;
+            }
+        }
+    }
+}
+
+/// What one connection holds (locks, permits), given back when its thread
+/// stops serving it on every path: the client closed or misbehaved, or the
+/// thread unwinds from a panic (the objects' mutexes are taken
+/// poison-tolerant, so giving back never panics in turn).
+struct Held<'a> {
+    server: &'a Server,
+    conn_id: u64,
+    ids: HashSet<u64>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        for id in self.ids.drain() {
+            if let Some(Entry::Blocking(b)) = self.server.entry(id) {
+                b.abandon(self.conn_id);
             }
         }
     }
@@ -489,5 +508,62 @@ fn set_op(s: &mut IndexSet<Bytes>, op: Op) -> Reply {
             Reply::Done
         }
         op => wrong(&op, "set"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn call(server: &Server, conn_id: u64, held: &mut HashSet<u64>, request: Request) -> Reply {
+        let (sock, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let stop = AtomicBool::new(false);
+        let mut ctx = Ctx {
+            conn_id,
+            sock: sock.as_fd(),
+            stop: &stop,
+            object: 0,
+            held,
+        };
+        server.handle(request, &mut ctx, 0)
+    }
+
+    fn acquire(server: &Server, conn_id: u64, held: &mut HashSet<u64>, id: u64) -> Reply {
+        let op = Op::Acquire {
+            timeout: Some(Duration::ZERO),
+        };
+        call(server, conn_id, held, Request::Op { id, op })
+    }
+
+    #[test]
+    fn what_a_connection_held_is_given_back_when_its_thread_unwinds() {
+        let server = Server::new(HashMap::new());
+        let mut none = HashSet::new();
+        let create = Request::Create {
+            kind: Kind::Lock,
+            init: Vec::new(),
+        };
+        let Reply::Created(id) = call(&server, 0, &mut none, create) else {
+            panic!("no lock");
+        };
+        // Connection 1 takes the lock, then its thread panics while it
+        // holds it.
+        let unwound = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut held = Held {
+                server: &server,
+                conn_id: 1,
+                ids: HashSet::new(),
+            };
+            let reply = acquire(&server, 1, &mut held.ids, id);
+            assert!(matches!(reply, Reply::Acquired(Some(false))), "{reply:?}");
+            panic!("a bug in the middle of serving connection 1");
+        }));
+        assert!(unwound.is_err());
+        // Connection 2 gets it, told that its owner died.
+        let reply = acquire(&server, 2, &mut HashSet::new(), id);
+        assert!(matches!(reply, Reply::Acquired(Some(true))), "{reply:?}");
     }
 }

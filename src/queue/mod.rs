@@ -79,7 +79,7 @@ pub use errors::{GetError, PutError};
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::region::Region;
-use crate::shm::ring::{self, Fail, Ring, Wait};
+use crate::shm::ring::{Fail, Ring, Wait};
 
 /// Buffers kept per thread so that small messages allocate nothing but the
 /// decoded value.
@@ -372,14 +372,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     #[cfg(feature = "test-hooks")]
     pub fn __stall(&self, value: Option<T>, stage: &str, notify: impl Fn()) -> Result<Option<T>> {
         let stage = match stage {
-            "put-record" => ring::Stage::PutRecord,
-            "put-grow" => ring::Stage::PutGrow,
-            "put-published" => ring::Stage::PutPublished,
-            "get-record" => ring::Stage::GetRecord,
-            "get-retired" => ring::Stage::GetRetired,
+            "put-record" => crate::shm::ring::Stage::PutRecord,
+            "put-grow" => crate::shm::ring::Stage::PutGrow,
+            "put-published" => crate::shm::ring::Stage::PutPublished,
+            "get-record" => crate::shm::ring::Stage::GetRecord,
+            "get-retired" => crate::shm::ring::Stage::GetRetired,
             other => panic!("no stage {other}"),
         };
-        let hook = |s: ring::Stage| {
+        let hook = |s: crate::shm::ring::Stage| {
             if s == stage {
                 notify();
                 loop {
