@@ -7,7 +7,6 @@
 //! workers through their pidfds, and sleep in one `poll(2)` over all of
 //! it when nothing is ready. See `README.md` beside this file.
 
-use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -41,11 +40,10 @@ pub(crate) trait Sink: Send {
     fn complete(&mut self, _due: &mut Vec<Callback>) -> bool {
         false
     }
-    fn as_any(&mut self) -> &mut dyn Any;
 }
 
-pub(crate) struct Job {
-    pub(crate) sink: Box<dyn Sink>,
+struct Job {
+    sink: Box<dyn Sink>,
     /// For error messages: `map(my_crate::square)`.
     pub(crate) what: String,
     /// Items submitted and not yet answered.
@@ -188,7 +186,7 @@ pub(crate) struct Counters {
 pub(crate) struct Core {
     pub(crate) config: Config,
     workers: Vec<Option<Worker>>,
-    pub(crate) jobs: HashMap<u64, Job>,
+    jobs: HashMap<u64, Job>,
     pending: VecDeque<Chunk>,
     funcs: Vec<TaskRef>,
     func_ids: HashMap<usize, u32>,

@@ -861,6 +861,9 @@ const CHUNK_NS: f64 = 500_000.0;
 struct Stream<'p, I: Iterator, R> {
     pool: &'p Pool,
     job: u64,
+    /// Where the core delivers this stream's results; the core holds the
+    /// other handle (a [`SharedSink`]). Locked only under the core's lock.
+    sink: Arc<Mutex<StreamSink<R>>>,
     func: u32,
     input: I,
     input_done: bool,
@@ -896,13 +899,14 @@ where
             return Err(e);
         }
         let func = core.func_id(task_fn::<F, M>());
-        let sink = StreamSink::<R>::new(ordered);
-        let job = core.new_job(Box::new(sink), describe::<F>(call));
+        let sink = Arc::new(Mutex::new(StreamSink::<R>::new(ordered)));
+        let job = core.new_job(Box::new(SharedSink(sink.clone())), describe::<F>(call));
         let progress = Progress::new(core.config.progress, total);
         drop(core);
         Ok(Self {
             pool,
             job,
+            sink,
             func,
             input,
             input_done: false,
@@ -1019,13 +1023,12 @@ where
             if self.input_done && self.yielded == self.submitted {
                 continue;
             }
-            let job = self.job;
+            let sink = &self.sink;
             let local = &mut self.local;
-            let got = self.pool.shared.drive(None, |core| {
-                let j = core.jobs.get_mut(&job)?;
-                let sink = j.sink.as_any().downcast_mut::<StreamSink<R>>()?;
-                (sink.drain(local) > 0).then_some(())
-            });
+            let got = self
+                .pool
+                .shared
+                .drive(None, |_| (lock_sink(sink).drain(local) > 0).then_some(()));
             if let Err(e) = got {
                 self.finished = true;
                 return Some(Err(e));
@@ -1056,12 +1059,10 @@ where
             if self.input_done && self.yielded == self.submitted {
                 continue;
             }
-            let job = self.job;
+            let sink = &self.sink;
             let mut failure = None;
-            let taken = self.pool.shared.drive(None, |core| {
-                let j = core.jobs.get_mut(&job)?;
-                let sink = j.sink.as_any().downcast_mut::<StreamSink<R>>()?;
-                let n = sink.drain_ok(out, &mut failure);
+            let taken = self.pool.shared.drive(None, |_| {
+                let n = lock_sink(sink).drain_ok(out, &mut failure);
                 (n > 0 || failure.is_some()).then_some(n)
             })?;
             self.yielded += taken.unwrap_or(0) as u64;
@@ -1207,7 +1208,7 @@ impl<R> StreamSink<R> {
     }
 }
 
-impl<R: DeserializeOwned + Send + 'static> Sink for StreamSink<R> {
+impl<R: DeserializeOwned> StreamSink<R> {
     fn ok_batch(&mut self, first: u64, count: u32, bytes: &[u8]) {
         if !self.ordered || first < self.base {
             decode_batch(first, count, bytes, |i, v| self.put(i, v));
@@ -1241,13 +1242,28 @@ impl<R: DeserializeOwned + Send + 'static> Sink for StreamSink<R> {
         }
     }
 
-    fn err(&mut self, index: u64, error: Error) -> bool {
+    fn err(&mut self, index: u64, error: Error) {
         self.put(index, Err(error));
-        false
+    }
+}
+
+fn lock_sink<R>(sink: &Mutex<StreamSink<R>>) -> MutexGuard<'_, StreamSink<R>> {
+    sink.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The core's handle on a stream's [`StreamSink`]: the core delivers
+/// through the [`Sink`] trait, the stream drains the same sink, so the
+/// core never has to hand a sink back.
+struct SharedSink<R>(Arc<Mutex<StreamSink<R>>>);
+
+impl<R: DeserializeOwned + Send + 'static> Sink for SharedSink<R> {
+    fn ok_batch(&mut self, first: u64, count: u32, bytes: &[u8]) {
+        lock_sink(&self.0).ok_batch(first, count, bytes);
     }
 
-    fn as_any(&mut self) -> &mut dyn std::any::Any {
-        self
+    fn err(&mut self, index: u64, error: Error) -> bool {
+        lock_sink(&self.0).err(index, error);
+        false
     }
 }
 
@@ -1360,10 +1376,6 @@ where
             }));
         }
         true
-    }
-
-    fn as_any(&mut self) -> &mut dyn std::any::Any {
-        self
     }
 }
 
