@@ -1,0 +1,528 @@
+//! [`Pool`]'s methods (Python's names), [`PoolStats`], and [`Chunked`] for
+//! `pool.chunksize(n)`: the typed calls, which hand work to the engines in
+//! `stream.rs` (`map`, `imap`, `imap_unordered`) and `async_result.rs`
+//! (`apply_async`, `map_async`).
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::target::Target;
+
+use super::async_result::{AsyncResult, submit_async};
+use super::core::{Core, PoolState};
+use super::shared::{Shared, run};
+use super::stream::{Chunking, IMap, Stream};
+
+/// A pool of worker processes (Python's `multiprocessing.Pool`).
+///
+/// Make one with [`Pool::new`] or [`Pool::builder`]; give it work with
+/// [`map`](Pool::map), [`imap`](Pool::imap),
+/// [`imap_unordered`](Pool::imap_unordered),
+/// [`apply_async`](Pool::apply_async) and the rest; finish with
+/// [`close`](Pool::close) and [`join`](Pool::join).
+///
+/// Task functions are function items or closures that capture nothing
+/// (workers are other processes); arguments and results are serde types.
+/// A function of several arguments takes a tuple.
+///
+/// **Dropping the pool terminates it**, as leaving Python's `with Pool()`
+/// block does: the workers are killed, and tasks still waiting fail with
+/// [`ErrorKind::PoolClosed`]. Call `close()` and `join()` first to let the
+/// work finish.
+///
+/// The pool is `Send` and `Sync`. Its work is done by whichever thread
+/// waits on it; threads that use it at the same time take turns.
+pub struct Pool {
+    pub(super) shared: Arc<Shared>,
+    pub(super) processes: usize,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("processes", &self.processes)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// What [`Pool::stats`] reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// Worker processes alive now.
+    pub workers: usize,
+    /// Tasks that returned a value.
+    pub tasks_done: u64,
+    /// Tasks that failed: panicked, timed out, or died with their worker.
+    pub tasks_failed: u64,
+    /// Tasks running in a worker now.
+    pub tasks_running: u64,
+    /// Tasks waiting to be sent to a worker.
+    pub tasks_queued: u64,
+    /// Workers started to replace one that exited (died, timed out, or
+    /// retired after `maxtasksperchild` or its memory cap).
+    pub worker_restarts: u64,
+}
+
+impl Pool {
+    /// A pool of `processes` workers with default options.
+    ///
+    /// # Errors
+    ///
+    /// As [`PoolBuilder::build`](crate::PoolBuilder::build).
+    pub fn new(processes: usize) -> Result<Pool> {
+        Pool::builder().processes(processes).build()
+    }
+
+    /// How many worker processes the pool keeps.
+    pub fn processes(&self) -> usize {
+        self.processes
+    }
+
+    /// Counters: tasks done, failed, running, queued; worker restarts.
+    pub fn stats(&self) -> PoolStats {
+        let core = self.shared.lock();
+        PoolStats {
+            workers: core.workers_alive(),
+            tasks_done: core.counters.done,
+            tasks_failed: core.counters.failed,
+            tasks_running: core.running(),
+            tasks_queued: core.queued(),
+            worker_restarts: core.counters.restarts,
+        }
+    }
+
+    /// Runs `f(args)` in a worker and returns its result (Python's `apply`).
+    ///
+    /// # Errors
+    ///
+    /// As [`AsyncResult::get`]; [`ErrorKind::PoolClosed`] after `close` or
+    /// `terminate`; [`ErrorKind::CapturingClosure`] for a closure that
+    /// captures variables.
+    pub fn apply<F, M>(&self, f: F, args: F::Args) -> Result<F::Output>
+    where
+        F: Target<M> + Copy,
+        F::Output: Send + 'static,
+    {
+        self.apply_async(f, args)?.get()
+    }
+
+    /// Starts `f(args)` in a worker and returns at once (Python's
+    /// `apply_async`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::PoolClosed`] after `close` or `terminate`;
+    /// [`ErrorKind::CapturingClosure`]; [`ErrorKind::Encode`] if `args`
+    /// cannot be encoded. The task's own failure comes from
+    /// [`AsyncResult::get`].
+    pub fn apply_async<F, M>(&self, _f: F, args: F::Args) -> Result<AsyncResult<F::Output>>
+    where
+        F: Target<M> + Copy,
+        F::Output: Send + 'static,
+    {
+        submit_async::<F, M, F::Output, _>(
+            &self.shared,
+            "apply_async",
+            std::iter::once(args),
+            1,
+            |mut v| v.pop().expect("one item"),
+            None,
+            None,
+        )
+    }
+
+    /// [`apply_async`](Pool::apply_async) with callbacks: `callback` gets
+    /// the result, `error_callback` the error. They run in the thread that
+    /// waits on the pool when the result arrives (in `get`, `wait`, `join`,
+    /// or any other call that waits), before that call returns.
+    ///
+    /// # Errors
+    ///
+    /// As [`apply_async`](Pool::apply_async).
+    pub fn apply_async_with<F, M, C, E>(
+        &self,
+        _f: F,
+        args: F::Args,
+        callback: C,
+        error_callback: E,
+    ) -> Result<AsyncResult<F::Output>>
+    where
+        F: Target<M> + Copy,
+        F::Output: Send + 'static,
+        C: FnOnce(&F::Output) + Send + 'static,
+        E: FnOnce(&Error) + Send + 'static,
+    {
+        submit_async::<F, M, F::Output, _>(
+            &self.shared,
+            "apply_async",
+            std::iter::once(args),
+            1,
+            |mut v| v.pop().expect("one item"),
+            Some(Box::new(callback)),
+            Some(Box::new(error_callback)),
+        )
+    }
+
+    /// Applies `f` to every item of `input` and returns the results in
+    /// order (Python's `map`). A function of several arguments takes tuples
+    /// (that is `starmap`).
+    ///
+    /// An input of known length is cut into chunks of
+    /// ceil(len / (4 × processes)) items, Python's rule; otherwise chunks
+    /// adapt to how long items take. The input is read as work goes out,
+    /// never all at once.
+    ///
+    /// # Errors
+    ///
+    /// The first task that fails (in input order of discovery): its panic
+    /// ([`ErrorKind::Panicked`]), its worker's death
+    /// ([`ErrorKind::WorkerLost`]), its time limit ([`ErrorKind::Timeout`]),
+    /// [`ErrorKind::Encode`]/[`ErrorKind::Decode`]. The rest of the call is
+    /// then cancelled. Use [`imap`](Pool::imap) to get every task's own
+    /// result. Also [`ErrorKind::PoolClosed`], [`ErrorKind::Interrupted`],
+    /// [`ErrorKind::CapturingClosure`].
+    pub fn map<F, M, I>(&self, f: F, input: I) -> Result<Vec<F::Output>>
+    where
+        F: Target<M> + Copy,
+        F::Output: Send + 'static,
+        I: IntoIterator<Item = F::Args>,
+    {
+        self.chunking(None).map(f, input)
+    }
+
+    /// Python's `starmap`: [`map`](Pool::map) over tuples of arguments.
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Pool::map).
+    pub fn starmap<F, M, I>(&self, f: F, input: I) -> Result<Vec<F::Output>>
+    where
+        F: Target<M> + Copy,
+        F::Output: Send + 'static,
+        I: IntoIterator<Item = F::Args>,
+    {
+        self.map(f, input)
+    }
+
+    /// Starts a [`map`](Pool::map) and returns at once (Python's
+    /// `map_async`). The input is read and encoded now.
+    ///
+    /// # Errors
+    ///
+    /// As [`apply_async`](Pool::apply_async); the tasks' failures come from
+    /// [`AsyncResult::get`] (the first one, which also cancels the rest).
+    pub fn map_async<F, M, I>(&self, f: F, input: I) -> Result<AsyncResult<Vec<F::Output>>>
+    where
+        F: Target<M> + Copy,
+        F::Output: Send + 'static,
+        I: IntoIterator<Item = F::Args>,
+    {
+        self.chunking(None).map_async(f, input)
+    }
+
+    /// [`map_async`](Pool::map_async) with callbacks, as
+    /// [`apply_async_with`](Pool::apply_async_with).
+    ///
+    /// # Errors
+    ///
+    /// As [`map_async`](Pool::map_async).
+    pub fn map_async_with<F, M, I, C, E>(
+        &self,
+        _f: F,
+        input: I,
+        callback: C,
+        error_callback: E,
+    ) -> Result<AsyncResult<Vec<F::Output>>>
+    where
+        F: Target<M> + Copy,
+        F::Output: Send + 'static,
+        I: IntoIterator<Item = F::Args>,
+        C: FnOnce(&Vec<F::Output>) + Send + 'static,
+        E: FnOnce(&Error) + Send + 'static,
+    {
+        let input: Vec<F::Args> = input.into_iter().collect();
+        let cs = python_chunksize(input.len(), self.processes);
+        submit_async::<F, M, Vec<F::Output>, _>(
+            &self.shared,
+            "map_async",
+            input,
+            cs,
+            |v| v,
+            Some(Box::new(callback)),
+            Some(Box::new(error_callback)),
+        )
+    }
+
+    /// Python's `starmap_async`: [`map_async`](Pool::map_async) over tuples.
+    ///
+    /// # Errors
+    ///
+    /// As [`map_async`](Pool::map_async).
+    pub fn starmap_async<F, M, I>(&self, f: F, input: I) -> Result<AsyncResult<Vec<F::Output>>>
+    where
+        F: Target<M> + Copy,
+        F::Output: Send + 'static,
+        I: IntoIterator<Item = F::Args>,
+    {
+        self.map_async(f, input)
+    }
+
+    /// An iterator over `f(item)` for every item of `input`, in order, each
+    /// a `Result` of its own (Python's `imap`). The input is pulled lazily
+    /// with a bounded number of tasks in flight, so an endless iterator
+    /// streams through; dropping the iterator cancels what was not sent.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::PoolClosed`], [`ErrorKind::CapturingClosure`] at once;
+    /// each task's failure as its item.
+    pub fn imap<F, M, I>(&self, f: F, input: I) -> Result<IMap<'_, I::IntoIter, F::Output>>
+    where
+        F: Target<M> + Copy,
+        F::Output: Send + 'static,
+        I: IntoIterator<Item = F::Args>,
+    {
+        self.chunking(None).imap(f, input)
+    }
+
+    /// Like [`imap`](Pool::imap), in the order tasks finish (Python's
+    /// `imap_unordered`).
+    ///
+    /// # Errors
+    ///
+    /// As [`imap`](Pool::imap).
+    pub fn imap_unordered<F, M, I>(
+        &self,
+        f: F,
+        input: I,
+    ) -> Result<IMap<'_, I::IntoIter, F::Output>>
+    where
+        F: Target<M> + Copy,
+        F::Output: Send + 'static,
+        I: IntoIterator<Item = F::Args>,
+    {
+        self.chunking(None).imap_unordered(f, input)
+    }
+
+    /// Python's `chunksize=n`: `pool.chunksize(1).map(f, xs)` sends items
+    /// `n` at a time.
+    pub fn chunksize(&self, n: usize) -> Chunked<'_> {
+        self.chunking(Some(n.max(1)))
+    }
+
+    fn chunking(&self, chunksize: Option<usize>) -> Chunked<'_> {
+        Chunked {
+            pool: self,
+            chunksize,
+        }
+    }
+
+    /// No new work from now on (Python's `close`); work already given goes
+    /// on. Follow with [`join`](Pool::join).
+    pub fn close(&self) {
+        let mut core = self.shared.lock();
+        if core.state == PoolState::Running {
+            core.state = PoolState::Closed;
+        }
+    }
+
+    /// Stops the workers at once (SIGKILL) and waits for them; tasks not
+    /// finished fail with [`ErrorKind::PoolClosed`] (Python's `terminate`).
+    /// Dropping the pool does this.
+    pub fn terminate(&self) {
+        let due = {
+            let mut core = self.shared.lock();
+            if core.state != PoolState::Terminated || !core.all_exited() {
+                log::debug!(target: "multiproc", "terminating a pool");
+                core.shutdown(|| {
+                    Error::new(
+                        ErrorKind::PoolClosed,
+                        "the pool was terminated before the task finished",
+                    )
+                });
+            }
+            std::mem::take(&mut core.due)
+        };
+        run(due);
+    }
+
+    /// Waits until all work is done and the workers have exited (Python's
+    /// `join`); needs [`close`](Pool::close) or
+    /// [`terminate`](Pool::terminate) first.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::StillRunning`] if the pool was neither closed nor
+    /// terminated; [`ErrorKind::Interrupted`] on SIGINT in a program that
+    /// handles it; [`ErrorKind::Io`].
+    pub fn join(&self) -> Result<()> {
+        match self.shared.lock().state {
+            PoolState::Running => {
+                return Err(Error::new(
+                    ErrorKind::StillRunning,
+                    "join() waits for the end of the pool: call close() or terminate() first",
+                ));
+            }
+            PoolState::Terminated => return Ok(()),
+            PoolState::Closed => {}
+        }
+        let stopped = |core: &mut Core| core.state == PoolState::Terminated;
+        self.shared
+            .drive(None, |core| (core.idle() || stopped(core)).then_some(()))?;
+        self.shared.lock().send_stop();
+        self.shared.drive(None, |core| {
+            (core.all_exited() || stopped(core)).then_some(())
+        })?;
+        Ok(())
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// Python's `chunksize` rule for `map`: ceil(len / (4 × processes)).
+fn python_chunksize(len: usize, processes: usize) -> usize {
+    len.div_ceil(4 * processes).max(1)
+}
+
+/// A pool with a fixed chunk size for the next call: see
+/// [`Pool::chunksize`].
+#[derive(Debug)]
+pub struct Chunked<'p> {
+    pool: &'p Pool,
+    chunksize: Option<usize>,
+}
+
+impl<'p> Chunked<'p> {
+    /// [`Pool::map`] with this chunk size.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::map`].
+    pub fn map<F, M, I>(&self, _f: F, input: I) -> Result<Vec<F::Output>>
+    where
+        F: Target<M> + Copy,
+        F::Output: Send + 'static,
+        I: IntoIterator<Item = F::Args>,
+    {
+        let input = input.into_iter();
+        let (lo, hi) = input.size_hint();
+        let chunking = match (self.chunksize, hi) {
+            (Some(n), _) => Chunking::Fixed(n),
+            (None, Some(hi)) if hi == lo => {
+                Chunking::Fixed(python_chunksize(lo, self.pool.processes))
+            }
+            _ => Chunking::Adaptive,
+        };
+        let mut stream = Stream::new::<F, M>(
+            &self.pool.shared,
+            self.pool.processes,
+            "map",
+            input,
+            true,
+            chunking,
+        )?;
+        let mut out = Vec::with_capacity(lo);
+        stream.collect_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// [`Pool::map_async`] with this chunk size.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::map_async`].
+    pub fn map_async<F, M, I>(&self, _f: F, input: I) -> Result<AsyncResult<Vec<F::Output>>>
+    where
+        F: Target<M> + Copy,
+        F::Output: Send + 'static,
+        I: IntoIterator<Item = F::Args>,
+    {
+        let input: Vec<F::Args> = input.into_iter().collect();
+        let cs = self
+            .chunksize
+            .unwrap_or_else(|| python_chunksize(input.len(), self.pool.processes));
+        submit_async::<F, M, Vec<F::Output>, _>(
+            &self.pool.shared,
+            "map_async",
+            input,
+            cs,
+            |v| v,
+            None,
+            None,
+        )
+    }
+
+    /// [`Pool::imap`] with this chunk size.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::imap`].
+    pub fn imap<F, M, I>(&self, _f: F, input: I) -> Result<IMap<'p, I::IntoIter, F::Output>>
+    where
+        F: Target<M> + Copy,
+        F::Output: Send + 'static,
+        I: IntoIterator<Item = F::Args>,
+    {
+        let chunking = self.chunksize.map_or(Chunking::Adaptive, Chunking::Fixed);
+        Ok(IMap {
+            stream: Stream::new::<F, M>(
+                &self.pool.shared,
+                self.pool.processes,
+                "imap",
+                input.into_iter(),
+                true,
+                chunking,
+            )?,
+        })
+    }
+
+    /// [`Pool::imap_unordered`] with this chunk size.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::imap`].
+    pub fn imap_unordered<F, M, I>(
+        &self,
+        _f: F,
+        input: I,
+    ) -> Result<IMap<'p, I::IntoIter, F::Output>>
+    where
+        F: Target<M> + Copy,
+        F::Output: Send + 'static,
+        I: IntoIterator<Item = F::Args>,
+    {
+        let chunking = self.chunksize.map_or(Chunking::Adaptive, Chunking::Fixed);
+        Ok(IMap {
+            stream: Stream::new::<F, M>(
+                &self.pool.shared,
+                self.pool.processes,
+                "imap_unordered",
+                input.into_iter(),
+                false,
+                chunking,
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pythons_chunksize_rule() {
+        assert_eq!(python_chunksize(0, 2), 1);
+        assert_eq!(python_chunksize(1, 2), 1);
+        assert_eq!(python_chunksize(8, 2), 1);
+        assert_eq!(python_chunksize(9, 2), 2);
+        assert_eq!(python_chunksize(1_000_000, 2), 125_000);
+        assert_eq!(python_chunksize(10_000, 3), 834);
+    }
+}

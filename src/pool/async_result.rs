@@ -1,0 +1,283 @@
+//! The results of `apply_async` and `map_async`: the slot a result waits
+//! in, the [`Sink`] that fills it (and queues the callbacks), the
+//! submission of such a job, and [`AsyncResult`], which waits on it.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::target::Target;
+
+use super::core::{Callback, Chunk, Sink};
+use super::shared::{Shared, check_target, decode_batch, describe, task_fn};
+
+/// Starts a job whose results all go to one [`AsyncResult`]: `finish`
+/// makes its value from the items' results, in order.
+#[allow(clippy::type_complexity)]
+pub(super) fn submit_async<F, M, Out, I>(
+    shared: &Arc<Shared>,
+    call: &str,
+    input: I,
+    chunksize: usize,
+    finish: fn(Vec<F::Output>) -> Out,
+    callback: Option<Box<dyn FnOnce(&Out) + Send>>,
+    error_callback: Option<Box<dyn FnOnce(&Error) + Send>>,
+) -> Result<AsyncResult<Out>>
+where
+    F: Target<M> + Copy,
+    F::Output: Send + 'static,
+    Out: Send + 'static,
+    I: IntoIterator<Item = F::Args>,
+{
+    check_target::<F>()?;
+    let slot = Arc::new(Slot {
+        value: Mutex::new(None),
+        done: AtomicBool::new(false),
+    });
+    let sink = SlotSink::<F::Output, Out> {
+        items: Vec::new(),
+        error: None,
+        slot: slot.clone(),
+        finish,
+        callback,
+        error_callback,
+    };
+    {
+        let mut core = shared.lock();
+        if let Some(e) = core.refuse() {
+            return Err(e);
+        }
+        let func = core.func_id(task_fn::<F, M>());
+        let job = core.new_job(Box::new(sink), describe::<F>(call));
+        let mut index = 0u64;
+        let mut chunk = Chunk::new(job, func, 0);
+        for args in input {
+            if let Err(e) = chunk.push(&args) {
+                core.cancel(job);
+                return Err(e);
+            }
+            index += 1;
+            if chunk.count as usize >= chunksize {
+                core.submit(std::mem::replace(&mut chunk, Chunk::new(job, func, index)));
+            }
+        }
+        core.submit(chunk);
+        core.seal(job);
+    }
+    shared.poke();
+    Ok(AsyncResult {
+        shared: shared.clone(),
+        slot,
+    })
+}
+
+struct Slot<R> {
+    value: Mutex<Option<Result<R>>>,
+    done: AtomicBool,
+}
+
+impl<R> Slot<R> {
+    fn lock(&self) -> MutexGuard<'_, Option<Result<R>>> {
+        self.value.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[allow(clippy::type_complexity)]
+struct SlotSink<T, Out> {
+    items: Vec<Option<T>>,
+    error: Option<Error>,
+    slot: Arc<Slot<Out>>,
+    finish: fn(Vec<T>) -> Out,
+    callback: Option<Box<dyn FnOnce(&Out) + Send>>,
+    error_callback: Option<Box<dyn FnOnce(&Error) + Send>>,
+}
+
+impl<T, Out> Sink for SlotSink<T, Out>
+where
+    T: DeserializeOwned + Send + 'static,
+    Out: Send + 'static,
+{
+    fn ok_batch(&mut self, first: u64, count: u32, bytes: &[u8]) {
+        let (items, error) = (&mut self.items, &mut self.error);
+        decode_batch::<T>(first, count, bytes, |index, v| match v {
+            Ok(v) => {
+                let i = index as usize;
+                if items.len() <= i {
+                    items.resize_with(i + 1, || None);
+                }
+                items[i] = Some(v);
+            }
+            Err(e) => {
+                error.get_or_insert(e);
+            }
+        });
+    }
+
+    fn err(&mut self, _index: u64, error: Error) -> bool {
+        self.error.get_or_insert(error);
+        true
+    }
+
+    fn complete(&mut self, due: &mut Vec<Callback>) -> bool {
+        let value = match self.error.take() {
+            Some(e) => Err(e),
+            None => std::mem::take(&mut self.items)
+                .into_iter()
+                .collect::<Option<Vec<T>>>()
+                .map(self.finish)
+                .ok_or_else(|| Error::new(ErrorKind::Protocol, "a task's result went missing")),
+        };
+        *self.slot.lock() = Some(value);
+        self.slot.done.store(true, Ordering::Release);
+        let slot = self.slot.clone();
+        let callback = self.callback.take();
+        let error_callback = self.error_callback.take();
+        if callback.is_some() || error_callback.is_some() {
+            due.push(Box::new(move || match &*slot.lock() {
+                Some(Ok(v)) => {
+                    if let Some(cb) = callback {
+                        cb(v)
+                    }
+                }
+                Some(Err(e)) => {
+                    if let Some(cb) = error_callback {
+                        cb(e)
+                    }
+                }
+                None => {}
+            }));
+        }
+        true
+    }
+}
+
+/// The result of [`Pool::apply_async`](crate::Pool::apply_async) or
+/// [`Pool::map_async`](crate::Pool::map_async), to come
+/// (Python's `AsyncResult`).
+///
+/// Waiting on it does the pool's work meanwhile. It stays valid after the
+/// pool is dropped: a task that had not finished then fails with
+/// [`ErrorKind::PoolClosed`].
+#[must_use = "the task runs anyway; get() returns its result"]
+pub struct AsyncResult<R> {
+    shared: Arc<Shared>,
+    slot: Arc<Slot<R>>,
+}
+
+impl<R> fmt::Debug for AsyncResult<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.slot.done.load(Ordering::Acquire))
+            .finish()
+    }
+}
+
+fn taken() -> Error {
+    Error::new(ErrorKind::Eof, "the result was already taken")
+}
+
+impl<R> AsyncResult<R> {
+    fn is_done(&self) -> bool {
+        self.slot.done.load(Ordering::Acquire)
+    }
+
+    /// Whether the result is there (Python's `ready`). Never blocks; does
+    /// any pool work that is ready to be done.
+    pub fn ready(&self) -> bool {
+        if !self.is_done() {
+            self.shared.poke();
+        }
+        self.is_done()
+    }
+
+    /// Whether the task succeeded; `None` while it runs (Python's
+    /// `successful`, which raises then).
+    pub fn successful(&self) -> Option<bool> {
+        if !self.ready() {
+            return None;
+        }
+        self.slot.lock().as_ref().map(|r| r.is_ok())
+    }
+
+    /// Waits until the result is there (Python's `wait`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Interrupted`] on SIGINT in a program that handles it;
+    /// [`ErrorKind::Io`]. The task's own failure comes from `get`.
+    pub fn wait(&self) -> Result<()> {
+        self.wait_until(None).map(|_| ())
+    }
+
+    /// Waits up to `timeout`; returns whether the result is there.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](AsyncResult::wait).
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.wait_until(Some(Instant::now() + timeout))
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<bool> {
+        let slot = &self.slot;
+        Ok(self
+            .shared
+            .drive(deadline, |_| {
+                slot.done.load(Ordering::Acquire).then_some(())
+            })?
+            .is_some())
+    }
+
+    /// Waits for the result and returns it (Python's `get`).
+    ///
+    /// # Errors
+    ///
+    /// The task's failure: [`ErrorKind::Panicked`] with its message,
+    /// [`ErrorKind::WorkerLost`] if its worker died while running it,
+    /// [`ErrorKind::Timeout`] for the pool's time limit,
+    /// [`ErrorKind::PoolClosed`] if the pool was terminated first,
+    /// [`ErrorKind::Decode`]; or [`ErrorKind::Interrupted`].
+    pub fn get(self) -> Result<R> {
+        self.wait()?;
+        self.slot.lock().take().unwrap_or_else(|| Err(taken()))
+    }
+
+    /// Waits up to `timeout` for the result: `Ok(None)` if it is not there
+    /// yet (Python's `get(timeout)`, which raises `TimeoutError`). Hands
+    /// the value out once.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](AsyncResult::get); [`ErrorKind::Eof`] if the value was
+    /// already taken.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Option<R>> {
+        if !self.wait_timeout(timeout)? {
+            return Ok(None);
+        }
+        self.slot
+            .lock()
+            .take()
+            .unwrap_or_else(|| Err(taken()))
+            .map(Some)
+    }
+
+    /// The result if it is there, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`get_timeout`](AsyncResult::get_timeout).
+    pub fn try_get(&self) -> Result<Option<R>> {
+        if !self.ready() {
+            return Ok(None);
+        }
+        self.slot
+            .lock()
+            .take()
+            .unwrap_or_else(|| Err(taken()))
+            .map(Some)
+    }
+}

@@ -1,0 +1,162 @@
+//! [`PoolBuilder`]: the pool's options, and starting the engine with them.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::context::StartMethod;
+use crate::error::{Error, ErrorKind, Result};
+use crate::target::Target;
+
+use super::api::Pool;
+use super::core::{Config, Core};
+use super::frame;
+use super::shared::{Shared, check_target, task_fn};
+use super::worker;
+
+/// Options for a [`Pool`]: made by [`Pool::builder`], ended by
+/// [`build`](PoolBuilder::build).
+#[must_use = "a PoolBuilder does nothing until build() is called"]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    method: Option<StartMethod>,
+    init: Option<Result<(worker::TaskRef, Vec<u8>)>>,
+    max_tasks: Option<u64>,
+    timeout: Option<Duration>,
+    max_memory: Option<u64>,
+    progress: bool,
+}
+
+impl fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("processes", &self.processes)
+            .field("method", &self.method)
+            .field("max_tasks", &self.max_tasks)
+            .field("timeout", &self.timeout)
+            .field("max_memory", &self.max_memory)
+            .finish()
+    }
+}
+
+impl PoolBuilder {
+    /// How many worker processes (default [`cpu_count()`](crate::cpu_count),
+    /// which respects the affinity mask and cgroup quota).
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n);
+        self
+    }
+
+    /// How the workers start (default: [`get_start_method`](crate::get_start_method)).
+    /// With fork, the pool can replace a worker only while this process
+    /// has no other threads.
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// Runs `f(args)` in every worker when it starts (Python's `initializer`
+    /// and `initargs`). If it panics, the pool stops: every task fails with
+    /// the initializer's panic message, instead of Python's endless restarts.
+    pub fn initializer<F, M>(mut self, _f: F, args: F::Args) -> Self
+    where
+        F: Target<M> + Copy,
+    {
+        self.init = Some(check_target::<F>().and_then(|()| {
+            let mut bytes = Vec::new();
+            frame::append(&args, &mut bytes).map_err(|e| {
+                Error::new(
+                    ErrorKind::Encode,
+                    "could not encode the initializer's arguments",
+                )
+                .with_source(e)
+            })?;
+            Ok((worker::TaskRef::new(task_fn::<F, M>()), bytes))
+        }));
+        self
+    }
+
+    /// Replaces each worker after it has run `n` tasks (Python's
+    /// `maxtasksperchild`; as there, a chunk of a `map` counts as one task).
+    pub fn maxtasksperchild(mut self, n: u64) -> Self {
+        self.max_tasks = Some(n.max(1));
+        self
+    }
+
+    /// A time limit for every task: a task still running after `limit` is
+    /// stopped by killing its worker, fails with [`ErrorKind::Timeout`], and
+    /// the worker is replaced. The limit is per item, also inside chunks.
+    pub fn task_timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Recycles a worker, between tasks, once its resident memory passes
+    /// `bytes` (checked at most every 5 ms). The tasks it held are given to
+    /// other workers; none fails.
+    pub fn max_memory_per_worker(mut self, bytes: u64) -> Self {
+        self.max_memory = Some(bytes);
+        self
+    }
+
+    /// Draws a progress bar (count, rate, ETA) on stderr for `map` and
+    /// `imap` calls that last more than half a second, when stderr is a
+    /// terminal. Needs the `progress` feature (on by default); without it
+    /// this does nothing.
+    pub fn progress_bar(mut self, on: bool) -> Self {
+        self.progress = on;
+        self
+    }
+
+    /// Starts the workers.
+    ///
+    /// # Errors
+    ///
+    /// - [`ErrorKind::InvalidArgument`]: 0 processes.
+    /// - [`ErrorKind::CapturingClosure`], [`ErrorKind::Encode`]: an
+    ///   initializer that cannot travel.
+    /// - Whatever [`ProcessBuilder::start`](crate::ProcessBuilder::start)
+    ///   fails with (for example [`ErrorKind::NotInitialized`] without
+    ///   `multiproc::init()`).
+    pub fn build(self) -> Result<Pool> {
+        let processes = self.processes.unwrap_or_else(crate::cpu_count);
+        if processes == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "a pool needs at least one process",
+            ));
+        }
+        let init = self.init.transpose()?;
+        let core = Core::new(Config {
+            processes,
+            method: self.method,
+            init,
+            max_tasks: self.max_tasks,
+            timeout: self.timeout,
+            max_memory: self.max_memory,
+            progress: self.progress,
+        })?;
+        Ok(Pool {
+            shared: Arc::new(Shared {
+                core: Mutex::new(core),
+            }),
+            processes,
+        })
+    }
+}
+
+impl Pool {
+    /// A builder for the options: process count, initializer,
+    /// `maxtasksperchild`, start method, time limit, memory cap, progress.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder {
+            processes: None,
+            method: None,
+            init: None,
+            max_tasks: None,
+            timeout: None,
+            max_memory: None,
+            progress: false,
+        }
+    }
+}

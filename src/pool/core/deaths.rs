@@ -1,0 +1,265 @@
+//! Workers' lives: starting one, replacing one that exited, what a death
+//! means for the items it held (the one it was running fails, the rest go
+//! again), time limits (killing a worker whose item ran too long), and the
+//! pool's own end (`stop`, `shutdown`). See "A dead worker never hangs the
+//! pool" and "Time limits and memory caps" in `src/pool/README.md`.
+
+use std::collections::VecDeque;
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::codec::Fd;
+use crate::error::{Error, ErrorKind, Result};
+use crate::pool::worker::{self, WorkerArgs};
+use crate::process::{ExitStatus, Process};
+use crate::sys;
+use crate::sys::page::SharedPage;
+
+use super::{Chunk, Core, PoolState, Worker, io_err};
+
+impl Core {
+    pub(super) fn start_worker(&mut self) -> Result<Worker> {
+        let (ours, theirs) =
+            sys::socket::stream_pair().map_err(io_err("could not create a socket pair"))?;
+        // Large arguments and results cross in fewer fill-and-wait rounds
+        // (each costs a wake-up on the other core); best effort.
+        for s in [&ours, &theirs] {
+            let _ = sys::socket::set_send_buffer(s.as_fd(), 4 << 20);
+        }
+        let (page, page_fd) =
+            SharedPage::create().map_err(io_err("could not create a worker's shared page"))?;
+        let args = WorkerArgs {
+            sock: Fd::new(theirs),
+            page: Fd::new(page_fd),
+            init: self.config.init.clone(),
+            max_tasks: self.config.max_tasks,
+            max_memory: self.config.max_memory,
+            timed: self.config.timeout.is_some(),
+        };
+        self.spawned += 1;
+        let name = format!("PoolWorker-{}", self.spawned);
+        let mut builder = Process::new(worker::worker_main, args)
+            .name(name.clone())
+            .daemon(true);
+        if let Some(m) = self.config.method {
+            builder = builder.start_method(m);
+        }
+        let process = builder.start()?;
+        log::debug!(target: "multiproc", "pool started {name} (pid {})", process.pid());
+        Ok(Worker {
+            name,
+            process,
+            sock: ours,
+            page,
+            inbuf: Vec::with_capacity(64 * 1024),
+            in_start: 0,
+            out: Vec::new(),
+            out_start: 0,
+            sent: VecDeque::new(),
+            front_answered: 0,
+            inflight: 0,
+            inflight_bytes: 0,
+            answered: 0,
+            chunks_sent: 0,
+            knows: Vec::new(),
+            leaving: false,
+            eof: false,
+            timed_out: false,
+            busy_since: Instant::now(),
+        })
+    }
+
+    /// Starts workers for empty slots while the pool has a use for them.
+    pub(super) fn refill(&mut self) -> Result<()> {
+        if self.state == PoolState::Terminated || (self.state == PoolState::Closed && self.idle()) {
+            return Ok(());
+        }
+        for i in 0..self.workers.len() {
+            if self.workers[i].is_none() {
+                let w = self.start_worker()?;
+                self.workers[i] = Some(w);
+            }
+        }
+        Ok(())
+    }
+
+    /// A worker has exited (its pidfd is readable): collect its last
+    /// results, fail the task it was running, queue again the ones it never
+    /// started, and leave its slot empty for a replacement.
+    pub(super) fn handle_exit(&mut self, i: usize) -> Result<()> {
+        let Some(mut w) = self.workers[i].take() else {
+            return Ok(());
+        };
+        // Everything it wrote before it exited is in the socket.
+        w.eof = false;
+        let _ = self.read_worker(&mut w);
+        let status = match w.process.exitcode() {
+            Some(s) => s,
+            None => {
+                let _ = w.process.kill();
+                match w.process.join_timeout(Duration::from_secs(10)) {
+                    Err(e) if e.kind() == ErrorKind::Timeout => {
+                        ExitStatus::Signaled(crate::Signal::KILL)
+                    }
+                    status => status?,
+                }
+            }
+        };
+        let started = w.page.word(worker::WORD_STARTED).load(Ordering::Acquire);
+        let finished = w.page.word(worker::WORD_FINISHED).load(Ordering::Acquire);
+        // Among the unanswered items, the one it was running when it died.
+        let running =
+            (started > finished && started > w.answered).then(|| started - 1 - w.answered);
+        let clean = status.success() && running.is_none();
+        if !clean || w.unanswered() > 0 {
+            log::info!(target: "multiproc", "pool worker {} {status}; {} unanswered tasks", w.who(), w.unanswered());
+        }
+        let mut requeue: Vec<Chunk> = Vec::new();
+        let mut k = 0u64;
+        let skip = w.front_answered as usize;
+        let sent = std::mem::take(&mut w.sent);
+        w.inflight_bytes = 0;
+        for (n, chunk) in sent.into_iter().enumerate() {
+            let items = chunk.items();
+            let mut again: Option<Chunk> = None;
+            for (j, item) in items.iter().enumerate() {
+                if n == 0 && j < skip {
+                    continue;
+                }
+                let index = chunk.first + j as u64;
+                if running == Some(k) && !clean {
+                    let what = self.what(chunk.job);
+                    let e = if w.timed_out {
+                        Error::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "task {index} of {what} ran past its time limit of {:?} in {}, which was killed and replaced",
+                                self.config.timeout.unwrap_or_default(),
+                                w.who()
+                            ),
+                        )
+                    } else {
+                        let how = match status {
+                            ExitStatus::Signaled(s) => format!("was killed by {s}"),
+                            ExitStatus::Exited(c) => format!("exited with code {c}"),
+                        };
+                        Error::new(
+                            ErrorKind::WorkerLost,
+                            format!(
+                                "task {index} of {what} was running in {}, which {how}; the worker was replaced",
+                                w.who()
+                            ),
+                        )
+                    }
+                    .with_status(Some(status));
+                    if let Some(c) = again.take() {
+                        requeue.push(c);
+                    }
+                    self.deliver_err(chunk.job, index, e);
+                } else {
+                    again
+                        .get_or_insert_with(|| Chunk::new(chunk.job, chunk.func, index))
+                        .push_bytes(item);
+                }
+                k += 1;
+            }
+            if let Some(c) = again {
+                requeue.push(c);
+            }
+        }
+        for c in requeue.into_iter().rev() {
+            if self.jobs.contains_key(&c.job) {
+                self.pending.push_front(c);
+            }
+        }
+        drop(w);
+        if self.state != PoolState::Terminated && (self.state == PoolState::Running || !self.idle())
+        {
+            self.counters.restarts += 1;
+            match self.start_worker() {
+                Ok(nw) => self.workers[i] = Some(nw),
+                Err(e) => {
+                    if self.all_exited() {
+                        self.stop(
+                            e.kind(),
+                            format!("the pool could not replace a worker that exited, and has none left: {e}"),
+                        );
+                        return Err(e);
+                    }
+                    log::warn!(target: "multiproc", "could not replace a pool worker: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills the workers whose running task passed the time limit.
+    /// Returns how long until the next task could pass it.
+    pub(super) fn check_time_limits(&mut self) -> Option<Duration> {
+        let limit = self.config.timeout?;
+        let limit_ns = limit.as_nanos() as u64;
+        let now = sys::io::monotonic_ns();
+        let mut next = limit;
+        for w in self.workers.iter_mut().flatten() {
+            if w.timed_out || w.sent.is_empty() {
+                continue;
+            }
+            let started = w.page.word(worker::WORD_STARTED).load(Ordering::Acquire);
+            let since = w.page.word(worker::WORD_START_NS).load(Ordering::Acquire);
+            let finished = w.page.word(worker::WORD_FINISHED).load(Ordering::Acquire);
+            if started == finished
+                || started != w.page.word(worker::WORD_STARTED).load(Ordering::Acquire)
+            {
+                continue;
+            }
+            let ran = now.saturating_sub(since);
+            if ran >= limit_ns {
+                log::info!(target: "multiproc", "killing pool worker {}: its task ran past {limit:?}", w.who());
+                w.timed_out = true;
+                let _ = w.process.kill();
+            } else {
+                next = next.min(Duration::from_nanos(limit_ns - ran));
+            }
+        }
+        Some(next)
+    }
+
+    /// Stops the pool by itself (initializer failure, interrupt): kills the
+    /// workers and fails every task that was not answered with `kind`.
+    pub(crate) fn stop(&mut self, kind: ErrorKind, message: String) {
+        if self.stopped.is_none() {
+            self.stopped = Some((kind, message.clone()));
+        }
+        self.shutdown(|| Error::new(kind, message.clone()));
+    }
+
+    /// Kills every worker, waits for them, and fails every unanswered task
+    /// with `error()`.
+    pub(crate) fn shutdown(&mut self, error: impl Fn() -> Error) {
+        self.state = PoolState::Terminated;
+        for w in self.workers.iter().flatten() {
+            let _ = w.process.kill();
+        }
+        let mut failed: Vec<(u64, u64)> = Vec::new();
+        for slot in self.workers.iter_mut() {
+            if let Some(w) = slot.take() {
+                let _ = w.process.join_timeout(Duration::from_secs(10));
+                let skip = w.front_answered as u64;
+                for (n, c) in w.sent.iter().enumerate() {
+                    let from = if n == 0 { skip } else { 0 };
+                    failed.extend((from..c.count as u64).map(|j| (c.job, c.first + j)));
+                }
+            }
+        }
+        for c in std::mem::take(&mut self.pending) {
+            failed.extend((0..c.count as u64).map(|j| (c.job, c.first + j)));
+        }
+        // Tasks cut short by the pool's end are not counted as failed.
+        let counted = self.counters.failed;
+        for (job, index) in failed {
+            self.deliver_err(job, index, error());
+        }
+        self.counters.failed = counted;
+    }
+}
