@@ -107,12 +107,18 @@ pub enum ErrorKind {
     /// The value was already taken out of this handle (a result handed
     /// out once, by an earlier `get`).
     AlreadyTaken,
+    /// A pool task ran past its time limit
+    /// ([`PoolBuilder::task_timeout`](crate::pool::PoolBuilder::task_timeout))
+    /// and its worker was killed (pebble's `TimeoutError` on a task). Not
+    /// to be confused with [`Timeout`](ErrorKind::Timeout): *this call's*
+    /// wait ran out, and the task goes on.
+    TimeLimit,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order: `ALL[k as usize] == k`. New kinds
     /// go at the end, so that a kind keeps its number on the wire.
-    const ALL: [ErrorKind; 32] = [
+    const ALL: [ErrorKind; 33] = [
         ErrorKind::Io,
         ErrorKind::Panicked,
         ErrorKind::Killed,
@@ -145,6 +151,7 @@ impl ErrorKind {
         ErrorKind::PoolClosed,
         ErrorKind::WouldBlock,
         ErrorKind::AlreadyTaken,
+        ErrorKind::TimeLimit,
     ];
 
     /// The kind's number, as it travels between processes.

@@ -82,7 +82,7 @@ fn time_limits_and_recycled_workers(method: StartMethod) {
         .build()
         .unwrap();
     let err = pool.apply(sleep_ms, 60_000).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert_eq!(err.kind(), ErrorKind::TimeLimit);
     let pids = pool.chunksize(1).map(pid, 0..20u64).unwrap();
     let mut distinct = pids.clone();
     distinct.sort();

@@ -179,7 +179,7 @@ impl Pool {
     ///
     /// The first task that fails (in input order of discovery): its panic
     /// ([`ErrorKind::Panicked`]), its worker's death
-    /// ([`ErrorKind::WorkerLost`]), its time limit ([`ErrorKind::Timeout`]),
+    /// ([`ErrorKind::WorkerLost`]), its time limit ([`ErrorKind::TimeLimit`]),
     /// [`ErrorKind::Encode`]/[`ErrorKind::Decode`]. The rest of the call is
     /// then cancelled. Use [`imap`](Pool::imap) to get every task's own
     /// result. Also [`ErrorKind::PoolClosed`], [`ErrorKind::Interrupted`],

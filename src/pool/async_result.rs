@@ -177,7 +177,7 @@ impl<R> fmt::Debug for AsyncResult<R> {
 }
 
 fn taken() -> Error {
-    Error::new(ErrorKind::Eof, "the result was already taken")
+    Error::new(ErrorKind::AlreadyTaken, "the result was already taken")
 }
 
 impl<R> AsyncResult<R> {
@@ -210,26 +210,45 @@ impl<R> AsyncResult<R> {
     /// [`ErrorKind::Interrupted`] on SIGINT in a program that handles it;
     /// [`ErrorKind::Io`]. The task's own failure comes from `get`.
     pub fn wait(&self) -> Result<()> {
-        self.wait_until(None).map(|_| ())
+        self.wait_until(None)
     }
 
-    /// Waits up to `timeout`; returns whether the result is there.
+    /// Waits up to `timeout` (Python's `wait(timeout)`); any `Duration`,
+    /// `Duration::MAX` included (waits as long as it takes).
     ///
     /// # Errors
     ///
-    /// As [`wait`](AsyncResult::wait).
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.wait_until(Some(Instant::now() + timeout))
+    /// [`ErrorKind::Timeout`] if the result is not there by then (the task
+    /// goes on; ask again); otherwise as [`wait`](AsyncResult::wait).
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
+        self.wait_until(crate::time::deadline_after(timeout))
     }
 
-    fn wait_until(&self, deadline: Option<Instant>) -> Result<bool> {
+    /// Waits until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_timeout`](AsyncResult::wait_timeout).
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<()> {
+        self.wait_until(Some(deadline))
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<()> {
         let slot = &self.slot;
-        Ok(self
-            .shared
-            .drive(deadline, |_| {
-                slot.done.load(Ordering::Acquire).then_some(())
-            })?
-            .is_some())
+        match self.shared.drive(deadline, |_| {
+            slot.done.load(Ordering::Acquire).then_some(())
+        })? {
+            Some(()) => Ok(()),
+            None => Err(Error::new(
+                ErrorKind::Timeout,
+                "timed out waiting for a pool task's result (the task goes on)",
+            )),
+        }
+    }
+
+    /// Takes the result out of the slot, once.
+    fn take(&self) -> Result<R> {
+        self.slot.lock().take().unwrap_or_else(|| Err(taken()))
     }
 
     /// Waits for the result and returns it (Python's `get`).
@@ -238,46 +257,52 @@ impl<R> AsyncResult<R> {
     ///
     /// The task's failure: [`ErrorKind::Panicked`] with its message,
     /// [`ErrorKind::WorkerLost`] if its worker died while running it,
-    /// [`ErrorKind::Timeout`] for the pool's time limit,
+    /// [`ErrorKind::TimeLimit`] for the pool's time limit,
     /// [`ErrorKind::PoolClosed`] if the pool was terminated first,
     /// [`ErrorKind::Decode`]; or [`ErrorKind::Interrupted`].
     pub fn get(self) -> Result<R> {
         self.wait()?;
-        self.slot.lock().take().unwrap_or_else(|| Err(taken()))
+        self.take()
     }
 
-    /// Waits up to `timeout` for the result: `Ok(None)` if it is not there
-    /// yet (Python's `get(timeout)`, which raises `TimeoutError`). Hands
-    /// the value out once.
+    /// Waits up to `timeout` for the result (Python's `get(timeout)`) and
+    /// hands it out, once; any `Duration`, `Duration::MAX` included.
     ///
     /// # Errors
     ///
-    /// As [`get`](AsyncResult::get); [`ErrorKind::Eof`] if the value was
-    /// already taken.
-    pub fn get_timeout(&self, timeout: Duration) -> Result<Option<R>> {
-        if !self.wait_timeout(timeout)? {
-            return Ok(None);
-        }
-        self.slot
-            .lock()
-            .take()
-            .unwrap_or_else(|| Err(taken()))
-            .map(Some)
+    /// [`ErrorKind::Timeout`] if it is not there by then (Python's
+    /// `TimeoutError`; the task goes on, ask again);
+    /// [`ErrorKind::AlreadyTaken`] if an earlier call took it; otherwise as
+    /// [`get`](AsyncResult::get).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<R> {
+        self.wait_timeout(timeout)?;
+        self.take()
     }
 
-    /// The result if it is there, without waiting.
+    /// Waits until `deadline` for the result and hands it out, once.
     ///
     /// # Errors
     ///
     /// As [`get_timeout`](AsyncResult::get_timeout).
-    pub fn try_get(&self) -> Result<Option<R>> {
+    pub fn get_deadline(&self, deadline: Instant) -> Result<R> {
+        self.wait_deadline(deadline)?;
+        self.take()
+    }
+
+    /// The result if it is there, without waiting; handed out once.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::WouldBlock`] if it is not there yet;
+    /// [`ErrorKind::AlreadyTaken`] if an earlier call took it; otherwise as
+    /// [`get`](AsyncResult::get).
+    pub fn try_get(&self) -> Result<R> {
         if !self.ready() {
-            return Ok(None);
+            return Err(Error::new(
+                ErrorKind::WouldBlock,
+                "the pool task's result is not there yet",
+            ));
         }
-        self.slot
-            .lock()
-            .take()
-            .unwrap_or_else(|| Err(taken()))
-            .map(Some)
+        self.take()
     }
 }

@@ -84,7 +84,7 @@ impl PoolBuilder {
     }
 
     /// A time limit for every task: a task still running after `limit` is
-    /// stopped by killing its worker, fails with [`ErrorKind::Timeout`], and
+    /// stopped by killing its worker, fails with [`ErrorKind::TimeLimit`], and
     /// the worker is replaced. The limit is per item, also inside chunks.
     pub fn task_timeout(mut self, limit: Duration) -> Self {
         self.timeout = Some(limit);

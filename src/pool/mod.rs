@@ -39,7 +39,7 @@
 //! worker counts the items it starts in a page of memory shared with the
 //! pool. When a worker dies, the item it was running fails with an error
 //! that names the item and how the worker died ([`ErrorKind::WorkerLost`](crate::ErrorKind::WorkerLost),
-//! or [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) when the pool killed it for passing its time
+//! or [`ErrorKind::TimeLimit`](crate::ErrorKind::TimeLimit) when the pool killed it for passing its time
 //! limit); the items it had not started go to the other workers, and a new
 //! worker takes its place.
 //!

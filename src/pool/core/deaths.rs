@@ -132,7 +132,7 @@ impl Core {
                     let what = self.what(chunk.job);
                     let e = if w.timed_out {
                         Error::new(
-                            ErrorKind::Timeout,
+                            ErrorKind::TimeLimit,
                             format!(
                                 "task {index} of {what} ran past its time limit of {:?} in {}, which was killed and replaced",
                                 self.config.timeout.unwrap_or_default(),
