@@ -313,6 +313,8 @@
 //! refused a request, shutting down included. [`ErrorKind::InvalidArgument`]:
 //! an argument out of range, an unknown name included.
 //! [`ErrorKind::AlreadyTaken`]: a value handed out once was asked for again.
+//! [`ErrorKind::Timeout`] only ever means that *this call's* wait ran out;
+//! a pool task stopped at its time limit is [`ErrorKind::TimeLimit`].
 //! [`ErrorKind::Protocol`]: bytes from another process that do not follow
 //! the protocol. [`ErrorKind::Io`]: the operating system refused, with the
 //! OS error as [`source`](std::error::Error::source).
