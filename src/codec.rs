@@ -174,8 +174,9 @@ pub(crate) fn encode_plain<T: Serialize + ?Sized>(value: &T, to: NoFds) -> Resul
     Ok(out)
 }
 
-/// A postcard output that appends to a vector it borrows.
-struct Append<'a>(&'a mut Vec<u8>);
+/// A postcard output that appends to a vector it borrows (also the pool's
+/// frames: `pool::frame::append`).
+pub(crate) struct Append<'a>(pub(crate) &'a mut Vec<u8>);
 
 impl postcard::ser_flavors::Flavor for Append<'_> {
     type Output = ();

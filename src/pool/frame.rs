@@ -29,6 +29,7 @@ use std::ops::Range;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::codec;
 use crate::error::{Error, ErrorKind, PanicReport, Result};
 
 /// Length (u32) and kind (u8).
@@ -168,46 +169,12 @@ pub(crate) fn decode_batch<R: DeserializeOwned>(
     }
 }
 
-/// A postcard output that appends to a vector it borrows.
-struct Append<'a>(&'a mut Vec<u8>);
-
-impl postcard::ser_flavors::Flavor for Append<'_> {
-    type Output = ();
-    #[inline]
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.push(data);
-        Ok(())
-    }
-    #[inline]
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        // postcard writes every integer as a short slice (a varint); a
-        // variable-length copy would be a call to memcpy per number, so
-        // short ones are copied as 16 fixed bytes and the tail cut off.
-        let n = data.len();
-        if n <= 16 {
-            let mut tmp = [0u8; 16];
-            for (i, t) in tmp.iter_mut().enumerate() {
-                *t = data.get(i).copied().unwrap_or(0);
-            }
-            let old = self.0.len();
-            self.0.extend_from_slice(&tmp);
-            self.0.truncate(old + n);
-        } else {
-            self.0.extend_from_slice(data);
-        }
-        Ok(())
-    }
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
-}
-
 /// Appends `value`'s postcard encoding to `out` (on error, `out` may hold
 /// part of it: the caller truncates).
 #[inline(always)]
 pub(crate) fn append<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> postcard::Result<()> {
     value.serialize(&mut postcard::Serializer {
-        output: Append(out),
+        output: codec::Append(out),
     })
 }
 
