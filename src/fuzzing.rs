@@ -22,6 +22,9 @@ pub fn decode_everything(data: &[u8]) {
     let _ = crate::codec::decode::<crate::Fd>(data, Vec::new());
     let _ = postcard::from_bytes::<Boot>(data);
     let _ = postcard::from_bytes::<ErrorReport>(data);
+    // A manager's requests (from clients) and replies (from the server).
+    let _ = postcard::from_bytes::<crate::manager::protocol::Request>(data);
+    let _ = postcard::from_bytes::<crate::manager::protocol::Reply>(data);
     // A pool worker's frames, results and failure reports.
     crate::pool::frame::fuzz(data);
     // A queue whose shared memory another process scribbled over.

@@ -346,6 +346,15 @@ fn malformed_and_oversized_requests_are_refused() {
     raw.send_bytes(&[4, 0]).unwrap();
     let reply = raw.recv_bytes().unwrap();
     assert!(!reply.is_empty());
+    // A million batches nested in 2 MB ([3, 1]: a batch of one) around a
+    // shutdown: refused as malformed, not decoded by recursing a million
+    // times (which overflowed the server thread's stack and aborted the
+    // manager), and the shutdown inside does not run.
+    let mut nested = [3u8, 1].repeat(1_000_000);
+    nested.push(4);
+    raw.send_bytes(&nested).unwrap();
+    let reply = raw.recv_bytes().unwrap();
+    assert!(!reply.is_empty());
     d.insert(1, 2).unwrap();
     assert_eq!(d.get(&1).unwrap(), Some(2));
 }

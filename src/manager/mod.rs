@@ -71,7 +71,7 @@
 
 mod blocking;
 mod link;
-mod protocol;
+pub(crate) mod protocol;
 mod proxy;
 mod queue_proxy;
 pub(crate) mod server;

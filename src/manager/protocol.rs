@@ -37,6 +37,42 @@ pub(crate) enum Kind {
 
 pub(crate) type Bytes = Vec<u8>;
 
+/// The deepest nesting of batches (and of their replies) there is.
+pub(crate) const MAX_BATCH_DEPTH: usize = 4;
+
+thread_local! {
+    /// How many batches the decoder of this thread is inside.
+    static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Decodes the elements of a batch (or of its replies), refusing one nested
+/// deeper than [`MAX_BATCH_DEPTH`] before recursing into it: derived
+/// decoders recurse once per level, and a hostile peer's few bytes a level
+/// would otherwise overflow the stack of the thread decoding them.
+fn nested_at_most<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Level;
+    impl Drop for Level {
+        fn drop(&mut self) {
+            DEPTH.with(|d| d.set(d.get() - 1));
+        }
+    }
+    let depth = DEPTH.with(|d| {
+        d.set(d.get() + 1);
+        d.get()
+    });
+    let _level = Level;
+    if depth > MAX_BATCH_DEPTH {
+        return Err(serde::de::Error::custom(format!(
+            "batches nested more than {MAX_BATCH_DEPTH} deep"
+        )));
+    }
+    Vec::<T>::deserialize(deserializer)
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Request {
     /// Makes an object; `init` is its starting content (items for a list or
@@ -54,8 +90,10 @@ pub(crate) enum Request {
         id: u64,
         op: Op,
     },
-    /// Several requests in one round trip; the reply is `Replies`.
-    Batch(Vec<Request>),
+    /// Several requests in one round trip; the reply is `Replies`. Nested
+    /// at most [`MAX_BATCH_DEPTH`] deep (decoding refuses deeper ones
+    /// before it recurses into them).
+    Batch(#[serde(deserialize_with = "nested_at_most")] Vec<Request>),
     /// Stops the server.
     Shutdown,
 }
@@ -184,7 +222,7 @@ pub(crate) enum Reply {
     Items(Vec<Bytes>),
     Pairs(Vec<(Bytes, Bytes)>),
     Snapshot(u64, Vec<Bytes>),
-    Replies(Vec<Reply>),
+    Replies(#[serde(deserialize_with = "nested_at_most")] Vec<Reply>),
     /// `None`: not acquired (timed out, or a `try_` form); `Some(owner_died)`:
     /// acquired, and whether the owner-died indication is set (a client
     /// died holding it, and nobody has acknowledged that since).
@@ -279,5 +317,41 @@ mod tests {
             .name(),
             "Put"
         );
+    }
+
+    /// A request of nested one-element batches, `depth` deep, around a
+    /// shutdown: the bytes a hostile client needs for deep recursion.
+    fn nested(depth: usize) -> Vec<u8> {
+        let mut bytes = [3u8, 1].repeat(depth); // Batch, one element
+        bytes.push(4); // Shutdown
+        bytes
+    }
+
+    #[test]
+    fn deeply_nested_batches_are_refused_without_recursing_into_them() {
+        // Run where the stack is as small as a server thread's could be:
+        // decoding must stop at the depth limit, not at a stack overflow.
+        let refused = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(|| postcard::from_bytes::<Request>(&nested(1_000_000)).is_err())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(refused);
+        // What the server accepts still decodes.
+        let ok = postcard::from_bytes::<Request>(&nested(MAX_BATCH_DEPTH)).unwrap();
+        assert!(matches!(ok, Request::Batch(_)));
+        let bytes = postcard::to_allocvec(&Reply::Replies(vec![Reply::Done])).unwrap();
+        assert!(postcard::from_bytes::<Reply>(&bytes).is_ok());
+        // Replies nest as deep as requests may.
+        let mut deep = [9u8, 1].repeat(1_000_000); // Replies, one element
+        deep.push(1); // Done
+        let refused = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || postcard::from_bytes::<Reply>(&deep).is_err())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(refused);
     }
 }

@@ -58,8 +58,9 @@ impl Wait {
 ///
 /// Cheap to clone, passable to children under every start method, usable
 /// from several threads. Puts and gets follow the same rules and return
-/// the same errors as a local [`Queue`](crate::Queue); see the [module
-/// docs](self).
+/// the same errors as a local [`Queue`](crate::Queue)
+/// ([`PutError`](crate::queue::PutError),
+/// [`GetError`](crate::queue::GetError)).
 pub struct QueueProxy<T> {
     handle: Handle,
     maxsize: u64,

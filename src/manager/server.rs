@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::blocking::{Blocking, Ctx};
-use super::protocol::{Bytes, ErrorReply, Kind, Op, Reply, Request};
+use super::protocol::{Bytes, ErrorReply, Kind, MAX_BATCH_DEPTH, Op, Reply, Request};
 use super::wire::{SPIN, Wire};
 use crate::connection::{Address, Connection, Listener};
 use crate::error::ErrorKind;
@@ -102,9 +102,6 @@ pub(crate) struct Server {
 /// The largest request a server accepts (a bigger one is refused and its
 /// connection closed, since the stream cannot be resynchronised).
 pub(crate) const MAX_REQUEST: usize = 64 << 20;
-
-/// The deepest nesting of batches a server accepts.
-const MAX_BATCH_DEPTH: usize = 4;
 
 fn wrong(op: &Op, kind: &str) -> Reply {
     Reply::Error(ErrorReply::WrongKind(format!(
