@@ -17,6 +17,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::tempdir::PrivateDir;
 use std::os::fd::AsFd;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Where a [`Listener`] listens: a Unix socket path or a TCP address.
@@ -108,6 +109,8 @@ pub struct Listener {
     dir: Option<PrivateDir>,
     /// The handshakes in progress, with an authkey.
     gate: Option<Mutex<Gate>>,
+    /// The message size limit of the connections accepted.
+    max_message: AtomicUsize,
 }
 
 impl fmt::Debug for Listener {
@@ -159,6 +162,7 @@ impl Listener {
             owns_path: true,
             dir: None,
             gate,
+            max_message: AtomicUsize::new(super::DEFAULT_MAX_MESSAGE_SIZE),
         }
     }
 
@@ -225,6 +229,14 @@ impl Listener {
         }
     }
 
+    /// Sets the longest message the connections accepted from now on take
+    /// ([`Connection::set_max_message_size`], which can change it per
+    /// connection afterwards); [`DEFAULT_MAX_MESSAGE_SIZE`](super::DEFAULT_MAX_MESSAGE_SIZE)
+    /// unless set. Never fails.
+    pub fn set_max_message_size(&self, max: usize) {
+        self.max_message.store(max, Ordering::Relaxed);
+    }
+
     /// Waits for a connection, runs the authkey handshake (challenging the
     /// peer, then answering its challenge), and returns it.
     ///
@@ -262,7 +274,7 @@ impl Listener {
                 .accept_raw(true)
                 .map_err(|e| Error::io("accept failed", e))?
                 .ok_or_else(|| Error::new(ErrorKind::Io, "accept: no connection"))?;
-            return Ok(Some(Connection::new(fd, unix, true, true)));
+            return Ok(Some(self.connection(fd, unix)));
         };
         let listen = match &self.inner {
             Inner::Unix(l) => l.as_fd(),
@@ -274,7 +286,14 @@ impl Listener {
         let mut gate = gate.lock().unwrap_or_else(|p| p.into_inner());
         let mut accept_one = || self.accept_raw(false);
         let got = gate.accept(listen, &mut accept_one, stop)?;
-        Ok(got.map(|(fd, unix)| Connection::new(fd, unix, true, true)))
+        Ok(got.map(|(fd, unix)| self.connection(fd, unix)))
+    }
+
+    /// An accepted socket as a connection with this listener's limit.
+    fn connection<T>(&self, fd: OwnedFd, unix: bool) -> Connection<T> {
+        let conn = Connection::new(fd, unix, true, true);
+        conn.set_max_message_size(self.max_message.load(Ordering::Relaxed));
+        conn
     }
 
     /// One `accept`: blocking, or not (`Ok(None)` when nobody waits).

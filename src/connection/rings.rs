@@ -223,14 +223,14 @@ pub(crate) enum Got {
 fn too_large(len: u64, max: u64) -> Error {
     Error::new(
         ErrorKind::MessageTooLarge,
-        format!("the message has {len} bytes, more than the {max} allowed"),
+        format!(
+            "a message of {len} bytes is over the limit of {max} bytes (see Connection::set_max_message_size)"
+        ),
     )
 }
 
 fn corrupt(st: &mut ReadState, what: &str) -> Error {
-    let why = format!("{what}; the connection cannot be used any more");
-    st.broken = Some(why.clone());
-    Error::new(ErrorKind::Protocol, why)
+    st.break_with(ErrorKind::Protocol, what)
 }
 
 /// Takes the next message, waiting until `deadline` (`None`: as long as
@@ -247,8 +247,8 @@ pub(crate) fn take(
     fresh: bool,
     deadline: Option<Instant>,
 ) -> Result<Option<Got>> {
-    if let Some(why) = &st.broken {
-        return Err(Error::new(ErrorKind::Protocol, why.clone()));
+    if let Some(e) = st.broken_error() {
+        return Err(e);
     }
     if let Some((body, fds)) = st.pending.take() {
         if body.len() as u64 > max {
@@ -291,8 +291,7 @@ pub(crate) fn take(
                         let len = u64::from_le_bytes(rec[8..16].try_into().expect("8 bytes"));
                         if len > max {
                             let err = too_large(len, max);
-                            corrupt(st, &err.to_string());
-                            return Err(err);
+                            return Err(st.break_with(ErrorKind::MessageTooLarge, err.to_string()));
                         }
                         let (body, fds) = read_frame(rx, sock, st, seq, len)?;
                         return Ok(Some(Got::Owned(body, fds)));
@@ -311,8 +310,8 @@ pub(crate) fn take(
         if st.eof {
             return Err(eof_error());
         }
-        if let Some(why) = &st.broken {
-            return Err(Error::new(ErrorKind::Protocol, why.clone()));
+        if let Some(e) = st.broken_error() {
+            return Err(e);
         }
         if !wait(rx, sock, st, deadline)? {
             return Ok(None);
@@ -517,14 +516,16 @@ fn read_frame(
     let fds: Vec<OwnedFd> = st.fds.drain(..nfds).collect();
     let len = usize::try_from(len).map_err(|_| corrupt(st, "a frame too large for memory"))?;
     let buffered = (st.end - st.start).min(len);
-    let mut body = Vec::with_capacity(len.min(64 << 20));
+    // The body grows with what arrives (at most doubling per read), never
+    // with what the header announced.
+    let mut body = Vec::with_capacity(len.min(buffered + CHUNK));
     body.extend_from_slice(&st.buf[st.start..st.start + buffered]);
     st.start += buffered;
     while body.len() < len {
         if let Err(e) = wait_socket(rx, sock) {
             return Err(corrupt(st, &e.to_string()));
         }
-        let limit = len.min(body.len() + (64 << 20));
+        let limit = len.min(body.len().saturating_add(body.len().max(CHUNK)));
         match sys::socket::read_into(sock, &mut body, limit) {
             // The writer closed or died in the middle: the torn message
             // is not delivered, and every later receive is `Eof` too.

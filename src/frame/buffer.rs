@@ -23,7 +23,12 @@
 //! all it was offered. An empty buffer larger than [`RETAIN`] is freed.
 //!
 //! **Descriptors** (`SCM_RIGHTS`) that come with the bytes are queued in
-//! arrival order; each format says how many a frame claims.
+//! arrival order; each format says how many a frame claims. Each is
+//! queued with the stream position its read ended at, so that
+//! [`take_frame_fds`](RecvBuf::take_frame_fds) can tell which arrived
+//! with the frame at the front (the kernel ends a read at the segment
+//! that carries descriptors, the first of the message they came with)
+//! and close those its header did not announce.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -124,7 +129,11 @@ pub(crate) struct RecvBuf<F: Format> {
     /// The least room offered to a read: [`FIRST_ROOM`], then [`CHUNK`]
     /// once a read filled all it was offered.
     min_room: usize,
-    fds: VecDeque<OwnedFd>,
+    /// Descriptors received and not taken, each with the stream position
+    /// (`received`) after the read that brought it.
+    fds: VecDeque<(u64, OwnedFd)>,
+    /// Bytes read from the socket so far (saturating).
+    received: u64,
     eof: bool,
 }
 
@@ -151,6 +160,7 @@ impl<F: Format> RecvBuf<F> {
             max_body,
             min_room: FIRST_ROOM,
             fds: VecDeque::new(),
+            received: 0,
             eof: false,
         }
     }
@@ -297,7 +307,27 @@ impl<F: Format> RecvBuf<F> {
     /// Takes `n` descriptors from the front of the queue; `None` (and
     /// nothing taken) if fewer arrived.
     pub(crate) fn take_fds(&mut self, n: usize) -> Option<Vec<OwnedFd>> {
-        (self.fds.len() >= n).then(|| self.fds.drain(..n).collect())
+        (self.fds.len() >= n).then(|| self.fds.drain(..n).map(|(_, fd)| fd).collect())
+    }
+
+    /// The descriptors that came with the complete frame at the front (or
+    /// with frames before it that claimed none): the first `n` of them are
+    /// returned (fewer if fewer came), the others are closed, and their
+    /// number is returned too. Descriptors that came with later frames
+    /// stay queued. Call before [`take_body`](Self::take_body).
+    pub(crate) fn take_frame_fds(&mut self, n: usize) -> (Vec<OwnedFd>, usize) {
+        let len = self.head.map_or(0, |(len, _)| len);
+        let beyond = (self.end - self.start).saturating_sub(len);
+        let frame_end = self.received.saturating_sub(beyond as u64);
+        let mine = self
+            .fds
+            .iter()
+            .take_while(|(pos, _)| *pos <= frame_end)
+            .count();
+        let mut taken: Vec<OwnedFd> = self.fds.drain(..mine).map(|(_, fd)| fd).collect();
+        let closed = taken.len().saturating_sub(n);
+        taken.truncate(n);
+        (taken, closed)
     }
 
     /// Descriptors received and not taken.
@@ -368,6 +398,7 @@ impl<F: Format> RecvBuf<F> {
             let n = room.min(bytes.len());
             self.buf[self.end..self.end + n].copy_from_slice(&bytes[..n]);
             self.end += n;
+            self.received = self.received.saturating_add(n as u64);
             bytes = &bytes[n..];
         }
     }
@@ -399,7 +430,10 @@ impl<F: Format> RecvBuf<F> {
         let got = if with_fds {
             let mut fds = Vec::new();
             let got = socket::recv_with(sock, room, &mut fds, wait);
-            self.fds.extend(fds);
+            if let Ok(Received::Bytes(n)) = got {
+                let pos = self.received.saturating_add(n as u64);
+                self.fds.extend(fds.into_iter().map(|fd| (pos, fd)));
+            }
             got
         } else {
             socket::recv_bytes(sock, room, wait)
@@ -407,6 +441,7 @@ impl<F: Format> RecvBuf<F> {
         match got {
             Ok(Received::Bytes(n)) => {
                 self.end += n;
+                self.received = self.received.saturating_add(n as u64);
                 if n == offered {
                     self.min_room = CHUNK;
                 }
