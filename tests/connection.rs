@@ -695,3 +695,49 @@ fn descriptors_no_message_announced_are_closed_not_queued() {
     assert!(rest.is_empty());
     drop(c);
 }
+
+#[test]
+fn connect_timeout_bounds_the_connection_and_the_handshake() {
+    let _w = watchdog("connect timeout");
+    // A listener that never accepts: the kernel completes the connection,
+    // and the handshake's challenge never comes.
+    let dir = std::env::temp_dir().join(format!("multiproc-ct-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    let path = dir.join("silent");
+    let silent = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    for address in [
+        Address::Unix(path.clone()),
+        Address::Tcp(tcp.local_addr().unwrap()),
+    ] {
+        let started = std::time::Instant::now();
+        let e = Client::connect_timeout::<()>(&address, Some(b"k"), Duration::from_millis(200))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{address}: {e}");
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        let e = Client::connect_timeout::<()>(&address, Some(b"k"), Duration::ZERO).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{address}: {e}");
+    }
+    drop((silent, tcp));
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Duration::MAX is no limit, and a listener that answers is reached.
+    for listener in [
+        Listener::bind_temp(Some(b"k")).unwrap(),
+        Listener::bind("127.0.0.1:0".parse::<Address>().unwrap(), Some(b"k")).unwrap(),
+    ] {
+        let address = listener.address().clone();
+        let t = std::thread::spawn(move || {
+            let c = Client::connect_timeout::<u8>(&address, Some(b"k"), Duration::MAX).unwrap();
+            c.send(&9).unwrap();
+        });
+        let conn = listener.accept::<u8>().unwrap();
+        assert_eq!(conn.recv().unwrap(), 9);
+        t.join().unwrap();
+        assert!(conn.poll(Some(Duration::MAX)).unwrap());
+        assert_eq!(
+            conn.recv_timeout(Duration::MAX).unwrap_err().kind(),
+            ErrorKind::Eof
+        );
+    }
+}

@@ -226,6 +226,18 @@ impl<T> Connection<T> {
             .map(|m| m.expect("no deadline").0)
     }
 
+    /// [`recv_bytes_max`](Self::recv_bytes_max) until `deadline` (`None`:
+    /// as long as it takes): `Ok(None)` once it passed.
+    pub(super) fn recv_bytes_until(
+        &self,
+        max: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .recv_message(max, deadline, false)?
+            .map(|(body, _)| body))
+    }
+
     /// Sets the longest message this end accepts, for messages whose header
     /// has not been read yet: [`DEFAULT_MAX_MESSAGE_SIZE`](super::DEFAULT_MAX_MESSAGE_SIZE)
     /// (2 GiB − 1) unless set. A longer message is refused from its header
