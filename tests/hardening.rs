@@ -85,6 +85,11 @@ const TESTS: isolated::Tests = &[
         false,
     ),
     (
+        "hostile_lengths_under_a_2_gib_address_space_limit",
+        hostile_lengths_under_a_2_gib_address_space_limit,
+        false,
+    ),
+    (
         "a_setuid_copy_ignores_the_role_in_its_environment",
         a_setuid_copy_ignores_the_role_in_its_environment,
         false,
@@ -140,6 +145,51 @@ fn role(args: &[String]) {
                 }
             }
             println!("many ok");
+        }
+        "hostile-lengths" => {
+            // Python's `-1` escape and an 8-byte length, a few bytes of
+            // body, a hang-up: under no limit, end of file, with memory
+            // taken only for the bytes that came (before: 2^62 aborted the
+            // process, 20 GiB was reserved, which fails under the limit);
+            // under a 1 GiB limit, refused from the header.
+            use std::io::Write;
+            for address in [
+                Address::Tcp("127.0.0.1:0".parse().unwrap()),
+                Address::Unix(
+                    std::env::temp_dir().join(format!("multiproc-hostile-{}", std::process::id())),
+                ),
+            ] {
+                let listener = Listener::bind(address, None).unwrap();
+                let address = listener.address().clone();
+                for (limit, want) in [
+                    (usize::MAX, ErrorKind::Eof),
+                    (1 << 30, ErrorKind::MessageTooLarge),
+                ] {
+                    listener.set_max_message_size(limit);
+                    for len in [1u64 << 62, 1 << 63, u64::MAX, 20 << 30, 3 << 30] {
+                        let mut bytes = (-1i32).to_be_bytes().to_vec();
+                        bytes.extend_from_slice(&len.to_be_bytes());
+                        bytes.extend_from_slice(&[7; 5000]);
+                        let a = address.clone();
+                        let peer = std::thread::spawn(move || {
+                            let mut s: Box<dyn Write> = match &a {
+                                Address::Unix(p) => {
+                                    Box::new(std::os::unix::net::UnixStream::connect(p).unwrap())
+                                }
+                                Address::Tcp(t) => {
+                                    Box::new(std::net::TcpStream::connect(t).unwrap())
+                                }
+                            };
+                            let _ = s.write_all(&bytes);
+                        });
+                        let conn = listener.accept::<Vec<u8>>().unwrap();
+                        let e = conn.recv_bytes().unwrap_err();
+                        assert_eq!(e.kind(), want, "{address} {len}: {e}");
+                        peer.join().unwrap();
+                    }
+                }
+            }
+            println!("hostile-lengths ok");
         }
         "grow-until-enomem" => {
             let q: Queue<Vec<u8>> = Queue::new().unwrap();
@@ -321,6 +371,18 @@ fn queues_and_pipes_under_a_2_gib_address_space_limit(_: StartMethod) {
         .arg(exe())
         .args(["role", "many"]));
     assert!(out.contains("many ok"), "{out}");
+}
+
+fn hostile_lengths_under_a_2_gib_address_space_limit(_: StartMethod) {
+    if !have("prlimit") {
+        println!("skipped: needs prlimit");
+        return;
+    }
+    let out = run(Command::new("prlimit")
+        .arg(format!("--as={}", 2u64 << 30))
+        .arg(exe())
+        .args(["role", "hostile-lengths"]));
+    assert!(out.contains("hostile-lengths ok"), "{out}");
 }
 
 fn a_queue_out_of_address_space_says_so_and_loses_nothing(_: StartMethod) {
