@@ -27,6 +27,8 @@ pub fn decode_everything(data: &[u8]) {
     // A Listener/Client connection's and the manager's receive buffer
     // (Python's framing), fed in pieces, under several limits.
     crate::frame::python::fuzz(data);
+    // What a pipe's socket carries beside its rings.
+    crate::frame::pipe::fuzz(data);
     // A queue whose shared memory another process scribbled over.
     crate::shm::ring::fuzz(data);
 }

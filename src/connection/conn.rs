@@ -630,8 +630,7 @@ struct Wire {
 impl<T> Serialize for Connection<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         let st = self.read.lock().unwrap_or_else(|p| p.into_inner());
-        if st.end > st.start || !st.fds.is_empty() || st.pending.is_some() || !st.frames.is_empty()
-        {
+        if !st.pipe.is_empty() || st.pending.is_some() || !st.frames.is_empty() {
             return Err(S::Error::custom(
                 "this connection already read data that its new owner would miss: pass it before receiving on it",
             ));

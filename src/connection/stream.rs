@@ -6,32 +6,25 @@
 //! [`RecvBuf`] of Python's framing), which grows with the bytes that
 //! arrive, never with what a header announces, and refuses a message over
 //! the connection's limit (`max`) from its header. A pipe's ring transport
-//! keeps its socket's bytes (doorbells and large frames) in `buf`.
+//! reads its socket's bytes (doorbells, and frames for messages over 2 MiB or
+//! with descriptors) through a second buffer of the same kind (`pipe`).
 
-use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 
 use crate::error::{Error, ErrorKind};
 use crate::frame::RecvBuf;
+use crate::frame::pipe::PipeSocket;
 use crate::frame::python::Python;
-
-/// How many bytes one read asks for when no large body is pending.
-pub(crate) const CHUNK: usize = 64 * 1024;
 
 pub(crate) struct ReadState {
     /// Socket transport: what was read and not handed out.
     pub(crate) frames: RecvBuf<Python>,
     /// The longest message this end accepts (both transports).
     pub(crate) max: usize,
-    /// Ring transport: storage for received bytes, zeroed once when it grows and reused
-    /// (so a read never pays for clearing memory): `buf[start..end]` holds
-    /// what was received and not yet consumed.
-    pub(crate) buf: Vec<u8>,
-    /// How much of `buf` has been consumed.
-    pub(crate) start: usize,
-    /// How much of `buf` has been filled.
-    pub(crate) end: usize,
-    pub(crate) fds: VecDeque<OwnedFd>,
+    /// Ring transport: what was read from the socket and not handed out
+    /// (doorbells and frames of messages over 2 MiB or with descriptors).
+    pub(crate) pipe: RecvBuf<PipeSocket>,
+    /// Ring transport: the socket hung up.
     pub(crate) eof: bool,
     /// Why the stream cannot be read any more (a header that could not be
     /// honoured: it cannot be resynchronised), and the kind every later
@@ -49,10 +42,7 @@ impl ReadState {
         Self {
             frames: RecvBuf::new(DEFAULT_MAX_MESSAGE_SIZE),
             max: DEFAULT_MAX_MESSAGE_SIZE,
-            buf: Vec::new(),
-            start: 0,
-            end: 0,
-            fds: VecDeque::new(),
+            pipe: RecvBuf::new(DEFAULT_MAX_MESSAGE_SIZE),
             eof: false,
             broken: None,
             scratch: Vec::new(),

@@ -165,11 +165,6 @@ impl<F: Format> RecvBuf<F> {
         }
     }
 
-    /// The longest body accepted.
-    pub(crate) fn max_body(&self) -> usize {
-        self.max_body
-    }
-
     /// Changes the longest body accepted, for headers not read yet.
     pub(crate) fn set_max_body(&mut self, max: usize) {
         self.max_body = max;
@@ -271,14 +266,6 @@ impl<F: Format> RecvBuf<F> {
         if let Some((len, _)) = self.head.take() {
             self.start += len.min(self.end - self.start);
         }
-        self.settle();
-    }
-
-    /// Drops `n` bytes at the front that are not a frame's (a format's
-    /// padding); at most what is buffered. Only before a header is read.
-    pub(crate) fn skip(&mut self, n: usize) {
-        debug_assert!(self.head.is_none());
-        self.start += n.min(self.end - self.start);
         self.settle();
     }
 
