@@ -721,11 +721,13 @@ fn connect_timeout_bounds_the_connection_and_the_handshake() {
     }
     drop((silent, tcp));
     std::fs::remove_dir_all(&dir).unwrap();
-    // Duration::MAX is no limit, and a listener that answers is reached.
+    // Duration::MAX is no limit, and a listener that answers is reached;
+    // a listener's handshake timeout of Duration::MAX too.
     for listener in [
         Listener::bind_temp(Some(b"k")).unwrap(),
         Listener::bind("127.0.0.1:0".parse::<Address>().unwrap(), Some(b"k")).unwrap(),
     ] {
+        listener.set_handshake_timeout(Duration::MAX);
         let address = listener.address().clone();
         let t = std::thread::spawn(move || {
             let c = Client::connect_timeout::<u8>(&address, Some(b"k"), Duration::MAX).unwrap();

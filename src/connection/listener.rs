@@ -220,7 +220,9 @@ impl Listener {
     }
 
     /// Sets how long a peer has to complete the handshake (5 s by
-    /// default); one that takes longer is dropped.
+    /// default); one that takes longer is dropped. Every `timeout` is
+    /// accepted: `Duration::MAX` gives peers as long as they take (at
+    /// most 1 024 handshakes are in progress all the same). Never fails.
     pub fn set_handshake_timeout(&self, timeout: Duration) {
         if let Some(gate) = &self.gate {
             gate.lock()
@@ -334,7 +336,9 @@ impl Client {
     /// # Errors
     ///
     /// [`ErrorKind::Authentication`] if the keys differ; [`ErrorKind::Eof`]
-    /// if the listener hung up; [`ErrorKind::Io`] if connecting fails.
+    /// if the listener hung up; [`ErrorKind::MessageTooLarge`] or
+    /// [`ErrorKind::Protocol`] if a handshake message from the listener is
+    /// over 256 bytes or not framed; [`ErrorKind::Io`] if connecting fails.
     pub fn connect<T>(address: &Address, authkey: Option<&[u8]>) -> Result<Connection<T>> {
         Client::connect_until(address, authkey, None)
     }
