@@ -28,7 +28,10 @@
 //! [`take_frame_fds`](RecvBuf::take_frame_fds) can tell which arrived
 //! with the frame at the front (the kernel ends a read at the segment
 //! that carries descriptors, the first of the message they came with)
-//! and close those its header did not announce.
+//! and close those its header did not announce. A frame never holds more
+//! than [`MAX_CLAIM`] of them while it arrives: a peer that attaches
+//! descriptors to every piece of a long message cannot fill the process's
+//! descriptor table.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -46,6 +49,9 @@ pub(crate) const CHUNK: usize = 64 * 1024;
 pub(crate) const HAND_OVER: usize = 64 * 1024;
 /// An empty buffer larger than this is freed.
 pub(crate) const RETAIN: usize = 4 * CHUNK;
+/// The most descriptors one frame can claim (every format counts them in
+/// a byte); more that arrive with one frame are closed as they come.
+pub(crate) const MAX_CLAIM: usize = u8::MAX as usize;
 
 /// A frame's header, as its format reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -317,6 +323,24 @@ impl<F: Format> RecvBuf<F> {
         (taken, closed)
     }
 
+    /// Closes the descriptors of the frame at the front (its header read)
+    /// beyond the first [`MAX_CLAIM`]: no frame can claim them.
+    fn trim_fds(&mut self) {
+        let Some((len, _)) = self.head else {
+            return;
+        };
+        let beyond = (self.end - self.start).saturating_sub(len);
+        let frame_end = self.received.saturating_sub(beyond as u64);
+        let mine = self
+            .fds
+            .iter()
+            .take_while(|(pos, _)| *pos <= frame_end)
+            .count();
+        if mine > MAX_CLAIM {
+            self.fds.drain(MAX_CLAIM..mine);
+        }
+    }
+
     /// Descriptors received and not taken.
     pub(crate) fn fds_len(&self) -> usize {
         self.fds.len()
@@ -431,6 +455,9 @@ impl<F: Format> RecvBuf<F> {
                 self.received = self.received.saturating_add(n as u64);
                 if n == offered {
                     self.min_room = CHUNK;
+                }
+                if self.fds.len() > MAX_CLAIM {
+                    self.trim_fds();
                 }
                 Ok(Fill::Data)
             }
