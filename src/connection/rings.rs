@@ -462,8 +462,8 @@ fn wait_socket(rx: &Ring, sock: BorrowedFd<'_>) -> Result<()> {
 }
 
 /// Reads the frame that goes with record `seq` from the socket. Its body
-/// grows in the buffer with what arrives (at most doubling per read),
-/// never with what the header announced, and is handed out without a copy.
+/// grows with what arrives (at most doubling per read), never with what
+/// the header announced.
 fn read_frame(
     rx: &Ring,
     sock: BorrowedFd<'_>,
@@ -491,7 +491,15 @@ fn read_frame(
             ),
         ));
     }
-    while st.pipe.buffered() < flen {
+    let (fds, _) = st.pipe.take_frame_fds(nfds as usize);
+    if st.pipe.buffered() >= flen {
+        return Ok((st.pipe.take_body(), fds));
+    }
+    // The rest of the body is read straight into its own vector, which
+    // grows with what arrives (at most doubling per read: never the
+    // announced length up front) without zeroing memory first.
+    let mut body = st.pipe.take_started_body();
+    while body.len() < flen {
         if st.eof {
             // The writer closed or died in the middle: the torn message
             // is not delivered, and every later receive is `Eof` too.
@@ -500,8 +508,15 @@ fn read_frame(
         if let Err(e) = wait_socket(rx, sock) {
             return Err(corrupt(st, &e.to_string()));
         }
-        recv_once(sock, st, false)?;
+        let limit = flen.min(body.len().saturating_add(body.len().max(CHUNK)));
+        match sys::socket::read_into(sock, &mut body, limit) {
+            Ok(0) => st.eof = true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => st.eof = true,
+            Err(e) => {
+                return Err(corrupt(st, &format!("a read failed in a message: {e}")));
+            }
+        }
     }
-    let (fds, _) = st.pipe.take_frame_fds(nfds as usize);
-    Ok((st.pipe.take_body(), fds))
+    Ok((body, fds))
 }

@@ -297,6 +297,21 @@ impl<F: Format> RecvBuf<F> {
         body
     }
 
+    /// Takes the frame at the front out before all of its body arrived
+    /// and returns the part of the body that did; the caller reads the
+    /// rest from the socket itself, before any other read into this
+    /// buffer. (Take its descriptors first.)
+    pub(crate) fn take_started_body(&mut self) -> Vec<u8> {
+        let Some((len, _)) = self.head.take() else {
+            return Vec::new();
+        };
+        let n = len.min(self.end - self.start);
+        let body = self.buf[self.start..self.start + n].to_vec();
+        self.start += n;
+        self.settle();
+        body
+    }
+
     /// Takes `n` descriptors from the front of the queue; `None` (and
     /// nothing taken) if fewer arrived.
     pub(crate) fn take_fds(&mut self, n: usize) -> Option<Vec<OwnedFd>> {

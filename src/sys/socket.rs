@@ -311,6 +311,29 @@ pub(crate) fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(rustix::io::fcntl_dupfd_cloexec(fd.as_fd(), 0)?)
 }
 
+/// Reads into `buf`'s spare capacity, never past `limit` bytes in total,
+/// without zeroing the memory first. Returns how many bytes came (0 at end
+/// of file).
+pub(crate) fn read_into(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
+    let want = limit.saturating_sub(buf.len());
+    buf.reserve(want);
+    loop {
+        let spare = buf.spare_capacity_mut();
+        let spare_len = spare.len().min(want);
+        match rustix::io::read(fd, &mut spare[..spare_len]) {
+            Ok((init, _)) => {
+                let n = init.len();
+                // SAFETY: read() initialised the first n bytes of the spare
+                // capacity, which directly follow the vector's length.
+                unsafe { buf.set_len(buf.len() + n) };
+                return Ok(n);
+            }
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Asks for a send buffer of `bytes` on `sock` (`SO_SNDBUF`; the kernel
 /// caps it at `net.core.wmem_max`). A larger buffer lets a writer hand over
 /// a big message in fewer rounds of "fill, wait for the reader".
