@@ -27,6 +27,11 @@ pub fn decode_everything(data: &[u8]) {
     let _ = postcard::from_bytes::<crate::manager::protocol::Reply>(data);
     // A pool worker's frames, results and failure reports.
     crate::pool::frame::fuzz(data);
+    // A Listener/Client connection's and the manager's receive buffer
+    // (Python's framing), fed in pieces, under several limits.
+    crate::frame::python::fuzz(data);
+    // What a pipe's socket carries beside its rings.
+    crate::frame::pipe::fuzz(data);
     // A queue whose shared memory another process scribbled over.
     crate::shm::ring::fuzz(data);
 }

@@ -467,3 +467,279 @@ fn bytes_written_to_a_pipes_raw_socket_are_an_error_not_a_hang() {
     b.send(&2).unwrap();
     assert_eq!(a.recv().unwrap(), 2);
 }
+
+/// The headers that once aborted or panicked a receiver: Python's `-1`
+/// escape and an 8-byte length of 2^62 (allocation failure: abort), 2^63
+/// (capacity overflow), 2^64 − 1 (an index that wrapped) and 20 GiB (a
+/// reservation of 20 GiB).
+const HOSTILE_LENGTHS: [u64; 4] = [1 << 62, 1 << 63, u64::MAX, 20 << 30];
+
+fn long_header(len: u64) -> Vec<u8> {
+    let mut h = (-1i32).to_be_bytes().to_vec();
+    h.extend_from_slice(&len.to_be_bytes());
+    h
+}
+
+/// A raw peer: connects to `address` (no authkey), writes `bytes`, hangs up.
+fn raw_peer(address: &Address, bytes: &[u8]) {
+    match address {
+        Address::Unix(p) => {
+            let mut s = std::os::unix::net::UnixStream::connect(p).unwrap();
+            // The receiver may hang up once it has read the header.
+            let _ = s.write_all(bytes);
+        }
+        Address::Tcp(a) => {
+            let mut s = std::net::TcpStream::connect(a).unwrap();
+            let _ = s.write_all(bytes);
+        }
+    }
+}
+
+fn listeners() -> Vec<Listener> {
+    vec![
+        Listener::bind_temp(None).unwrap(),
+        Listener::bind("127.0.0.1:0".parse::<Address>().unwrap(), None).unwrap(),
+    ]
+}
+
+#[test]
+fn hostile_lengths_are_refused_and_the_listener_goes_on() {
+    let _w = watchdog("hostile lengths");
+    for listener in listeners() {
+        let address = listener.address().clone();
+        let limit = 1 << 20;
+        listener.set_max_message_size(limit);
+        let mut lengths = HOSTILE_LENGTHS.to_vec();
+        lengths.push(limit as u64 + 1);
+        for len in lengths {
+            let mut bytes = long_header(len);
+            bytes.extend_from_slice(&[7; 100]);
+            let a = address.clone();
+            let peer = std::thread::spawn(move || raw_peer(&a, &bytes));
+            let conn = listener.accept::<Vec<u8>>().unwrap();
+            let e = conn.recv_bytes().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::MessageTooLarge, "{address} {len}: {e}");
+            let text = e.to_string();
+            assert!(
+                text.contains(&len.to_string()) && text.contains(&limit.to_string()),
+                "{text}"
+            );
+            // The stream cannot be resynchronised: the same error again,
+            // on every way of receiving.
+            assert_eq!(conn.recv().unwrap_err().kind(), ErrorKind::MessageTooLarge);
+            assert_eq!(
+                conn.recv_bytes_into(&mut [0; 10]).unwrap_err().kind(),
+                ErrorKind::MessageTooLarge
+            );
+            assert!(conn.poll(Some(Duration::ZERO)).unwrap());
+            peer.join().unwrap();
+        }
+        // The short header too: 2^31 − 1 under the default limit is
+        // accepted (and cut short), over a lowered one refused.
+        let mut bytes = 0x7fff_ffffi32.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[7; 100]);
+        let a = address.clone();
+        let peer = std::thread::spawn(move || raw_peer(&a, &bytes));
+        let conn = listener.accept::<Vec<u8>>().unwrap();
+        assert_eq!(
+            conn.recv_bytes().unwrap_err().kind(),
+            ErrorKind::MessageTooLarge
+        );
+        peer.join().unwrap();
+        // A good client after all that.
+        let a = address.clone();
+        let good = std::thread::spawn(move || {
+            let c = Client::connect::<String>(&a, None).unwrap();
+            c.send(&"still here".to_string()).unwrap();
+            assert_eq!(c.recv().unwrap(), "ok");
+        });
+        let conn = listener.accept::<String>().unwrap();
+        assert_eq!(conn.recv().unwrap(), "still here");
+        conn.send(&"ok".to_string()).unwrap();
+        good.join().unwrap();
+    }
+}
+
+#[test]
+fn hostile_lengths_under_no_limit_cost_only_what_arrives() {
+    let _w = watchdog("no limit");
+    for listener in listeners() {
+        let address = listener.address().clone();
+        listener.set_max_message_size(usize::MAX);
+        for len in HOSTILE_LENGTHS {
+            // The header, a few bytes of the body, and a hang-up: end of
+            // file, with no memory taken for what the header announced.
+            let mut bytes = long_header(len);
+            bytes.extend_from_slice(&[7; 1000]);
+            let a = address.clone();
+            let peer = std::thread::spawn(move || raw_peer(&a, &bytes));
+            let conn = listener.accept::<Vec<u8>>().unwrap();
+            assert_eq!(conn.max_message_size(), usize::MAX);
+            let e = conn.recv_bytes().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Eof, "{address} {len}: {e}");
+            assert_eq!(conn.recv().unwrap_err().kind(), ErrorKind::Eof);
+            peer.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_limit_set_on_a_connection_and_recv_bytes_max_agree() {
+    let _w = watchdog("limits");
+    let listener = Listener::bind_temp(Some(b"key")).unwrap();
+    let address = listener.address().clone();
+    let peer = std::thread::spawn(move || {
+        let c = Client::connect::<Vec<u8>>(&address, Some(b"key")).unwrap();
+        c.send_bytes(&[1; 1000]).unwrap();
+        c.send_bytes(&[2; 1000]).unwrap();
+        // Waits for the listener to hang up.
+        assert_eq!(c.recv_bytes().unwrap_err().kind(), ErrorKind::Eof);
+    });
+    let conn = listener.accept::<Vec<u8>>().unwrap();
+    assert_eq!(
+        conn.max_message_size(),
+        connection::DEFAULT_MAX_MESSAGE_SIZE
+    );
+    conn.set_max_message_size(1000);
+    assert_eq!(conn.recv_bytes().unwrap(), vec![1; 1000]);
+    // A per-call maximum below the connection's limit refuses the message.
+    let e = conn.recv_bytes_max(999).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::MessageTooLarge, "{e}");
+    assert_eq!(
+        conn.recv_bytes().unwrap_err().kind(),
+        ErrorKind::MessageTooLarge
+    );
+    drop(conn);
+    peer.join().unwrap();
+}
+
+#[test]
+fn a_64_mib_message_arrives_whole_over_unix_and_tcp() {
+    let _w = watchdog("64 MiB");
+    for listener in listeners() {
+        let address = listener.address().clone();
+        let peer = std::thread::spawn(move || {
+            let big: Vec<u8> = (0..64usize << 20).map(|i| (i % 251) as u8).collect();
+            let c = Client::connect::<Vec<u8>>(&address, None).unwrap();
+            c.send_bytes(&big).unwrap();
+            c.send(&big).unwrap();
+            c.send_bytes(b"after").unwrap();
+        });
+        let conn = listener.accept::<Vec<u8>>().unwrap();
+        let got = conn.recv_bytes().unwrap();
+        assert_eq!(got.len(), 64 << 20);
+        assert!(got.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+        let got = conn.recv().unwrap();
+        assert_eq!(got.len(), 64 << 20);
+        assert!(got.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+        assert_eq!(conn.recv_bytes().unwrap(), b"after");
+        peer.join().unwrap();
+    }
+}
+
+/// Sends `bytes` on `sock` in one `sendmsg` with `fds` attached.
+fn send_with_fds(
+    sock: std::os::fd::BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
+    let n = rustix::net::sendmsg(
+        sock,
+        &[std::io::IoSlice::new(bytes)],
+        &mut control,
+        SendFlags::empty(),
+    )
+    .unwrap();
+    assert_eq!(n, bytes.len());
+}
+
+#[test]
+fn descriptors_no_message_announced_are_closed_not_queued() {
+    use std::os::fd::AsFd;
+    let _w = watchdog("extra fds");
+    let listener = Listener::bind_temp(Some(b"key")).unwrap();
+    let address = listener.address().clone();
+    let (r1, w1) = std::io::pipe().unwrap();
+    let (mut r2, w2) = std::io::pipe().unwrap();
+    let peer = std::thread::spawn(move || {
+        let c = Client::connect::<Fd>(&address, Some(b"key")).unwrap();
+        // A byte message that carries two descriptors it has no use for...
+        let mut framed = 5i32.to_be_bytes().to_vec();
+        framed.extend_from_slice(b"hello");
+        send_with_fds(c.fileno(), &framed, &[w1.as_fd(), w1.as_fd()]);
+        drop(w1);
+        // ...then a typed message with its own.
+        c.send(&Fd::new(w2.into())).unwrap();
+        c
+    });
+    let conn = listener.accept::<Fd>().unwrap();
+    assert_eq!(conn.recv_bytes().unwrap(), b"hello");
+    let c = peer.join().unwrap();
+    // The typed message gets its descriptor, not the stale ones.
+    let fd = conn.recv().unwrap();
+    let mut w = std::fs::File::from(fd.into_owned());
+    w.write_all(b"x").unwrap();
+    drop(w);
+    let mut got = Vec::new();
+    r2.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"x");
+    // Every copy of w1 is closed: its pipe reads end of file.
+    let mut rest = Vec::new();
+    std::fs::File::from(std::os::fd::OwnedFd::from(r1))
+        .read_to_end(&mut rest)
+        .unwrap();
+    assert!(rest.is_empty());
+    drop(c);
+}
+
+#[test]
+fn connect_timeout_bounds_the_connection_and_the_handshake() {
+    let _w = watchdog("connect timeout");
+    // A listener that never accepts: the kernel completes the connection,
+    // and the handshake's challenge never comes.
+    let dir = std::env::temp_dir().join(format!("multiproc-ct-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    let path = dir.join("silent");
+    let silent = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    for address in [
+        Address::Unix(path.clone()),
+        Address::Tcp(tcp.local_addr().unwrap()),
+    ] {
+        let started = std::time::Instant::now();
+        let e = Client::connect_timeout::<()>(&address, Some(b"k"), Duration::from_millis(200))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{address}: {e}");
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        let e = Client::connect_timeout::<()>(&address, Some(b"k"), Duration::ZERO).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{address}: {e}");
+    }
+    drop((silent, tcp));
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Duration::MAX is no limit, and a listener that answers is reached;
+    // a listener's handshake timeout of Duration::MAX too.
+    for listener in [
+        Listener::bind_temp(Some(b"k")).unwrap(),
+        Listener::bind("127.0.0.1:0".parse::<Address>().unwrap(), Some(b"k")).unwrap(),
+    ] {
+        listener.set_handshake_timeout(Duration::MAX);
+        let address = listener.address().clone();
+        let t = std::thread::spawn(move || {
+            let c = Client::connect_timeout::<u8>(&address, Some(b"k"), Duration::MAX).unwrap();
+            c.send(&9).unwrap();
+        });
+        let conn = listener.accept::<u8>().unwrap();
+        assert_eq!(conn.recv().unwrap(), 9);
+        t.join().unwrap();
+        assert!(conn.poll(Some(Duration::MAX)).unwrap());
+        assert_eq!(
+            conn.recv_timeout(Duration::MAX).unwrap_err().kind(),
+            ErrorKind::Eof
+        );
+    }
+}

@@ -90,6 +90,16 @@ const TESTS: isolated::Tests = &[
         false,
     ),
     (
+        "hostile_lengths_under_a_2_gib_address_space_limit",
+        hostile_lengths_under_a_2_gib_address_space_limit,
+        false,
+    ),
+    (
+        "a_descriptor_flood_inside_one_message_is_closed_as_it_comes",
+        a_descriptor_flood_inside_one_message_is_closed_as_it_comes,
+        false,
+    ),
+    (
         "a_setuid_copy_ignores_the_role_in_its_environment",
         a_setuid_copy_ignores_the_role_in_its_environment,
         false,
@@ -145,6 +155,51 @@ fn role(args: &[String]) {
                 }
             }
             println!("many ok");
+        }
+        "hostile-lengths" => {
+            // Python's `-1` escape and an 8-byte length, a few bytes of
+            // body, a hang-up: under no limit, end of file, with memory
+            // taken only for the bytes that came (before: 2^62 aborted the
+            // process, 20 GiB was reserved, which fails under the limit);
+            // under a 1 GiB limit, refused from the header.
+            use std::io::Write;
+            for address in [
+                Address::Tcp("127.0.0.1:0".parse().unwrap()),
+                Address::Unix(
+                    std::env::temp_dir().join(format!("multiproc-hostile-{}", std::process::id())),
+                ),
+            ] {
+                let listener = Listener::bind(address, None).unwrap();
+                let address = listener.address().clone();
+                for (limit, want) in [
+                    (usize::MAX, ErrorKind::Eof),
+                    (1 << 30, ErrorKind::MessageTooLarge),
+                ] {
+                    listener.set_max_message_size(limit);
+                    for len in [1u64 << 62, 1 << 63, u64::MAX, 20 << 30, 3 << 30] {
+                        let mut bytes = (-1i32).to_be_bytes().to_vec();
+                        bytes.extend_from_slice(&len.to_be_bytes());
+                        bytes.extend_from_slice(&[7; 5000]);
+                        let a = address.clone();
+                        let peer = std::thread::spawn(move || {
+                            let mut s: Box<dyn Write> = match &a {
+                                Address::Unix(p) => {
+                                    Box::new(std::os::unix::net::UnixStream::connect(p).unwrap())
+                                }
+                                Address::Tcp(t) => {
+                                    Box::new(std::net::TcpStream::connect(t).unwrap())
+                                }
+                            };
+                            let _ = s.write_all(&bytes);
+                        });
+                        let conn = listener.accept::<Vec<u8>>().unwrap();
+                        let e = conn.recv_bytes().unwrap_err();
+                        assert_eq!(e.kind(), want, "{address} {len}: {e}");
+                        peer.join().unwrap();
+                    }
+                }
+            }
+            println!("hostile-lengths ok");
         }
         "grow-until-enomem" => {
             let q: Queue<Vec<u8>> = Queue::new().unwrap();
@@ -326,6 +381,85 @@ fn queues_and_pipes_under_a_2_gib_address_space_limit(_: StartMethod) {
         .arg(exe())
         .args(["role", "many"]));
     assert!(out.contains("many ok"), "{out}");
+}
+
+fn hostile_lengths_under_a_2_gib_address_space_limit(_: StartMethod) {
+    if !have("prlimit") {
+        println!("skipped: needs prlimit");
+        return;
+    }
+    let out = run(Command::new("prlimit")
+        .arg(format!("--as={}", 2u64 << 30))
+        .arg(exe())
+        .args(["role", "hostile-lengths"]));
+    assert!(out.contains("hostile-lengths ok"), "{out}");
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn a_descriptor_flood_inside_one_message_is_closed_as_it_comes(_: StartMethod) {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    use std::os::fd::AsFd;
+    // A peer announces a 1 MiB message and sends it in 2000 pieces, each
+    // with a descriptor attached: before, all 2000 stayed open in the
+    // receiver until the message ended (and a longer message could fill
+    // the descriptor table); now a frame holds at most 255.
+    let listener = Listener::bind_temp(None).unwrap();
+    let path = match listener.address() {
+        Address::Unix(p) => p.clone(),
+        other => panic!("{other}"),
+    };
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let peer = std::thread::spawn(move || {
+        let s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let (_r, w) = std::io::pipe().unwrap();
+        let mut header = (1i32 << 20).to_be_bytes().to_vec();
+        header.push(0);
+        let mut pieces = vec![header];
+        pieces.extend((0..2000).map(|_| vec![7u8; 10]));
+        for piece in &pieces {
+            let mut space =
+                [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            let fds = [w.as_fd()];
+            assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
+            let n = rustix::net::sendmsg(
+                &s,
+                &[std::io::IoSlice::new(piece)],
+                &mut control,
+                SendFlags::empty(),
+            )
+            .unwrap();
+            assert_eq!(n, piece.len());
+        }
+        done_tx.send(()).unwrap();
+        s
+    });
+    let conn = listener.accept::<Vec<u8>>().unwrap();
+    let before = open_fds();
+    let mut most = before;
+    // Read everything the peer sends (poll reads what arrives; the
+    // message never completes).
+    let mut finished = false;
+    loop {
+        let ready = conn.poll(Some(Duration::from_millis(20))).unwrap();
+        assert!(!ready, "the message cannot be complete");
+        most = most.max(open_fds());
+        if finished {
+            break;
+        }
+        finished = done_rx.try_recv().is_ok();
+    }
+    let s = peer.join().unwrap();
+    let held = most.saturating_sub(before);
+    println!("descriptors held for one unfinished message: at most {held}");
+    assert!(held <= 255 + 8, "{held} descriptors held");
+    drop(s);
+    assert_eq!(conn.recv_bytes().unwrap_err().kind(), ErrorKind::Eof);
+    drop(conn);
+    assert!(open_fds() <= before, "descriptors left open");
 }
 
 fn a_queue_out_of_address_space_says_so_and_loses_nothing(_: StartMethod) {

@@ -14,14 +14,16 @@ use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::auth;
-use super::frame::{Header, decode_header, encode_header};
 use super::rings::{self, Got, Rings};
-use super::stream::{CHUNK, ReadState, eof_error};
+use super::stream::{ReadState, eof_error};
 use super::wait::sealed::Waitable;
 use crate::codec::{self, Fd};
 use crate::error::{Error, ErrorKind, Result};
+use crate::frame::python::encode_header;
+use crate::frame::{Fill, FrameError};
 use crate::shm::region::Region;
 use crate::sys;
+use crate::time;
 
 thread_local! {
     /// The encoding buffer of typed sends through a ring, kept per thread.
@@ -187,29 +189,69 @@ impl<T> Connection<T> {
     }
 
     /// Receives one message as bytes (Python's `recv_bytes`). Blocks until a
-    /// message arrives.
+    /// message arrives. Memory is taken as the bytes arrive, never for what
+    /// a header announces; descriptors that came with the message are
+    /// closed.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Eof`] if the other end closed and everything it sent
-    /// was received; [`ErrorKind::Protocol`] for a corrupt header;
-    /// [`ErrorKind::Io`] for other failures.
+    /// was received (a message cut short by the close is not delivered);
+    /// [`ErrorKind::MessageTooLarge`] for a message over the connection's
+    /// limit ([`set_max_message_size`](Self::set_max_message_size)),
+    /// refused from its header; [`ErrorKind::Protocol`] for a corrupt
+    /// header; [`ErrorKind::Io`] for other failures. After
+    /// `MessageTooLarge` or `Protocol` on a [`Listener`](super::Listener)
+    /// or [`Client`](super::Client) connection (and for a pipe's messages
+    /// over 2 MiB, which travel on its socket) the stream cannot be
+    /// resynchronised: every later receive fails with the same error, as
+    /// Python's `recv_bytes(maxlength)` leaves its connection unusable.
+    /// A pipe's smaller messages (carried in shared memory) stay queued
+    /// instead: raise the limit and receive again.
     pub fn recv_bytes(&self) -> Result<Vec<u8>> {
-        self.recv_message(u64::MAX, None, false)
+        self.recv_message(usize::MAX, None, false)
             .map(|m| m.expect("no deadline").0)
     }
 
     /// Like [`recv_bytes`](Self::recv_bytes), refusing messages longer than
-    /// `max` bytes before reading them (Python's `recv_bytes(maxlength)`).
+    /// `max` bytes (or than the connection's limit, if lower) before
+    /// reading them (Python's `recv_bytes(maxlength)`).
     ///
     /// # Errors
     ///
-    /// As `recv_bytes`, plus [`ErrorKind::MessageTooLarge`] for a longer
-    /// message; the connection cannot be used afterwards, since the stream
-    /// cannot be resynchronised (as in Python).
+    /// As `recv_bytes`; [`ErrorKind::MessageTooLarge`] for a longer
+    /// message, after which the connection cannot be used (as in Python).
     pub fn recv_bytes_max(&self, max: usize) -> Result<Vec<u8>> {
-        self.recv_message(max as u64, None, false)
+        self.recv_message(max, None, false)
             .map(|m| m.expect("no deadline").0)
+    }
+
+    /// [`recv_bytes_max`](Self::recv_bytes_max) until `deadline` (`None`:
+    /// as long as it takes): `Ok(None)` once it passed.
+    pub(super) fn recv_bytes_until(
+        &self,
+        max: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .recv_message(max, deadline, false)?
+            .map(|(body, _)| body))
+    }
+
+    /// Sets the longest message this end accepts, for messages whose header
+    /// has not been read yet: [`DEFAULT_MAX_MESSAGE_SIZE`](super::DEFAULT_MAX_MESSAGE_SIZE)
+    /// (2 GiB − 1) unless set. A longer message is refused from its header
+    /// with [`ErrorKind::MessageTooLarge`] (see [`recv_bytes`](Self::recv_bytes)
+    /// for what happens to the connection then). `usize::MAX` accepts any
+    /// message; memory is taken only as bytes arrive either way. Never fails.
+    pub fn set_max_message_size(&self, max: usize) {
+        self.read.lock().unwrap_or_else(|p| p.into_inner()).max = max;
+    }
+
+    /// The longest message this end accepts (see
+    /// [`set_max_message_size`](Self::set_max_message_size)).
+    pub fn max_message_size(&self) -> usize {
+        self.read.lock().unwrap_or_else(|p| p.into_inner()).max
     }
 
     /// Receives one message into `buf` and returns its length (Python's
@@ -219,11 +261,13 @@ impl<T> Connection<T> {
     ///
     /// As `recv_bytes`, plus [`ErrorKind::MessageTooLarge`] if the message
     /// does not fit; the message then stays queued, so a later
-    /// `recv_bytes` gets it: nothing is lost.
+    /// `recv_bytes` gets it: nothing is lost. (A message over the
+    /// connection's limit is refused as `recv_bytes` refuses it.)
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
         let mut st = self.reader()?;
         if let Some(rx) = self.rx() {
-            let got = rings::take(rx, self.sock.as_fd(), &mut st, u64::MAX, false, None)?;
+            let max = st.max as u64;
+            let got = rings::take(rx, self.sock.as_fd(), &mut st, max, false, None)?;
             let (len, owned) = match got.expect("no deadline") {
                 Got::Inline(n) => (n, None),
                 Got::Owned(body, fds) => (body.len(), Some((body, fds))),
@@ -246,9 +290,8 @@ impl<T> Connection<T> {
             return Ok(len);
         }
         loop {
-            if let Some((header_len, len)) = self.peek_header(&mut st, u64::MAX)? {
-                let total = header_len + len as usize;
-                if len as usize > buf.len() {
+            if let Some(len) = Self::sock_head(&mut st, usize::MAX)? {
+                if len > buf.len() {
                     return Err(Error::new(
                         ErrorKind::MessageTooLarge,
                         format!(
@@ -257,25 +300,31 @@ impl<T> Connection<T> {
                         ),
                     ));
                 }
-                if st.end - st.start >= total {
-                    let body = st.start + header_len..st.start + total;
-                    buf[..len as usize].copy_from_slice(&st.buf[body]);
-                    st.start += total;
-                    return Ok(len as usize);
+                if st.frames.buffered() >= len {
+                    buf[..len].copy_from_slice(st.frames.body());
+                    Self::close_extra_fds(&mut st, 0);
+                    st.frames.consume();
+                    return Ok(len);
                 }
             }
-            self.fill(&mut st, None)?;
+            if st.frames.at_eof() {
+                return Err(eof_error());
+            }
+            self.sock_fill(&mut st, true)?;
         }
     }
 
     /// Whether a message (or end of file) can be received without waiting,
     /// waiting up to `timeout` for one (`None`: wait as long as it takes).
     ///
+    /// Every `timeout` is accepted (`Duration::MAX` waits as long as it
+    /// takes).
+    ///
     /// # Errors
     ///
     /// [`ErrorKind::Io`] if polling fails.
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(time::deadline_after);
         let mut st = self.reader()?;
         if let Some(rx) = self.rx() {
             if st.pending.is_some() || st.broken.is_some() || st.eof || !rx.is_empty() {
@@ -284,12 +333,10 @@ impl<T> Connection<T> {
             return rings::wait(rx, self.sock.as_fd(), &mut st, deadline);
         }
         loop {
-            match self.peek_header(&mut st, u64::MAX) {
-                Ok(Some((h, len))) if st.end - st.start >= h + len as usize => {
-                    return Ok(true);
-                }
+            match Self::sock_head(&mut st, usize::MAX) {
+                Ok(Some(len)) if st.frames.buffered() >= len => return Ok(true),
                 Err(_) => return Ok(true),
-                _ if st.eof => return Ok(true),
+                _ if st.frames.at_eof() => return Ok(true),
                 _ => {}
             }
             let ready = sys::socket::wait_readable(&[self.sock.as_fd()], deadline)
@@ -297,7 +344,7 @@ impl<T> Connection<T> {
             if !ready {
                 return Ok(false);
             }
-            self.fill_nonblocking(&mut st)?;
+            self.sock_fill(&mut st, false)?;
         }
     }
 
@@ -313,180 +360,111 @@ impl<T> Connection<T> {
     /// copy of this end (in every process) is closed. Dropping does the same.
     pub fn close(self) {}
 
-    /// The header at the front of the buffer, if complete: (header length,
-    /// body length).
-    fn peek_header(&self, st: &mut ReadState, max: u64) -> Result<Option<(usize, u64)>> {
-        if let Some(why) = &st.broken {
-            return Err(Error::new(ErrorKind::Protocol, why.clone()));
+    /// Socket transport: the length of the message at the front once its
+    /// header is there, checked against `max` and the connection's limit
+    /// (whichever is lower). A corrupt header or a message over the limit
+    /// breaks the stream for good: this and every later call fail.
+    fn sock_head(st: &mut ReadState, max: usize) -> Result<Option<usize>> {
+        if let Some(e) = st.broken_error() {
+            return Err(e);
         }
-        match decode_header(&st.buf[st.start..st.end], max) {
-            Ok(Header::Incomplete) => Ok(None),
-            Ok(Header::Body { header_len, len }) => Ok(Some((header_len, len))),
-            Err(e @ super::frame::HeaderError::TooLarge { .. }) => {
-                st.broken = Some(format!("{e}; the connection cannot be used any more"));
-                Err(Error::new(ErrorKind::MessageTooLarge, e.to_string()))
-            }
-            Err(e) => {
-                st.broken = Some(e.to_string());
-                Err(Error::new(ErrorKind::Protocol, e.to_string()))
-            }
-        }
-    }
-
-    /// Reads once more from the socket, blocking. Error at end of file.
-    fn fill(&self, st: &mut ReadState, want: Option<usize>) -> Result<()> {
-        if st.eof {
-            return Err(eof_error());
-        }
-        if st.start == st.end {
-            st.start = 0;
-            st.end = 0;
-        } else if st.start > CHUNK && st.start * 2 > st.end {
-            st.buf.copy_within(st.start..st.end, 0);
-            st.end -= st.start;
-            st.start = 0;
-        }
-        let want = want.unwrap_or(CHUNK).max(CHUNK);
-        if st.buf.len() < st.end + want {
-            st.buf.resize(st.end + want, 0);
-        }
-        let mut fds = Vec::new();
-        let end = st.end;
-        let got = sys::socket::recv(self.sock.as_fd(), &mut st.buf[end..], &mut fds);
-        st.fds.extend(fds);
-        match got {
-            Ok(sys::socket::Received::Bytes(n)) => {
-                st.end += n;
-                Ok(())
-            }
-            Ok(sys::socket::Received::Eof) => {
-                st.eof = true;
-                Err(eof_error())
-            }
-            Ok(sys::socket::Received::WouldBlock) => Ok(()),
-            Err(e) => {
-                if e.kind() == std::io::ErrorKind::ConnectionReset {
-                    st.eof = true;
-                    return Err(eof_error());
-                }
-                Err(Error::io("could not receive on the connection", e))
-            }
+        let max = max.min(st.max);
+        st.frames.set_max_body(max);
+        match st.frames.head() {
+            Ok(None) => Ok(None),
+            // Read earlier under a higher limit (`recv_bytes_max`).
+            Ok(Some((len, ()))) if len > max => Err(Self::refuse(
+                st,
+                FrameError::TooLarge {
+                    len: len as u64,
+                    max,
+                },
+            )),
+            Ok(Some((len, ()))) => Ok(Some(len)),
+            Err(e) => Err(Self::refuse(st, e)),
         }
     }
 
-    /// Reads what is there without blocking (the socket was polled ready).
-    fn fill_nonblocking(&self, st: &mut ReadState) -> Result<()> {
-        match self.fill(st, None) {
-            Err(e) if e.kind() == ErrorKind::Eof => Ok(()),
-            other => other,
+    fn refuse(st: &mut ReadState, e: FrameError) -> Error {
+        match e {
+            FrameError::TooLarge { .. } => st.break_with(
+                ErrorKind::MessageTooLarge,
+                format!("{e} (see Connection::set_max_message_size)"),
+            ),
+            FrameError::Malformed(_) => st.break_with(ErrorKind::Protocol, e.to_string()),
         }
+    }
+
+    /// Socket transport: one read into the buffer (blocking if `wait`).
+    /// End of file is not an error here: the buffer remembers it.
+    fn sock_fill(&self, st: &mut ReadState, wait: bool) -> Result<Fill> {
+        let got = if self.unix {
+            st.frames.fill(self.sock.as_fd(), wait)
+        } else {
+            st.frames.fill_bytes(self.sock.as_fd(), wait)
+        };
+        got.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                st.break_with(ErrorKind::Protocol, e.to_string())
+            } else {
+                Error::io("could not receive on the connection", e)
+            }
+        })
+    }
+
+    /// Takes the descriptors of the complete message at the front: the
+    /// `count` it announces, closing any others that came with it (a peer
+    /// cannot make descriptors pile up).
+    fn close_extra_fds(st: &mut ReadState, count: usize) -> Vec<OwnedFd> {
+        let (fds, closed) = st.frames.take_frame_fds(count);
+        if closed > 0 {
+            log::debug!(target: "multiproc", "connection: closed {closed} descriptors no message announced");
+        }
+        fds
     }
 
     /// Receives one whole message: its body and the descriptors that came
-    /// before or with it. `Ok(None)` if `deadline` passes first.
+    /// with it (as many as a typed message announces in its first byte).
+    /// `Ok(None)` if `deadline` passes first.
     fn recv_message(
         &self,
-        max: u64,
+        max: usize,
         deadline: Option<Instant>,
         typed: bool,
     ) -> Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
         let mut st = self.reader()?;
         if self.rx().is_some() {
+            let max = max.min(st.max) as u64;
             return self.ring_take_owned(&mut st, max, deadline);
         }
         loop {
-            if let Some((header_len, len)) = self.peek_header(&mut st, max)? {
-                let total = header_len + len as usize;
-                let have = st.end - st.start;
-                if have >= total {
-                    let body = st.buf[st.start + header_len..st.start + total].to_vec();
-                    st.start += total;
-                    let fds = Self::claim_fds(&mut st, &body, typed);
-                    return Ok(Some((body, fds)));
-                }
-                if deadline.is_none() && len as usize > CHUNK {
-                    // A large body: read the rest straight into its own buffer.
-                    return self
-                        .recv_large(&mut st, header_len, len as usize, typed)
-                        .map(Some);
-                }
-                if deadline.is_some() {
-                    if !self.wait_for_data(&st, deadline)? {
+            if let Some(len) = Self::sock_head(&mut st, max)?
+                && st.frames.buffered() >= len
+            {
+                let count = match st.frames.body().first() {
+                    Some(&n) if typed => n as usize,
+                    _ => 0,
+                };
+                let fds = Self::close_extra_fds(&mut st, count);
+                let body = st.frames.take_body();
+                return Ok(Some((body, fds)));
+            }
+            if st.frames.at_eof() {
+                return Err(eof_error());
+            }
+            let wait = match deadline {
+                None => true,
+                Some(_) => {
+                    let ready = sys::socket::wait_readable(&[self.sock.as_fd()], deadline)
+                        .map_err(|e| Error::io("poll failed", e))?[0];
+                    if !ready {
                         return Ok(None);
                     }
-                    self.fill_nonblocking(&mut st)?;
-                    if st.eof && st.end - st.start < total {
-                        return Err(eof_error());
-                    }
-                    continue;
+                    false
                 }
-                self.fill(&mut st, Some(total - have))?;
-                continue;
-            }
-            if deadline.is_some() {
-                if st.eof {
-                    return Err(eof_error());
-                }
-                if !self.wait_for_data(&st, deadline)? {
-                    return Ok(None);
-                }
-                self.fill_nonblocking(&mut st)?;
-                if st.eof && st.end == st.start {
-                    return Err(eof_error());
-                }
-                continue;
-            }
-            self.fill(&mut st, None)?;
+            };
+            self.sock_fill(&mut st, wait)?;
         }
-    }
-
-    fn wait_for_data(&self, st: &ReadState, deadline: Option<Instant>) -> Result<bool> {
-        if st.eof {
-            return Ok(true);
-        }
-        Ok(sys::socket::wait_readable(&[self.sock.as_fd()], deadline)
-            .map_err(|e| Error::io("poll failed", e))?[0])
-    }
-
-    /// The descriptors a typed message announces in its first byte; they
-    /// arrived with its header, after those of earlier messages.
-    fn claim_fds(st: &mut ReadState, body: &[u8], typed: bool) -> Vec<OwnedFd> {
-        let count = if typed {
-            body.first().copied().unwrap_or(0) as usize
-        } else {
-            0
-        };
-        let count = count.min(st.fds.len());
-        st.fds.drain(..count).collect()
-    }
-
-    fn recv_large(
-        &self,
-        st: &mut ReadState,
-        header_len: usize,
-        len: usize,
-        typed: bool,
-    ) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
-        let mut body = Vec::with_capacity(len);
-        body.extend_from_slice(&st.buf[st.start + header_len..st.end]);
-        st.start = 0;
-        st.end = 0;
-        while body.len() < len {
-            match sys::socket::read_into(self.sock.as_fd(), &mut body, len) {
-                Ok(0) => {
-                    st.eof = true;
-                    st.broken = Some("the connection closed in the middle of a message".into());
-                    return Err(eof_error());
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    st.broken = Some(format!("a read failed in the middle of a message: {e}"));
-                    return Err(Error::io("could not receive on the connection", e));
-                }
-            }
-        }
-        let fds = Self::claim_fds(st, &body, typed);
-        Ok((body, fds))
     }
 }
 
@@ -563,21 +541,24 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
             return self.ring_recv_typed(None).map(|v| v.expect("no deadline"));
         }
         let (body, fds) = self
-            .recv_message(u64::MAX, None, true)?
+            .recv_message(usize::MAX, None, true)?
             .expect("no deadline");
         Self::decode(&body, fds)
     }
 
     /// Receives a value if one arrives within `timeout`; `Ok(None)` if not.
+    /// Every `timeout` is accepted (`Duration::MAX` waits as long as it
+    /// takes).
     ///
     /// # Errors
     ///
     /// As [`recv`](Self::recv).
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<T>> {
+        let deadline = time::deadline_after(timeout);
         if self.rx().is_some() {
-            return self.ring_recv_typed(Some(Instant::now() + timeout));
+            return self.ring_recv_typed(deadline);
         }
-        match self.recv_message(u64::MAX, Some(Instant::now() + timeout), true)? {
+        match self.recv_message(usize::MAX, deadline, true)? {
             Some((body, fds)) => Self::decode(&body, fds).map(Some),
             None => Ok(None),
         }
@@ -597,7 +578,8 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     fn ring_recv_typed(&self, deadline: Option<Instant>) -> Result<Option<T>> {
         let mut st = self.reader()?;
         let rx = self.rx().expect("a readable ring end");
-        match rings::take(rx, self.sock.as_fd(), &mut st, u64::MAX, false, deadline)? {
+        let max = st.max as u64;
+        match rings::take(rx, self.sock.as_fd(), &mut st, max, false, deadline)? {
             None => Ok(None),
             Some(Got::Inline(n)) => Self::decode(&st.scratch[..n], Vec::new()).map(Some),
             Some(Got::Owned(body, fds)) => Self::decode(&body, fds).map(Some),
@@ -648,7 +630,7 @@ struct Wire {
 impl<T> Serialize for Connection<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         let st = self.read.lock().unwrap_or_else(|p| p.into_inner());
-        if st.end > st.start || !st.fds.is_empty() || st.pending.is_some() {
+        if !st.pipe.is_empty() || st.pending.is_some() || !st.frames.is_empty() {
             return Err(S::Error::custom(
                 "this connection already read data that its new owner would miss: pass it before receiving on it",
             ));
@@ -724,13 +706,10 @@ impl<T> Waitable for Connection<T> {
             // Asks the writer to ring the doorbell before `wait` polls.
             return rings::ready_or_arm(rx, self.sock.as_fd(), &mut st).unwrap_or(true);
         }
-        match decode_header(&st.buf[st.start..st.end], u64::MAX) {
-            Ok(Header::Body { header_len, len }) => st.end - st.start >= header_len + len as usize,
-            Ok(Header::Incomplete) => st.eof,
-            Err(_) => {
-                st.broken.get_or_insert_with(|| "corrupt header".into());
-                true
-            }
+        match Self::sock_head(&mut st, usize::MAX) {
+            Ok(Some(len)) => st.frames.buffered() >= len || st.frames.at_eof(),
+            Ok(None) => st.frames.at_eof(),
+            Err(_) => true,
         }
     }
     fn confirm(&self) -> bool {

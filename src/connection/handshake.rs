@@ -50,7 +50,10 @@ struct Pending {
     /// Our challenge's message (what the peer must MAC).
     message: Vec<u8>,
     buf: Vec<u8>,
-    deadline: Instant,
+    /// `None`: no deadline (a timeout too long to represent).
+    deadline: Option<Instant>,
+    /// When it was accepted.
+    started: Instant,
 }
 
 enum Step {
@@ -59,7 +62,7 @@ enum Step {
 }
 
 impl Pending {
-    fn start(sock: OwnedFd, unix: bool, deadline: Instant) -> Result<Self> {
+    fn start(sock: OwnedFd, unix: bool, deadline: Option<Instant>) -> Result<Self> {
         let (challenge, message) = auth::new_challenge()?;
         let pending = Pending {
             sock,
@@ -68,6 +71,7 @@ impl Pending {
             message,
             buf: Vec::with_capacity(HEADER),
             deadline,
+            started: Instant::now(),
         };
         pending.send(&challenge)?;
         Ok(pending)
@@ -222,10 +226,10 @@ impl Gate {
             }
             // Drop handshakes past their deadline.
             let now = Instant::now();
-            self.pending.retain(|p| p.deadline > now);
-            let mut wake = self.pending.iter().map(|p| p.deadline).min();
+            self.pending.retain(|p| p.deadline.is_none_or(|d| d > now));
+            let mut wake = self.pending.iter().filter_map(|p| p.deadline).min();
             if !self.backoff.is_zero() {
-                let until = now + self.backoff;
+                let until = now + self.backoff; // at most 1 s
                 wake = Some(wake.map_or(until, |w| w.min(until)));
             }
             let ready = {
@@ -280,11 +284,12 @@ impl Gate {
                     if self.pending.len() >= MAX_PENDING {
                         // The oldest is the one most likely stalled.
                         let oldest = (0..self.pending.len())
-                            .min_by_key(|&i| self.pending[i].deadline)
+                            .min_by_key(|&i| self.pending[i].started)
                             .unwrap_or(0);
                         self.pending.swap_remove(oldest);
                     }
-                    match Pending::start(sock, unix, Instant::now() + self.deadline) {
+                    let deadline = crate::time::deadline_after(self.deadline);
+                    match Pending::start(sock, unix, deadline) {
                         Ok(p) => self.pending.push(p),
                         Err(e) => log::debug!(target: "multiproc", "listener: {e}"),
                     }

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::OwnedFd;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -17,7 +17,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::tempdir::PrivateDir;
 use std::os::fd::AsFd;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// Where a [`Listener`] listens: a Unix socket path or a TCP address.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -108,6 +109,8 @@ pub struct Listener {
     dir: Option<PrivateDir>,
     /// The handshakes in progress, with an authkey.
     gate: Option<Mutex<Gate>>,
+    /// The message size limit of the connections accepted.
+    max_message: AtomicUsize,
 }
 
 impl fmt::Debug for Listener {
@@ -159,6 +162,7 @@ impl Listener {
             owns_path: true,
             dir: None,
             gate,
+            max_message: AtomicUsize::new(super::DEFAULT_MAX_MESSAGE_SIZE),
         }
     }
 
@@ -216,13 +220,23 @@ impl Listener {
     }
 
     /// Sets how long a peer has to complete the handshake (5 s by
-    /// default); one that takes longer is dropped.
+    /// default); one that takes longer is dropped. Every `timeout` is
+    /// accepted: `Duration::MAX` gives peers as long as they take (at
+    /// most 1 024 handshakes are in progress all the same). Never fails.
     pub fn set_handshake_timeout(&self, timeout: Duration) {
         if let Some(gate) = &self.gate {
             gate.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .set_deadline(timeout);
         }
+    }
+
+    /// Sets the longest message the connections accepted from now on take
+    /// ([`Connection::set_max_message_size`], which can change it per
+    /// connection afterwards); [`DEFAULT_MAX_MESSAGE_SIZE`](super::DEFAULT_MAX_MESSAGE_SIZE)
+    /// unless set. Never fails.
+    pub fn set_max_message_size(&self, max: usize) {
+        self.max_message.store(max, Ordering::Relaxed);
     }
 
     /// Waits for a connection, runs the authkey handshake (challenging the
@@ -262,7 +276,7 @@ impl Listener {
                 .accept_raw(true)
                 .map_err(|e| Error::io("accept failed", e))?
                 .ok_or_else(|| Error::new(ErrorKind::Io, "accept: no connection"))?;
-            return Ok(Some(Connection::new(fd, unix, true, true)));
+            return Ok(Some(self.connection(fd, unix)));
         };
         let listen = match &self.inner {
             Inner::Unix(l) => l.as_fd(),
@@ -274,7 +288,14 @@ impl Listener {
         let mut gate = gate.lock().unwrap_or_else(|p| p.into_inner());
         let mut accept_one = || self.accept_raw(false);
         let got = gate.accept(listen, &mut accept_one, stop)?;
-        Ok(got.map(|(fd, unix)| Connection::new(fd, unix, true, true)))
+        Ok(got.map(|(fd, unix)| self.connection(fd, unix)))
+    }
+
+    /// An accepted socket as a connection with this listener's limit.
+    fn connection<T>(&self, fd: OwnedFd, unix: bool) -> Connection<T> {
+        let conn = Connection::new(fd, unix, true, true);
+        conn.set_max_message_size(self.max_message.load(Ordering::Relaxed));
+        conn
     }
 
     /// One `accept`: blocking, or not (`Ok(None)` when nobody waits).
@@ -309,32 +330,143 @@ pub struct Client;
 
 impl Client {
     /// Connects to `address` and, with an `authkey`, runs the handshake
-    /// (answering the listener's challenge, then challenging it).
+    /// (answering the listener's challenge, then challenging it). Waits as
+    /// long as that takes: see [`connect_timeout`](Self::connect_timeout).
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Authentication`] if the keys differ; [`ErrorKind::Eof`]
-    /// if the listener hung up; [`ErrorKind::Io`] if connecting fails.
+    /// if the listener hung up; [`ErrorKind::MessageTooLarge`] or
+    /// [`ErrorKind::Protocol`] if a handshake message from the listener is
+    /// over 256 bytes or not framed; [`ErrorKind::Io`] if connecting fails.
     pub fn connect<T>(address: &Address, authkey: Option<&[u8]>) -> Result<Connection<T>> {
+        Client::connect_until(address, authkey, None)
+    }
+
+    /// [`connect`](Self::connect), with `timeout` for the connection and
+    /// the handshake together. Every `timeout` is accepted:
+    /// `Duration::MAX` waits as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Timeout`] if the time ran out (a listener that does
+    /// not accept, or does not answer its handshake); otherwise as
+    /// [`connect`](Self::connect).
+    pub fn connect_timeout<T>(
+        address: &Address,
+        authkey: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Connection<T>> {
+        Client::connect_until(address, authkey, crate::time::deadline_after(timeout))
+    }
+
+    /// [`connect`](Self::connect) that gives up at `deadline`, connection
+    /// and handshake together.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_timeout`](Self::connect_timeout).
+    pub fn connect_deadline<T>(
+        address: &Address,
+        authkey: Option<&[u8]>,
+        deadline: Instant,
+    ) -> Result<Connection<T>> {
+        Client::connect_until(address, authkey, Some(deadline))
+    }
+
+    fn connect_until<T>(
+        address: &Address,
+        authkey: Option<&[u8]>,
+        deadline: Option<Instant>,
+    ) -> Result<Connection<T>> {
+        let left = || match crate::time::remaining(deadline) {
+            Some(d) if d.is_zero() => Err(timed_out(address)),
+            other => Ok(other),
+        };
         let (fd, unix): (OwnedFd, bool) = match address {
-            Address::Unix(path) => (
-                UnixStream::connect(path)
-                    .map_err(|e| Error::io(format!("could not connect to {}", path.display()), e))?
-                    .into(),
-                true,
-            ),
+            Address::Unix(path) => (connect_unix(path, left()?, address)?, true),
             Address::Tcp(a) => {
-                let s = TcpStream::connect(a)
-                    .map_err(|e| Error::io(format!("could not connect to {a}"), e))?;
+                let s = match left()? {
+                    None => TcpStream::connect(a),
+                    Some(d) => TcpStream::connect_timeout(a, d),
+                }
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                        timed_out(address)
+                    }
+                    _ => Error::io(format!("could not connect to {a}"), e),
+                })?;
                 let _ = s.set_nodelay(true);
                 (s.into(), false)
             }
         };
         let conn = Connection::new(fd, unix, true, true);
         if let Some(key) = authkey {
-            auth::answer_challenge(&conn, key)?;
-            auth::deliver_challenge(&conn, key)?;
+            let timed = Timed {
+                conn: &conn,
+                deadline,
+                address,
+            };
+            auth::answer_challenge(&timed, key)?;
+            auth::deliver_challenge(&timed, key)?;
         }
         Ok(conn)
+    }
+}
+
+fn timed_out(address: &Address) -> Error {
+    Error::new(
+        ErrorKind::Timeout,
+        format!("connecting to {address} (and its handshake) took longer than allowed"),
+    )
+}
+
+/// Connects a Unix stream socket to `path`, waiting at most `timeout` for
+/// a listener whose backlog is full (`SO_SNDTIMEO` bounds that wait).
+fn connect_unix(path: &Path, timeout: Option<Duration>, address: &Address) -> Result<OwnedFd> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, sockopt};
+    let fail = |e: std::io::Error| Error::io(format!("could not connect to {}", path.display()), e);
+    let sock = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| fail(e.into()))?;
+    let addr = SocketAddrUnix::new(path).map_err(|e| fail(e.into()))?;
+    if let Some(t) = timeout {
+        sockopt::set_socket_timeout(&sock, sockopt::Timeout::Send, Some(t))
+            .map_err(|e| fail(e.into()))?;
+    }
+    loop {
+        match rustix::net::connect(&sock, &addr) {
+            Ok(()) => break,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::AGAIN) if timeout.is_some() => return Err(timed_out(address)),
+            Err(e) => return Err(fail(e.into())),
+        }
+    }
+    if timeout.is_some() {
+        sockopt::set_socket_timeout(&sock, sockopt::Timeout::Send, None)
+            .map_err(|e| fail(e.into()))?;
+    }
+    Ok(sock)
+}
+
+/// A connection's handshake messages, each received by a deadline.
+struct Timed<'a, T> {
+    conn: &'a Connection<T>,
+    deadline: Option<Instant>,
+    address: &'a Address,
+}
+
+impl<T> auth::Channel for Timed<'_, T> {
+    fn send_bytes(&self, buf: &[u8]) -> Result<()> {
+        self.conn.send_bytes(buf)
+    }
+    fn recv_bytes_max(&self, max: usize) -> Result<Vec<u8>> {
+        self.conn
+            .recv_bytes_until(max, self.deadline)?
+            .ok_or_else(|| timed_out(self.address))
     }
 }

@@ -69,6 +69,7 @@ use crate::sys;
 
 pub use self::conn::Connection;
 pub use self::listener::{Address, Client, Listener};
+pub use self::stream::DEFAULT_MAX_MESSAGE_SIZE;
 pub use self::wait::{Waitable, wait};
 
 use self::rings::Rings;

@@ -38,8 +38,10 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::stream::{CHUNK, ReadState, eof_error};
+use super::stream::{ReadState, eof_error};
 use crate::error::{Error, ErrorKind, Result};
+use crate::frame::pipe::{self, DOORBELL, Meta};
+use crate::frame::{Fill, FrameError};
 use crate::shm::ring::{self, Fail, Ring, Wait};
 use crate::sys;
 
@@ -61,12 +63,6 @@ const INLINE: u8 = 0;
 /// A record's last byte: `[seq u64][len u64]` before it; the body is a
 /// frame on the socket.
 const SOCKET: u8 = 1;
-/// On the socket between frames: a doorbell byte.
-const DOORBELL: u8 = 0;
-/// On the socket: the first byte of a frame.
-const FRAME: u8 = 1;
-/// A frame's header: kind, seq, len, descriptor count.
-const FRAME_HEADER: usize = 1 + 8 + 8 + 1;
 
 /// Bodies up to this size go through the ring; larger ones through the
 /// socket (they would make the ring grow, and keep its memory).
@@ -185,11 +181,7 @@ pub(crate) fn send(
         },
         &[],
         |seq| {
-            let mut h = [0u8; FRAME_HEADER];
-            h[0] = FRAME;
-            h[1..9].copy_from_slice(&seq.to_le_bytes());
-            h[9..17].copy_from_slice(&(len as u64).to_le_bytes());
-            h[17] = nfds;
+            let h = pipe::encode_header(seq, len, nfds);
             let mut bufs: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
             bufs.push(&h);
             bufs.extend_from_slice(parts);
@@ -223,14 +215,17 @@ pub(crate) enum Got {
 fn too_large(len: u64, max: u64) -> Error {
     Error::new(
         ErrorKind::MessageTooLarge,
-        format!("the message has {len} bytes, more than the {max} allowed"),
+        format!(
+            "a message of {len} bytes is over the limit of {max} bytes (see Connection::set_max_message_size)"
+        ),
     )
 }
 
+/// How much a drain reads ahead at most.
+const CHUNK: usize = crate::frame::buffer::CHUNK;
+
 fn corrupt(st: &mut ReadState, what: &str) -> Error {
-    let why = format!("{what}; the connection cannot be used any more");
-    st.broken = Some(why.clone());
-    Error::new(ErrorKind::Protocol, why)
+    st.break_with(ErrorKind::Protocol, what)
 }
 
 /// Takes the next message, waiting until `deadline` (`None`: as long as
@@ -247,8 +242,8 @@ pub(crate) fn take(
     fresh: bool,
     deadline: Option<Instant>,
 ) -> Result<Option<Got>> {
-    if let Some(why) = &st.broken {
-        return Err(Error::new(ErrorKind::Protocol, why.clone()));
+    if let Some(e) = st.broken_error() {
+        return Err(e);
     }
     if let Some((body, fds)) = st.pending.take() {
         if body.len() as u64 > max {
@@ -291,8 +286,7 @@ pub(crate) fn take(
                         let len = u64::from_le_bytes(rec[8..16].try_into().expect("8 bytes"));
                         if len > max {
                             let err = too_large(len, max);
-                            corrupt(st, &err.to_string());
-                            return Err(err);
+                            return Err(st.break_with(ErrorKind::MessageTooLarge, err.to_string()));
                         }
                         let (body, fds) = read_frame(rx, sock, st, seq, len)?;
                         return Ok(Some(Got::Owned(body, fds)));
@@ -311,8 +305,8 @@ pub(crate) fn take(
         if st.eof {
             return Err(eof_error());
         }
-        if let Some(why) = &st.broken {
-            return Err(Error::new(ErrorKind::Protocol, why.clone()));
+        if let Some(e) = st.broken_error() {
+            return Err(e);
         }
         if !wait(rx, sock, st, deadline)? {
             return Ok(None);
@@ -384,14 +378,27 @@ pub(crate) fn wait(
     }
 }
 
-/// Skips doorbell bytes at the front of the buffer (a frame boundary).
-fn skip_doorbells(st: &mut ReadState) {
-    while st.start < st.end && st.buf[st.start] == DOORBELL {
-        st.start += 1;
-    }
-    if st.start == st.end {
-        st.start = 0;
-        st.end = 0;
+/// Skips doorbell bytes at the front of the buffer (a frame boundary):
+/// the header of the frame at the front once it is there, `None` if more
+/// bytes are needed. A byte that is neither a doorbell nor a frame (someone
+/// wrote to the raw socket) breaks the connection.
+fn skip_doorbells(st: &mut ReadState) -> Result<Option<(usize, u64, u8)>> {
+    // A frame over the connection's limit is refused from its header (its
+    // ring record is refused too).
+    st.pipe.set_max_body(st.max);
+    loop {
+        match st.pipe.head() {
+            Ok(None) => return Ok(None),
+            Ok(Some((_, Meta::Doorbell))) => st.pipe.consume(),
+            Ok(Some((len, Meta::Frame { seq, nfds }))) => return Ok(Some((len, seq, nfds))),
+            Err(e) => {
+                let kind = match e {
+                    FrameError::TooLarge { .. } => ErrorKind::MessageTooLarge,
+                    FrameError::Malformed(_) => ErrorKind::Protocol,
+                };
+                return Err(st.break_with(kind, e.to_string()));
+            }
+        }
     }
 }
 
@@ -400,34 +407,15 @@ fn recv_once(sock: BorrowedFd<'_>, st: &mut ReadState, wait: bool) -> Result<boo
     if st.eof {
         return Ok(false);
     }
-    if st.start > 0 && st.start == st.end {
-        st.start = 0;
-        st.end = 0;
-    } else if st.start > CHUNK && st.start * 2 > st.end {
-        st.buf.copy_within(st.start..st.end, 0);
-        st.end -= st.start;
-        st.start = 0;
-    }
-    if st.buf.len() < st.end + CHUNK {
-        st.buf.resize(st.end + CHUNK, 0);
-    }
-    let mut fds = Vec::new();
-    let end = st.end;
-    let got = sys::socket::recv_with(sock, &mut st.buf[end..], &mut fds, wait);
-    st.fds.extend(fds);
-    match got {
-        Ok(sys::socket::Received::Bytes(n)) => {
-            st.end += n;
-            Ok(true)
-        }
-        Ok(sys::socket::Received::Eof) => {
+    match st.pipe.fill(sock, wait) {
+        Ok(Fill::Data) => Ok(true),
+        Ok(Fill::WouldBlock) => Ok(false),
+        Ok(Fill::Eof) => {
             st.eof = true;
             Ok(false)
         }
-        Ok(sys::socket::Received::WouldBlock) => Ok(false),
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-            st.eof = true;
-            Ok(false)
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            Err(st.break_with(ErrorKind::Protocol, e.to_string()))
         }
         Err(e) => Err(Error::io("could not receive on the connection", e)),
     }
@@ -438,18 +426,12 @@ fn recv_once(sock: BorrowedFd<'_>, st: &mut ReadState, wait: bool) -> Result<boo
 /// neither (someone wrote to the raw socket) break the connection.
 fn drain(sock: BorrowedFd<'_>, st: &mut ReadState) -> Result<()> {
     for _ in 0..4 {
-        skip_doorbells(st);
-        if st.end - st.start > CHUNK || !recv_once(sock, st, false)? {
+        if skip_doorbells(st).is_err() || st.pipe.buffered() > CHUNK || !recv_once(sock, st, false)?
+        {
             break;
         }
     }
-    skip_doorbells(st);
-    if st.start < st.end && st.buf[st.start] != FRAME && st.broken.is_none() {
-        corrupt(
-            st,
-            "a byte on the pipe's socket is neither a doorbell nor a frame",
-        );
-    }
+    let _ = skip_doorbells(st);
     Ok(())
 }
 
@@ -479,7 +461,9 @@ fn wait_socket(rx: &Ring, sock: BorrowedFd<'_>) -> Result<()> {
     }
 }
 
-/// Reads the frame that goes with record `seq` from the socket.
+/// Reads the frame that goes with record `seq` from the socket. Its body
+/// grows with what arrives (at most doubling per read), never with what
+/// the header announced.
 fn read_frame(
     rx: &Ring,
     sock: BorrowedFd<'_>,
@@ -487,10 +471,9 @@ fn read_frame(
     seq: u64,
     len: u64,
 ) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
-    loop {
-        skip_doorbells(st);
-        if st.end - st.start >= FRAME_HEADER {
-            break;
+    let (flen, fseq, nfds) = loop {
+        if let Some(head) = skip_doorbells(st)? {
+            break head;
         }
         if st.eof {
             return Err(eof_error());
@@ -499,12 +482,8 @@ fn read_frame(
             return Err(corrupt(st, &e.to_string()));
         }
         recv_once(sock, st, false)?;
-    }
-    let h = &st.buf[st.start..st.start + FRAME_HEADER];
-    let fseq = u64::from_le_bytes(h[1..9].try_into().expect("8 bytes"));
-    let flen = u64::from_le_bytes(h[9..17].try_into().expect("8 bytes"));
-    let nfds = h[17] as usize;
-    if h[0] != FRAME || fseq != seq || flen != len {
+    };
+    if fseq != seq || flen as u64 != len {
         return Err(corrupt(
             st,
             &format!(
@@ -512,31 +491,28 @@ fn read_frame(
             ),
         ));
     }
-    st.start += FRAME_HEADER;
-    let nfds = nfds.min(st.fds.len());
-    let fds: Vec<OwnedFd> = st.fds.drain(..nfds).collect();
-    let len = usize::try_from(len).map_err(|_| corrupt(st, "a frame too large for memory"))?;
-    let buffered = (st.end - st.start).min(len);
-    let mut body = Vec::with_capacity(len.min(64 << 20));
-    body.extend_from_slice(&st.buf[st.start..st.start + buffered]);
-    st.start += buffered;
-    while body.len() < len {
+    let (fds, _) = st.pipe.take_frame_fds(nfds as usize);
+    if st.pipe.buffered() >= flen {
+        return Ok((st.pipe.take_body(), fds));
+    }
+    // The rest of the body is read straight into its own vector, which
+    // grows with what arrives (at most doubling per read: never the
+    // announced length up front) without zeroing memory first.
+    let mut body = st.pipe.take_started_body();
+    while body.len() < flen {
+        if st.eof {
+            // The writer closed or died in the middle: the torn message
+            // is not delivered, and every later receive is `Eof` too.
+            return Err(eof_error());
+        }
         if let Err(e) = wait_socket(rx, sock) {
             return Err(corrupt(st, &e.to_string()));
         }
-        let limit = len.min(body.len() + (64 << 20));
+        let limit = flen.min(body.len().saturating_add(body.len().max(CHUNK)));
         match sys::socket::read_into(sock, &mut body, limit) {
-            // The writer closed or died in the middle: the torn message
-            // is not delivered, and every later receive is `Eof` too.
-            Ok(0) => {
-                st.eof = true;
-                return Err(eof_error());
-            }
+            Ok(0) => st.eof = true,
             Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                st.eof = true;
-                return Err(eof_error());
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => st.eof = true,
             Err(e) => {
                 return Err(corrupt(st, &format!("a read failed in a message: {e}")));
             }

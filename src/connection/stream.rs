@@ -1,27 +1,35 @@
 //! What a connection has read from its socket and not yet handed out:
-//! the receive state both transports share.
+//! the receive state of both transports.
+//!
+//! A [`Listener`](super::Listener)/[`Client`](super::Client) connection
+//! reads through the crate's one receive buffer (`frames`, a
+//! [`RecvBuf`] of Python's framing), which grows with the bytes that
+//! arrive, never with what a header announces, and refuses a message over
+//! the connection's limit (`max`) from its header. A pipe's ring transport
+//! reads its socket's bytes (doorbells, and frames for messages over 2 MiB or
+//! with descriptors) through a second buffer of the same kind (`pipe`).
 
-use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 
 use crate::error::{Error, ErrorKind};
-
-/// How many bytes one read asks for when no large body is pending.
-pub(crate) const CHUNK: usize = 64 * 1024;
+use crate::frame::RecvBuf;
+use crate::frame::pipe::PipeSocket;
+use crate::frame::python::Python;
 
 pub(crate) struct ReadState {
-    /// Storage for received bytes, zeroed once when it grows and reused
-    /// (so a read never pays for clearing memory): `buf[start..end]` holds
-    /// what was received and not yet consumed.
-    pub(crate) buf: Vec<u8>,
-    /// How much of `buf` has been consumed.
-    pub(crate) start: usize,
-    /// How much of `buf` has been filled.
-    pub(crate) end: usize,
-    pub(crate) fds: VecDeque<OwnedFd>,
+    /// Socket transport: what was read and not handed out.
+    pub(crate) frames: RecvBuf<Python>,
+    /// The longest message this end accepts (both transports).
+    pub(crate) max: usize,
+    /// Ring transport: what was read from the socket and not handed out
+    /// (doorbells and frames of messages over 2 MiB or with descriptors).
+    pub(crate) pipe: RecvBuf<PipeSocket>,
+    /// Ring transport: the socket hung up.
     pub(crate) eof: bool,
-    /// A header that could not be honoured; the stream cannot be resynchronised.
-    pub(crate) broken: Option<String>,
+    /// Why the stream cannot be read any more (a header that could not be
+    /// honoured: it cannot be resynchronised), and the kind every later
+    /// receive fails with.
+    pub(crate) broken: Option<(ErrorKind, String)>,
     /// Ring transport: where small messages are copied out of the ring.
     pub(crate) scratch: Vec<u8>,
     /// Ring transport: a message taken out of the ring that the caller
@@ -32,17 +40,39 @@ pub(crate) struct ReadState {
 impl ReadState {
     pub(crate) fn new() -> Self {
         Self {
-            buf: Vec::new(),
-            start: 0,
-            end: 0,
-            fds: VecDeque::new(),
+            frames: RecvBuf::new(DEFAULT_MAX_MESSAGE_SIZE),
+            max: DEFAULT_MAX_MESSAGE_SIZE,
+            pipe: RecvBuf::new(DEFAULT_MAX_MESSAGE_SIZE),
             eof: false,
             broken: None,
             scratch: Vec::new(),
             pending: None,
         }
     }
+
+    /// The error of a broken stream, if it is.
+    pub(crate) fn broken_error(&self) -> Option<Error> {
+        self.broken
+            .as_ref()
+            .map(|(kind, why)| Error::new(*kind, why.clone()))
+    }
+
+    /// Marks the stream broken for good and returns the error.
+    pub(crate) fn break_with(&mut self, kind: ErrorKind, why: impl Into<String>) -> Error {
+        let why = format!("{}; the connection cannot be used any more", why.into());
+        self.broken = Some((kind, why.clone()));
+        Error::new(kind, why)
+    }
 }
+
+/// The longest message a [`Connection`](super::Connection) accepts unless
+/// told otherwise ([`Connection::set_max_message_size`](super::Connection::set_max_message_size),
+/// [`Listener::set_max_message_size`](super::Listener::set_max_message_size)):
+/// 2 GiB − 1 byte (`2^31 − 1`), the longest message Python's 4-byte header
+/// can announce, and the longest any Python before 3.8 sends or accepts.
+/// Longer messages need the 12-byte header; a peer that announces one gets
+/// [`ErrorKind::MessageTooLarge`] unless the receiver raised its limit.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 0x7fff_ffff;
 
 pub(crate) fn eof_error() -> Error {
     Error::new(

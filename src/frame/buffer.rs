@@ -23,7 +23,15 @@
 //! all it was offered. An empty buffer larger than [`RETAIN`] is freed.
 //!
 //! **Descriptors** (`SCM_RIGHTS`) that come with the bytes are queued in
-//! arrival order; each format says how many a frame claims.
+//! arrival order; each format says how many a frame claims. Each is
+//! queued with the stream position its read ended at, so that
+//! [`take_frame_fds`](RecvBuf::take_frame_fds) can tell which arrived
+//! with the frame at the front (the kernel ends a read at the segment
+//! that carries descriptors, the first of the message they came with)
+//! and close those its header did not announce. A frame never holds more
+//! than [`MAX_CLAIM`] of them while it arrives: a peer that attaches
+//! descriptors to every piece of a long message cannot fill the process's
+//! descriptor table.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -41,6 +49,9 @@ pub(crate) const CHUNK: usize = 64 * 1024;
 pub(crate) const HAND_OVER: usize = 64 * 1024;
 /// An empty buffer larger than this is freed.
 pub(crate) const RETAIN: usize = 4 * CHUNK;
+/// The most descriptors one frame can claim (every format counts them in
+/// a byte); more that arrive with one frame are closed as they come.
+pub(crate) const MAX_CLAIM: usize = u8::MAX as usize;
 
 /// A frame's header, as its format reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,7 +135,11 @@ pub(crate) struct RecvBuf<F: Format> {
     /// The least room offered to a read: [`FIRST_ROOM`], then [`CHUNK`]
     /// once a read filled all it was offered.
     min_room: usize,
-    fds: VecDeque<OwnedFd>,
+    /// Descriptors received and not taken, each with the stream position
+    /// (`received`) after the read that brought it.
+    fds: VecDeque<(u64, OwnedFd)>,
+    /// Bytes read from the socket so far (saturating).
+    received: u64,
     eof: bool,
 }
 
@@ -151,13 +166,9 @@ impl<F: Format> RecvBuf<F> {
             max_body,
             min_room: FIRST_ROOM,
             fds: VecDeque::new(),
+            received: 0,
             eof: false,
         }
-    }
-
-    /// The longest body accepted.
-    pub(crate) fn max_body(&self) -> usize {
-        self.max_body
     }
 
     /// Changes the longest body accepted, for headers not read yet.
@@ -264,14 +275,6 @@ impl<F: Format> RecvBuf<F> {
         self.settle();
     }
 
-    /// Drops `n` bytes at the front that are not a frame's (a format's
-    /// padding); at most what is buffered. Only before a header is read.
-    pub(crate) fn skip(&mut self, n: usize) {
-        debug_assert!(self.head.is_none());
-        self.start += n.min(self.end - self.start);
-        self.settle();
-    }
-
     /// Takes the complete frame at the front out and returns its body: a
     /// large body that starts the storage is handed out in it (no copy),
     /// others are copied.
@@ -294,10 +297,63 @@ impl<F: Format> RecvBuf<F> {
         body
     }
 
+    /// Takes the frame at the front out before all of its body arrived
+    /// and returns the part of the body that did; the caller reads the
+    /// rest from the socket itself, before any other read into this
+    /// buffer. (Take its descriptors first.)
+    pub(crate) fn take_started_body(&mut self) -> Vec<u8> {
+        let Some((len, _)) = self.head.take() else {
+            return Vec::new();
+        };
+        let n = len.min(self.end - self.start);
+        let body = self.buf[self.start..self.start + n].to_vec();
+        self.start += n;
+        self.settle();
+        body
+    }
+
     /// Takes `n` descriptors from the front of the queue; `None` (and
     /// nothing taken) if fewer arrived.
     pub(crate) fn take_fds(&mut self, n: usize) -> Option<Vec<OwnedFd>> {
-        (self.fds.len() >= n).then(|| self.fds.drain(..n).collect())
+        (self.fds.len() >= n).then(|| self.fds.drain(..n).map(|(_, fd)| fd).collect())
+    }
+
+    /// The descriptors that came with the complete frame at the front (or
+    /// with frames before it that claimed none): the first `n` of them are
+    /// returned (fewer if fewer came), the others are closed, and their
+    /// number is returned too. Descriptors that came with later frames
+    /// stay queued. Call before [`take_body`](Self::take_body).
+    pub(crate) fn take_frame_fds(&mut self, n: usize) -> (Vec<OwnedFd>, usize) {
+        let len = self.head.map_or(0, |(len, _)| len);
+        let beyond = (self.end - self.start).saturating_sub(len);
+        let frame_end = self.received.saturating_sub(beyond as u64);
+        let mine = self
+            .fds
+            .iter()
+            .take_while(|(pos, _)| *pos <= frame_end)
+            .count();
+        let mut taken: Vec<OwnedFd> = self.fds.drain(..mine).map(|(_, fd)| fd).collect();
+        let closed = taken.len().saturating_sub(n);
+        taken.truncate(n);
+        (taken, closed)
+    }
+
+    /// Closes the descriptors of the frame at the front (its header read)
+    /// beyond the first [`MAX_CLAIM`]: no frame can claim them.
+    fn trim_fds(&mut self) {
+        let Some((len, _)) = self.head else {
+            return;
+        };
+        let beyond = (self.end - self.start).saturating_sub(len);
+        let frame_end = self.received.saturating_sub(beyond as u64);
+        let mine = self
+            .fds
+            .iter()
+            .take_while(|(pos, _)| *pos <= frame_end)
+            .count();
+        if mine > MAX_CLAIM {
+            self.fds.drain(MAX_CLAIM..mine);
+        }
     }
 
     /// Descriptors received and not taken.
@@ -368,6 +424,7 @@ impl<F: Format> RecvBuf<F> {
             let n = room.min(bytes.len());
             self.buf[self.end..self.end + n].copy_from_slice(&bytes[..n]);
             self.end += n;
+            self.received = self.received.saturating_add(n as u64);
             bytes = &bytes[n..];
         }
     }
@@ -399,7 +456,10 @@ impl<F: Format> RecvBuf<F> {
         let got = if with_fds {
             let mut fds = Vec::new();
             let got = socket::recv_with(sock, room, &mut fds, wait);
-            self.fds.extend(fds);
+            if let Ok(Received::Bytes(n)) = got {
+                let pos = self.received.saturating_add(n as u64);
+                self.fds.extend(fds.into_iter().map(|fd| (pos, fd)));
+            }
             got
         } else {
             socket::recv_bytes(sock, room, wait)
@@ -407,8 +467,12 @@ impl<F: Format> RecvBuf<F> {
         match got {
             Ok(Received::Bytes(n)) => {
                 self.end += n;
+                self.received = self.received.saturating_add(n as u64);
                 if n == offered {
                     self.min_room = CHUNK;
+                }
+                if self.fds.len() > MAX_CLAIM {
+                    self.trim_fds();
                 }
                 Ok(Fill::Data)
             }

@@ -19,11 +19,9 @@
 //!
 //! Every decoder here is reached from `crate::fuzzing::decode_everything`.
 
-#![allow(dead_code, unused_imports)] // the pipe format and the rest of the API: used from the next commits on
-
 pub(crate) mod buffer;
 pub(crate) mod control;
 pub(crate) mod pipe;
 pub(crate) mod python;
 
-pub(crate) use self::buffer::{Fill, Format, FrameError, Head, RecvBuf};
+pub(crate) use self::buffer::{Fill, Format, FrameError, RecvBuf};

@@ -68,3 +68,69 @@ impl Format for PipeSocket {
         }
     }
 }
+
+/// Receives what `data` holds as a pipe's socket would be read, in pieces
+/// of every size the first byte picks, under a few limits, skipping
+/// doorbells and taking every frame with its descriptors (for
+/// `crate::fuzzing`).
+#[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+pub(crate) fn fuzz(data: &[u8]) {
+    use super::RecvBuf;
+    let piece = data.first().map_or(1, |&b| b as usize + 1);
+    for max in [0, 16, 1 << 20, usize::MAX] {
+        let mut b = RecvBuf::<PipeSocket>::new(max);
+        for part in data.chunks(piece) {
+            b.feed(part);
+            while let Ok(Some((len, meta))) = b.ready() {
+                if let Meta::Frame { nfds, .. } = meta {
+                    let (fds, _) = b.take_frame_fds(nfds as usize);
+                    assert!(fds.is_empty());
+                }
+                assert_eq!(b.take_body().len(), len);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::RecvBuf;
+
+    #[test]
+    fn doorbells_frames_and_stray_bytes() {
+        let mut stream = vec![DOORBELL, DOORBELL];
+        stream.extend_from_slice(&encode_header(7, 3, 0));
+        stream.extend_from_slice(b"abc");
+        stream.push(DOORBELL);
+        let mut b = RecvBuf::<PipeSocket>::new(10);
+        b.feed(&stream);
+        let mut got = Vec::new();
+        while let Some((_, meta)) = b.ready().unwrap() {
+            got.push((meta, b.take_body()));
+        }
+        assert_eq!(
+            got,
+            [
+                (Meta::Doorbell, vec![]),
+                (Meta::Doorbell, vec![]),
+                (Meta::Frame { seq: 7, nfds: 0 }, b"abc".to_vec()),
+                (Meta::Doorbell, vec![]),
+            ]
+        );
+        // Over the limit, and a stray byte: errors, not panics.
+        let mut b = RecvBuf::<PipeSocket>::new(2);
+        b.feed(&encode_header(1, 3, 0));
+        assert_eq!(b.ready(), Err(FrameError::TooLarge { len: 3, max: 2 }));
+        let mut b = RecvBuf::<PipeSocket>::new(2);
+        b.feed(&[0x55]);
+        assert!(matches!(b.ready(), Err(FrameError::Malformed(_))));
+        for len in [1u64 << 62, 1 << 63, u64::MAX] {
+            let mut h = encode_header(1, 0, 0);
+            h[9..17].copy_from_slice(&len.to_le_bytes());
+            let mut b = RecvBuf::<PipeSocket>::new(1 << 20);
+            b.feed(&h);
+            assert!(matches!(b.ready(), Err(FrameError::TooLarge { .. })));
+        }
+    }
+}

@@ -7,7 +7,7 @@
 //! (`fuzz/fuzz_targets/frame.rs`) and tested with random input; the size
 //! check is the buffer's ([`super::RecvBuf`]).
 
-use super::buffer::{Format, FrameError, Head};
+use super::buffer::{Format, FrameError, Head, RecvBuf};
 
 /// The largest body announced with the short header.
 const SHORT_MAX: u64 = 0x7fff_ffff;
@@ -55,10 +55,29 @@ impl Format for Python {
     }
 }
 
+/// Receives what `data` holds as a connection would, in pieces of every
+/// size the first byte picks, under a few limits, taking every frame and
+/// its descriptors (for `crate::fuzzing`).
+#[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+pub(crate) fn fuzz(data: &[u8]) {
+    let piece = data.first().map_or(1, |&b| b as usize + 1);
+    for max in [0, 16, 1 << 20, usize::MAX] {
+        let mut b = RecvBuf::<Python>::new(max);
+        for part in data.chunks(piece) {
+            b.feed(part);
+            while let Ok(Some((len, ()))) = b.ready() {
+                let count = b.body().first().copied().unwrap_or(0) as usize;
+                let (fds, _) = b.take_frame_fds(count);
+                assert!(fds.is_empty());
+                assert_eq!(b.take_body().len(), len);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::RecvBuf;
 
     #[test]
     fn headers_round_trip() {

@@ -104,7 +104,7 @@ impl Link {
                 ));
             };
             wire.send(&bytes)
-                .and_then(|()| wire.recv(usize::MAX, wire::SPIN))
+                .and_then(|()| wire.recv(wire::MAX_REPLY, wire::SPIN))
         };
         let answer = answer.map_err(|e| {
             self.forget();

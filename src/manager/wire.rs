@@ -1,7 +1,8 @@
 //! The manager's wire: frames on a socket, with Python's framing (a
-//! 4-byte big-endian length, or -1 and an 8-byte length), read through a
-//! buffer that is zeroed once per connection rather than once per read,
-//! and received by trying non-blocking reads for a while before blocking
+//! 4-byte big-endian length, or -1 and an 8-byte length), read through the
+//! crate's one receive buffer ([`RecvBuf`]: zeroed only when it grows,
+//! growing with the bytes that arrive and never with what a header
+//! announces, a body over the limit refused from its header), and received by trying non-blocking reads for a while before blocking
 //! (one system call per attempt, not a `poll` and then a read). Between
 //! attempts the thread yields rather than spins: on an idle machine that
 //! costs a fraction of a microsecond, and on a busy one it lets the peer —
@@ -18,16 +19,18 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
-use crate::connection::frame::{Header, HeaderError, decode_header, encode_header};
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys::socket::{self, Received};
+use crate::frame::python::{Python, encode_header};
+use crate::frame::{Fill, FrameError, RecvBuf};
+use crate::sys::socket;
 
 /// How long a server thread spins for its client's next request before
 /// sleeping, and a client for its reply.
 pub(crate) const SPIN: Duration = Duration::from_micros(50);
 
-/// The read buffer's size (it grows for larger frames, and shrinks back).
-const BUFFER: usize = 64 * 1024;
+/// The longest reply a client accepts from its manager: the longest
+/// message any connection accepts by default.
+pub(crate) const MAX_REPLY: usize = crate::connection::DEFAULT_MAX_MESSAGE_SIZE;
 
 /// Frames up to this size are copied behind their header and sent with
 /// one `send`.
@@ -38,9 +41,7 @@ pub(crate) struct Wire {
     sock: OwnedFd,
     /// The frame being sent (small frames only).
     out: Vec<u8>,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
+    buf: RecvBuf<Python>,
     /// Why the stream cannot be read any more, once it cannot.
     broken: Option<(ErrorKind, String)>,
 }
@@ -61,9 +62,7 @@ impl Wire {
         Ok(Wire {
             sock,
             out: Vec::new(),
-            buf: vec![0; BUFFER],
-            start: 0,
-            end: 0,
+            buf: RecvBuf::new(MAX_REPLY),
             broken: None,
         })
     }
@@ -101,75 +100,56 @@ impl Wire {
         if let Some((kind, why)) = &self.broken {
             return Err(Error::new(*kind, why.clone()));
         }
-        let until = Instant::now() + spin;
+        let until = Instant::now().checked_add(spin);
         let mut waiting = spin.is_zero();
+        self.buf.set_max_body(max);
         loop {
-            let need = match decode_header(&self.buf[self.start..self.end], max as u64) {
-                Ok(Header::Body { header_len, len }) => {
-                    let total = header_len + len as usize;
-                    if self.end - self.start >= total {
-                        let body = self.buf[self.start + header_len..self.start + total].to_vec();
-                        self.start += total;
-                        if self.start == self.end {
-                            self.start = 0;
-                            self.end = 0;
-                            if self.buf.len() > BUFFER {
-                                self.buf = vec![0; BUFFER];
-                            }
-                        }
-                        return Ok(body);
-                    }
-                    total
+            let head = match self.buf.head() {
+                // A header read earlier under a higher limit.
+                Ok(Some((len, ()))) if len > max => Err(FrameError::TooLarge {
+                    len: len as u64,
+                    max,
+                }),
+                other => other,
+            };
+            match head {
+                Ok(Some((len, ()))) if self.buf.buffered() >= len => {
+                    return Ok(self.buf.take_body());
                 }
-                Ok(Header::Incomplete) => 12,
+                Ok(_) => {}
                 Err(e) => {
                     let kind = match e {
-                        HeaderError::TooLarge { .. } => ErrorKind::MessageTooLarge,
-                        HeaderError::Negative(_) => ErrorKind::Protocol,
+                        FrameError::TooLarge { .. } => ErrorKind::MessageTooLarge,
+                        FrameError::Malformed(_) => ErrorKind::Protocol,
                     };
-                    let why = format!("{e}; the connection cannot be used any more");
-                    self.broken = Some((kind, why.clone()));
-                    return Err(Error::new(kind, why));
+                    return Err(self.break_with(kind, format!("{e}")));
                 }
-            };
-            self.make_room(need);
-            let got = socket::recv_bytes(self.sock.as_fd(), &mut self.buf[self.end..], waiting);
-            match got {
-                Ok(Received::Bytes(n)) => self.end += n,
-                Ok(Received::Eof) => {
+            }
+            match self.buf.fill_bytes(self.sock.as_fd(), waiting) {
+                Ok(Fill::Data) => {}
+                Ok(Fill::Eof) => {
                     self.broken = Some((ErrorKind::Eof, eof().to_string()));
                     return Err(eof());
                 }
-                Ok(Received::WouldBlock) => {
-                    if Instant::now() >= until {
+                Ok(Fill::WouldBlock) => {
+                    if until.is_none_or(|u| Instant::now() >= u) {
                         waiting = true;
                     }
                     std::thread::yield_now();
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                    self.broken = Some((ErrorKind::Eof, eof().to_string()));
-                    return Err(eof());
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    return Err(self.break_with(ErrorKind::Protocol, e.to_string()));
                 }
                 Err(e) => return Err(Error::io("could not receive on the manager connection", e)),
             }
         }
     }
 
-    /// Makes room to read more of a frame of `need` bytes from `start`:
-    /// moves the unread bytes to the front, and grows the buffer with the
-    /// data that actually arrives (at most doubling), never with what a
-    /// header merely announces.
-    fn make_room(&mut self, need: usize) {
-        if self.start > 0 && (self.end == self.buf.len() || self.buf.len() - self.start < need) {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        if self.end == self.buf.len() {
-            let len = self.buf.len();
-            let grow = need.saturating_sub(len).clamp(1, len.max(BUFFER));
-            self.buf.resize(len + grow, 0);
-        }
+    /// Marks the wire unreadable for good and returns the error.
+    fn break_with(&mut self, kind: ErrorKind, why: String) -> Error {
+        let why = format!("{why}; the connection cannot be used any more");
+        self.broken = Some((kind, why.clone()));
+        Error::new(kind, why)
     }
 }
 
@@ -188,6 +168,7 @@ mod tests {
     #[test]
     fn frames_of_every_size_arrive_whole_and_in_order() {
         let (mut a, mut b) = pair();
+        const BUFFER: usize = crate::frame::buffer::CHUNK;
         let sizes = [
             0usize,
             1,
@@ -216,7 +197,7 @@ mod tests {
             ErrorKind::Eof
         );
         // The buffer shrank back after the large frames.
-        assert_eq!(b.buf.len(), BUFFER);
+        assert!(b.buf.storage() <= crate::frame::buffer::RETAIN);
     }
 
     #[test]
@@ -239,6 +220,27 @@ mod tests {
         drop(a);
         let e = b.recv(usize::MAX, Duration::ZERO).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Eof);
-        assert!(b.buf.len() <= 2 * BUFFER);
+        assert!(b.buf.storage() <= 2 * crate::frame::buffer::CHUNK);
+
+        // The lengths that aborted or panicked receivers: refused from the
+        // header under a limit, cut short by end of file under none.
+        for len in [1u64 << 62, 1 << 63, u64::MAX, 20 << 30] {
+            for max in [MAX_REPLY, usize::MAX] {
+                let (a, mut b) = pair();
+                let mut bytes = (-1i32).to_be_bytes().to_vec();
+                bytes.extend_from_slice(&len.to_be_bytes());
+                bytes.extend_from_slice(&[7; 100]);
+                socket::send_all(a.fd(), &[&bytes], &[]).unwrap();
+                drop(a);
+                let e = b.recv(max, Duration::ZERO).unwrap_err();
+                let want = if max == MAX_REPLY {
+                    ErrorKind::MessageTooLarge
+                } else {
+                    ErrorKind::Eof
+                };
+                assert_eq!(e.kind(), want, "{len} under {max}: {e}");
+                assert_eq!(b.recv(max, Duration::ZERO).unwrap_err().kind(), want);
+            }
+        }
     }
 }
