@@ -3,15 +3,16 @@
 //! test below exercise the same code. The property: any input gives a value
 //! or an error, never a panic or an allocation sized by a header.
 
-use crate::connection::frame;
+use crate::frame::Format;
+use crate::frame::python::Python;
 use crate::runtime::protocol::{Boot, ErrorReport};
 
 /// Runs every decoder over `data`.
 #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
 pub fn decode_everything(data: &[u8]) {
-    // Python's framing, at every offset.
+    // Python's framing's header, at every offset.
     for start in 0..data.len().min(64) {
-        let _ = frame::decode_header(&data[start..], 1 << 20);
+        let _ = Python::decode(&data[start..]);
     }
     // The crate's own frames.
     let mut reader = crate::wire::Reader::new(1 << 20);

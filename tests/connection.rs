@@ -113,13 +113,33 @@ fn byte_messages_limits_and_buffers() {
 
 #[test]
 fn poll_try_recv_and_timeouts() {
+    // A pipe (rings) and a listener's connection (a socket): the same forms.
     let (a, b) = connection::pipe::<u32>().unwrap();
-    assert!(!b.poll(Some(Duration::from_millis(10))).unwrap());
-    assert_eq!(b.try_recv().unwrap(), None);
-    assert_eq!(b.recv_timeout(Duration::from_millis(10)).unwrap(), None);
-    a.send(&9).unwrap();
-    assert!(b.poll(Some(Duration::ZERO)).unwrap());
-    assert_eq!(b.recv_timeout(Duration::from_secs(10)).unwrap(), Some(9));
+    forms(&a, &b);
+    let listener = connection::Listener::bind_temp(None).unwrap();
+    let client = connection::Client::connect::<u32>(listener.address(), None).unwrap();
+    let server = listener.accept::<u32>().unwrap();
+    forms(&client, &server);
+
+    fn forms(a: &connection::Connection<u32>, b: &connection::Connection<u32>) {
+        assert!(!b.poll(Some(Duration::from_millis(10))).unwrap());
+        assert_eq!(b.try_recv().unwrap_err().kind(), ErrorKind::Empty);
+        let err = b.recv_timeout(Duration::from_millis(10)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+        let err = b.recv_deadline(std::time::Instant::now()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+        a.send(&9).unwrap();
+        assert!(b.poll(Some(Duration::ZERO)).unwrap());
+        assert_eq!(b.recv_timeout(Duration::MAX).unwrap(), 9);
+        a.send(&10).unwrap();
+        assert_eq!(
+            b.recv_deadline(std::time::Instant::now() + Duration::from_secs(60))
+                .unwrap(),
+            10
+        );
+        a.send(&11).unwrap();
+        assert_eq!(b.recv().unwrap(), 11);
+    }
 }
 
 #[test]

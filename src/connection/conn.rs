@@ -351,7 +351,7 @@ impl<T> Connection<T> {
     /// The socket, for `poll`/`epoll` (Python's `fileno`). Data may already
     /// be buffered in the connection, and a pipe's messages travel through
     /// shared memory (the socket only becomes readable for them while a
-    /// receiver sleeps): use [`wait`] or [`poll`](Self::poll), which know.
+    /// receiver sleeps): use [`wait`](super::wait) or [`poll`](Self::poll), which know.
     pub fn fileno(&self) -> BorrowedFd<'_> {
         self.sock.as_fd()
     }
@@ -546,15 +546,43 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
         Self::decode(&body, fds)
     }
 
-    /// Receives a value if one arrives within `timeout`; `Ok(None)` if not.
-    /// Every `timeout` is accepted (`Duration::MAX` waits as long as it
-    /// takes).
+    /// Receives a value if one arrives within `timeout` (Python's
+    /// `poll(timeout)` then `recv()`). Every `timeout` is accepted
+    /// (`Duration::MAX` waits as long as it takes).
     ///
     /// # Errors
     ///
-    /// As [`recv`](Self::recv).
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<T>> {
-        let deadline = time::deadline_after(timeout);
+    /// [`ErrorKind::Timeout`] if no whole message came in time (nothing is
+    /// lost: what has arrived of one is kept for the next call);
+    /// otherwise as [`recv`](Self::recv).
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T> {
+        self.recv_until(time::deadline_after(timeout))?
+            .ok_or_else(|| Error::new(ErrorKind::Timeout, "timed out waiting for a message"))
+    }
+
+    /// Receives a value if one arrives by `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<T> {
+        self.recv_until(Some(deadline))?
+            .ok_or_else(|| Error::new(ErrorKind::Timeout, "timed out waiting for a message"))
+    }
+
+    /// Receives a value if one is already there, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Empty`] if no message is there (Python's `poll()`
+    /// being false); otherwise as [`recv`](Self::recv).
+    pub fn try_recv(&self) -> Result<T> {
+        self.recv_until(Some(Instant::now()))?
+            .ok_or_else(|| Error::new(ErrorKind::Empty, "no message is there yet"))
+    }
+
+    /// A value, or `None` if none arrived by `deadline` (`None`: no limit).
+    fn recv_until(&self, deadline: Option<Instant>) -> Result<Option<T>> {
         if self.rx().is_some() {
             return self.ring_recv_typed(deadline);
         }
@@ -562,15 +590,6 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
             Some((body, fds)) => Self::decode(&body, fds).map(Some),
             None => Ok(None),
         }
-    }
-
-    /// Receives a value if one is already there; `Ok(None)` if not.
-    ///
-    /// # Errors
-    ///
-    /// As [`recv`](Self::recv).
-    pub fn try_recv(&self) -> Result<Option<T>> {
-        self.recv_timeout(Duration::ZERO)
     }
 
     /// Receives and decodes one value from the ring transport, decoding

@@ -24,7 +24,7 @@
 //!   interoperate with a Python peer.
 //!
 //! Typed [`send`](Connection::send)/[`recv`](Connection::recv) carry serde
-//! values (postcard), and, except over TCP, any [`Fd`] inside a
+//! values (postcard), and, except over TCP, any [`Fd`](crate::Fd) inside a
 //! value travels as a descriptor.
 //!
 //! ```
@@ -43,7 +43,7 @@
 //! ```
 //!
 //! When the other end is closed, or its process dies, `recv` fails at once
-//! with [`ErrorKind::Eof`] (after the messages already sent): it never
+//! with [`ErrorKind::Eof`](crate::ErrorKind::Eof) (after the messages already sent): it never
 //! hangs. Keep an end in one process at a time: after passing an end to a
 //! child, drop the parent's copy, or the other side will not see
 //! end-of-file when the child exits (as in Python). Two processes
@@ -52,12 +52,11 @@
 //! A pipe's `send` into shared memory does not fail at once when the
 //! reader is gone: the writer notices when it rings the doorbell, sends on
 //! the socket, or at its periodic check (every 256 sends), and then fails
-//! with [`ErrorKind::Eof`]; messages sent in between are lost, as they
+//! with [`ErrorKind::Eof`](crate::ErrorKind::Eof); messages sent in between are lost, as they
 //! would be in a socket's buffer.
 
 pub(crate) mod auth;
 mod conn;
-pub(crate) mod frame;
 mod handshake;
 mod listener;
 mod rings;
@@ -83,7 +82,7 @@ use self::rings::Rings;
 ///
 /// # Errors
 ///
-/// [`ErrorKind::Io`] if the socket pair or the shared memory cannot be
+/// [`ErrorKind::Io`](crate::ErrorKind::Io) if the socket pair or the shared memory cannot be
 /// created.
 pub fn pipe<T>() -> Result<(Connection<T>, Connection<T>)> {
     let (a, b) =
@@ -100,7 +99,7 @@ pub fn pipe<T>() -> Result<(Connection<T>, Connection<T>)> {
 ///
 /// # Errors
 ///
-/// [`ErrorKind::Io`] if the socket pair or the shared memory cannot be
+/// [`ErrorKind::Io`](crate::ErrorKind::Io) if the socket pair or the shared memory cannot be
 /// created.
 pub fn pipe_oneway<T>() -> Result<(Connection<T>, Connection<T>)> {
     let (a, b) =

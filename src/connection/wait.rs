@@ -59,7 +59,7 @@ impl<R: DeserializeOwned> sealed::Waitable for crate::Process<R> {
 ///
 /// # Errors
 ///
-/// [`ErrorKind::Io`] if polling fails.
+/// [`ErrorKind::Io`](crate::ErrorKind::Io) if polling fails.
 pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>> {
     let deadline = timeout.and_then(crate::time::deadline_after);
     let fds: Vec<BorrowedFd<'_>> = objects.iter().map(|o| o.wait_fd()).collect();

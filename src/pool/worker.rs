@@ -361,9 +361,13 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             inbuf.drain(..start);
             start = 0;
         }
-        // Room for the whole frame being received, when it is large.
+        // Room for more of a large frame, growing with what has arrived
+        // (at most doubling), never to what its header announces at once:
+        // amortised as a Vec's own growth, and a corrupt header costs no
+        // more than the bytes that came.
         if let Some(total) = announced(&inbuf) {
-            inbuf.reserve(total.saturating_sub(inbuf.len()));
+            let missing = total.saturating_sub(inbuf.len());
+            inbuf.reserve(missing.min(inbuf.len().max(1 << 20)));
         }
         if !read_more(sock, &mut inbuf) {
             return;
