@@ -81,6 +81,26 @@ fn several_arguments_travel_as_tuples() {
 }
 
 #[test]
+fn imap_next_timeout_says_timeout_and_the_iteration_goes_on() {
+    let _w = watchdog("imap next_timeout");
+    let pool = Pool::new(1).unwrap();
+    let mut it = pool.imap(sleep_ms, vec![1_000, 1]).unwrap();
+    let err = it
+        .next_timeout(Duration::from_millis(1))
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    let err = it
+        .next_deadline(std::time::Instant::now())
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert_eq!(it.next_timeout(Duration::MAX).unwrap().unwrap(), 1_000);
+    assert_eq!(it.next().unwrap().unwrap(), 1);
+    assert!(it.next_timeout(Duration::MAX).is_none(), "exhausted");
+}
+
+#[test]
 fn apply_async_results_and_their_state() {
     let _w = watchdog("apply_async");
     let pool = Pool::new(2).unwrap();

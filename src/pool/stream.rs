@@ -6,11 +6,12 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::target::Target;
 
 use super::core::{Chunk, PoolState, Sink};
@@ -176,6 +177,12 @@ where
     }
 
     fn next_result(&mut self) -> Option<Result<R>> {
+        self.next_result_until(None)
+    }
+
+    /// The next result, waiting until `deadline` (`None`: no limit); an
+    /// error of kind `Timeout` if none came by then (the stream goes on).
+    fn next_result_until(&mut self, deadline: Option<Instant>) -> Option<Result<R>> {
         loop {
             if let Some(r) = self.local.pop_front() {
                 self.yielded += 1;
@@ -198,12 +205,21 @@ where
             }
             let sink = &self.sink;
             let local = &mut self.local;
-            let got = self
-                .shared
-                .drive(None, |_| (lock_sink(sink).drain(local) > 0).then_some(()));
-            if let Err(e) = got {
-                self.finished = true;
-                return Some(Err(e));
+            let got = self.shared.drive(deadline, |_| {
+                (lock_sink(sink).drain(local) > 0).then_some(())
+            });
+            match got {
+                Err(e) => {
+                    self.finished = true;
+                    return Some(Err(e));
+                }
+                Ok(None) if self.local.is_empty() => {
+                    return Some(Err(Error::new(
+                        ErrorKind::Timeout,
+                        "timed out waiting for the next result (the tasks go on)",
+                    )));
+                }
+                Ok(_) => {}
             }
         }
     }
@@ -421,6 +437,36 @@ impl<I: Iterator, R> fmt::Debug for IMap<'_, I, R> {
             .field("sent", &self.stream.submitted)
             .field("yielded", &self.stream.yielded)
             .finish()
+    }
+}
+
+impl<I, R> IMap<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned + Send + 'static,
+{
+    /// The next result, waiting at most `timeout` (Python's
+    /// `next(timeout)`): `None` once every result was yielded, as `next`.
+    /// Any `Duration`, `Duration::MAX` included.
+    ///
+    /// # Errors
+    ///
+    /// `Some(Err(_))` of kind [`ErrorKind::Timeout`] if no result came in
+    /// time: the tasks go on and the iteration can continue; otherwise
+    /// the item's own failure, as from `next`.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
+        self.stream
+            .next_result_until(crate::time::deadline_after(timeout))
+    }
+
+    /// The next result, waiting until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As [`next_timeout`](IMap::next_timeout).
+    pub fn next_deadline(&mut self, deadline: Instant) -> Option<Result<R>> {
+        self.stream.next_result_until(Some(deadline))
     }
 }
 
