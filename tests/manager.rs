@@ -393,7 +393,9 @@ fn a_duration_max_timeout_sent_raw_waits_in_the_server_without_panicking() {
     request.extend(varint(u64::MAX));
     request.extend(varint(999_999_999));
     raw.send_bytes(&request).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    // The server turns the timeout into a deadline before it looks at the
+    // event, so the overflow is met whether the set below lands before
+    // or during its wait: no sleep needed to order them.
     ev.set().unwrap();
     // `Reply::Bool(true)`: the event was set while it waited.
     assert_eq!(raw.recv_bytes().unwrap(), vec![4u8, 1]);
@@ -1017,7 +1019,9 @@ fn a_condition_wait_with_duration_max_is_woken_by_a_notify() {
 }
 
 fn set_later(ev: EventProxy) {
-    std::thread::sleep(Duration::from_millis(20));
+    // No sleep first: whether the parent's wait has begun or not, it must
+    // end with the event set (a `Duration::MAX` wait that has begun waits
+    // for this; one that has not finds the event set).
     ev.set().unwrap();
 }
 

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,33 @@ use super::protocol::{Op, Reply, Request};
 use super::server::SharedObject;
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
+
+/// How long a call of a queue or lock proxy may wait, as the form the
+/// caller chose.
+#[derive(Clone, Copy)]
+pub(crate) enum Wait {
+    /// The `try_` forms.
+    No,
+    /// The blocking form (`None`) and the `_timeout` and `_deadline`
+    /// forms (a timeout too long to represent is `None`: no limit).
+    Until(Option<Instant>),
+}
+
+impl Wait {
+    pub(crate) fn timeout(timeout: Duration) -> Self {
+        Wait::Until(crate::time::deadline_after(timeout))
+    }
+
+    /// What the server is told: `None` waits as long as it takes,
+    /// `Some(ZERO)` does not wait. A deadline is turned into what is left
+    /// of it just before the request goes out.
+    pub(crate) fn for_server(self) -> Option<Duration> {
+        match self {
+            Wait::No => Some(Duration::ZERO),
+            Wait::Until(deadline) => crate::time::remaining(deadline),
+        }
+    }
+}
 
 /// Encodes a key, value or argument for the manager: plain postcard (no
 /// descriptor table, which the manager could not keep anyway: an `Fd`

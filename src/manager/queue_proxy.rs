@@ -24,35 +24,9 @@ use serde::{Deserialize, Serialize};
 
 use super::link::{Link, unexpected};
 use super::protocol::{Op, Reply};
-use super::proxy::{Handle, dec, enc};
+use super::proxy::{Handle, Wait, dec, enc};
 use crate::error::{Error, ErrorKind, Result};
 use crate::queue::{GetError, PutError};
-
-/// How long a call may wait, as the form the caller chose.
-#[derive(Clone, Copy)]
-enum Wait {
-    /// The `try_` forms.
-    No,
-    /// The blocking form (`None`) and the `_timeout` and `_deadline`
-    /// forms (a timeout too long to represent is `None`: no limit).
-    Until(Option<Instant>),
-}
-
-impl Wait {
-    fn timeout(timeout: Duration) -> Self {
-        Wait::Until(crate::time::deadline_after(timeout))
-    }
-
-    /// What the server is told: `None` waits as long as it takes,
-    /// `Some(ZERO)` does not wait. A deadline is turned into what is left
-    /// of it just before the request goes out.
-    fn for_server(self) -> Option<Duration> {
-        match self {
-            Wait::No => Some(Duration::ZERO),
-            Wait::Until(deadline) => crate::time::remaining(deadline),
-        }
-    }
-}
 
 /// A FIFO queue in the manager (Python's `manager.Queue(maxsize)`).
 ///

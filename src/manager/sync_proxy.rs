@@ -39,36 +39,10 @@ use serde::{Deserialize, Serialize};
 
 use super::link::{Link, unexpected};
 use super::protocol::{Op, Reply};
-use super::proxy::{Handle, proxy_common};
+use super::proxy::{Handle, Wait, proxy_common};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sync::{AcquireError, AcquireResult, OwnerDied};
 use crate::time::{deadline_after, expired, remaining};
-
-/// How long a call may wait, as the form the caller chose.
-#[derive(Clone, Copy)]
-enum Wait {
-    /// The `try_` forms.
-    No,
-    /// The blocking form (`None`) and the `_timeout` and `_deadline`
-    /// forms (a timeout too long to represent is `None`: no limit).
-    Until(Option<Instant>),
-}
-
-impl Wait {
-    fn timeout(timeout: Duration) -> Self {
-        Wait::Until(deadline_after(timeout))
-    }
-
-    /// What the server is told: `None` waits as long as it takes,
-    /// `Some(ZERO)` does not wait. A deadline is turned into what is left
-    /// of it just before the request goes out.
-    fn for_server(self) -> Option<Duration> {
-        match self {
-            Wait::No => Some(Duration::ZERO),
-            Wait::Until(deadline) => remaining(deadline),
-        }
-    }
-}
 
 /// An [`OwnerDied`] for a manager's object: acknowledging it
 /// ([`OwnerDied::into_guard`]) asks the server to clear the indication.

@@ -470,17 +470,7 @@ impl<'p> Chunked<'p> {
         F::Output: Send + 'static,
         I: IntoIterator<Item = F::Args>,
     {
-        let chunking = self.chunksize.map_or(Chunking::Adaptive, Chunking::Fixed);
-        Ok(IMap {
-            stream: Stream::new::<F, M>(
-                &self.pool.shared,
-                self.pool.processes,
-                "imap",
-                input.into_iter(),
-                true,
-                chunking,
-            )?,
-        })
+        self.stream::<F, M, I>("imap", input, true)
     }
 
     /// [`Pool::imap_unordered`] with this chunk size.
@@ -498,14 +488,29 @@ impl<'p> Chunked<'p> {
         F::Output: Send + 'static,
         I: IntoIterator<Item = F::Args>,
     {
+        self.stream::<F, M, I>("imap_unordered", input, false)
+    }
+
+    /// The lazy stream behind both `imap` forms, with this chunk size.
+    fn stream<F, M, I>(
+        &self,
+        name: &'static str,
+        input: I,
+        ordered: bool,
+    ) -> Result<IMap<'p, I::IntoIter, F::Output>>
+    where
+        F: Target<M> + Copy,
+        F::Output: Send + 'static,
+        I: IntoIterator<Item = F::Args>,
+    {
         let chunking = self.chunksize.map_or(Chunking::Adaptive, Chunking::Fixed);
         Ok(IMap {
             stream: Stream::new::<F, M>(
                 &self.pool.shared,
                 self.pool.processes,
-                "imap_unordered",
+                name,
                 input.into_iter(),
-                false,
+                ordered,
                 chunking,
             )?,
         })

@@ -13,7 +13,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::target::Target;
 
 use super::core::{Callback, Chunk, Sink};
-use super::shared::{Shared, check_target, decode_batch, describe, task_fn};
+use super::frame::decode_batch;
+use super::shared::{Shared, check_target, describe, task_fn};
 
 /// Starts a job whose results all go to one [`AsyncResult`]: `finish`
 /// makes its value from the items' results, in order.

@@ -7,8 +7,6 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
-
 use crate::error::{Error, ErrorKind, Result};
 use crate::target::Target;
 
@@ -101,39 +99,4 @@ pub(super) fn task_fn<F: Target<M> + Copy, M>() -> worker::TaskFn {
 
 pub(super) fn describe<F>(call: &str) -> String {
     format!("{call}({})", std::any::type_name::<F>())
-}
-
-/// Decodes `count` values of type `R` lying back to back in `bytes`, for
-/// items `first..`, handing each to `put`. A value that cannot be decoded
-/// fails, and so do the ones after it (their bytes cannot be found).
-pub(super) fn decode_batch<R: DeserializeOwned>(
-    first: u64,
-    count: u32,
-    mut bytes: &[u8],
-    mut put: impl FnMut(u64, Result<R>),
-) {
-    for i in 0..count as u64 {
-        match postcard::take_from_bytes::<R>(bytes) {
-            Ok((v, rest)) => {
-                bytes = rest;
-                put(first + i, Ok(v));
-            }
-            Err(e) => {
-                for j in i..count as u64 {
-                    put(
-                        first + j,
-                        Err(Error::new(
-                            ErrorKind::Decode,
-                            format!(
-                                "the result of task {} could not be decoded as {}: {e}",
-                                first + j,
-                                std::any::type_name::<R>()
-                            ),
-                        )),
-                    );
-                }
-                return;
-            }
-        }
-    }
 }

@@ -15,8 +15,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::target::Target;
 
 use super::core::{Chunk, PoolState, Sink};
+use super::frame::decode_batch;
 use super::progress::Progress;
-use super::shared::{Shared, check_target, decode_batch, describe, task_fn};
+use super::shared::{Shared, check_target, describe, task_fn};
 
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Chunking {
