@@ -673,3 +673,65 @@ fn threads_can_share_a_pool() {
     });
     assert_eq!(pool.stats().tasks_done, 4 * 1001);
 }
+
+/// A callback that the background thread runs finishes before `get` and
+/// `join` return and before `ready` says so (Python's result handler runs
+/// the callback before it sets the result's event); one that panics is
+/// logged and the pool and its other callbacks go on.
+#[test]
+fn callbacks_run_before_their_result_is_handed_out() {
+    let _w = watchdog("callbacks_settle");
+    let pool = Pool::new(1).unwrap();
+    let (started_tx, started) = mpsc::channel::<()>();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s = seen.clone();
+    let r = pool
+        .apply_async_with(
+            square,
+            3,
+            move |v: &u64| {
+                started_tx.send(()).unwrap();
+                release_rx.lock().unwrap().recv().unwrap();
+                s.store(*v as usize, Ordering::SeqCst);
+            },
+            |_| panic!("no error expected"),
+        )
+        .unwrap();
+    // Nobody waits on the pool: the background thread runs the callback.
+    started.recv().unwrap();
+    assert!(!r.ready(), "ready while its callback still runs");
+    assert_eq!(
+        r.wait_timeout(Duration::from_millis(1)).unwrap_err().kind(),
+        ErrorKind::Timeout
+    );
+    let seen2 = seen.clone();
+    let getter = std::thread::spawn(move || {
+        let v = r.get().unwrap();
+        (v, seen2.load(Ordering::SeqCst))
+    });
+    release.send(()).unwrap();
+    assert_eq!(getter.join().unwrap(), (9, 9));
+
+    let later = Arc::new(AtomicUsize::new(0));
+    let l = later.clone();
+    let _ = pool
+        .apply_async_with(square, 4, |_| panic!("a callback's own bug"), |_| {})
+        .unwrap();
+    let _ = pool
+        .apply_async_with(
+            square,
+            5,
+            move |v: &u64| l.store(*v as usize, Ordering::SeqCst),
+            |_| {},
+        )
+        .unwrap();
+    pool.close();
+    pool.join().unwrap();
+    assert_eq!(later.load(Ordering::SeqCst), 25);
+    assert_eq!(
+        pool.apply(square, 6).unwrap_err().kind(),
+        ErrorKind::PoolClosed
+    );
+}

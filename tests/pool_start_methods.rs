@@ -6,6 +6,7 @@
 //! needs a single-threaded process, which libtest's thread-per-test runner
 //! is not, and a fork pool must fork again to replace a dead worker.
 
+use std::sync::mpsc;
 use std::time::Duration;
 
 use multiproc::{ErrorKind, Pool, Signal, StartMethod};
@@ -21,6 +22,11 @@ const TESTS: isolated::Tests = &[
     (
         "time_limits_and_recycled_workers",
         time_limits_and_recycled_workers,
+        true,
+    ),
+    (
+        "work_goes_on_while_nobody_waits",
+        work_goes_on_while_nobody_waits,
         true,
     ),
 ];
@@ -94,4 +100,49 @@ fn time_limits_and_recycled_workers(method: StartMethod) {
     pool.close();
     pool.join().unwrap();
     assert_eq!(r.get().unwrap(), 100);
+}
+
+/// Results arrive and callbacks run while no thread waits on the pool:
+/// the test thread only waits on its own channel. A worker that dies while
+/// nobody waits has its task failed in the background; under forkserver
+/// and spawn it is replaced in the background too, under fork at the next
+/// call that waits on the pool (the background thread cannot fork).
+fn work_goes_on_while_nobody_waits(method: StartMethod) {
+    let pool = Pool::builder()
+        .processes(1)
+        .start_method(method)
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<Result<u64, ErrorKind>>();
+    let send = |tx: &mpsc::Sender<_>| {
+        let (ok, err) = (tx.clone(), tx.clone());
+        (
+            move |v: &u64| ok.send(Ok(*v)).unwrap(),
+            move |e: &multiproc::Error| err.send(Err(e.kind())).unwrap(),
+        )
+    };
+    let (ok, err) = send(&tx);
+    let squares = pool.map_async(square, 0..2000u64).unwrap();
+    let r = pool.apply_async_with(square, 7, ok, err).unwrap();
+    assert_eq!(rx.recv().unwrap(), Ok(49));
+    // Jobs run in order: the map was done before the apply.
+    assert!(squares.ready());
+    assert_eq!(squares.get().unwrap()[1999], 1999 * 1999);
+    assert_eq!(r.get().unwrap(), 49);
+
+    let (ok, err) = send(&tx);
+    let dead = pool.apply_async_with(die_on, 13, ok, err).unwrap();
+    assert_eq!(rx.recv().unwrap(), Err(ErrorKind::WorkerLost));
+    let (ok, err) = send(&tx);
+    let after = pool.apply_async_with(square, 5, ok, err).unwrap();
+    if method == StartMethod::Fork {
+        // The slot stays empty until a thread waits on the pool.
+        assert_eq!(after.get().unwrap(), 25);
+        assert_eq!(rx.recv().unwrap(), Ok(25));
+    } else {
+        assert_eq!(rx.recv().unwrap(), Ok(25));
+        assert_eq!(after.get().unwrap(), 25);
+    }
+    assert_eq!(dead.get().unwrap_err().kind(), ErrorKind::WorkerLost);
+    assert_eq!(pool.stats().worker_restarts, 1);
 }

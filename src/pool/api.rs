@@ -11,7 +11,7 @@ use crate::target::Target;
 
 use super::async_result::{AsyncResult, submit_async};
 use super::core::{Core, PoolState};
-use super::shared::{Shared, run};
+use super::shared::Shared;
 use super::stream::{Chunking, IMap, Stream};
 
 /// A pool of worker processes (Python's `multiprocessing.Pool`).
@@ -101,12 +101,23 @@ impl Pool {
     /// As [`AsyncResult::get`]; [`ErrorKind::PoolClosed`] after `close` or
     /// `terminate`; [`ErrorKind::CapturingClosure`] for a closure that
     /// captures variables.
-    pub fn apply<F, M>(&self, f: F, args: F::Args) -> Result<F::Output>
+    pub fn apply<F, M>(&self, _f: F, args: F::Args) -> Result<F::Output>
     where
         F: Target<M> + Copy,
         F::Output: Send + 'static,
     {
-        self.apply_async(f, args)?.get()
+        // The caller waits at once: no background thread needed for this.
+        submit_async::<F, M, F::Output, _>(
+            &self.shared,
+            "apply",
+            false,
+            std::iter::once(args),
+            1,
+            |mut v| v.pop().expect("one item"),
+            None,
+            None,
+        )?
+        .get()
     }
 
     /// Starts `f(args)` in a worker and returns at once (Python's
@@ -126,6 +137,7 @@ impl Pool {
         submit_async::<F, M, F::Output, _>(
             &self.shared,
             "apply_async",
+            true,
             std::iter::once(args),
             1,
             |mut v| v.pop().expect("one item"),
@@ -135,9 +147,11 @@ impl Pool {
     }
 
     /// [`apply_async`](Pool::apply_async) with callbacks: `callback` gets
-    /// the result, `error_callback` the error. They run in the thread that
-    /// waits on the pool when the result arrives (in `get`, `wait`, `join`,
-    /// or any other call that waits), before that call returns.
+    /// the result, `error_callback` the error. They run within about a
+    /// millisecond of the result's arrival: in the pool's background thread,
+    /// or in a thread that waits on the pool then (`get`, `wait`, `join`),
+    /// before its call returns. A callback that panics is logged and the
+    /// pool goes on.
     ///
     /// # Errors
     ///
@@ -158,6 +172,7 @@ impl Pool {
         submit_async::<F, M, F::Output, _>(
             &self.shared,
             "apply_async",
+            true,
             std::iter::once(args),
             1,
             |mut v| v.pop().expect("one item"),
@@ -248,6 +263,7 @@ impl Pool {
         submit_async::<F, M, Vec<F::Output>, _>(
             &self.shared,
             "map_async",
+            true,
             input,
             cs,
             |v| v,
@@ -344,9 +360,9 @@ impl Pool {
                     )
                 });
             }
-            std::mem::take(&mut core.due)
+            self.shared.take_due(&mut core)
         };
-        run(due);
+        self.shared.run(due);
     }
 
     /// Waits until all work is done and the workers have exited (Python's
@@ -376,6 +392,8 @@ impl Pool {
         self.shared.drive(None, |core| {
             (core.all_exited() || stopped(core)).then_some(())
         })?;
+        // Callbacks the background thread took may still be running.
+        self.shared.settle();
         Ok(())
     }
 }
@@ -383,6 +401,7 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         self.terminate();
+        self.shared.stop_background();
     }
 }
 
@@ -451,6 +470,7 @@ impl<'p> Chunked<'p> {
         submit_async::<F, M, Vec<F::Output>, _>(
             &self.pool.shared,
             "map_async",
+            true,
             input,
             cs,
             |v| v,
@@ -504,6 +524,7 @@ impl<'p> Chunked<'p> {
         I: IntoIterator<Item = F::Args>,
     {
         let chunking = self.chunksize.map_or(Chunking::Adaptive, Chunking::Fixed);
+        self.pool.shared.ensure_background()?;
         Ok(IMap {
             stream: Stream::new::<F, M>(
                 &self.pool.shared,

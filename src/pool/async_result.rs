@@ -3,13 +3,14 @@
 //! submission of such a job, and [`AsyncResult`], which waits on it.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::sys;
 use crate::target::Target;
 
 use super::core::{Callback, Chunk, Sink};
@@ -17,11 +18,14 @@ use super::frame::decode_batch;
 use super::shared::{Shared, check_target, describe, task_fn};
 
 /// Starts a job whose results all go to one [`AsyncResult`]: `finish`
-/// makes its value from the items' results, in order.
-#[allow(clippy::type_complexity)]
+/// makes its value from the items' results, in order. `background`: the
+/// call returns before the work is done, so the background thread must run
+/// (started before anything is queued).
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 pub(super) fn submit_async<F, M, Out, I>(
     shared: &Arc<Shared>,
     call: &str,
+    background: bool,
     input: I,
     chunksize: usize,
     finish: fn(Vec<F::Output>) -> Out,
@@ -35,9 +39,13 @@ where
     I: IntoIterator<Item = F::Args>,
 {
     check_target::<F>()?;
+    if background {
+        shared.ensure_background()?;
+    }
     let slot = Arc::new(Slot {
         value: Mutex::new(None),
         done: AtomicBool::new(false),
+        callbacks: AtomicU32::new(0),
     });
     let sink = SlotSink::<F::Output, Out> {
         items: Vec::new(),
@@ -79,11 +87,41 @@ where
 struct Slot<R> {
     value: Mutex<Option<Result<R>>>,
     done: AtomicBool,
+    /// 1 from `done` until the callbacks have run (or were dropped
+    /// unrun): the value is handed out only after them, as Python's
+    /// `get` returns only after its callback ran.
+    callbacks: AtomicU32,
 }
 
 impl<R> Slot<R> {
     fn lock(&self) -> MutexGuard<'_, Option<Result<R>>> {
         self.value.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until the callbacks have run, up to `deadline`; `false` if
+    /// it passed first.
+    fn settled(&self, deadline: Option<Instant>) -> bool {
+        loop {
+            if self.callbacks.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+            if let sys::futex::Woken::TimedOut =
+                sys::futex::wait_until(&self.callbacks, 1, deadline)
+            {
+                return self.callbacks.load(Ordering::Acquire) == 0;
+            }
+        }
+    }
+}
+
+/// Marks a slot's callbacks as run when dropped (run, panicked or
+/// dropped with the pool), and wakes who waits for that.
+struct Settle<R>(Arc<Slot<R>>);
+
+impl<R> Drop for Settle<R> {
+    fn drop(&mut self) {
+        self.0.callbacks.store(0, Ordering::Release);
+        sys::futex::wake_all(&self.0.callbacks);
     }
 }
 
@@ -133,23 +171,31 @@ where
                 .ok_or_else(|| Error::new(ErrorKind::Protocol, "a task's result went missing")),
         };
         *self.slot.lock() = Some(value);
-        self.slot.done.store(true, Ordering::Release);
         let slot = self.slot.clone();
         let callback = self.callback.take();
         let error_callback = self.error_callback.take();
-        if callback.is_some() || error_callback.is_some() {
-            due.push(Box::new(move || match &*slot.lock() {
-                Some(Ok(v)) => {
-                    if let Some(cb) = callback {
-                        cb(v)
+        let any = callback.is_some() || error_callback.is_some();
+        if any {
+            self.slot.callbacks.store(1, Ordering::Release);
+        }
+        self.slot.done.store(true, Ordering::Release);
+        if any {
+            let settle = Settle(slot.clone());
+            due.push(Box::new(move || {
+                let _settle = settle;
+                match &*slot.lock() {
+                    Some(Ok(v)) => {
+                        if let Some(cb) = callback {
+                            cb(v)
+                        }
                     }
-                }
-                Some(Err(e)) => {
-                    if let Some(cb) = error_callback {
-                        cb(e)
+                    Some(Err(e)) => {
+                        if let Some(cb) = error_callback {
+                            cb(e)
+                        }
                     }
+                    None => {}
                 }
-                None => {}
             }));
         }
         true
@@ -160,7 +206,8 @@ where
 /// [`Pool::map_async`](crate::Pool::map_async), to come
 /// (Python's `AsyncResult`).
 ///
-/// Waiting on it does the pool's work meanwhile. It stays valid after the
+/// The work goes on in the pool's background thread whether or not anyone
+/// waits; a thread that waits does it itself. It stays valid after the
 /// pool is dropped: a task that had not finished then fails with
 /// [`ErrorKind::PoolClosed`].
 #[must_use = "the task runs anyway; get() returns its result"]
@@ -182,8 +229,9 @@ fn taken() -> Error {
 }
 
 impl<R> AsyncResult<R> {
+    /// The result is there and its callbacks have run (Python's `ready`).
     fn is_done(&self) -> bool {
-        self.slot.done.load(Ordering::Acquire)
+        self.slot.done.load(Ordering::Acquire) && self.slot.callbacks.load(Ordering::Acquire) == 0
     }
 
     /// Whether the result is there (Python's `ready`). Never blocks; does
@@ -239,8 +287,8 @@ impl<R> AsyncResult<R> {
         match self.shared.drive(deadline, |_| {
             slot.done.load(Ordering::Acquire).then_some(())
         })? {
-            Some(()) => Ok(()),
-            None => Err(Error::new(
+            Some(()) if slot.settled(deadline) => Ok(()),
+            _ => Err(Error::new(
                 ErrorKind::Timeout,
                 "timed out waiting for a pool task's result (the task goes on)",
             )),

@@ -1,7 +1,6 @@
 //! [`PoolBuilder`]: the pool's options, and starting the engine with them.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::context::StartMethod;
@@ -137,9 +136,7 @@ impl PoolBuilder {
             progress: self.progress,
         })?;
         Ok(Pool {
-            shared: Arc::new(Shared {
-                core: Mutex::new(core),
-            }),
+            shared: Shared::new(core)?,
             processes,
         })
     }

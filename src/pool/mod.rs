@@ -43,12 +43,12 @@
 //! limit); the items it had not started go to the other workers, and a new
 //! worker takes its place.
 //!
-//! There is no background thread: the thread that waits on the pool (in
-//! `map`, `get`, `join`, an `imap` iterator's `next`) does the pool's work
-//! meanwhile — sending chunks, reading results, noticing dead workers — in
-//! one `poll(2)` over the workers' sockets and pidfds. So callbacks run in
-//! the thread that waits, and the fork start method can replace dead
-//! workers (it refuses to fork a process that has other threads). Details
+//! Work goes on while nobody waits: a call that waits (`map`, `get`,
+//! `join`, an `imap` iterator's `next`) does the pool's work itself —
+//! sending chunks, reading results, noticing dead workers — in one
+//! `poll(2)` over the workers' sockets and pidfds; after `apply_async`,
+//! `map_async` or `imap` returns, the pool's background thread does it,
+//! and runs callbacks within about a millisecond of their result. Details
 //! and measurements are in `src/pool/README.md`.
 //!
 //! # Python's names

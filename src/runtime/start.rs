@@ -5,6 +5,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -21,7 +22,10 @@ use super::handle::{ChildShared, Started};
 use super::method::{StartMethod, get_start_method};
 use super::protocol::{self, Boot, ChildInfo, ChildIo, Entry, ErrorReport};
 use super::state;
-use super::{forkserver, launch};
+use super::{forkserver, helpers, launch};
+
+/// How long a fork waits for multiproc's busy helper threads.
+const PAUSE_BOUND: Duration = Duration::from_millis(200);
 
 /// How to start a child: what a `ProcessBuilder` collected.
 pub(crate) struct Options {
@@ -121,10 +125,24 @@ fn start_fork<F: Target<M>, M>(
     info: &ChildInfo,
     allow_threads: bool,
 ) -> Result<Started> {
+    // multiproc's own helper threads (a pool's background thread) are
+    // held where they hold no lock until the fork is done.
+    let paused = helpers::pause(PAUSE_BOUND).map_err(|busy| {
+        Error::new(
+            ErrorKind::ForkWithThreads,
+            format!(
+                "fork refused: {busy} of multiproc's own helper threads (a pool's background thread) stayed \
+                 busy for {PAUSE_BOUND:?}, for example in a pool callback, and a forked child could inherit a \
+                 lock one of them holds. Try again, or use the forkserver (default) or spawn start method"
+            ),
+        )
+    })?;
     if !allow_threads {
         let threads = sys::process::thread_count()
             .map_err(|e| Error::io("could not count this process's threads", e))?;
-        let threads = threads.saturating_sub(launch::keeper_threads());
+        let threads = threads
+            .saturating_sub(launch::keeper_threads())
+            .saturating_sub(paused.helpers);
         if threads > 1 {
             return Err(Error::new(
                 ErrorKind::ForkWithThreads,
@@ -144,6 +162,8 @@ fn start_fork<F: Target<M>, M>(
     let parent = sys::process::getpid();
     match sys::process::fork().map_err(|e| Error::io("fork failed", e))? {
         sys::process::Forked::Child => {
+            std::mem::forget(paused);
+            helpers::forget_in_child();
             drop(ours);
             // No HELLO: the parent knows the pid, and this copy of the
             // program is under multiproc's control from the first instruction.
@@ -154,6 +174,7 @@ fn start_fork<F: Target<M>, M>(
             child::child_main(io, info, move |io| child::run_target(target, args, io))
         }
         sys::process::Forked::Parent(pid) => {
+            drop(paused);
             drop(theirs);
             drop((target, args));
             Ok(Started {

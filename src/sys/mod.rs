@@ -15,6 +15,7 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("multiproc supports Linux only for now; the OS layer lives in src/sys/");
 
+pub(crate) mod epoll;
 pub(crate) mod futex;
 pub(crate) mod image;
 pub(crate) mod io;

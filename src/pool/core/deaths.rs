@@ -64,6 +64,7 @@ impl Core {
             chunks_sent: 0,
             knows: Vec::new(),
             leaving: false,
+            watch_out: false,
             eof: false,
             timed_out: false,
             busy_since: Instant::now(),
@@ -75,10 +76,14 @@ impl Core {
         if self.state == PoolState::Terminated || (self.state == PoolState::Closed && self.idle()) {
             return Ok(());
         }
+        if self.defer_start() {
+            return Ok(());
+        }
         for i in 0..self.workers.len() {
             if self.workers[i].is_none() {
                 let w = self.start_worker()?;
-                self.workers[i] = Some(w);
+                self.counters.restarts += 1;
+                self.place(i, w)?;
             }
         }
         Ok(())
@@ -88,7 +93,7 @@ impl Core {
     /// results, fail the task it was running, queue again the ones it never
     /// started, and leave its slot empty for a replacement.
     pub(super) fn handle_exit(&mut self, i: usize) -> Result<()> {
-        let Some(mut w) = self.workers[i].take() else {
+        let Some(mut w) = self.unplace(i) else {
             return Ok(());
         };
         // Everything it wrote before it exited is in the socket.
@@ -174,11 +179,13 @@ impl Core {
             }
         }
         drop(w);
-        if self.state != PoolState::Terminated && (self.state == PoolState::Running || !self.idle())
+        if self.state != PoolState::Terminated
+            && (self.state == PoolState::Running || !self.idle())
+            && !self.defer_start()
         {
             self.counters.restarts += 1;
-            match self.start_worker() {
-                Ok(nw) => self.workers[i] = Some(nw),
+            match self.start_worker().and_then(|nw| self.place(i, nw)) {
+                Ok(()) => {}
                 Err(e) => {
                     if self.all_exited() {
                         self.stop(
@@ -242,8 +249,8 @@ impl Core {
             let _ = w.process.kill();
         }
         let mut failed: Vec<(u64, u64)> = Vec::new();
-        for slot in self.workers.iter_mut() {
-            if let Some(w) = slot.take() {
+        for i in 0..self.workers.len() {
+            if let Some(w) = self.unplace(i) {
                 let _ = w.process.join_timeout(Duration::from_secs(10));
                 let skip = w.front_answered as u64;
                 for (n, c) in w.sent.iter().enumerate() {

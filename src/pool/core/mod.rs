@@ -1,11 +1,14 @@
-//! The pool's engine, run by whichever thread waits on the pool: workers,
-//! the chunks sent to each, results, deaths, time limits.
+//! The pool's engine, run by whichever thread waits on the pool, or by the
+//! background thread while none does: workers, the chunks sent to each,
+//! results, deaths, time limits.
 //!
-//! There is no background thread. Every blocking call of the pool drives
-//! [`Core::pump`]: send queued chunks to workers that have room, read what
-//! workers wrote, deliver results to the jobs they belong to, notice dead
-//! workers through their pidfds, and sleep in one `poll(2)` over all of
-//! it when nothing is ready. See `README.md` beside this file.
+//! Every blocking call of the pool drives [`Core::pump`]: send queued
+//! chunks to workers that have room, read what workers wrote, deliver
+//! results to the jobs they belong to, notice dead workers through their
+//! pidfds, and sleep in one `poll(2)` over all of it when nothing is
+//! ready. The background thread runs [`Core::background_round`] after its
+//! `epoll_wait` on the same descriptors. See "Background progress" in
+//! `README.md` beside this file.
 //!
 //! Here: the jobs, dispatch, the sockets' I/O and the poll loop.
 //! `deaths.rs` starts and replaces workers, handles a worker's exit and
@@ -15,6 +18,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -23,6 +27,7 @@ use crate::context::StartMethod;
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::Process;
 use crate::sys;
+use crate::sys::epoll::Epoll;
 use crate::sys::page::SharedPage;
 
 use super::frame::{self, Failure};
@@ -94,6 +99,8 @@ struct Worker {
     knows: Vec<bool>,
     /// Will leave by itself (memory cap, task quota) or was told to.
     leaving: bool,
+    /// The background thread's wait set watches the socket for room.
+    watch_out: bool,
     eof: bool,
     timed_out: bool,
     busy_since: Instant,
@@ -143,7 +150,15 @@ pub(crate) struct Core {
     /// Estimated time of one item, in nanoseconds (moving average).
     pub(crate) item_ns: f64,
     samples: u64,
+    /// The background thread's wait set: every worker's socket (token
+    /// `2 × slot`) and pidfd (`2 × slot + 1`).
+    epoll: Arc<Epoll>,
+    /// The background thread is the one running this round.
+    background: bool,
 }
+
+/// The token of the background thread's doorbell in its wait set.
+pub(crate) const DOORBELL: u64 = u64::MAX;
 
 /// How long the pool's thread spins on the sockets before it sleeps.
 const SPIN: Duration = Duration::from_micros(30);
@@ -174,12 +189,104 @@ impl Core {
             // Until measured, assume slow tasks: chunks of one, spread out.
             item_ns: 1e6,
             samples: 0,
+            epoll: Arc::new(Epoll::new().map_err(io_err("could not create an epoll set"))?),
+            background: false,
         };
         for i in 0..core.workers.len() {
             let w = core.start_worker()?;
-            core.workers[i] = Some(w);
+            core.place(i, w)?;
         }
         Ok(core)
+    }
+
+    /// The background thread's wait set.
+    pub(crate) fn epoll(&self) -> Arc<Epoll> {
+        self.epoll.clone()
+    }
+
+    /// Puts a new worker in slot `i`, watched by the background thread.
+    fn place(&mut self, i: usize, w: Worker) -> Result<()> {
+        let token = 2 * i as u64;
+        self.epoll
+            .add(w.sock.as_fd(), token, true, false)
+            .and_then(|()| self.epoll.add(w.process.sentinel(), token + 1, true, false))
+            .map_err(io_err("could not watch a pool worker"))?;
+        self.workers[i] = Some(w);
+        Ok(())
+    }
+
+    /// Takes the worker out of slot `i` (it is no longer watched).
+    fn unplace(&mut self, i: usize) -> Option<Worker> {
+        let w = self.workers[i].take()?;
+        self.epoll.remove(w.sock.as_fd());
+        self.epoll.remove(w.process.sentinel());
+        Some(w)
+    }
+
+    /// One round of the background thread: handle the workers whose pidfd
+    /// was ready, then the rest as [`pump`](Core::pump) without waiting.
+    /// Returns how long the thread may sleep (`None`: until a descriptor
+    /// is ready), the nearest time limit bounding it.
+    pub(crate) fn background_round(&mut self, ready: &[u64]) -> Result<Option<Duration>> {
+        self.background = true;
+        let out = self.background_round_inner(ready);
+        self.background = false;
+        out
+    }
+
+    fn background_round_inner(&mut self, ready: &[u64]) -> Result<Option<Duration>> {
+        for &token in ready {
+            if token == DOORBELL || token % 2 == 0 {
+                continue;
+            }
+            let i = (token / 2) as usize;
+            // A driving thread may have handled that exit already and put
+            // a new worker in the slot: only an exited one is handled.
+            if self
+                .workers
+                .get(i)
+                .and_then(Option::as_ref)
+                .is_some_and(|w| w.process.exitcode().is_some())
+            {
+                self.handle_exit(i)?;
+            }
+        }
+        self.pump(Duration::ZERO)?;
+        let epoll = &self.epoll;
+        for (i, w) in self.workers.iter_mut().enumerate() {
+            let Some(w) = w else { continue };
+            let want = w.out_start < w.out.len() && !w.eof;
+            if want != w.watch_out {
+                w.watch_out = want;
+                let _ = epoll.modify(w.sock.as_fd(), 2 * i as u64, true, want);
+            }
+        }
+        Ok(self.check_time_limits())
+    }
+
+    /// Whether a submission left something the background thread must
+    /// look at again although no descriptor it watches may become ready:
+    /// bytes waiting for room in a socket, or a time limit to enforce.
+    pub(crate) fn needs_background_recheck(&self) -> bool {
+        self.config.timeout.is_some()
+            || self
+                .workers
+                .iter()
+                .flatten()
+                .any(|w| w.out_start < w.out.len() && !w.watch_out)
+    }
+
+    /// Whether starting a worker must wait for a thread that drives the
+    /// pool: under the fork start method, the background thread cannot
+    /// fork (another thread of the program may hold a lock), so a dead
+    /// worker's slot stays empty until a call waits on the pool.
+    fn defer_start(&self) -> bool {
+        self.background
+            && self
+                .config
+                .method
+                .unwrap_or_else(crate::context::get_start_method)
+                == StartMethod::Fork
     }
 
     /// The error new work gets when the pool does not take it.
