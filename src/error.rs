@@ -113,12 +113,17 @@ pub enum ErrorKind {
     /// to be confused with [`Timeout`](ErrorKind::Timeout): *this call's*
     /// wait ran out, and the task goes on.
     TimeLimit,
+    /// The task was cancelled before it finished
+    /// ([`AsyncResult::cancel`](crate::pool::AsyncResult::cancel), a
+    /// dropped `map_async` handle, `Pool::shutdown` with `cancel_futures`);
+    /// Python's `CancelledError`.
+    Cancelled,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order: `ALL[k as usize] == k`. New kinds
     /// go at the end, so that a kind keeps its number on the wire.
-    const ALL: [ErrorKind; 33] = [
+    const ALL: [ErrorKind; 34] = [
         ErrorKind::Io,
         ErrorKind::Panicked,
         ErrorKind::Killed,
@@ -152,6 +157,7 @@ impl ErrorKind {
         ErrorKind::WouldBlock,
         ErrorKind::AlreadyTaken,
         ErrorKind::TimeLimit,
+        ErrorKind::Cancelled,
     ];
 
     /// The kind's number, as it travels between processes.

@@ -735,3 +735,124 @@ fn callbacks_run_before_their_result_is_handed_out() {
         ErrorKind::PoolClosed
     );
 }
+
+fn sleep_forever(_: ()) {
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+/// `as_completed` yields results in the order they complete (one worker:
+/// the order of submission, whatever their order in the slice); `wait`
+/// stops at the first failure, at the first completion, or when its time
+/// runs out (then `not_done` says what is left); neither waits for a task
+/// that never ends.
+#[test]
+fn as_completed_and_wait() {
+    let _w = watchdog("as_completed");
+    let pool = Pool::new(1).unwrap();
+    let first = pool.apply_async(square, 1).unwrap();
+    let second = pool.apply_async(square, 2).unwrap();
+    let third = pool.apply_async(square, 3).unwrap();
+    let results = vec![third, second, first];
+    let order: Vec<usize> = multiproc::pool::as_completed(&results, None)
+        .map(|r| r.unwrap().0)
+        .collect();
+    assert_eq!(order, vec![2, 1, 0]);
+    let values: Vec<u64> = results.iter().map(|r| r.try_get().unwrap()).collect();
+    assert_eq!(values, vec![9, 4, 1]);
+
+    use multiproc::pool::{Done, ReturnWhen, wait};
+    let results = vec![
+        pool.apply_async(fail_on_7, 1).unwrap(),
+        pool.apply_async(fail_on_7, 7).unwrap(),
+        pool.apply_async(fail_on_7, 600).unwrap(),
+    ];
+    let d = wait(&results, None, ReturnWhen::FirstException).unwrap();
+    assert!(d.done.starts_with(&[0, 1]), "{d:?}");
+    assert_eq!(
+        results[1].try_get().unwrap_err().kind(),
+        ErrorKind::Panicked
+    );
+    let d = wait(&results, None, ReturnWhen::AllCompleted).unwrap();
+    assert_eq!(d.not_done, Vec::<usize>::new());
+
+    let pool = Pool::new(2).unwrap();
+    let slow = vec![
+        pool.apply_async(sleep_forever, ()).unwrap(),
+        pool.apply_async(sleep_forever, ()).unwrap(),
+    ];
+    let quick = pool.apply_async(sleep_forever, ()).unwrap();
+    assert!(quick.cancel());
+    let mixed = vec![slow.into_iter().next().unwrap(), quick];
+    let d = wait(&mixed, None, ReturnWhen::FirstCompleted).unwrap();
+    assert_eq!(
+        d,
+        Done {
+            done: vec![1],
+            not_done: vec![0]
+        }
+    );
+    let d = wait(
+        &mixed[..1],
+        Some(Duration::from_millis(5)),
+        ReturnWhen::AllCompleted,
+    )
+    .unwrap();
+    assert_eq!((d.done.len(), d.not_done), (0, vec![0]));
+    let mut it = multiproc::pool::as_completed(&mixed[..1], Some(Duration::from_millis(5)));
+    assert_eq!(it.next().unwrap().unwrap_err().kind(), ErrorKind::Timeout);
+    assert!(it.next().is_none());
+    assert!(mixed[0].cancel());
+}
+
+/// A done-callback added before the result runs when it arrives; one added
+/// after runs at once; both see the outcome. `shutdown(cancel_futures)`
+/// cancels what has not reached a worker and waits for the rest.
+#[test]
+fn done_callbacks_and_shutdown() {
+    let _w = watchdog("done_callbacks");
+    let pool = Pool::new(1).unwrap();
+    let (tx, rx) = mpsc::channel::<u64>();
+    let blocker = pool.apply_async(sleep_forever, ()).unwrap();
+    let r = pool.apply_async(square, 6).unwrap();
+    let t = tx.clone();
+    r.add_done_callback(move |v| t.send(*v.as_ref().unwrap()).unwrap());
+    assert!(blocker.cancel());
+    assert_eq!(rx.recv().unwrap(), 36);
+    let t = tx.clone();
+    r.add_done_callback(move |v| t.send(*v.as_ref().unwrap() + 1).unwrap());
+    assert_eq!(rx.try_recv().unwrap(), 37, "ran at once");
+    assert_eq!(r.get().unwrap(), 36);
+
+    // A map of more items than a worker is ever given at once (8 192) keeps
+    // the queue behind it from reaching the worker.
+    let wall = pool
+        .chunksize(1)
+        .map_async(sleep_forever, vec![(); 10_000])
+        .unwrap();
+    let queued: Vec<_> = (0..20u64)
+        .map(|i| pool.apply_async(square, i).unwrap())
+        .collect();
+    let errs = Arc::new(AtomicUsize::new(0));
+    for q in &queued {
+        assert!(!q.running());
+        let e = errs.clone();
+        q.add_done_callback(move |r| {
+            if r.as_ref().is_err_and(|e| e.kind() == ErrorKind::Cancelled) {
+                e.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+    }
+    pool.shutdown(false, true).unwrap();
+    assert!(queued.iter().all(|q| q.cancelled()));
+    assert_eq!(errs.load(Ordering::SeqCst), 20);
+    assert!(
+        wall.running() && !wall.cancelled(),
+        "it had reached the worker"
+    );
+    assert!(wall.cancel());
+    pool.join().unwrap();
+    assert_eq!(
+        pool.apply(square, 1).unwrap_err().kind(),
+        ErrorKind::PoolClosed
+    );
+}

@@ -29,6 +29,11 @@ const TESTS: isolated::Tests = &[
         work_goes_on_while_nobody_waits,
         true,
     ),
+    (
+        "cancel_queued_and_running_tasks",
+        cancel_queued_and_running_tasks,
+        true,
+    ),
 ];
 
 fn main() {
@@ -145,4 +150,51 @@ fn work_goes_on_while_nobody_waits(method: StartMethod) {
     }
     assert_eq!(dead.get().unwrap_err().kind(), ErrorKind::WorkerLost);
     assert_eq!(pool.stats().worker_restarts, 1);
+}
+
+/// Cancelling a task that runs kills its worker (replaced, under fork at
+/// the next call that waits) and reports `Cancelled`; one queued behind it
+/// is dropped; the task queued after them still runs; a task that is done
+/// cannot be cancelled; cancelling or dropping a `map_async` cancels it.
+/// Each cancelled task would sleep for ten minutes: the watchdog fails the
+/// test if one runs on.
+fn cancel_queued_and_running_tasks(method: StartMethod) {
+    let pool = Pool::builder()
+        .processes(1)
+        .start_method(method)
+        .build()
+        .unwrap();
+    let before = pool.apply(pid, 0).unwrap();
+    let long = pool.apply_async(sleep_ms, 600_000).unwrap();
+    let queued = pool.apply_async(sleep_ms, 600_000).unwrap();
+    let after = pool.apply_async(square, 5).unwrap();
+    assert!(!long.cancelled());
+    assert!(long.cancel());
+    assert!(queued.cancel());
+    assert!(long.cancelled() && queued.cancelled());
+    assert!(!long.cancel(), "cancelled twice");
+    assert_eq!(after.get().unwrap(), 25);
+    assert_eq!(long.get().unwrap_err().kind(), ErrorKind::Cancelled);
+    assert_eq!(queued.get().unwrap_err().kind(), ErrorKind::Cancelled);
+    assert_ne!(
+        pool.apply(pid, 0).unwrap(),
+        before,
+        "the worker was replaced"
+    );
+    assert_eq!(pool.stats().worker_restarts, 1);
+
+    let done = pool.apply_async(square, 3).unwrap();
+    done.wait().unwrap();
+    assert!(done.done() && !done.running());
+    assert!(!done.cancel());
+    assert!(!done.cancelled());
+    assert_eq!(done.get().unwrap(), 9);
+
+    let many = pool.map_async(sleep_ms, vec![600_000; 4]).unwrap();
+    assert!(many.cancel());
+    assert_eq!(many.get().unwrap_err().kind(), ErrorKind::Cancelled);
+    drop(pool.map_async(sleep_ms, vec![600_000; 3]).unwrap());
+    assert_eq!(pool.apply(square, 7).unwrap(), 49);
+    pool.close();
+    pool.join().unwrap();
 }

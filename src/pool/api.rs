@@ -345,6 +345,49 @@ impl Pool {
         }
     }
 
+    /// Python's `Executor.shutdown(wait, cancel_futures)`: no new work
+    /// ([`close`](Pool::close)); with `cancel_futures`, every
+    /// `apply_async`/`map_async` none of whose items reached a worker is
+    /// cancelled ([`ErrorKind::Cancelled`], callbacks run); with `wait`,
+    /// waits as [`join`](Pool::join) does. Without `wait` the work goes on
+    /// in the background until the pool is dropped (which terminates it).
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Pool::join) when `wait`.
+    pub fn shutdown(&self, wait: bool, cancel_futures: bool) -> Result<()> {
+        self.close();
+        if cancel_futures {
+            let due = {
+                let mut core = self.shared.lock();
+                core.cancel_unstarted(|| {
+                    Error::new(
+                        ErrorKind::Cancelled,
+                        "the pool was shut down (cancel_futures) before the task started",
+                    )
+                });
+                self.shared.take_due(&mut core)
+            };
+            self.shared.run(due);
+        }
+        if wait { self.join() } else { Ok(()) }
+    }
+
+    /// Python 3.14's `terminate_workers`: sends SIGTERM to every worker,
+    /// then [`terminate`](Pool::terminate)s the pool (a worker that
+    /// ignores SIGTERM is killed). Tasks not finished fail with
+    /// [`ErrorKind::PoolClosed`].
+    pub fn terminate_workers(&self) {
+        self.shared.lock().signal_workers(crate::Signal::TERM);
+        self.terminate();
+    }
+
+    /// Python 3.14's `kill_workers`: SIGKILL to every worker, and the pool
+    /// ends as after [`terminate`](Pool::terminate).
+    pub fn kill_workers(&self) {
+        self.terminate();
+    }
+
     /// Stops the workers at once (SIGKILL) and waits for them; tasks not
     /// finished fail with [`ErrorKind::PoolClosed`] (Python's `terminate`).
     /// Dropping the pool does this.

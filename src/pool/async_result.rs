@@ -16,6 +16,7 @@ use crate::target::Target;
 use super::core::{Callback, Chunk, Sink};
 use super::frame::decode_batch;
 use super::shared::{Shared, check_target, describe, task_fn};
+use super::watch::Watch;
 
 /// Starts a job whose results all go to one [`AsyncResult`]: `finish`
 /// makes its value from the items' results, in order. `background`: the
@@ -42,11 +43,8 @@ where
     if background {
         shared.ensure_background()?;
     }
-    let slot = Arc::new(Slot {
-        value: Mutex::new(None),
-        done: AtomicBool::new(false),
-        callbacks: AtomicU32::new(0),
-    });
+    let cancel_on_drop = call == "map_async" && callback.is_none() && error_callback.is_none();
+    let slot = Arc::new(Slot::new());
     let sink = SlotSink::<F::Output, Out> {
         items: Vec::new(),
         error: None,
@@ -55,13 +53,14 @@ where
         callback,
         error_callback,
     };
+    let job;
     {
         let mut core = shared.lock();
         if let Some(e) = core.refuse() {
             return Err(e);
         }
         let func = core.func_id(task_fn::<F, M>());
-        let job = core.new_job(Box::new(sink), describe::<F>(call));
+        job = core.new_job(Box::new(sink), describe::<F>(call));
         let mut index = 0u64;
         let mut chunk = Chunk::new(job, func, 0);
         for args in input {
@@ -81,21 +80,54 @@ where
     Ok(AsyncResult {
         shared: shared.clone(),
         slot,
+        job,
+        cancel_on_drop,
     })
 }
 
-struct Slot<R> {
-    value: Mutex<Option<Result<R>>>,
+/// A callback added with [`AsyncResult::add_done_callback`].
+type DoneCallback<R> = Box<dyn FnOnce(&Result<R>) + Send>;
+
+pub(super) struct Slot<R> {
+    state: Mutex<State<R>>,
+    /// The result is in (what a waiting thread's `drive` looks at).
     done: AtomicBool,
     /// 1 from `done` until the callbacks have run (or were dropped
     /// unrun): the value is handed out only after them, as Python's
     /// `get` returns only after its callback ran.
     callbacks: AtomicU32,
+    /// `cancel` took effect.
+    cancelled: AtomicBool,
+}
+
+struct State<R> {
+    /// `None` before the result and after it was handed out.
+    result: Option<Result<R>>,
+    /// Callbacks added after submission, to run when it is done.
+    later: Vec<DoneCallback<R>>,
+    /// `as_completed` and `wait` calls that watch this result.
+    watchers: Vec<(Arc<Watch>, usize)>,
+    /// The callbacks have run: a callback added now runs at once.
+    fired: bool,
 }
 
 impl<R> Slot<R> {
-    fn lock(&self) -> MutexGuard<'_, Option<Result<R>>> {
-        self.value.lock().unwrap_or_else(|p| p.into_inner())
+    fn new() -> Self {
+        Slot {
+            state: Mutex::new(State {
+                result: None,
+                later: Vec::new(),
+                watchers: Vec::new(),
+                fired: false,
+            }),
+            done: AtomicBool::new(false),
+            callbacks: AtomicU32::new(0),
+            cancelled: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<R>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Waits until the callbacks have run, up to `deadline`; `false` if
@@ -112,6 +144,46 @@ impl<R> Slot<R> {
             }
         }
     }
+
+    /// Runs what waits for the result (the callbacks added later, then
+    /// the watchers) and marks it fired. Called with the state locked.
+    fn fire(state: &mut State<R>) {
+        loop {
+            let later = std::mem::take(&mut state.later);
+            if later.is_empty() {
+                break;
+            }
+            let gone = Err(taken());
+            let result = state.result.as_ref().unwrap_or(&gone);
+            for cb in later {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(result))).is_err() {
+                    log::error!(target: "multiproc", "a pool done-callback panicked; the pool goes on");
+                }
+            }
+        }
+        state.fired = true;
+        for (watch, index) in state.watchers.drain(..) {
+            watch.notify(index);
+        }
+    }
+}
+
+impl<R> Slot<R> {
+    /// Lets `watch` know (as `index`) when the result is done: at once if
+    /// it is.
+    pub(super) fn watch(&self, watch: &Arc<Watch>, index: usize) {
+        let mut state = self.lock();
+        if state.fired {
+            watch.notify(index);
+        } else {
+            state.watchers.push((watch.clone(), index));
+        }
+    }
+
+    /// Whether the result is done and an error (for `FIRST_EXCEPTION`).
+    pub(super) fn failed(&self) -> bool {
+        matches!(self.lock().result, Some(Err(_)))
+    }
 }
 
 /// Marks a slot's callbacks as run when dropped (run, panicked or
@@ -120,6 +192,12 @@ struct Settle<R>(Arc<Slot<R>>);
 
 impl<R> Drop for Settle<R> {
     fn drop(&mut self) {
+        {
+            let mut state = self.0.lock();
+            if !state.fired {
+                Slot::fire(&mut state);
+            }
+        }
         self.0.callbacks.store(0, Ordering::Release);
         sys::futex::wake_all(&self.0.callbacks);
     }
@@ -161,6 +239,10 @@ where
         true
     }
 
+    fn cancellable(&self) -> bool {
+        true
+    }
+
     fn complete(&mut self, due: &mut Vec<Callback>) -> bool {
         let value = match self.error.take() {
             Some(e) => Err(e),
@@ -170,20 +252,35 @@ where
                 .map(self.finish)
                 .ok_or_else(|| Error::new(ErrorKind::Protocol, "a task's result went missing")),
         };
-        *self.slot.lock() = Some(value);
-        let slot = self.slot.clone();
         let callback = self.callback.take();
         let error_callback = self.error_callback.take();
-        let any = callback.is_some() || error_callback.is_some();
-        if any {
-            self.slot.callbacks.store(1, Ordering::Release);
+        if value
+            .as_ref()
+            .is_err_and(|e| e.kind() == ErrorKind::Cancelled)
+        {
+            self.slot.cancelled.store(true, Ordering::Release);
         }
+        let mut state = self.slot.lock();
+        if state.fired {
+            return true; // completed already (a cancel raced a failure)
+        }
+        state.result = Some(value);
+        let any = callback.is_some() || error_callback.is_some() || !state.later.is_empty();
+        if !any {
+            Slot::fire(&mut state);
+            drop(state);
+            self.slot.done.store(true, Ordering::Release);
+            return true;
+        }
+        drop(state);
+        self.slot.callbacks.store(1, Ordering::Release);
         self.slot.done.store(true, Ordering::Release);
-        if any {
-            let settle = Settle(slot.clone());
-            due.push(Box::new(move || {
-                let _settle = settle;
-                match &*slot.lock() {
+        let slot = self.slot.clone();
+        let settle = Settle(slot.clone());
+        due.push(Box::new(move || {
+            {
+                let mut state = slot.lock();
+                match &state.result {
                     Some(Ok(v)) => {
                         if let Some(cb) = callback {
                             cb(v)
@@ -196,8 +293,10 @@ where
                     }
                     None => {}
                 }
-            }));
-        }
+                Slot::fire(&mut state);
+            }
+            drop(settle);
+        }));
         true
     }
 }
@@ -212,13 +311,25 @@ where
 /// [`ErrorKind::PoolClosed`].
 #[must_use = "the task runs anyway; get() returns its result"]
 pub struct AsyncResult<R> {
-    shared: Arc<Shared>,
-    slot: Arc<Slot<R>>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) slot: Arc<Slot<R>>,
+    job: u64,
+    /// A `map_async` without callbacks: dropping the handle cancels it.
+    cancel_on_drop: bool,
+}
+
+impl<R> Drop for AsyncResult<R> {
+    fn drop(&mut self) {
+        if self.cancel_on_drop && !self.slot.done.load(Ordering::Acquire) {
+            self.cancel_with("its map_async handle was dropped");
+        }
+    }
 }
 
 impl<R> fmt::Debug for AsyncResult<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncResult")
+            .field("job", &self.job)
             .field("ready", &self.slot.done.load(Ordering::Acquire))
             .finish()
     }
@@ -230,8 +341,77 @@ fn taken() -> Error {
 
 impl<R> AsyncResult<R> {
     /// The result is there and its callbacks have run (Python's `ready`).
-    fn is_done(&self) -> bool {
+    pub(super) fn is_done(&self) -> bool {
         self.slot.done.load(Ordering::Acquire) && self.slot.callbacks.load(Ordering::Acquire) == 0
+    }
+
+    /// Cancels the task (Python's `Future.cancel`, which can also stop a
+    /// running task here): a queued task is dropped; a running one's
+    /// worker is killed (SIGKILL) and replaced, and the work that worker
+    /// had queued goes to the others. The result becomes
+    /// [`ErrorKind::Cancelled`] and the error callback and done-callbacks
+    /// run. For a `map_async`, every item not yet delivered is cancelled.
+    /// Returns `false` if the task had finished first (its result stays).
+    pub fn cancel(&self) -> bool {
+        self.cancel_with("it was cancelled")
+    }
+
+    fn cancel_with(&self, why: &str) -> bool {
+        if self.slot.done.load(Ordering::Acquire) {
+            return false;
+        }
+        let (cancelled, due) = {
+            let mut core = self.shared.lock();
+            let what = core.what(self.job);
+            let e = Error::new(
+                ErrorKind::Cancelled,
+                format!("{what} did not finish: {why}"),
+            );
+            let cancelled = core.cancel_job(self.job, e);
+            (cancelled, self.shared.take_due(&mut core))
+        };
+        self.shared.run(due);
+        // The background thread may have to watch for the cancelled task
+        // reaching the front of a worker's queue.
+        self.shared.poke();
+        cancelled
+    }
+
+    /// Whether [`cancel`](AsyncResult::cancel) (or a dropped handle, or
+    /// `shutdown(cancel_futures)`) stopped it (Python's `cancelled`).
+    pub fn cancelled(&self) -> bool {
+        self.slot.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Whether it was sent to a worker and is not done (Python's
+    /// `running`; a task waiting in a worker's queue counts as running).
+    pub fn running(&self) -> bool {
+        !self.slot.done.load(Ordering::Acquire) && self.shared.lock().job_sent(self.job)
+    }
+
+    /// Whether it finished, failed or was cancelled, with its callbacks
+    /// run (Python's `done`; the same as [`ready`](AsyncResult::ready)).
+    pub fn done(&self) -> bool {
+        self.ready()
+    }
+
+    /// Runs `f` with the outcome when the task is done, or at once in this
+    /// thread if it is (Python's `add_done_callback`). It runs after the
+    /// callbacks given at submission, in the thread that completes the
+    /// task (the pool's background thread or one that waits); one that
+    /// panics is logged. If the result was already handed out, `f` sees an
+    /// [`ErrorKind::AlreadyTaken`] error.
+    pub fn add_done_callback(&self, f: impl FnOnce(&Result<R>) + Send + 'static) {
+        let mut state = self.slot.lock();
+        if state.fired {
+            let gone = Err(taken());
+            let result = state.result.as_ref().unwrap_or(&gone);
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(result))).is_err() {
+                log::error!(target: "multiproc", "a pool done-callback panicked; the pool goes on");
+            }
+        } else {
+            state.later.push(Box::new(f));
+        }
     }
 
     /// Whether the result is there (Python's `ready`). Never blocks; does
@@ -249,7 +429,7 @@ impl<R> AsyncResult<R> {
         if !self.ready() {
             return None;
         }
-        self.slot.lock().as_ref().map(|r| r.is_ok())
+        self.slot.lock().result.as_ref().map(|r| r.is_ok())
     }
 
     /// Waits until the result is there (Python's `wait`).
@@ -297,7 +477,11 @@ impl<R> AsyncResult<R> {
 
     /// Takes the result out of the slot, once.
     fn take(&self) -> Result<R> {
-        self.slot.lock().take().unwrap_or_else(|| Err(taken()))
+        self.slot
+            .lock()
+            .result
+            .take()
+            .unwrap_or_else(|| Err(taken()))
     }
 
     /// Waits for the result and returns it (Python's `get`).

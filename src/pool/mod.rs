@@ -62,20 +62,26 @@
 //! | `chunksize=n` | [`Pool::chunksize(n)`](Pool::chunksize)`.map(..)` |
 //! | `AsyncResult.get(timeout)`, `wait`, `ready`, `successful` | [`AsyncResult`] |
 //! | `close`, `terminate`, `join`, `with Pool() as p:` | same; dropping the pool terminates it |
+//! | `Future.cancel`, `cancelled`, `running`, `done`, `add_done_callback` | [`AsyncResult::cancel`] (a running task's worker is killed and replaced), [`AsyncResult::cancelled`], [`AsyncResult::running`], [`AsyncResult::done`], [`AsyncResult::add_done_callback`] |
+//! | `concurrent.futures.as_completed`, `wait(return_when=...)` | [`as_completed`], [`wait`] with [`ReturnWhen`] |
+//! | `Executor.shutdown(wait, cancel_futures)`, `terminate_workers()`, `kill_workers()` | [`Pool::shutdown`], [`Pool::terminate_workers`], [`Pool::kill_workers`] |
 
 mod api;
 mod async_result;
 mod builder;
 mod core;
 pub(crate) mod frame;
+mod futures;
 mod progress;
 mod shared;
 mod stream;
+mod watch;
 pub(crate) mod worker;
 
 pub use self::api::{Chunked, Pool, PoolStats};
 pub use self::async_result::AsyncResult;
 pub use self::builder::PoolBuilder;
+pub use self::futures::{AsCompleted, Done, ReturnWhen, as_completed, wait};
 pub use self::stream::IMap;
 
 // The pool and its results can move between threads and be shared.

@@ -67,6 +67,7 @@ impl Core {
             watch_out: false,
             eof: false,
             timed_out: false,
+            cancel_killed: false,
             busy_since: Instant::now(),
         })
     }
@@ -116,6 +117,10 @@ impl Core {
         // Among the unanswered items, the one it was running when it died.
         let running =
             (started > finished && started > w.answered).then(|| started - 1 - w.answered);
+        // Killed for a cancelled item: the item it ran when it died is
+        // either that one (its job is gone, so nothing is delivered) or
+        // one it started just before the kill, which goes again.
+        let running = running.filter(|_| !w.cancel_killed);
         let clean = status.success() && running.is_none();
         if !clean || w.unanswered() > 0 {
             log::info!(target: "multiproc", "pool worker {} {status}; {} unanswered tasks", w.who(), w.unanswered());
@@ -203,7 +208,42 @@ impl Core {
 
     /// Kills the workers whose running task passed the time limit.
     /// Returns how long until the next task could pass it.
+    /// Kills a worker that started an item of a cancelled job, and
+    /// forgets the cancelled jobs no worker holds any more. Then the time
+    /// limits. Returns how long until either needs a look again.
     pub(super) fn check_time_limits(&mut self) -> Option<Duration> {
+        let cancel = self.check_cancelled();
+        let limits = self.check_item_limits();
+        match (cancel, limits) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn check_cancelled(&mut self) -> Option<Duration> {
+        if self.cancelled.is_empty() {
+            return None;
+        }
+        let mut cancelled = std::mem::take(&mut self.cancelled);
+        for w in self.workers.iter_mut().flatten() {
+            if !w.cancel_killed && Self::running_job(w).is_some_and(|j| cancelled.contains(&j)) {
+                log::info!(target: "multiproc", "killing pool worker {}: it started a cancelled task", w.who());
+                w.cancel_killed = true;
+                let _ = w.process.kill();
+            }
+        }
+        let workers = &self.workers;
+        cancelled.retain(|id| {
+            workers
+                .iter()
+                .flatten()
+                .any(|w| !w.cancel_killed && w.sent.iter().any(|c| c.job == *id))
+        });
+        self.cancelled = cancelled;
+        (!self.cancelled.is_empty()).then_some(Duration::from_millis(1))
+    }
+
+    fn check_item_limits(&mut self) -> Option<Duration> {
         let limit = self.config.timeout?;
         let limit_ns = limit.as_nanos() as u64;
         let now = sys::io::monotonic_ns();

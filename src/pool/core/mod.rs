@@ -55,6 +55,11 @@ pub(crate) trait Sink: Send {
     fn complete(&mut self, _due: &mut Vec<Callback>) -> bool {
         false
     }
+    /// Whether the job can be cancelled as a whole by `cancel_unstarted`
+    /// (one result for the whole job, as an `AsyncResult`).
+    fn cancellable(&self) -> bool {
+        false
+    }
 }
 
 struct Job {
@@ -103,6 +108,9 @@ struct Worker {
     watch_out: bool,
     eof: bool,
     timed_out: bool,
+    /// Killed because the item it ran was cancelled: whatever it ran is
+    /// not that item's failure (see `handle_exit`).
+    cancel_killed: bool,
     busy_since: Instant,
 }
 
@@ -145,6 +153,9 @@ pub(crate) struct Core {
     next_job: u64,
     spawned: u64,
     pub(crate) counters: Counters,
+    /// Cancelled jobs with a chunk still queued in a worker: that worker
+    /// is killed when it starts one (`check_cancelled`).
+    cancelled: Vec<u64>,
     pub(crate) due: Vec<Callback>,
     sigints: u64,
     /// Estimated time of one item, in nanoseconds (moving average).
@@ -184,6 +195,7 @@ impl Core {
             next_job: 0,
             spawned: 0,
             counters: Counters::default(),
+            cancelled: Vec::new(),
             due: Vec::new(),
             sigints: sys::signal::sigint_count(),
             // Until measured, assume slow tasks: chunks of one, spread out.
@@ -269,6 +281,7 @@ impl Core {
     /// bytes waiting for room in a socket, or a time limit to enforce.
     pub(crate) fn needs_background_recheck(&self) -> bool {
         self.config.timeout.is_some()
+            || !self.cancelled.is_empty()
             || self
                 .workers
                 .iter()
@@ -363,6 +376,91 @@ impl Core {
     pub(crate) fn cancel(&mut self, id: u64) {
         self.jobs.remove(&id);
         self.pending.retain(|c| c.job != id);
+    }
+
+    /// Cancels job `id` for its handle: its queued chunks are dropped, a
+    /// worker running one of its items is killed (and replaced, as after
+    /// any death; what it had queued goes to the others), results still
+    /// on their way are discarded, and the sink completes with `error`.
+    /// Returns false if the job had already completed.
+    pub(crate) fn cancel_job(&mut self, id: u64, error: Error) -> bool {
+        let Some(mut job) = self.jobs.remove(&id) else {
+            return false;
+        };
+        self.pending.retain(|c| c.job != id);
+        for w in self.workers.iter_mut().flatten() {
+            if w.cancel_killed || !w.sent.iter().any(|c| c.job == id) {
+                continue;
+            }
+            if Self::running_job(w) == Some(id) {
+                log::info!(target: "multiproc", "killing pool worker {}: its task was cancelled", w.who());
+                w.cancel_killed = true;
+                let _ = w.process.kill();
+            } else if !self.cancelled.contains(&id) {
+                // Queued in the worker behind other work: killed when it
+                // gets there (it cannot be told to skip it).
+                self.cancelled.push(id);
+            }
+        }
+        job.sink.err(0, error);
+        job.sink.complete(&mut self.due);
+        true
+    }
+
+    /// Cancels every cancellable job none of whose items reached a worker
+    /// (Python's `shutdown(cancel_futures=True)`); they complete with
+    /// `error()`.
+    pub(crate) fn cancel_unstarted(&mut self, error: impl Fn() -> Error) {
+        let ids: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.sink.cancellable())
+            .map(|(&id, _)| id)
+            .filter(|&id| !self.job_sent(id))
+            .collect();
+        for id in ids {
+            self.cancel_job(id, error());
+        }
+    }
+
+    /// Sends `signal` to every worker (`Pool::terminate_workers`).
+    pub(crate) fn signal_workers(&self, signal: crate::Signal) {
+        for w in self.workers.iter().flatten() {
+            let _ = w.process.send_signal(signal);
+        }
+    }
+
+    /// The job of the item worker `w` runs now, if it runs one.
+    fn running_job(w: &Worker) -> Option<u64> {
+        let started = w.page.word(worker::WORD_STARTED).load(Ordering::Acquire);
+        let finished = w.page.word(worker::WORD_FINISHED).load(Ordering::Acquire);
+        if started <= finished || started <= w.answered {
+            return None;
+        }
+        // Among the unanswered items (the front chunk's unanswered ones
+        // first), the one it runs.
+        let mut k = started - 1 - w.answered;
+        let mut skip = w.front_answered as u64;
+        for chunk in &w.sent {
+            let left = (chunk.count as u64).saturating_sub(skip);
+            skip = 0;
+            if k < left {
+                return Some(chunk.job);
+            }
+            k -= left;
+        }
+        None
+    }
+
+    /// Whether some item of job `id` was sent to a worker (Python's
+    /// `running()`: it can no longer be dropped from the queue).
+    pub(crate) fn job_sent(&self, id: u64) -> bool {
+        self.jobs.contains_key(&id)
+            && self
+                .workers
+                .iter()
+                .flatten()
+                .any(|w| w.sent.iter().any(|c| c.job == id))
     }
 
     fn maybe_complete(&mut self, id: u64) {
@@ -688,7 +786,7 @@ impl Core {
         self.deliver_err(id, index, e);
     }
 
-    fn what(&self, id: u64) -> String {
+    pub(crate) fn what(&self, id: u64) -> String {
         self.jobs
             .get(&id)
             .map(|j| j.what.clone())
