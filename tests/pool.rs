@@ -856,3 +856,54 @@ fn done_callbacks_and_shutdown() {
         ErrorKind::PoolClosed
     );
 }
+
+/// A minimal executor: polls `f` on this thread, parked between wakes.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+/// Results can be awaited: the background thread does the work and wakes
+/// the task (no thread waits on the pool); a failure and a cancelled task
+/// come out as their errors; 2 000 results awaited one after another.
+#[test]
+fn results_can_be_awaited() {
+    let _w = watchdog("await");
+    let pool = Pool::new(2).unwrap();
+    let all: Vec<_> = (0..2_000u64)
+        .map(|i| pool.apply_async(square, i).unwrap())
+        .collect();
+    let many = pool.map_async(square, 0..100u64).unwrap();
+    let failing = pool.apply_async(fail_on_7, 7).unwrap();
+    let stopped = pool.apply_async(sleep_forever, ()).unwrap();
+    assert!(stopped.cancel());
+    let (sum, total, fail, cancel) = block_on(async {
+        let mut sum = 0;
+        for r in all {
+            sum += r.await.unwrap();
+        }
+        let total: u64 = many.await.unwrap().iter().sum();
+        (
+            sum,
+            total,
+            failing.await.unwrap_err().kind(),
+            stopped.await.unwrap_err().kind(),
+        )
+    });
+    assert_eq!(sum, (0..2_000u64).map(|i| i * i).sum::<u64>());
+    assert_eq!(total, 328_350);
+    assert_eq!((fail, cancel), (ErrorKind::Panicked, ErrorKind::Cancelled));
+}

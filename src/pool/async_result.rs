@@ -3,8 +3,11 @@
 //! submission of such a job, and [`AsyncResult`], which waits on it.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -109,6 +112,9 @@ struct State<R> {
     watchers: Vec<(Arc<Watch>, usize)>,
     /// The callbacks have run: a callback added now runs at once.
     fired: bool,
+    /// The task awaiting the result (`impl Future for AsyncResult`; the
+    /// handle is polled by its one owner, so one waker, the latest).
+    waker: Option<Waker>,
 }
 
 impl<R> Slot<R> {
@@ -119,6 +125,7 @@ impl<R> Slot<R> {
                 later: Vec::new(),
                 watchers: Vec::new(),
                 fired: false,
+                waker: None,
             }),
             done: AtomicBool::new(false),
             callbacks: AtomicU32::new(0),
@@ -164,6 +171,9 @@ impl<R> Slot<R> {
         state.fired = true;
         for (watch, index) in state.watchers.drain(..) {
             watch.notify(index);
+        }
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
         }
     }
 }
@@ -316,6 +326,42 @@ pub struct AsyncResult<R> {
     job: u64,
     /// A `map_async` without callbacks: dropping the handle cancels it.
     cancel_on_drop: bool,
+}
+
+/// Awaiting the result (`result.await`, any executor: tokio, smol,
+/// async-std, a hand-made `block_on`): the pool's background thread does
+/// the work and wakes the task when the result and its callbacks are done.
+/// The output is what [`get`](AsyncResult::get) returns. Dropping the
+/// future before it is ready drops the handle (a `map_async` is then
+/// cancelled, as on any drop).
+impl<R> std::future::IntoFuture for AsyncResult<R> {
+    type Output = Result<R>;
+    type IntoFuture = Awaiting<R>;
+
+    fn into_future(self) -> Awaiting<R> {
+        Awaiting(self)
+    }
+}
+
+/// The future of an [`AsyncResult`] being awaited.
+#[must_use = "a future does nothing unless awaited (the task runs anyway)"]
+#[derive(Debug)]
+pub struct Awaiting<R>(AsyncResult<R>);
+
+impl<R> Future for Awaiting<R> {
+    type Output = Result<R>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R>> {
+        let mut state = self.0.slot.lock();
+        if state.fired {
+            return Poll::Ready(state.result.take().unwrap_or_else(|| Err(taken())));
+        }
+        match &mut state.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
 }
 
 impl<R> Drop for AsyncResult<R> {

@@ -79,7 +79,7 @@ mod watch;
 pub(crate) mod worker;
 
 pub use self::api::{Chunked, Pool, PoolStats};
-pub use self::async_result::AsyncResult;
+pub use self::async_result::{AsyncResult, Awaiting};
 pub use self::builder::PoolBuilder;
 pub use self::futures::{AsCompleted, Done, ReturnWhen, as_completed, wait};
 pub use self::stream::IMap;
