@@ -6,7 +6,7 @@
 //! only the engine.
 
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -28,6 +28,12 @@ const SLICE: Duration = Duration::from_millis(20);
 /// system call at the end of every wait).
 const RECHECK: Duration = Duration::from_millis(1);
 
+/// How long after a submission the background thread leaves the pool to
+/// the submitting thread (which pumps after each one): a tight submission
+/// loop keeps it aside, a result awaited after a single submission is
+/// picked up this soon.
+const STAND_ASIDE: Duration = Duration::from_micros(50);
+
 /// What every thread that uses the pool shares.
 pub(super) struct Shared {
     pub(super) core: Mutex<Core>,
@@ -43,6 +49,8 @@ pub(super) struct Shared {
     /// doing the pool's work and the background thread keeps out of its
     /// way (two threads taking turns on the lock cost the fast path).
     activity: AtomicU32,
+    /// When the last submission was (`monotonic_ns`).
+    last_submit_ns: AtomicU64,
     /// The background thread is (about to be) in `epoll_wait`: only then
     /// does a submission ring the doorbell.
     parked: AtomicBool,
@@ -82,6 +90,7 @@ impl Shared {
             bell,
             stop: AtomicBool::new(false),
             activity: AtomicU32::new(0),
+            last_submit_ns: AtomicU64::new(0),
             parked: AtomicBool::new(false),
             started: AtomicBool::new(false),
             thread: Mutex::new(None),
@@ -107,9 +116,10 @@ impl Shared {
             return Ok(());
         }
         let bg = self.clone();
+        let reserved = helpers::reserve();
         let handle = std::thread::Builder::new()
             .name("multiproc-pool".into())
-            .spawn(move || bg.background())
+            .spawn(move || bg.background(reserved))
             .map_err(|e| Error::io("could not start the pool's background thread", e))?;
         *slot = Some(handle);
         self.started.store(true, SeqCst);
@@ -171,6 +181,10 @@ impl Shared {
     /// background thread when what was queued needs it to watch for room
     /// in a socket or for a time limit.
     pub(super) fn poke(&self) {
+        self.last_submit_ns.store(
+            sys::io::monotonic_ns(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.activity.fetch_add(1, SeqCst);
         let (due, ring) = {
             let mut core = self.lock();
@@ -190,8 +204,8 @@ impl Shared {
     /// sleeps holding the core's lock, and only ever try-locks it, so a
     /// thread that arrives to drive the pool never waits for it, and a
     /// `fork` can hold it still (`runtime::helpers`).
-    fn background(self: Arc<Self>) {
-        let _helper = helpers::register();
+    fn background(self: Arc<Self>, reserved: helpers::Reserved) {
+        let _helper = reserved.register();
         let mut timeout: Option<Duration>;
         let mut ready: Vec<u64> = Vec::new();
         let mut seen = self.activity.load(SeqCst);
@@ -206,12 +220,20 @@ impl Shared {
             }
             let now = self.activity.load(SeqCst);
             if now != seen {
-                // A caller submitted since we last looked: it does the work
-                // while it keeps submitting; we take over a RECHECK after
-                // it stops.
+                // A caller submitted or waited since we last looked. While
+                // it keeps submitting (the last one less than STAND_ASIDE
+                // ago) it does the work itself; we take over STAND_ASIDE
+                // after it stops.
                 seen = now;
-                helpers::safe_wait(|| sys::futex::wait(&self.waiting, 0, Some(RECHECK)));
-                continue;
+                let last = self
+                    .last_submit_ns
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                let since = sys::io::monotonic_ns().saturating_sub(last);
+                if since < STAND_ASIDE.as_nanos() as u64 {
+                    let left = STAND_ASIDE - Duration::from_nanos(since);
+                    helpers::safe_wait(|| sys::futex::wait(&self.waiting, 0, Some(left)));
+                    continue;
+                }
             }
             let core = match self.core.try_lock() {
                 Ok(core) => core,

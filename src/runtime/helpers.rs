@@ -26,7 +26,7 @@
 //! for the forking thread.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use crate::sys;
@@ -42,15 +42,50 @@ thread_local! {
     static IS_HELPER: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Whether this process ever had a helper (see [`had_helpers`]).
+static EVER: AtomicBool = AtomicBool::new(false);
+
+/// A helper counted from before its thread exists: the spawning thread
+/// reserves it, so that a fork between the spawn and the thread's first
+/// instruction waits for it (it is not yet safe) instead of seeing a
+/// thread it does not know of. Moved into the thread, it becomes the
+/// thread's [`Helper`] there; dropped unused (the spawn failed), it is
+/// uncounted.
+pub(crate) struct Reserved(());
+
+/// Counts a helper thread about to be spawned.
+pub(crate) fn reserve() -> Reserved {
+    EVER.store(true, SeqCst);
+    TOTAL.fetch_add(1, SeqCst);
+    Reserved(())
+}
+
+impl Reserved {
+    /// Makes the calling thread that helper (call first thing in it).
+    pub(crate) fn register(self) -> Helper {
+        std::mem::forget(self);
+        IS_HELPER.with(|h| h.set(true));
+        Helper(())
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        TOTAL.fetch_sub(1, SeqCst);
+        sys::futex::wake_all(&SAFE);
+    }
+}
+
+/// Whether this process ever started a helper: a helper that just ended
+/// may still be counted by the kernel for a moment after `join` returned
+/// (the thread count drops when the kernel releases the thread, after it
+/// woke the joiner), so a fork that sees one thread too many looks again.
+pub(crate) fn had_helpers() -> bool {
+    EVER.load(SeqCst)
+}
+
 /// This thread is a helper for as long as the guard lives.
 pub(crate) struct Helper(());
-
-/// Makes the calling thread a helper (call first thing in the thread).
-pub(crate) fn register() -> Helper {
-    IS_HELPER.with(|h| h.set(true));
-    TOTAL.fetch_add(1, SeqCst);
-    Helper(())
-}
 
 impl Drop for Helper {
     fn drop(&mut self) {
@@ -148,8 +183,9 @@ mod tests {
         let started = Arc::new(Barrier::new(2));
         let helper = {
             let (stop, busy, started) = (stop.clone(), busy.clone(), started.clone());
+            let reserved = reserve();
             std::thread::spawn(move || {
-                let _h = register();
+                let _h = reserved.register();
                 started.wait();
                 while !stop.load(SeqCst) {
                     // "Work": only outside safe waits does the counter move.

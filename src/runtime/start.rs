@@ -5,7 +5,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -138,11 +138,20 @@ fn start_fork<F: Target<M>, M>(
         )
     })?;
     if !allow_threads {
-        let threads = sys::process::thread_count()
-            .map_err(|e| Error::io("could not count this process's threads", e))?;
-        let threads = threads
-            .saturating_sub(launch::keeper_threads())
-            .saturating_sub(paused.helpers);
+        let count = || -> Result<usize> {
+            let threads = sys::process::thread_count()
+                .map_err(|e| Error::io("could not count this process's threads", e))?;
+            Ok(threads
+                .saturating_sub(launch::keeper_threads())
+                .saturating_sub(paused.helpers))
+        };
+        let mut threads = count()?;
+        // A helper that just ended can be counted a moment longer.
+        let until = Instant::now() + PAUSE_BOUND;
+        while threads > 1 && helpers::had_helpers() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+            threads = count()?;
+        }
         if threads > 1 {
             return Err(Error::new(
                 ErrorKind::ForkWithThreads,
