@@ -34,6 +34,11 @@ const TESTS: isolated::Tests = &[
         cancel_queued_and_running_tasks,
         true,
     ),
+    (
+        "retries_after_the_worker_was_killed",
+        retries_after_the_worker_was_killed,
+        true,
+    ),
 ];
 
 fn main() {
@@ -197,4 +202,83 @@ fn cancel_queued_and_running_tasks(method: StartMethod) {
     assert_eq!(pool.apply(square, 7).unwrap(), 49);
     pool.close();
     pool.join().unwrap();
+}
+
+/// Counts its runs in the file at `path` and kills its own worker (SIGKILL)
+/// on the first `deaths` of them; returns the run it succeeded in.
+fn die_first_times(path: String, deaths: u32) -> u32 {
+    let runs: u32 = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+        + 1;
+    std::fs::write(&path, runs.to_string()).unwrap();
+    if runs <= deaths {
+        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL)
+            .unwrap();
+    }
+    runs
+}
+
+/// A task whose worker is SIGKILLed under it runs again while its retries
+/// last (per call, or the pool's policy), and the final error names the
+/// attempts made; without retries, a death is the task's failure at once.
+fn retries_after_the_worker_was_killed(method: StartMethod) {
+    let dir = std::env::temp_dir().join(format!(
+        "multiproc-retries-{}-{method:?}",
+        std::process::id()
+    ));
+    std::fs::create_dir(&dir).unwrap();
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(dir.clone());
+    let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+
+    let pool = Pool::builder()
+        .processes(1)
+        .start_method(method)
+        .build()
+        .unwrap();
+    let r = pool
+        .retries(2)
+        .apply_async(die_first_times, (file("a"), 2))
+        .unwrap();
+    assert_eq!(r.get().unwrap(), 3, "succeeded on the third attempt");
+    let r = pool
+        .retries(1)
+        .apply_async(die_first_times, (file("b"), 5))
+        .unwrap();
+    let e = r.get().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WorkerLost);
+    assert!(e.to_string().contains("2 attempts made"), "{e}");
+    let e = pool.apply(die_first_times, (file("c"), 1)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WorkerLost);
+    assert!(!e.to_string().contains("attempts"), "{e}");
+    let out = pool
+        .retries(1)
+        .map(
+            die_first_times,
+            vec![(file("d"), 0), (file("e"), 1), (file("f"), 0)],
+        )
+        .unwrap();
+    // Item 1 ran twice. Item 0 may have too: it had finished, but its
+    // result may still have been in the worker's batch when the worker
+    // died ("A dead worker never hangs the pool" in src/pool/README.md).
+    assert_eq!(out[1], 2);
+    assert!(out[0] >= 1 && out[2] == 1, "{out:?}");
+    assert_eq!(pool.stats().worker_restarts, 6);
+    drop(pool);
+
+    let pool = Pool::builder()
+        .processes(1)
+        .start_method(method)
+        .retries(1)
+        .build()
+        .unwrap();
+    let r = pool.apply_async(die_first_times, (file("g"), 1)).unwrap();
+    assert_eq!(r.get().unwrap(), 2);
 }

@@ -111,6 +111,7 @@ impl Pool {
             &self.shared,
             "apply",
             false,
+            None,
             std::iter::once(args),
             1,
             |mut v| v.pop().expect("one item"),
@@ -138,6 +139,7 @@ impl Pool {
             &self.shared,
             "apply_async",
             true,
+            None,
             std::iter::once(args),
             1,
             |mut v| v.pop().expect("one item"),
@@ -173,6 +175,7 @@ impl Pool {
             &self.shared,
             "apply_async",
             true,
+            None,
             std::iter::once(args),
             1,
             |mut v| v.pop().expect("one item"),
@@ -264,6 +267,7 @@ impl Pool {
             &self.shared,
             "map_async",
             true,
+            None,
             input,
             cs,
             |v| v,
@@ -329,10 +333,23 @@ impl Pool {
         self.chunking(Some(n.max(1)))
     }
 
+    /// This call's retry policy, overriding the pool's
+    /// ([`PoolBuilder::retries`](crate::pool::PoolBuilder::retries)):
+    /// `pool.retries(2).apply_async(f, x)` runs `f(x)` up to 3 times if
+    /// workers die under it or it passes the time limit.
+    pub fn retries(&self, n: u32) -> Chunked<'_> {
+        Chunked {
+            pool: self,
+            chunksize: None,
+            retries: Some(n),
+        }
+    }
+
     fn chunking(&self, chunksize: Option<usize>) -> Chunked<'_> {
         Chunked {
             pool: self,
             chunksize,
+            retries: None,
         }
     }
 
@@ -459,9 +476,45 @@ fn python_chunksize(len: usize, processes: usize) -> usize {
 pub struct Chunked<'p> {
     pool: &'p Pool,
     chunksize: Option<usize>,
+    retries: Option<u32>,
 }
 
 impl<'p> Chunked<'p> {
+    /// This call's chunk size (as [`Pool::chunksize`]).
+    pub fn chunksize(mut self, n: usize) -> Self {
+        self.chunksize = Some(n.max(1));
+        self
+    }
+
+    /// This call's retry policy (as [`Pool::retries`]).
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = Some(n);
+        self
+    }
+
+    /// [`Pool::apply_async`] with this call's retry policy.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::apply_async`].
+    pub fn apply_async<F, M>(&self, _f: F, args: F::Args) -> Result<AsyncResult<F::Output>>
+    where
+        F: Target<M> + Copy,
+        F::Output: Send + 'static,
+    {
+        submit_async::<F, M, F::Output, _>(
+            &self.pool.shared,
+            "apply_async",
+            true,
+            self.retries,
+            std::iter::once(args),
+            1,
+            |mut v| v.pop().expect("one item"),
+            None,
+            None,
+        )
+    }
+
     /// [`Pool::map`] with this chunk size.
     ///
     /// # Errors
@@ -489,6 +542,7 @@ impl<'p> Chunked<'p> {
             input,
             true,
             chunking,
+            self.retries,
         )?;
         let mut out = Vec::with_capacity(lo);
         stream.collect_into(&mut out)?;
@@ -514,6 +568,7 @@ impl<'p> Chunked<'p> {
             &self.pool.shared,
             "map_async",
             true,
+            self.retries,
             input,
             cs,
             |v| v,
@@ -576,6 +631,7 @@ impl<'p> Chunked<'p> {
                 input.into_iter(),
                 ordered,
                 chunking,
+                self.retries,
             )?,
         })
     }

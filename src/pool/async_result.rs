@@ -24,12 +24,14 @@ use super::watch::Watch;
 /// Starts a job whose results all go to one [`AsyncResult`]: `finish`
 /// makes its value from the items' results, in order. `background`: the
 /// call returns before the work is done, so the background thread must run
-/// (started before anything is queued).
+/// (started before anything is queued). `retries`: the call's own retry
+/// policy.
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
 pub(super) fn submit_async<F, M, Out, I>(
     shared: &Arc<Shared>,
     call: &str,
     background: bool,
+    retries: Option<u32>,
     input: I,
     chunksize: usize,
     finish: fn(Vec<F::Output>) -> Out,
@@ -63,7 +65,7 @@ where
             return Err(e);
         }
         let func = core.func_id(task_fn::<F, M>());
-        job = core.new_job(Box::new(sink), describe::<F>(call));
+        job = core.new_job(Box::new(sink), describe::<F>(call), retries);
         let mut index = 0u64;
         let mut chunk = Chunk::new(job, func, 0);
         for args in input {

@@ -22,6 +22,7 @@ pub struct PoolBuilder {
     init: Option<Result<(worker::TaskRef, Vec<u8>)>>,
     max_tasks: Option<u64>,
     timeout: Option<Duration>,
+    retries: u32,
     max_memory: Option<u64>,
     progress: bool,
 }
@@ -90,6 +91,16 @@ impl PoolBuilder {
         self
     }
 
+    /// Runs a task again, up to `n` more times, when its worker died while
+    /// running it ([`ErrorKind::WorkerLost`]) or it ran past the time limit
+    /// ([`ErrorKind::TimeLimit`]); a task's own panic is not retried. The
+    /// final error names the attempts made. Default 0; a call can set its
+    /// own ([`Pool::retries`]).
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = n;
+        self
+    }
+
     /// Recycles a worker, between tasks, once its resident memory passes
     /// `bytes` (checked at most every 5 ms). The tasks it held are given to
     /// other workers; none fails.
@@ -132,6 +143,7 @@ impl PoolBuilder {
             init,
             max_tasks: self.max_tasks,
             timeout: self.timeout,
+            retries: self.retries,
             max_memory: self.max_memory,
             progress: self.progress,
         })?;
@@ -152,6 +164,7 @@ impl Pool {
             init: None,
             max_tasks: None,
             timeout: None,
+            retries: 0,
             max_memory: None,
             progress: false,
         }

@@ -61,6 +61,7 @@ where
         input: I,
         ordered: bool,
         chunking: Chunking,
+        retries: Option<u32>,
     ) -> Result<Self>
     where
         F: Target<M, Output = R> + Copy,
@@ -74,7 +75,11 @@ where
         }
         let func = core.func_id(task_fn::<F, M>());
         let sink = Arc::new(Mutex::new(StreamSink::<R>::new(ordered)));
-        let job = core.new_job(Box::new(SharedSink(sink.clone())), describe::<F>(call));
+        let job = core.new_job(
+            Box::new(SharedSink(sink.clone())),
+            describe::<F>(call),
+            retries,
+        );
         let progress = Progress::new(core.config.progress, total);
         drop(core);
         Ok(Self {

@@ -138,13 +138,31 @@ impl Core {
                     continue;
                 }
                 let index = chunk.first + j as u64;
-                if running == Some(k) && !clean {
+                let died_under = running == Some(k) && !clean;
+                let mut attempts = 1;
+                let retried = died_under
+                    && match self.retry(chunk.job, index) {
+                        Ok(()) => true,
+                        Err(n) => {
+                            attempts = n;
+                            false
+                        }
+                    };
+                if retried {
+                    log::info!(target: "multiproc", "task {index} of {} runs again: {} {status} under it", self.what(chunk.job), w.who());
+                }
+                if died_under && !retried {
                     let what = self.what(chunk.job);
+                    let tries = if attempts > 1 {
+                        format!(" ({attempts} attempts made, each ended so)")
+                    } else {
+                        String::new()
+                    };
                     let e = if w.timed_out {
                         Error::new(
                             ErrorKind::TimeLimit,
                             format!(
-                                "task {index} of {what} ran past its time limit of {:?} in {}, which was killed and replaced",
+                                "task {index} of {what} ran past its time limit of {:?} in {}, which was killed and replaced{tries}",
                                 self.config.timeout.unwrap_or_default(),
                                 w.who()
                             ),
@@ -157,7 +175,7 @@ impl Core {
                         Error::new(
                             ErrorKind::WorkerLost,
                             format!(
-                                "task {index} of {what} was running in {}, which {how}; the worker was replaced",
+                                "task {index} of {what} was running in {}, which {how}; the worker was replaced{tries}",
                                 w.who()
                             ),
                         )

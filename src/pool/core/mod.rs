@@ -70,6 +70,10 @@ struct Job {
     outstanding: u64,
     /// No more items will be submitted.
     sealed: bool,
+    /// Attempts after the first for an item whose worker died under it.
+    retries: u32,
+    /// Items run again so far, by index: the attempts made.
+    attempts: HashMap<u64, u32>,
 }
 
 /// The pool's settings, fixed at creation.
@@ -80,6 +84,8 @@ pub(crate) struct Config {
     pub(crate) init: Option<(TaskRef, Vec<u8>)>,
     pub(crate) max_tasks: Option<u64>,
     pub(crate) timeout: Option<Duration>,
+    /// Attempts after the first for an item whose worker died under it.
+    pub(crate) retries: u32,
     pub(crate) max_memory: Option<u64>,
     pub(crate) progress: bool,
 }
@@ -330,7 +336,13 @@ impl Core {
         id
     }
 
-    pub(crate) fn new_job(&mut self, sink: Box<dyn Sink>, what: String) -> u64 {
+    /// A new job; `retries` overrides the pool's policy.
+    pub(crate) fn new_job(
+        &mut self,
+        sink: Box<dyn Sink>,
+        what: String,
+        retries: Option<u32>,
+    ) -> u64 {
         self.next_job += 1;
         self.jobs.insert(
             self.next_job,
@@ -339,6 +351,8 @@ impl Core {
                 what,
                 outstanding: 0,
                 sealed: false,
+                retries: retries.unwrap_or(self.config.retries),
+                attempts: HashMap::new(),
             },
         );
         self.next_job
@@ -450,6 +464,21 @@ impl Core {
             k -= left;
         }
         None
+    }
+
+    /// Whether item `index` of job `id`, whose worker died under it, runs
+    /// again; if not, how many attempts were made (1 without retries).
+    fn retry(&mut self, id: u64, index: u64) -> std::result::Result<(), u32> {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return Err(1);
+        };
+        let made = job.attempts.get(&index).copied().unwrap_or(0);
+        if made < job.retries {
+            job.attempts.insert(index, made + 1);
+            return Ok(());
+        }
+        job.attempts.remove(&index);
+        Err(made + 1)
     }
 
     /// Whether some item of job `id` was sent to a worker (Python's
