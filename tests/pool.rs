@@ -907,3 +907,53 @@ fn results_can_be_awaited() {
     assert_eq!(total, 328_350);
     assert_eq!((fail, cancel), (ErrorKind::Panicked, ErrorKind::Cancelled));
 }
+
+/// A call's own time limit: on a pool without one, the task passing it is
+/// stopped (`TimeLimit`, naming the call's limit) and the pool goes on;
+/// beside a pool-wide limit, a call's longer limit lets its task finish
+/// and a call's shorter one stops it.
+#[test]
+fn per_call_time_limits() {
+    let _w = watchdog("per_call_limits");
+    let pool = Pool::new(1).unwrap();
+    let e = pool
+        .task_timeout(Duration::from_millis(50))
+        .apply_async(sleep_ms, 600_000)
+        .unwrap()
+        .get()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimeLimit);
+    assert!(e.to_string().contains("50ms"), "{e}");
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    let out = pool
+        .task_timeout(Duration::from_millis(50))
+        .chunksize(1)
+        .imap(sleep_ms, vec![1, 600_000, 2])
+        .unwrap()
+        .map(|r| r.map_err(|e| e.kind()))
+        .collect::<Vec<_>>();
+    assert_eq!(out, vec![Ok(1), Err(ErrorKind::TimeLimit), Ok(2)]);
+
+    let pool = Pool::builder()
+        .processes(1)
+        .task_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let longer = pool
+        .task_timeout(Duration::from_secs(60))
+        .apply_async(sleep_ms, 200)
+        .unwrap();
+    assert_eq!(longer.get().unwrap(), 200);
+    let e = pool.apply(sleep_ms, 600_000).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimeLimit);
+    let pool = Pool::builder()
+        .processes(1)
+        .task_timeout(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let e = pool
+        .task_timeout(Duration::from_millis(50))
+        .map(sleep_ms, vec![600_000])
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimeLimit);
+}

@@ -5,12 +5,14 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::target::Target;
 
 use super::async_result::{AsyncResult, submit_async};
-use super::core::{Core, PoolState};
+use super::core::{Core, PerCall, PoolState};
+use super::frame::MAX_CHUNK_ITEMS;
 use super::shared::Shared;
 use super::stream::{Chunking, IMap, Stream};
 
@@ -111,7 +113,7 @@ impl Pool {
             &self.shared,
             "apply",
             false,
-            None,
+            PerCall::default(),
             std::iter::once(args),
             1,
             |mut v| v.pop().expect("one item"),
@@ -139,7 +141,7 @@ impl Pool {
             &self.shared,
             "apply_async",
             true,
-            None,
+            PerCall::default(),
             std::iter::once(args),
             1,
             |mut v| v.pop().expect("one item"),
@@ -175,7 +177,7 @@ impl Pool {
             &self.shared,
             "apply_async",
             true,
-            None,
+            PerCall::default(),
             std::iter::once(args),
             1,
             |mut v| v.pop().expect("one item"),
@@ -267,7 +269,7 @@ impl Pool {
             &self.shared,
             "map_async",
             true,
-            None,
+            PerCall::default(),
             input,
             cs,
             |v| v,
@@ -330,7 +332,7 @@ impl Pool {
     /// Python's `chunksize=n`: `pool.chunksize(1).map(f, xs)` sends items
     /// `n` at a time.
     pub fn chunksize(&self, n: usize) -> Chunked<'_> {
-        self.chunking(Some(n.max(1)))
+        self.chunking(Some(n.clamp(1, MAX_CHUNK_ITEMS)))
     }
 
     /// This call's retry policy, overriding the pool's
@@ -341,7 +343,27 @@ impl Pool {
         Chunked {
             pool: self,
             chunksize: None,
-            retries: Some(n),
+            per_call: PerCall {
+                retries: Some(n),
+                timeout: None,
+            },
+        }
+    }
+
+    /// This call's time limit per task, overriding the pool's
+    /// ([`PoolBuilder::task_timeout`](crate::pool::PoolBuilder::task_timeout)):
+    /// a task of `pool.task_timeout(d).map(f, xs)` still running after `d`
+    /// is stopped by killing its worker and fails with
+    /// [`ErrorKind::TimeLimit`]. Any `Duration`; `Duration::MAX` means no
+    /// limit in practice.
+    pub fn task_timeout(&self, limit: Duration) -> Chunked<'_> {
+        Chunked {
+            pool: self,
+            chunksize: None,
+            per_call: PerCall {
+                retries: None,
+                timeout: Some(limit),
+            },
         }
     }
 
@@ -349,7 +371,7 @@ impl Pool {
         Chunked {
             pool: self,
             chunksize,
-            retries: None,
+            per_call: PerCall::default(),
         }
     }
 
@@ -467,7 +489,7 @@ impl Drop for Pool {
 
 /// Python's `chunksize` rule for `map`: ceil(len / (4 × processes)).
 fn python_chunksize(len: usize, processes: usize) -> usize {
-    len.div_ceil(4 * processes).max(1)
+    len.div_ceil(4 * processes).clamp(1, MAX_CHUNK_ITEMS)
 }
 
 /// A pool with a fixed chunk size for the next call: see
@@ -476,19 +498,25 @@ fn python_chunksize(len: usize, processes: usize) -> usize {
 pub struct Chunked<'p> {
     pool: &'p Pool,
     chunksize: Option<usize>,
-    retries: Option<u32>,
+    per_call: PerCall,
 }
 
 impl<'p> Chunked<'p> {
     /// This call's chunk size (as [`Pool::chunksize`]).
     pub fn chunksize(mut self, n: usize) -> Self {
-        self.chunksize = Some(n.max(1));
+        self.chunksize = Some(n.clamp(1, MAX_CHUNK_ITEMS));
         self
     }
 
     /// This call's retry policy (as [`Pool::retries`]).
     pub fn retries(mut self, n: u32) -> Self {
-        self.retries = Some(n);
+        self.per_call.retries = Some(n);
+        self
+    }
+
+    /// This call's time limit per task (as [`Pool::task_timeout`]).
+    pub fn task_timeout(mut self, limit: Duration) -> Self {
+        self.per_call.timeout = Some(limit);
         self
     }
 
@@ -506,7 +534,7 @@ impl<'p> Chunked<'p> {
             &self.pool.shared,
             "apply_async",
             true,
-            self.retries,
+            self.per_call,
             std::iter::once(args),
             1,
             |mut v| v.pop().expect("one item"),
@@ -542,7 +570,7 @@ impl<'p> Chunked<'p> {
             input,
             true,
             chunking,
-            self.retries,
+            self.per_call,
         )?;
         let mut out = Vec::with_capacity(lo);
         stream.collect_into(&mut out)?;
@@ -568,7 +596,7 @@ impl<'p> Chunked<'p> {
             &self.pool.shared,
             "map_async",
             true,
-            self.retries,
+            self.per_call,
             input,
             cs,
             |v| v,
@@ -631,7 +659,7 @@ impl<'p> Chunked<'p> {
                 input.into_iter(),
                 ordered,
                 chunking,
-                self.retries,
+                self.per_call,
             )?,
         })
     }

@@ -16,7 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
 use crate::target::Target;
 
-use super::core::{Callback, Chunk, Sink};
+use super::core::{Callback, Chunk, PerCall, Sink};
 use super::frame::decode_batch;
 use super::shared::{Shared, check_target, describe, task_fn};
 use super::watch::Watch;
@@ -24,14 +24,14 @@ use super::watch::Watch;
 /// Starts a job whose results all go to one [`AsyncResult`]: `finish`
 /// makes its value from the items' results, in order. `background`: the
 /// call returns before the work is done, so the background thread must run
-/// (started before anything is queued). `retries`: the call's own retry
-/// policy.
+/// (started before anything is queued). `per_call`: the call's own retry
+/// policy and time limit.
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
 pub(super) fn submit_async<F, M, Out, I>(
     shared: &Arc<Shared>,
     call: &str,
     background: bool,
-    retries: Option<u32>,
+    per_call: PerCall,
     input: I,
     chunksize: usize,
     finish: fn(Vec<F::Output>) -> Out,
@@ -65,7 +65,7 @@ where
             return Err(e);
         }
         let func = core.func_id(task_fn::<F, M>());
-        job = core.new_job(Box::new(sink), describe::<F>(call), retries);
+        job = core.new_job(Box::new(sink), describe::<F>(call), per_call);
         let mut index = 0u64;
         let mut chunk = Chunk::new(job, func, 0);
         for args in input {

@@ -8,7 +8,7 @@
 //! | kind | body |
 //! |------|------|
 //! | FUNC | function id (u32) and a postcard `TaskRef`: "id N is this function" |
-//! | TASK | function id (u32), item count (u32), then the items' postcard arguments back to back (postcard values delimit themselves) |
+//! | TASK | function id (u32), item count (u32; its top bit, `TIMED`, asks the worker to time each item), then the items' postcard arguments back to back (postcard values delimit themselves) |
 //! | STOP | empty: leave once everything before it is answered |
 //!
 //! From the worker:
@@ -38,6 +38,12 @@ pub(crate) const HEADER: usize = 5;
 // Kinds, pool to worker.
 pub(crate) const FUNC: u8 = 1;
 pub(crate) const TASK: u8 = 2;
+/// In a TASK's item count: time every item of this chunk (the call has
+/// its own time limit), whatever the pool's setting. Counts stay below it
+/// ([`MAX_CHUNK_ITEMS`]).
+pub(crate) const TIMED: u32 = 1 << 31;
+/// The most items in one chunk.
+pub(crate) const MAX_CHUNK_ITEMS: usize = 1 << 30;
 pub(crate) const STOP: u8 = 3;
 
 // Kinds, worker to pool.

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, ErrorKind, Result};
 use crate::target::Target;
 
-use super::core::{Chunk, PoolState, Sink};
+use super::core::{Chunk, PerCall, PoolState, Sink};
 use super::frame::decode_batch;
 use super::progress::Progress;
 use super::shared::{Shared, check_target, describe, task_fn};
@@ -61,7 +61,7 @@ where
         input: I,
         ordered: bool,
         chunking: Chunking,
-        retries: Option<u32>,
+        per_call: PerCall,
     ) -> Result<Self>
     where
         F: Target<M, Output = R> + Copy,
@@ -78,7 +78,7 @@ where
         let job = core.new_job(
             Box::new(SharedSink(sink.clone())),
             describe::<F>(call),
-            retries,
+            per_call,
         );
         let progress = Progress::new(core.config.progress, total);
         drop(core);

@@ -24,7 +24,7 @@ use crate::sys::page::SharedPage;
 use crate::target::Target;
 
 use super::frame::{
-    FAILED, FUNC, HEADER, INIT_FAILED, RESULTS, RETIRE, STOP, TAG_ERROR, TAG_PANIC, TASK,
+    FAILED, FUNC, HEADER, INIT_FAILED, RESULTS, RETIRE, STOP, TAG_ERROR, TAG_PANIC, TASK, TIMED,
     announced, append, begin_frame, end_frame, func_body, parse_frame, task_body,
 };
 
@@ -315,6 +315,9 @@ pub(crate) fn worker_main(args: WorkerArgs) {
                     let Some((id, count, items)) = task_body(&inbuf[body]) else {
                         return;
                     };
+                    // The call's own time limit: time these items too.
+                    ctx.timed = args.timed || count & TIMED != 0;
+                    let count = count & !TIMED;
                     match funcs.get(id as usize).copied().flatten() {
                         Some(f) => f(items, count, &mut ctx),
                         None => ctx.fail_rest(

@@ -66,7 +66,7 @@ impl Core {
             leaving: false,
             watch_out: false,
             eof: false,
-            timed_out: false,
+            timed_out: None,
             cancel_killed: false,
             busy_since: Instant::now(),
         })
@@ -158,12 +158,11 @@ impl Core {
                     } else {
                         String::new()
                     };
-                    let e = if w.timed_out {
+                    let e = if let Some(limit) = w.timed_out {
                         Error::new(
                             ErrorKind::TimeLimit,
                             format!(
-                                "task {index} of {what} ran past its time limit of {:?} in {}, which was killed and replaced{tries}",
-                                self.config.timeout.unwrap_or_default(),
+                                "task {index} of {what} ran past its time limit of {limit:?} in {}, which was killed and replaced{tries}",
                                 w.who()
                             ),
                         )
@@ -262,32 +261,49 @@ impl Core {
     }
 
     fn check_item_limits(&mut self) -> Option<Duration> {
-        let limit = self.config.timeout?;
-        let limit_ns = limit.as_nanos() as u64;
+        let jobs = &self.jobs;
+        self.timed_jobs.retain(|id| jobs.contains_key(id));
+        if self.config.timeout.is_none() && self.timed_jobs.is_empty() {
+            return None;
+        }
         let now = sys::io::monotonic_ns();
-        let mut next = limit;
+        let mut next: Option<Duration> = None;
         for w in self.workers.iter_mut().flatten() {
-            if w.timed_out || w.sent.is_empty() {
+            if w.timed_out.is_some() || w.sent.is_empty() {
                 continue;
             }
+            // The limit of the job whose item runs: its own, or the pool's.
+            let own = if self.timed_jobs.is_empty() {
+                None
+            } else {
+                Self::running_job(w)
+                    .and_then(|j| jobs.get(&j))
+                    .and_then(|j| j.timeout)
+            };
+            let Some(limit) = own.or(self.config.timeout) else {
+                continue;
+            };
+            let limit_ns = limit.as_nanos().min(u64::MAX as u128) as u64;
             let started = w.page.word(worker::WORD_STARTED).load(Ordering::Acquire);
             let since = w.page.word(worker::WORD_START_NS).load(Ordering::Acquire);
             let finished = w.page.word(worker::WORD_FINISHED).load(Ordering::Acquire);
             if started == finished
                 || started != w.page.word(worker::WORD_STARTED).load(Ordering::Acquire)
             {
+                next = Some(next.map_or(limit, |n| n.min(limit)));
                 continue;
             }
             let ran = now.saturating_sub(since);
             if ran >= limit_ns {
                 log::info!(target: "multiproc", "killing pool worker {}: its task ran past {limit:?}", w.who());
-                w.timed_out = true;
+                w.timed_out = Some(limit);
                 let _ = w.process.kill();
             } else {
-                next = next.min(Duration::from_nanos(limit_ns - ran));
+                let left = Duration::from_nanos(limit_ns - ran);
+                next = Some(next.map_or(left, |n| n.min(left)));
             }
         }
-        Some(next)
+        next.or(self.config.timeout)
     }
 
     /// Stops the pool by itself (initializer failure, interrupt): kills the

@@ -74,6 +74,17 @@ struct Job {
     retries: u32,
     /// Items run again so far, by index: the attempts made.
     attempts: HashMap<u64, u32>,
+    /// The call's own time limit per item (else the pool's).
+    timeout: Option<Duration>,
+}
+
+/// What one call sets for itself, over the pool's settings.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PerCall {
+    /// Attempts after the first (`Pool::retries`).
+    pub(crate) retries: Option<u32>,
+    /// The time limit per item (`Pool::task_timeout`).
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// The pool's settings, fixed at creation.
@@ -113,7 +124,8 @@ struct Worker {
     /// The background thread's wait set watches the socket for room.
     watch_out: bool,
     eof: bool,
-    timed_out: bool,
+    /// Killed for passing this time limit.
+    timed_out: Option<Duration>,
     /// Killed because the item it ran was cancelled: whatever it ran is
     /// not that item's failure (see `handle_exit`).
     cancel_killed: bool,
@@ -159,6 +171,9 @@ pub(crate) struct Core {
     next_job: u64,
     spawned: u64,
     pub(crate) counters: Counters,
+    /// Jobs with their own time limit (some may be gone; pruned as
+    /// limits are checked).
+    timed_jobs: Vec<u64>,
     /// Cancelled jobs with a chunk still queued in a worker: that worker
     /// is killed when it starts one (`check_cancelled`).
     cancelled: Vec<u64>,
@@ -202,6 +217,7 @@ impl Core {
             spawned: 0,
             counters: Counters::default(),
             cancelled: Vec::new(),
+            timed_jobs: Vec::new(),
             due: Vec::new(),
             sigints: sys::signal::sigint_count(),
             // Until measured, assume slow tasks: chunks of one, spread out.
@@ -336,14 +352,13 @@ impl Core {
         id
     }
 
-    /// A new job; `retries` overrides the pool's policy.
-    pub(crate) fn new_job(
-        &mut self,
-        sink: Box<dyn Sink>,
-        what: String,
-        retries: Option<u32>,
-    ) -> u64 {
+    /// A new job; `per_call` overrides the pool's retry policy and time
+    /// limit.
+    pub(crate) fn new_job(&mut self, sink: Box<dyn Sink>, what: String, per_call: PerCall) -> u64 {
         self.next_job += 1;
+        if per_call.timeout.is_some() {
+            self.timed_jobs.push(self.next_job);
+        }
         self.jobs.insert(
             self.next_job,
             Job {
@@ -351,8 +366,9 @@ impl Core {
                 what,
                 outstanding: 0,
                 sealed: false,
-                retries: retries.unwrap_or(self.config.retries),
+                retries: per_call.retries.unwrap_or(self.config.retries),
                 attempts: HashMap::new(),
+                timeout: per_call.timeout,
             },
         );
         self.next_job
@@ -598,6 +614,11 @@ impl Core {
                 .map(|(i, _)| i);
             let Some(i) = best else { break };
             let chunk = self.pending.pop_front().expect("front exists");
+            let timed = self.config.timeout.is_none()
+                && self
+                    .jobs
+                    .get(&chunk.job)
+                    .is_some_and(|j| j.timeout.is_some());
             let w = self.workers[i].as_mut().expect("chosen");
             let f = chunk.func as usize;
             if w.knows.len() <= f {
@@ -613,7 +634,8 @@ impl Core {
             }
             let at = frame::begin_frame(&mut w.out, frame::TASK);
             w.out.extend_from_slice(&chunk.func.to_le_bytes());
-            w.out.extend_from_slice(&chunk.count.to_le_bytes());
+            let flag = if timed { frame::TIMED } else { 0 };
+            w.out.extend_from_slice(&(chunk.count | flag).to_le_bytes());
             w.out.extend_from_slice(&chunk.data);
             frame::end_frame(&mut w.out, at);
             if w.sent.is_empty() {
