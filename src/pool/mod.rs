@@ -46,8 +46,8 @@
 //! Work goes on while nobody waits: a call that waits (`map`, `get`,
 //! `join`, an `imap` iterator's `next`) does the pool's work itself —
 //! sending chunks, reading results, noticing dead workers — in one
-//! `poll(2)` over the workers' sockets and pidfds; after `apply_async`,
-//! `map_async` or `imap` returns, the pool's background thread does it,
+//! `poll(2)` over the workers' sockets and pidfds; after `apply_async` or
+//! `map_async` returns, the pool's background thread does it,
 //! and runs callbacks within about a millisecond of their result. Details
 //! and measurements are in `src/pool/README.md`.
 //!

@@ -49,8 +49,8 @@ pub(super) struct Shared {
     /// doing the pool's work and the background thread keeps out of its
     /// way (two threads taking turns on the lock cost the fast path).
     activity: AtomicU32,
-    /// When the last submission was (`monotonic_ns`).
-    last_submit_ns: AtomicU64,
+    /// When the last submission or wait began (`monotonic_ns`).
+    last_activity_ns: AtomicU64,
     /// The background thread is (about to be) in `epoll_wait`: only then
     /// does a submission ring the doorbell.
     parked: AtomicBool,
@@ -90,7 +90,7 @@ impl Shared {
             bell,
             stop: AtomicBool::new(false),
             activity: AtomicU32::new(0),
-            last_submit_ns: AtomicU64::new(0),
+            last_activity_ns: AtomicU64::new(0),
             parked: AtomicBool::new(false),
             started: AtomicBool::new(false),
             thread: Mutex::new(None),
@@ -100,7 +100,7 @@ impl Shared {
     }
 
     /// Starts the background thread unless it runs. A call that returns
-    /// before its work is done (`apply_async`, `map_async`, `imap`) calls
+    /// before its work is done (`apply_async`, `map_async`) calls
     /// this before it queues anything, so a failure loses nothing.
     ///
     /// # Errors
@@ -138,6 +138,10 @@ impl Shared {
         mut check: impl FnMut(&mut Core) -> Option<T>,
     ) -> Result<Option<T>> {
         self.waiting.fetch_add(1, SeqCst);
+        self.last_activity_ns.store(
+            sys::io::monotonic_ns(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.activity.fetch_add(1, SeqCst);
         struct Leave<'a>(&'a AtomicU32);
         impl Drop for Leave<'_> {
@@ -181,7 +185,7 @@ impl Shared {
     /// background thread when what was queued needs it to watch for room
     /// in a socket or for a time limit.
     pub(super) fn poke(&self) {
-        self.last_submit_ns.store(
+        self.last_activity_ns.store(
             sys::io::monotonic_ns(),
             std::sync::atomic::Ordering::Relaxed,
         );
@@ -221,12 +225,13 @@ impl Shared {
             let now = self.activity.load(SeqCst);
             if now != seen {
                 // A caller submitted or waited since we last looked. While
-                // it keeps submitting (the last one less than STAND_ASIDE
-                // ago) it does the work itself; we take over STAND_ASIDE
+                // it keeps doing so (the last time less than STAND_ASIDE
+                // ago: a submission loop, an `imap` consumer between its
+                // waits) it does the work itself; we take over STAND_ASIDE
                 // after it stops.
                 seen = now;
                 let last = self
-                    .last_submit_ns
+                    .last_activity_ns
                     .load(std::sync::atomic::Ordering::Relaxed);
                 let since = sys::io::monotonic_ns().saturating_sub(last);
                 if since < STAND_ASIDE.as_nanos() as u64 {
