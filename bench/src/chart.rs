@@ -57,6 +57,11 @@ fn color(imp: Impl) -> RGBColor {
     match imp {
         Impl::Multiproc => RGBColor(214, 39, 40),
         Impl::Python => RGBColor(31, 119, 180),
+        Impl::Futures => RGBColor(23, 190, 207),
+        Impl::Mpire => RGBColor(148, 103, 189),
+        Impl::Loky => RGBColor(140, 86, 75),
+        Impl::Pebble => RGBColor(227, 119, 194),
+        Impl::Joblib => RGBColor(188, 189, 34),
         Impl::Procspawn => RGBColor(44, 160, 44),
         Impl::Rayon => RGBColor(255, 127, 14),
         Impl::Limit => RGBColor(90, 90, 90),
@@ -110,7 +115,7 @@ fn draw_panel(
             let points: Vec<(f64, f64)> = panel
                 .rows
                 .iter()
-                .filter_map(|r| Some((r.variant.parse().ok()?, r.cells.get(&imp)?.median()?)))
+                .filter_map(|r| Some((r.variant.parse().ok()?, r.cells.get(&imp)?.value(r.unit)?)))
                 .filter(|&(x, y): &(f64, f64)| x > 0.0 && y > 0.0)
                 .collect();
             (!points.is_empty()).then_some((imp, points))
