@@ -41,6 +41,15 @@ const USAGE: &str =
                  the JSON file, else target/multiproc-bench/sweeps.png)
   NAME           run only these scenarios and sweeps (default: all)";
 
+/// The scenarios of the chart's first panel: every peer on the pool's
+/// per-task cost (one unit, µs per task).
+const PEERS_PANEL: &[&str] = &[
+    "pool_map_chunk1",
+    "pool_map_auto",
+    "pool_apply_async",
+    "pool_imap_unordered",
+];
+
 /// The command line.
 #[derive(Debug, Default)]
 struct Options {
@@ -196,20 +205,38 @@ fn bench(opts: &Options) -> io::Result<bool> {
         writeln!(stdout)?;
         report::write_sweep_table(&mut stdout, sweep.title, sweep.param, sweep_rows)?;
     }
-    let panels: Vec<chart::Panel<'_>> = sweeps
+    // The pool scenarios with every peer, then the sweeps.
+    let pool_rows: Vec<Row> = rows
         .iter()
-        .filter(|(sweep, _)| sweep.chart)
-        .map(|(sweep, rows)| chart::Panel {
-            title: sweep.title,
-            param: sweep.param,
-            unit: report::display_unit(sweep.scenario.unit),
-            rows,
-        })
+        .filter(|r| PEERS_PANEL.contains(&r.scenario))
+        .cloned()
         .collect();
+    let mut panels: Vec<chart::Panel<'_>> = Vec::new();
+    if pool_rows.len() > 1 {
+        panels.push(chart::Panel {
+            title: "Pool per-task cost by peer (lower is better; Python at its best start method)",
+            param: "scenario",
+            unit: report::display_unit("us_per_task"),
+            rows: &pool_rows,
+            categorical: true,
+        });
+    }
+    panels.extend(
+        sweeps
+            .iter()
+            .filter(|(sweep, _)| sweep.chart)
+            .map(|(sweep, rows)| chart::Panel {
+                title: sweep.title,
+                param: sweep.param,
+                unit: report::display_unit(sweep.scenario.unit),
+                rows,
+                categorical: false,
+            }),
+    );
     if !panels.is_empty() {
         let path = chart_path(opts);
         match chart::draw(&path, &panels) {
-            Ok(()) => notes.push(format!("chart of the sweeps: {}", path.display())),
+            Ok(()) => notes.push(format!("chart (peers and sweeps): {}", path.display())),
             Err(e) => notes.push(format!("chart skipped: {e}")),
         }
     }
