@@ -3,7 +3,8 @@
 The convention (the same for the C programs in ../c): a script is run as
 ``python3 SCRIPT VARIANT ITERS``, does ITERS iterations of the scenario's
 operation and prints a single number on stdout, the run's value in the
-scenario's unit.
+scenario's unit. The pool scripts take an optional CONFIG after ITERS: the
+peer to run and its start method (peers.py).
 """
 
 import statistics
@@ -12,9 +13,9 @@ import time
 
 
 def args():
-    """(variant, iters) from the command line."""
-    if len(sys.argv) != 3:
-        sys.exit(f"usage: {sys.argv[0]} VARIANT ITERS")
+    """(variant, iters) from the command line (a CONFIG may follow)."""
+    if len(sys.argv) not in (3, 4):
+        sys.exit(f"usage: {sys.argv[0]} VARIANT ITERS [CONFIG]")
     return sys.argv[1], int(sys.argv[2])
 
 

@@ -1,22 +1,27 @@
-"""pool_apply_async: ITERS apply_async calls in flight, then every get().
+"""pool_apply_async: ITERS tasks in flight, then every result
+(multiprocessing: apply_async + get; the executors and pebble: submit or
+schedule + as_completed; mpire: apply_async + get).
 
-Usage: python3 pool_apply_async.py METHOD ITERS — prints µs per task.
+Usage: python3 pool_apply_async.py VARIANT ITERS [CONFIG] — prints µs per
+task. CONFIG names the peer (peers.py); without it, multiprocessing.Pool
+with VARIANT as start method.
 """
 
 import time
 
 import bench_common
-import pool_common
+import peers
 
 
 def main():
-    method, iters = bench_common.args()
-    with pool_common.pool(method) as p:
+    variant, iters = bench_common.args()
+    peer, method = peers.parse(variant)
+    items = list(range(iters))
+    with peers.warm(peer, method) as p:
         t0 = time.perf_counter()
-        results = [p.apply_async(pool_common.square, (i,)) for i in range(iters)]
-        for r in results:
-            r.get()
+        out = p.submit_all(peers.square, items)
         t = time.perf_counter() - t0
+        assert len(out) == iters
     bench_common.report(t * 1e6 / iters)
 
 

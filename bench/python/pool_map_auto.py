@@ -1,19 +1,24 @@
-"""pool_map_auto: Pool(2).map of int -> int with the default chunksize.
+"""pool_map_auto: map of int -> int over ITERS items, the peer's default
+chunking (for the executors, multiprocessing's: see peers.py).
 
-Usage: python3 pool_map_auto.py METHOD ITERS — prints µs per item.
+Usage: python3 pool_map_auto.py VARIANT ITERS [CONFIG] — prints µs per
+item. CONFIG names the peer (peers.py); without it, multiprocessing.Pool
+with VARIANT as start method.
 """
 
 import time
 
 import bench_common
-import pool_common
+import peers
 
 
 def main():
-    method, iters = bench_common.args()
-    with pool_common.pool(method) as p:
+    variant, iters = bench_common.args()
+    peer, method = peers.parse(variant)
+    items = list(range(iters))
+    with peers.warm(peer, method) as p:
         t0 = time.perf_counter()
-        out = p.map(pool_common.square, range(iters))
+        out = p.map(peers.square, items, None)
         t = time.perf_counter() - t0
         assert len(out) == iters
     bench_common.report(t * 1e6 / iters)

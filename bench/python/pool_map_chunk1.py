@@ -1,19 +1,23 @@
-"""pool_map_chunk1: Pool(2).map of a trivial function, chunksize=1.
+"""pool_map_chunk1: map of a trivial function over ITERS items, chunksize 1.
 
-Usage: python3 pool_map_chunk1.py METHOD ITERS — prints µs per task.
+Usage: python3 pool_map_chunk1.py VARIANT ITERS [CONFIG] — prints µs per
+task. CONFIG names the peer (peers.py); without it, multiprocessing.Pool
+with VARIANT as start method.
 """
 
 import time
 
 import bench_common
-import pool_common
+import peers
 
 
 def main():
-    method, iters = bench_common.args()
-    with pool_common.pool(method) as p:
+    variant, iters = bench_common.args()
+    peer, method = peers.parse(variant)
+    items = list(range(iters))
+    with peers.warm(peer, method) as p:
         t0 = time.perf_counter()
-        out = p.map(pool_common.square, range(iters), chunksize=1)
+        out = p.map(peers.square, items, 1)
         t = time.perf_counter() - t0
         assert len(out) == iters
     bench_common.report(t * 1e6 / iters)

@@ -1,34 +1,34 @@
-"""pool_start: Pool(2) created until the first result of apply().
+"""pool_start: a pool of 2 workers created until the first result of one
+call, then stopped; VARIANT is the start method.
 
-Usage: python3 pool_start.py {fork,spawn,forkserver} ITERS
-Prints the median ms (after one untimed warm-up cycle).
+Usage: python3 pool_start.py {fork,spawn,forkserver,loky} ITERS [PEER]
+Prints the median ms (after one untimed warm-up cycle). PEER names the
+pool (peers.py; any /METHOD is ignored: VARIANT is the method);
+multiprocessing if absent.
 """
 
-import multiprocessing
+import statistics
+import sys
 import time
 
 import bench_common
-import pool_common
+import peers
 
 
 def main():
     method, iters = bench_common.args()
-    ctx = multiprocessing.get_context(method)
+    peer = sys.argv[3].partition("/")[0] if len(sys.argv) > 3 else "multiprocessing"
 
     def cycle():
         t0 = time.perf_counter()
-        p = ctx.Pool(pool_common.WORKERS)
-        p.apply(pool_common.noop)
+        p = peers.open_pool(peer, method)
+        p.apply(peers.noop)
         t = time.perf_counter() - t0
-        p.terminate()
-        p.join()
+        p.close()
         return t
 
     cycle()
-    times = sorted(cycle() for _ in range(iters))
-    n = len(times)
-    med = times[n // 2] if n % 2 else (times[n // 2 - 1] + times[n // 2]) / 2
-    bench_common.report(med * 1e3)
+    bench_common.report(statistics.median(cycle() for _ in range(iters)) * 1e3)
 
 
 if __name__ == "__main__":

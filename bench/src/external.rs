@@ -8,14 +8,40 @@
 //!
 //! C programs are compiled on first use with the machine's `cc` into a
 //! temporary directory that is removed when [`External`] is dropped.
+//!
+//! The Python add-on peers (mpire, loky, pebble, joblib) run in a virtual
+//! environment the harness makes under `target/` with `pip` on first use
+//! and keeps: [`VENV`], pinned to [`REQUIREMENTS`]. Under `--quick` it is
+//! never made (no network): an existing one is used, else those peers are
+//! skipped with a note; so are they when `pip` fails.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Longest a single run of an external program may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Where the add-ons' virtual environment lives, from the workspace root.
+pub const VENV: &str = "target/multiproc-bench/venv";
+
+/// What is installed in it (pinned, so that figures compare over time).
+/// A venv made for another list is made again.
+pub const REQUIREMENTS: &[&str] = &[
+    "mpire==2.10.2",
+    "loky==3.7.0",
+    "pebble==5.2.3",
+    "joblib==1.6.0",
+];
+
+/// Longest `pip install` may take.
+const PIP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Set to anything to never run `pip` (the add-ons are then skipped
+/// unless the venv is already there).
+pub const NO_PIP_ENV: &str = "MULTIPROC_BENCH_NO_PIP";
 
 /// Why an external run produced no value.
 #[derive(Clone, Debug)]
@@ -31,18 +57,25 @@ pub enum ExternalError {
 pub struct External {
     manifest_dir: PathBuf,
     build_dir: PathBuf,
+    quick: bool,
     python: Option<Result<(), String>>,
+    venv: Option<Result<PathBuf, String>>,
+    modules: HashMap<&'static str, Result<(), String>>,
     cc: Option<Result<(), String>>,
     built: HashMap<&'static str, Result<PathBuf, String>>,
 }
 
 impl External {
-    /// Nothing is probed or built until first needed.
-    pub fn new() -> External {
+    /// Nothing is probed, built or installed until first needed; `quick`
+    /// never installs.
+    pub fn new(quick: bool) -> External {
         External {
             manifest_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
             build_dir: std::env::temp_dir().join(format!("multiproc-bench-{}", std::process::id())),
+            quick,
             python: None,
+            venv: None,
+            modules: HashMap::new(),
             cc: None,
             built: HashMap::new(),
         }
@@ -61,7 +94,51 @@ impl External {
         python.clone().map_err(ExternalError::Missing)?;
         let mut cmd = Command::new("python3");
         cmd.arg(self.manifest_dir.join("python").join(script));
-        run(cmd, variant, iters).map_err(ExternalError::Failed)
+        run(cmd, &[variant, &iters.to_string()]).map_err(ExternalError::Failed)
+    }
+
+    /// Runs `bench/python/SCRIPT VARIANT ITERS CONFIG`: with `python3` if
+    /// `module` is `None`, else with the venv's Python once `module`
+    /// imports there (else the peer is skipped).
+    pub fn run_python_config(
+        &mut self,
+        script: &str,
+        variant: &str,
+        iters: usize,
+        config: &str,
+        module: Option<&'static str>,
+    ) -> Result<f64, ExternalError> {
+        let python = self
+            .python
+            .get_or_insert_with(|| probe("python3", &["-c", "import multiprocessing"]));
+        python.clone().map_err(ExternalError::Missing)?;
+        let interpreter = match module {
+            None => PathBuf::from("python3"),
+            Some(module) => self.addon(module).map_err(ExternalError::Missing)?,
+        };
+        let mut cmd = Command::new(interpreter);
+        cmd.arg(self.manifest_dir.join("python").join(script));
+        run(cmd, &[variant, &iters.to_string(), config]).map_err(ExternalError::Failed)
+    }
+
+    /// The venv's Python, once `module` imports in it.
+    fn addon(&mut self, module: &'static str) -> Result<PathBuf, String> {
+        let quick = self.quick;
+        let root = self.manifest_dir.join("..");
+        let venv = self
+            .venv
+            .get_or_insert_with(|| venv(&root.join(VENV), quick))
+            .clone()?;
+        let python = venv.join("bin/python");
+        self.modules
+            .entry(module)
+            .or_insert_with(|| {
+                let py = python.to_string_lossy();
+                probe(&py, &["-c", &format!("import {module}")])
+                    .map_err(|e| format!("{module} does not import in {VENV}: {e}"))
+            })
+            .clone()?;
+        Ok(python)
     }
 
     /// Builds `bench/c/SOURCE` (once) and runs it with `VARIANT ITERS`.
@@ -82,7 +159,7 @@ impl External {
             }
         }
         .map_err(ExternalError::Failed)?;
-        run(Command::new(program), variant, iters).map_err(ExternalError::Failed)
+        run(Command::new(program), &[variant, &iters.to_string()]).map_err(ExternalError::Failed)
     }
 
     /// `cc -O2 -Wall -o BUILD_DIR/STEM bench/c/SOURCE`.
@@ -131,12 +208,90 @@ fn probe(tool: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Runs `cmd VARIANT ITERS` and parses its single number.
-fn run(mut cmd: Command, variant: &str, iters: usize) -> Result<f64, String> {
-    let what = format!("{cmd:?} {variant} {iters}");
+/// The add-ons' venv at `dir`, made with `python3 -m venv` and `pip
+/// install` of [`REQUIREMENTS`] unless it is there for them already (a
+/// file in it lists what was installed); never made if `quick` or if
+/// [`NO_PIP_ENV`] is set. `Err` says why the add-ons are skipped.
+fn venv(dir: &Path, quick: bool) -> Result<PathBuf, String> {
+    let stamp = dir.join("multiproc-bench-requirements.txt");
+    let wanted = REQUIREMENTS.join("\n") + "\n";
+    if dir.join("bin/python").exists()
+        && std::fs::read_to_string(&stamp).ok() == Some(wanted.clone())
+    {
+        return Ok(dir.to_path_buf());
+    }
+    if quick {
+        return Err(format!(
+            "no virtual environment with the add-ons at {VENV}, and --quick installs nothing (no network): \
+             a run without --quick makes it with pip"
+        ));
+    }
+    if std::env::var_os(NO_PIP_ENV).is_some() {
+        return Err(format!(
+            "no virtual environment with the add-ons at {VENV}, and {NO_PIP_ENV} forbids pip"
+        ));
+    }
+    eprintln!(
+        "installing the Python add-on peers into {VENV} with pip: {}",
+        REQUIREMENTS.join(" ")
+    );
+    let _ = std::fs::remove_file(&stamp);
+    let log_path = dir.with_extension("pip.log");
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    let log = File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let step = |cmd: &mut Command, what: &str| -> Result<(), String> {
+        let out = log.try_clone().map_err(|e| e.to_string())?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("{what}: {e}"))?;
+        let output = wait_with_timeout(child, PIP_TIMEOUT).map_err(|e| format!("{what}: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what} failed ({}; no network?), see {}",
+                output.status,
+                log_path.display()
+            ))
+        }
+    };
+    if !dir.join("bin/python").exists() {
+        step(
+            Command::new("python3").args(["-m", "venv"]).arg(dir),
+            "python3 -m venv",
+        )?;
+    }
+    step(
+        Command::new(dir.join("bin/python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--timeout",
+                "20",
+                "--retries",
+                "1",
+            ])
+            .args(REQUIREMENTS),
+        "pip install",
+    )?;
+    std::fs::write(&stamp, wanted).map_err(|e| format!("{}: {e}", stamp.display()))?;
+    Ok(dir.to_path_buf())
+}
+
+/// Runs `cmd ARGS...` and parses its single number.
+fn run(mut cmd: Command, args: &[&str]) -> Result<f64, String> {
+    let what = format!("{cmd:?} {}", args.join(" "));
     let child = cmd
-        .arg(variant)
-        .arg(iters.to_string())
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -177,5 +332,38 @@ fn wait_with_timeout(mut child: Child, timeout: Duration) -> Result<std::process
                 return Err(e.to_string());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_never_makes_the_venv_and_says_why_the_addons_are_skipped() {
+        let dir = std::env::temp_dir().join(format!("multiproc-bench-venv-{}", std::process::id()));
+        let why = venv(&dir, true).unwrap_err();
+        assert!(why.contains("--quick installs nothing"), "{why}");
+        assert!(!dir.exists(), "nothing made under --quick");
+        assert!(
+            !dir.with_extension("pip.log").exists(),
+            "pip was not even started"
+        );
+    }
+
+    #[test]
+    fn a_venv_made_for_other_requirements_is_not_used() {
+        let dir =
+            std::env::temp_dir().join(format!("multiproc-bench-stale-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::write(dir.join("bin/python"), "").unwrap();
+        let stamp = dir.join("multiproc-bench-requirements.txt");
+        std::fs::write(&stamp, "mpire==0.1\n").unwrap();
+        let stale = venv(&dir, true);
+        std::fs::write(&stamp, REQUIREMENTS.join("\n") + "\n").unwrap();
+        let fresh = venv(&dir, true);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(stale.is_err(), "{stale:?}");
+        assert_eq!(fresh, Ok(dir));
     }
 }

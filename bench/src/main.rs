@@ -41,6 +41,15 @@ const USAGE: &str =
                  the JSON file, else target/multiproc-bench/sweeps.png)
   NAME           run only these scenarios and sweeps (default: all)";
 
+/// The scenarios of the chart's first panel: every peer on the pool's
+/// per-task cost (one unit, µs per task).
+const PEERS_PANEL: &[&str] = &[
+    "pool_map_chunk1",
+    "pool_map_auto",
+    "pool_apply_async",
+    "pool_imap_unordered",
+];
+
 /// The command line.
 #[derive(Debug, Default)]
 struct Options {
@@ -132,7 +141,7 @@ fn bench(opts: &Options) -> io::Result<bool> {
         None => None,
     };
     let runs = opts.runs.unwrap_or(if opts.quick { 1 } else { 5 });
-    let mut external = External::new();
+    let mut external = External::new(opts.quick);
     let mut rows = Vec::new();
     let mut notes = Vec::new();
     let mut ok = true;
@@ -184,26 +193,50 @@ fn bench(opts: &Options) -> io::Result<bool> {
     if rows.is_empty() && sweeps.is_empty() {
         writeln!(stdout, "(nothing measured)")?;
     } else if !rows.is_empty() {
+        writeln!(stdout, "### Headline: multiproc and the best peer")?;
+        writeln!(stdout)?;
+        report::write_headline(&mut stdout, &rows)?;
+        writeln!(stdout)?;
+        writeln!(stdout, "### Every scenario")?;
+        writeln!(stdout)?;
         report::write_table(&mut stdout, &rows)?;
     }
     for (sweep, sweep_rows) in &sweeps {
         writeln!(stdout)?;
         report::write_sweep_table(&mut stdout, sweep.title, sweep.param, sweep_rows)?;
     }
-    let panels: Vec<chart::Panel<'_>> = sweeps
+    // The pool scenarios with every peer, then the sweeps.
+    let pool_rows: Vec<Row> = rows
         .iter()
-        .filter(|(sweep, _)| sweep.chart)
-        .map(|(sweep, rows)| chart::Panel {
-            title: sweep.title,
-            param: sweep.param,
-            unit: report::display_unit(sweep.scenario.unit),
-            rows,
-        })
+        .filter(|r| PEERS_PANEL.contains(&r.scenario))
+        .cloned()
         .collect();
+    let mut panels: Vec<chart::Panel<'_>> = Vec::new();
+    if pool_rows.len() > 1 {
+        panels.push(chart::Panel {
+            title: "Pool per-task cost by peer (lower is better; Python at its best start method)",
+            param: "scenario",
+            unit: report::display_unit("us_per_task"),
+            rows: &pool_rows,
+            categorical: true,
+        });
+    }
+    panels.extend(
+        sweeps
+            .iter()
+            .filter(|(sweep, _)| sweep.chart)
+            .map(|(sweep, rows)| chart::Panel {
+                title: sweep.title,
+                param: sweep.param,
+                unit: report::display_unit(sweep.scenario.unit),
+                rows,
+                categorical: false,
+            }),
+    );
     if !panels.is_empty() {
         let path = chart_path(opts);
         match chart::draw(&path, &panels) {
-            Ok(()) => notes.push(format!("chart of the sweeps: {}", path.display())),
+            Ok(()) => notes.push(format!("chart (peers and sweeps): {}", path.display())),
             Err(e) => notes.push(format!("chart skipped: {e}")),
         }
     }
@@ -273,6 +306,21 @@ fn chart_path(opts: &Options) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/multiproc-bench/sweeps.png")
 }
 
+/// Notes that `name` was skipped because of `why`, once: peers skipped
+/// for the same reason share one note (`mpire, loky: skipped: ...`).
+fn skip_note(notes: &mut Vec<String>, name: &str, why: &str) {
+    let tail = format!(": skipped: {why}");
+    if let Some(note) = notes.iter_mut().find(|n| n.ends_with(&tail)) {
+        let names = &note[..note.len() - tail.len()];
+        if !names.split(", ").any(|n| n == name) {
+            *note = format!("{names}, {name}{tail}");
+        }
+        return;
+    }
+    eprintln!("{name}{tail}");
+    notes.push(format!("{name}{tail}"));
+}
+
 /// `runs` runs of every implementation of one scenario variant, rotating
 /// the order of implementations from one run to the next.
 fn bench_variant(
@@ -289,38 +337,87 @@ fn bench_variant(
         .collect();
     let mut cells: BTreeMap<Impl, Cell> = entries
         .iter()
-        .map(|e| (e.imp, Cell::Runs(Vec::new())))
+        .map(|e| {
+            let cell = match e.runner {
+                Runner::PythonBest { configs, .. } => {
+                    Cell::Configs(configs.iter().map(|&c| (c, Vec::new())).collect())
+                }
+                _ => Cell::Runs(Vec::new()),
+            };
+            (e.imp, cell)
+        })
         .collect();
     let iters = (scenario.iters)(variant, quick);
     for run in 0..runs {
         let mut progress = Vec::new();
         for i in 0..entries.len() {
             let entry = entries[(i + run) % entries.len()];
-            let Some(Cell::Runs(values)) = cells.get_mut(&entry.imp) else {
-                continue; // skipped or failed earlier
-            };
-            let result = match entry.runner {
-                Runner::Native(f) => f(variant, iters).map_err(ExternalError::Failed),
-                Runner::Python(script) => external.run_python(script, variant, iters),
-                Runner::C(source) => external.run_c(source, variant, iters),
-            };
             let name = entry.imp.name();
-            match result {
-                Ok(value) => {
-                    values.push(value);
-                    progress.push(format!("{name} {value:.1}"));
-                }
-                Err(ExternalError::Missing(why)) => {
-                    let note = format!("{name}: skipped: {why}");
-                    if !notes.contains(&note) {
-                        eprintln!("{note}");
-                        notes.push(note);
+            let results: Vec<(Option<&'static str>, Result<f64, ExternalError>)> =
+                match entry.runner {
+                    Runner::Native(f) => {
+                        vec![(None, f(variant, iters).map_err(ExternalError::Failed))]
                     }
-                    cells.insert(entry.imp, Cell::Skipped);
+                    Runner::Python(script) => {
+                        vec![(None, external.run_python(script, variant, iters))]
+                    }
+                    Runner::C(source) => vec![(None, external.run_c(source, variant, iters))],
+                    Runner::PythonBest {
+                        script,
+                        configs,
+                        module,
+                    } => {
+                        let mut results = Vec::new();
+                        // Rotated too, so that no configuration always goes
+                        // first; --quick (a smoke test) runs the first only.
+                        let n = if quick { 1 } else { configs.len() };
+                        for j in 0..n {
+                            let config = configs[(j + run) % configs.len()];
+                            let result =
+                                external.run_python_config(script, variant, iters, config, module);
+                            let stop = result.is_err();
+                            results.push((Some(config), result));
+                            if stop {
+                                break;
+                            }
+                        }
+                        results
+                    }
+                };
+            for (config, result) in results {
+                if !matches!(
+                    cells.get(&entry.imp),
+                    Some(Cell::Runs(_) | Cell::Configs(_))
+                ) {
+                    break; // skipped or failed earlier
                 }
-                Err(ExternalError::Failed(why)) => {
-                    eprintln!("error: {} {variant} {name}: {why}", scenario.name);
-                    cells.insert(entry.imp, Cell::Failed);
+                let label = match config {
+                    Some(c) if c != name => format!("{name} {c}"),
+                    _ => name.to_string(),
+                };
+                match result {
+                    Ok(value) => {
+                        match (cells.get_mut(&entry.imp), config) {
+                            (Some(Cell::Runs(values)), None) => values.push(value),
+                            (Some(Cell::Configs(list)), Some(config)) => {
+                                if let Some((_, values)) =
+                                    list.iter_mut().find(|(c, _)| *c == config)
+                                {
+                                    values.push(value);
+                                }
+                            }
+                            _ => {}
+                        }
+                        progress.push(format!("{label} {value:.1}"));
+                    }
+                    Err(ExternalError::Missing(why)) => {
+                        skip_note(notes, name, &why);
+                        cells.insert(entry.imp, Cell::Skipped);
+                    }
+                    Err(ExternalError::Failed(why)) => {
+                        eprintln!("error: {} {variant} {label}: {why}", scenario.name);
+                        cells.insert(entry.imp, Cell::Failed);
+                    }
                 }
             }
         }
@@ -401,5 +498,22 @@ mod tests {
                 "names are distinct"
             );
         }
+    }
+
+    #[test]
+    fn peers_skipped_for_one_reason_share_one_note() {
+        let mut notes = vec!["chart: x".to_string()];
+        skip_note(&mut notes, "mpire", "no venv");
+        skip_note(&mut notes, "loky", "no venv");
+        skip_note(&mut notes, "mpire", "no venv");
+        skip_note(&mut notes, "python", "python3 not found");
+        assert_eq!(
+            notes,
+            [
+                "chart: x",
+                "mpire, loky: skipped: no venv",
+                "python: skipped: python3 not found"
+            ]
+        );
     }
 }

@@ -25,9 +25,19 @@ pub enum Impl {
     Multiproc,
     /// CPython's `multiprocessing`, via a script in `bench/python`.
     Python,
+    /// `concurrent.futures.ProcessPoolExecutor` (standard library).
+    Futures,
+    /// The `mpire` package (`WorkerPool`), from the harness's virtualenv.
+    Mpire,
+    /// The `loky` package (`get_reusable_executor`).
+    Loky,
+    /// The `pebble` package (`ProcessPool`, tasks with a timeout).
+    Pebble,
+    /// The `joblib` package (`Parallel`, its loky backend).
+    Joblib,
     /// The `procspawn` crate.
     Procspawn,
-    /// The `rayon` crate (for pool scenarios, once they exist).
+    /// The `rayon` crate: the in-process limit.
     Rayon,
     /// The hardware/OS limit: a small C program in `bench/c`.
     Limit,
@@ -35,9 +45,14 @@ pub enum Impl {
 
 impl Impl {
     /// All implementations, in column order.
-    pub const ALL: [Impl; 5] = [
+    pub const ALL: [Impl; 10] = [
         Impl::Multiproc,
         Impl::Python,
+        Impl::Futures,
+        Impl::Mpire,
+        Impl::Loky,
+        Impl::Pebble,
+        Impl::Joblib,
         Impl::Procspawn,
         Impl::Rayon,
         Impl::Limit,
@@ -48,10 +63,22 @@ impl Impl {
         match self {
             Impl::Multiproc => "multiproc",
             Impl::Python => "python",
+            Impl::Futures => "futures",
+            Impl::Mpire => "mpire",
+            Impl::Loky => "loky",
+            Impl::Pebble => "pebble",
+            Impl::Joblib => "joblib",
             Impl::Procspawn => "procspawn",
             Impl::Rayon => "rayon",
             Impl::Limit => "limit",
         }
+    }
+
+    /// Is it something a user would pick instead of multiproc? `rayon`
+    /// (threads in one process) and `limit` (C doing only the system
+    /// calls) are bounds, not peers: the headline leaves them out.
+    pub fn is_peer(self) -> bool {
+        !matches!(self, Impl::Multiproc | Impl::Rayon | Impl::Limit)
     }
 }
 
@@ -63,6 +90,21 @@ pub enum Runner {
     /// A script in `bench/python`, run as `python3 SCRIPT VARIANT ITERS`;
     /// it prints the run's value as a single number on stdout.
     Python(&'static str),
+    /// A pool script in `bench/python`, run once per configuration as
+    /// `python SCRIPT VARIANT ITERS CONFIG` (`peers.py` says what a CONFIG
+    /// is: a peer and its start method); the cell keeps each
+    /// configuration's runs and shows the best one. `module` is the
+    /// add-on package it needs (run with the harness's virtualenv; the
+    /// peer is skipped if it is not there), `None` for the standard
+    /// library (run with `python3`).
+    PythonBest {
+        /// The script.
+        script: &'static str,
+        /// The configurations, each run in every run of the cell.
+        configs: &'static [&'static str],
+        /// The add-on package needed, if any.
+        module: Option<&'static str>,
+    },
     /// A C source in `bench/c`, compiled with `cc` and run as
     /// `PROGRAM VARIANT ITERS`; same output convention as the scripts.
     C(&'static str),
@@ -98,11 +140,55 @@ impl Entry {
         }
     }
 
+    /// Python's `multiprocessing` at its best: `script` under fork and
+    /// under forkserver, the faster shown.
+    pub const fn python_best(script: &'static str) -> Entry {
+        Entry::all(
+            Impl::Python,
+            Runner::PythonBest {
+                script,
+                configs: MP_BEST,
+                module: None,
+            },
+        )
+    }
+
+    /// An add-on peer (or `concurrent.futures`) on every variant: `script`
+    /// with each of `configs` (`peers.py`), the best shown.
+    pub const fn peer(imp: Impl, script: &'static str, configs: &'static [&'static str]) -> Entry {
+        Entry::all(
+            imp,
+            Runner::PythonBest {
+                script,
+                configs,
+                module: addon_module(imp),
+            },
+        )
+    }
+
     /// Does this entry cover `variant`?
     pub fn covers(&self, variant: &str) -> bool {
         self.variants.is_empty() || self.variants.contains(&variant)
     }
 }
+
+/// Python's best start method is one of these for a warmed-up pool.
+const MP_BEST: &[&str] = &["multiprocessing/fork", "multiprocessing/forkserver"];
+
+/// The package an add-on peer needs from the virtualenv (`None`: the
+/// standard library has it).
+const fn addon_module(imp: Impl) -> Option<&'static str> {
+    match imp {
+        Impl::Mpire => Some("mpire"),
+        Impl::Loky => Some("loky"),
+        Impl::Pebble => Some("pebble"),
+        Impl::Joblib => Some("joblib"),
+        _ => None,
+    }
+}
+
+/// mpire with and without `worker_state`.
+const MPIRE: &[&str] = &["mpire", "mpire+state"];
 
 /// A benchmark scenario.
 #[derive(Clone, Copy, Debug)]
@@ -188,21 +274,36 @@ pub const SCENARIOS: &[Scenario] = &[
         unit: "ms",
         iters: pool::start_iters,
         entries: &[
-            Entry {
-                imp: Impl::Multiproc,
-                variants: &[],
-                runner: Runner::Native(pool::start),
-            },
-            Entry {
-                imp: Impl::Python,
-                variants: &[],
-                runner: Runner::Python("pool_start.py"),
-            },
-            Entry {
-                imp: Impl::Procspawn,
-                variants: &["spawn"],
-                runner: Runner::Native(pool::start_procspawn),
-            },
+            Entry::all(Impl::Multiproc, Runner::Native(pool::start)),
+            Entry::all(Impl::Python, Runner::Python("pool_start.py")),
+            Entry::peer(Impl::Futures, "pool_start.py", &["futures"]),
+            Entry::peer(Impl::Mpire, "pool_start.py", &["mpire"]),
+            // loky refuses fork; joblib starts with loky's own method (a
+            // fork + exec: the spawn row).
+            Entry::only(
+                Impl::Loky,
+                &["spawn", "forkserver"],
+                Runner::PythonBest {
+                    script: "pool_start.py",
+                    configs: &["loky"],
+                    module: Some("loky"),
+                },
+            ),
+            Entry::peer(Impl::Pebble, "pool_start.py", &["pebble"]),
+            Entry::only(
+                Impl::Joblib,
+                &["spawn"],
+                Runner::PythonBest {
+                    script: "pool_start.py",
+                    configs: &["joblib"],
+                    module: Some("joblib"),
+                },
+            ),
+            Entry::only(
+                Impl::Procspawn,
+                &["spawn"],
+                Runner::Native(pool::start_procspawn),
+            ),
         ],
         pending: None,
     },
@@ -212,21 +313,14 @@ pub const SCENARIOS: &[Scenario] = &[
         unit: "us_per_task",
         iters: pool::chunk1_iters,
         entries: &[
-            Entry {
-                imp: Impl::Multiproc,
-                variants: &[],
-                runner: Runner::Native(pool::map_chunk1),
-            },
-            Entry {
-                imp: Impl::Python,
-                variants: &[],
-                runner: Runner::Python("pool_map_chunk1.py"),
-            },
-            Entry {
-                imp: Impl::Rayon,
-                variants: &[],
-                runner: Runner::Native(pool::map_chunk1_rayon),
-            },
+            Entry::all(Impl::Multiproc, Runner::Native(pool::map_chunk1)),
+            Entry::python_best("pool_map_chunk1.py"),
+            Entry::peer(Impl::Futures, "pool_map_chunk1.py", &["futures"]),
+            Entry::peer(Impl::Mpire, "pool_map_chunk1.py", MPIRE),
+            Entry::peer(Impl::Loky, "pool_map_chunk1.py", &["loky"]),
+            Entry::peer(Impl::Pebble, "pool_map_chunk1.py", &["pebble"]),
+            Entry::peer(Impl::Joblib, "pool_map_chunk1.py", &["joblib"]),
+            Entry::all(Impl::Rayon, Runner::Native(pool::map_chunk1_rayon)),
         ],
         pending: None,
     },
@@ -236,21 +330,14 @@ pub const SCENARIOS: &[Scenario] = &[
         unit: "us_per_task",
         iters: pool::auto_iters,
         entries: &[
-            Entry {
-                imp: Impl::Multiproc,
-                variants: &[],
-                runner: Runner::Native(pool::map_auto),
-            },
-            Entry {
-                imp: Impl::Python,
-                variants: &[],
-                runner: Runner::Python("pool_map_auto.py"),
-            },
-            Entry {
-                imp: Impl::Rayon,
-                variants: &[],
-                runner: Runner::Native(pool::map_auto_rayon),
-            },
+            Entry::all(Impl::Multiproc, Runner::Native(pool::map_auto)),
+            Entry::python_best("pool_map_auto.py"),
+            Entry::peer(Impl::Futures, "pool_map_auto.py", &["futures"]),
+            Entry::peer(Impl::Mpire, "pool_map_auto.py", MPIRE),
+            Entry::peer(Impl::Loky, "pool_map_auto.py", &["loky"]),
+            Entry::peer(Impl::Pebble, "pool_map_auto.py", &["pebble"]),
+            Entry::peer(Impl::Joblib, "pool_map_auto.py", &["joblib"]),
+            Entry::all(Impl::Rayon, Runner::Native(pool::map_auto_rayon)),
         ],
         pending: None,
     },
@@ -260,21 +347,13 @@ pub const SCENARIOS: &[Scenario] = &[
         unit: "us_per_task",
         iters: pool::chunk1_iters,
         entries: &[
-            Entry {
-                imp: Impl::Multiproc,
-                variants: &[],
-                runner: Runner::Native(pool::apply_async),
-            },
-            Entry {
-                imp: Impl::Python,
-                variants: &[],
-                runner: Runner::Python("pool_apply_async.py"),
-            },
-            Entry {
-                imp: Impl::Procspawn,
-                variants: &[],
-                runner: Runner::Native(pool::apply_async_procspawn),
-            },
+            Entry::all(Impl::Multiproc, Runner::Native(pool::apply_async)),
+            Entry::python_best("pool_apply_async.py"),
+            Entry::peer(Impl::Futures, "pool_apply_async.py", &["futures"]),
+            Entry::peer(Impl::Mpire, "pool_apply_async.py", MPIRE),
+            Entry::peer(Impl::Loky, "pool_apply_async.py", &["loky"]),
+            Entry::peer(Impl::Pebble, "pool_apply_async.py", &["pebble"]),
+            Entry::all(Impl::Procspawn, Runner::Native(pool::apply_async_procspawn)),
         ],
         pending: None,
     },
@@ -284,16 +363,13 @@ pub const SCENARIOS: &[Scenario] = &[
         unit: "us_per_task",
         iters: pool::chunk1_iters,
         entries: &[
-            Entry {
-                imp: Impl::Multiproc,
-                variants: &[],
-                runner: Runner::Native(pool::imap_unordered),
-            },
-            Entry {
-                imp: Impl::Python,
-                variants: &[],
-                runner: Runner::Python("pool_imap_unordered.py"),
-            },
+            Entry::all(Impl::Multiproc, Runner::Native(pool::imap_unordered)),
+            Entry::python_best("pool_imap_unordered.py"),
+            Entry::peer(Impl::Futures, "pool_imap_unordered.py", &["futures"]),
+            Entry::peer(Impl::Mpire, "pool_imap_unordered.py", MPIRE),
+            Entry::peer(Impl::Loky, "pool_imap_unordered.py", &["loky"]),
+            Entry::peer(Impl::Pebble, "pool_imap_unordered.py", &["pebble"]),
+            Entry::peer(Impl::Joblib, "pool_imap_unordered.py", &["joblib"]),
         ],
         pending: None,
     },
@@ -432,6 +508,17 @@ pub const SCENARIOS: &[Scenario] = &[
                 variants: &["named"],
                 runner: Runner::Python("shm_create.py"),
             },
+        ],
+        pending: None,
+    },
+    Scenario {
+        name: "queue_create",
+        variants: &["-"],
+        unit: "us",
+        iters: sync::iters_shm,
+        entries: &[
+            Entry::all(Impl::Multiproc, Runner::Native(queue::create)),
+            Entry::all(Impl::Python, Runner::Python("queue_create.py")),
         ],
         pending: None,
     },
@@ -588,7 +675,7 @@ pub const SWEEPS: &[Sweep] = &[
             iters: pool::workers_iters,
             entries: &[
                 Entry::all(Impl::Multiproc, Runner::Native(pool::workers)),
-                Entry::all(Impl::Python, Runner::Python("pool_workers.py")),
+                Entry::python_best("pool_workers.py"),
             ],
             pending: None,
         },
@@ -605,7 +692,12 @@ pub const SWEEPS: &[Sweep] = &[
             iters: pool::argsize_iters,
             entries: &[
                 Entry::all(Impl::Multiproc, Runner::Native(pool::argsize)),
-                Entry::all(Impl::Python, Runner::Python("pool_argsize.py")),
+                Entry::python_best("pool_argsize.py"),
+                Entry::peer(Impl::Futures, "pool_argsize.py", &["futures"]),
+                Entry::peer(Impl::Mpire, "pool_argsize.py", &["mpire"]),
+                Entry::peer(Impl::Loky, "pool_argsize.py", &["loky"]),
+                Entry::peer(Impl::Pebble, "pool_argsize.py", &["pebble"]),
+                Entry::peer(Impl::Joblib, "pool_argsize.py", &["joblib"]),
             ],
             pending: None,
         },

@@ -1,4 +1,5 @@
-//! `queue_small` and `queue_1mib`: one process puts, another gets.
+//! `queue_small` and `queue_1mib`: one process puts, another gets; and
+//! `queue_create`: what a queue costs to make.
 //!
 //! The consumer is a child started with the variant's start method; it
 //! says it is ready on a second queue, the parent then times putting
@@ -7,6 +8,10 @@
 //! large ones 1 MiB byte strings (`serde_bytes::ByteBuf`; Python `bytes`).
 //! The `rayon` column is the in-process limit: the same exchange between
 //! two threads over a `crossbeam-channel`.
+//!
+//! `queue_create` times `Queue::new()` and its drop in one process (no
+//! child, nothing put): µs per cycle, the median of cycles, beside
+//! Python's `multiprocessing.Queue()` and `close()`.
 
 use std::time::Instant;
 
@@ -25,6 +30,21 @@ pub fn iters_1mib(_variant: &str, quick: bool) -> usize {
 }
 
 const MIB: usize = 1 << 20;
+
+/// `queue_create`: µs per `Queue::new()` + drop, median of `iters` cycles
+/// after one untimed.
+pub fn create(_variant: &str, iters: usize) -> Result<f64, String> {
+    let mut times = Vec::with_capacity(iters);
+    for i in 0..=iters {
+        let t0 = Instant::now();
+        let q = Queue::<u64>::new().map_err(err)?;
+        drop(std::hint::black_box(q));
+        if i > 0 {
+            times.push(t0.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    Ok(crate::report::median(&mut times))
+}
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
