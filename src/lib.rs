@@ -329,6 +329,8 @@
 #![allow(clippy::needless_doctest_main)] // the tutorial shows where init() goes
 #![warn(missing_docs)]
 
+#[cfg(feature = "async")]
+mod aio;
 mod codec;
 pub mod connection;
 pub mod context;

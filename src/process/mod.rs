@@ -381,6 +381,28 @@ impl<R: DeserializeOwned> Process<R> {
         self.shared.take_result()
     }
 
+    /// Awaits the end of the process and returns the value its function
+    /// returned: the `async` form of [`join`](Process::join), for any
+    /// runtime (feature `async`). The wait (on the process's pidfd) runs
+    /// on a pool thread of the [`blocking`](https://docs.rs/blocking)
+    /// crate, 50 ms at a time.
+    ///
+    /// **Cancel-safe** in the sense that dropping the future is dropping
+    /// the handle (see [`Process`]: the child goes on and is reaped at
+    /// exit); its pool thread is free again within 50 ms.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Process::join).
+    #[cfg(feature = "async")]
+    pub async fn join_async(self) -> Result<R> {
+        while self.exitcode().is_none() {
+            let shared = Arc::clone(&self.shared);
+            crate::aio::wait_slice(move |deadline| shared.wait(Some(deadline))).await?;
+        }
+        self.join()
+    }
+
     /// Waits at most `timeout` for the process to end (Python's
     /// `join(timeout)`) and returns how it ended. The return value stays
     /// inside until [`join`](Process::join). `Duration::MAX` waits as long

@@ -61,6 +61,8 @@
 //! [`ErrorKind::Encode`]. Send them in a child's
 //! arguments or through a [`Pipe`](crate::connection::pipe).
 
+#[cfg(feature = "async")]
+mod aio;
 mod errors;
 
 use std::cell::RefCell;

@@ -164,6 +164,31 @@ fn take_from_dead(word: &AtomicU32, current: u32, me: u32) -> Option<Acquired> {
     .map(|_| Acquired { owner_died: true })
 }
 
+/// Waits until the lock looks free or its holder may have died (or
+/// `deadline`), without taking it: the async forms take it with
+/// [`try_lock`]. Sets `WAITERS`, so that an unlock wakes it.
+#[cfg(feature = "async")]
+pub(crate) fn wait_free(word: &AtomicU32, deadline: Instant) {
+    let current = word.load(Ordering::Relaxed);
+    if current & PID == 0 {
+        return;
+    }
+    if current & WAITERS == 0
+        && word
+            .compare_exchange(
+                current,
+                current | WAITERS,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_err()
+    {
+        return;
+    }
+    let until = deadline.min(Instant::now() + POLL);
+    let _ = futex::wait_until(word, current | WAITERS, Some(until));
+}
+
 /// Releases the lock (whoever holds it) and wakes one sleeper if any.
 pub(crate) fn unlock(word: &AtomicU32) {
     if word.swap(0, Ordering::Release) & WAITERS != 0 {

@@ -903,6 +903,22 @@ impl Ring {
         }
     }
 
+    /// Waits until a get (`for_get`) or a put may succeed, the queue is shut
+    /// down, or `deadline` passes, without taking or putting anything (the
+    /// async forms; spurious returns allowed).
+    #[cfg(feature = "async")]
+    pub(crate) fn wait_ready(&self, for_get: bool, deadline: Instant) {
+        if for_get {
+            self.sleep(DATA_SEQ, DATA_SLEEPERS, Some(deadline), || {
+                !self.is_empty() || self.is_shut_down()
+            });
+        } else {
+            self.sleep(SPACE_SEQ, SPACE_SLEEPERS, Some(deadline), || {
+                !self.is_full() || self.is_shut_down()
+            });
+        }
+    }
+
     /// Waits until `ready()` may hold (spurious returns allowed): spins,
     /// yields, then sleeps on `seq` until a notify or the deadline.
     fn sleep(

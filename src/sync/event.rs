@@ -107,6 +107,23 @@ impl Event {
         self.wait_until(None);
     }
 
+    /// Awaits the flag: the `async` form of [`wait`](Self::wait), for any
+    /// runtime (feature `async`). The wait runs on a pool thread of the
+    /// [`blocking`](https://docs.rs/blocking) crate, 50 ms at a time.
+    ///
+    /// **Cancel-safe**: it only waits; a dropped future's pool thread is
+    /// free again within 50 ms. It cannot fail.
+    #[cfg(feature = "async")]
+    pub async fn wait_async(&self) {
+        while !self.is_set() {
+            let event = self.clone();
+            crate::aio::wait_slice(move |deadline| {
+                let _ = event.wait_deadline(deadline);
+            })
+            .await;
+        }
+    }
+
     /// Waits at most `timeout` for the flag (Python's `wait(timeout)`; any
     /// `Duration`: `Duration::MAX` waits as long as it takes).
     ///

@@ -220,6 +220,38 @@ impl Lock {
         }
     }
 
+    /// Acquires the lock, awaiting it as long as it takes: the `async` form
+    /// of [`acquire`](Self::acquire), for any runtime (feature `async`).
+    ///
+    /// The lock is taken on the awaiting task, when the future is polled
+    /// (so the guard belongs to this process, as any guard); only the wait
+    /// for the lock to be released runs on a pool thread of the
+    /// [`blocking`](https://docs.rs/blocking) crate, 50 ms at a time. A
+    /// dead holder is detected as by [`acquire`](Self::acquire), within a
+    /// few tens of milliseconds.
+    ///
+    /// **Cancel-safe**: a future dropped before it returned holds nothing,
+    /// and its pool thread is free again within 50 ms. (A sync waiter whose
+    /// wake-up that thread absorbed retries within 20 ms.)
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] (holding the guard), as [`acquire`](Self::acquire).
+    #[cfg(feature = "async")]
+    pub async fn acquire_async(&self) -> LockResult<LockGuard<'_>> {
+        loop {
+            if let Some(got) = lockword::try_lock(self.word()) {
+                return self.guard(got);
+            }
+            let region = self.region.clone();
+            crate::aio::wait_slice(move |deadline| {
+                let word = region.u32_at(std::mem::offset_of!(LockLayout, word));
+                lockword::wait_free(word, deadline);
+            })
+            .await;
+        }
+    }
+
     /// Releases the lock, whoever acquired it (Python's `release()`): the
     /// counterpart of [`LockGuard::leak`].
     ///
