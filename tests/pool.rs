@@ -339,6 +339,16 @@ fn imap_streams_an_endless_input_and_can_be_dropped() {
     }
     assert_eq!(n, 1_000);
     assert_eq!(pool.map(square, 0..10u64).unwrap()[3], 9);
+    // A `break` out of an imap whose tasks never end frees the pool: the
+    // workers under them are killed and replaced.
+    let mut stuck = pool
+        .chunksize(1)
+        .imap(sleep_ms, [1, 600_000, 600_000, 600_000])
+        .unwrap();
+    assert_eq!(stuck.next().unwrap().unwrap(), 1);
+    drop(stuck);
+    assert_eq!(pool.map(square, 0..10u64).unwrap()[3], 9);
+    assert!(pool.stats().worker_restarts >= 1, "{:?}", pool.stats());
 }
 
 #[test]

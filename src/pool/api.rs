@@ -295,7 +295,7 @@ impl Pool {
     /// An iterator over `f(item)` for every item of `input`, in order, each
     /// a `Result` of its own (Python's `imap`). The input is pulled lazily
     /// with a bounded number of tasks in flight, so an endless iterator
-    /// streams through; dropping the iterator cancels what was not sent.
+    /// streams through; dropping the iterator cancels what it has not delivered.
     ///
     /// # Errors
     ///

@@ -83,6 +83,8 @@ pub use self::async_result::{AsyncResult, Awaiting};
 pub use self::builder::PoolBuilder;
 pub use self::futures::{AsCompleted, Done, ReturnWhen, as_completed, wait};
 pub use self::stream::IMap;
+#[cfg(feature = "async")]
+pub use self::stream::IMapStream;
 
 // The pool and its results can move between threads and be shared.
 const _: () = {

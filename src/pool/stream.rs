@@ -6,6 +6,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
+#[cfg(feature = "async")]
+use std::task::Poll;
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -30,7 +33,7 @@ const CHUNK_NS: f64 = 500_000.0;
 
 /// The lazy engine behind `map`, `imap` and `imap_unordered`.
 pub(super) struct Stream<'p, I: Iterator, R> {
-    shared: &'p Shared,
+    shared: &'p Arc<Shared>,
     /// The pool's worker count.
     processes: usize,
     job: u64,
@@ -55,7 +58,7 @@ where
     R: DeserializeOwned + Send + 'static,
 {
     pub(super) fn new<F, M>(
-        shared: &'p Shared,
+        shared: &'p Arc<Shared>,
         processes: usize,
         call: &str,
         input: I,
@@ -231,6 +234,61 @@ where
     }
 }
 
+#[cfg(feature = "async")]
+impl<I, R> Stream<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned + Send + 'static,
+{
+    /// The next result without waiting: the background thread does the
+    /// pool's work and wakes `cx` when results reach the sink.
+    fn poll_result(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<Result<R>>> {
+        loop {
+            if let Some(r) = self.local.pop_front() {
+                self.yielded += 1;
+                if self.local.is_empty() || self.yielded.is_multiple_of(1024) {
+                    self.progress.update(self.yielded);
+                }
+                return Poll::Ready(Some(r));
+            }
+            if self.finished || (self.input_done && self.yielded == self.submitted) {
+                self.progress.finish();
+                self.finished = true;
+                return Poll::Ready(None);
+            }
+            if let Err(e) = self.shared.ensure_background() {
+                self.finished = true;
+                return Poll::Ready(Some(Err(e)));
+            }
+            let before = self.submitted;
+            if let Err(e) = self.feed() {
+                self.finished = true;
+                return Poll::Ready(Some(Err(e)));
+            }
+            if self.input_done && self.yielded == self.submitted {
+                continue;
+            }
+            if self.submitted != before {
+                // Hand the new chunks to the workers now; the background
+                // thread sends what does not fit.
+                self.shared.poke();
+            }
+            // Register before looking, under the sink's lock: a delivery
+            // after the look finds the waker.
+            let mut sink = lock_sink(&self.sink);
+            if sink.drain(&mut self.local) > 0 {
+                continue;
+            }
+            match &mut sink.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+    }
+}
+
 impl<I, R> Stream<'_, I, R>
 where
     I: Iterator,
@@ -269,8 +327,20 @@ where
 }
 
 impl<I: Iterator, R> Drop for Stream<'_, I, R> {
+    /// Cancels what was not delivered: chunks not sent are dropped, and a
+    /// worker running (or about to run) one of its items is killed and
+    /// replaced, as by [`AsyncResult::cancel`](crate::AsyncResult::cancel).
+    /// Nothing happens for a stream that delivered everything.
     fn drop(&mut self) {
-        self.shared.lock().cancel(self.job);
+        let mut core = self.shared.lock();
+        if self.finished || (self.input_done && self.yielded == self.submitted) {
+            core.cancel(self.job);
+        } else {
+            core.cancel_job(
+                self.job,
+                Error::new(ErrorKind::Cancelled, "its imap was dropped"),
+            );
+        }
     }
 }
 
@@ -287,6 +357,9 @@ struct StreamSink<R> {
     runs: BTreeMap<u64, Vec<R>>,
     errors: BTreeMap<u64, Error>,
     unordered: VecDeque<Result<R>>,
+    /// The task polling the stream as an async `Stream`, woken when
+    /// results arrive.
+    waker: Option<Waker>,
 }
 
 impl<R> StreamSink<R> {
@@ -297,6 +370,7 @@ impl<R> StreamSink<R> {
             runs: BTreeMap::new(),
             errors: BTreeMap::new(),
             unordered: VecDeque::new(),
+            waker: None,
         }
     }
 
@@ -417,11 +491,25 @@ struct SharedSink<R>(Arc<Mutex<StreamSink<R>>>);
 
 impl<R: DeserializeOwned + Send + 'static> Sink for SharedSink<R> {
     fn ok_batch(&mut self, first: u64, count: u32, bytes: &[u8]) {
-        lock_sink(&self.0).ok_batch(first, count, bytes);
+        let waker = {
+            let mut sink = lock_sink(&self.0);
+            sink.ok_batch(first, count, bytes);
+            sink.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
     fn err(&mut self, index: u64, error: Error) -> bool {
-        lock_sink(&self.0).err(index, error);
+        let waker = {
+            let mut sink = lock_sink(&self.0);
+            sink.err(index, error);
+            sink.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
         false
     }
 }
@@ -430,8 +518,10 @@ impl<R: DeserializeOwned + Send + 'static> Sink for SharedSink<R> {
 /// [`Pool::imap_unordered`](crate::Pool::imap_unordered): one `Result` per
 /// input item.
 ///
-/// Dropping it cancels the tasks not yet sent; tasks already in a worker
-/// finish there and their results are discarded.
+/// Dropping it before the end cancels what it has not delivered: tasks
+/// not yet sent are dropped, and a worker running one of them is killed
+/// and replaced (as [`AsyncResult::cancel`](crate::AsyncResult::cancel)
+/// does), so a `break` out of a long `imap` frees the pool at once.
 #[must_use = "an IMap sends work only while it is iterated"]
 pub struct IMap<'p, I: Iterator, R> {
     pub(super) stream: Stream<'p, I, R>,
@@ -488,6 +578,64 @@ where
         self.stream.next_result()
     }
 }
+
+#[cfg(feature = "async")]
+impl<'p, I: Iterator, R> IMap<'p, I, R> {
+    /// This `imap` as an async stream (feature `async`, any executor):
+    /// `while let Some(r) = results.next().await`, with
+    /// `futures::StreamExt` or any other `Stream` adapter. The pool's
+    /// background thread sends the input and collects the results, and
+    /// wakes the polling task. Results already taken by `next` are not
+    /// seen again.
+    pub fn into_stream(self) -> IMapStream<'p, I, R> {
+        IMapStream {
+            stream: self.stream,
+        }
+    }
+}
+
+/// [`IMap`] as an async stream ([`IMap::into_stream`], feature `async`):
+/// one `Result` per input item, each item's failure its own, as from the
+/// iterator.
+///
+/// Dropping it cancels what it has not delivered: tasks not yet sent are
+/// dropped and a worker running one of them is killed and replaced.
+#[cfg(feature = "async")]
+#[must_use = "a stream sends work only while it is polled"]
+pub struct IMapStream<'p, I: Iterator, R> {
+    stream: Stream<'p, I, R>,
+}
+
+#[cfg(feature = "async")]
+impl<I: Iterator, R> fmt::Debug for IMapStream<'_, I, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IMapStream")
+            .field("sent", &self.stream.submitted)
+            .field("yielded", &self.stream.yielded)
+            .finish()
+    }
+}
+
+#[cfg(feature = "async")]
+impl<I, R> futures_core::Stream for IMapStream<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned + Send + 'static,
+{
+    type Item = Result<R>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<R>>> {
+        self.get_mut().stream.poll_result(cx)
+    }
+}
+
+/// Never pinned in place: polling takes no address of it.
+#[cfg(feature = "async")]
+impl<I: Iterator, R> Unpin for IMapStream<'_, I, R> {}
 
 #[cfg(test)]
 mod tests {
