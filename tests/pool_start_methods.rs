@@ -220,6 +220,18 @@ fn die_first_times(path: String, deaths: u32) -> u32 {
     runs
 }
 
+/// Panics the first `panics` times it runs with this `path`.
+fn panic_first_times(path: String, panics: u32) -> u32 {
+    let runs: u32 = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+        + 1;
+    std::fs::write(&path, runs.to_string()).unwrap();
+    assert!(runs > panics, "attempt {runs} fails");
+    runs
+}
+
 /// A task whose worker is SIGKILLed under it runs again while its retries
 /// last (per call, or the pool's policy), and the final error names the
 /// attempts made; without retries, a death is the task's failure at once.
@@ -281,4 +293,28 @@ fn retries_after_the_worker_was_killed(method: StartMethod) {
         .unwrap();
     let r = pool.apply_async(die_first_times, (file("g"), 1)).unwrap();
     assert_eq!(r.get().unwrap(), 2);
+    // A panic is not retried by default, and is with `retry_panics`: in
+    // the same worker, which survives its panics.
+    let e = pool.apply(panic_first_times, (file("h"), 1)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Panicked);
+    let out = pool
+        .retries(2)
+        .retry_panics(true)
+        .map(
+            panic_first_times,
+            vec![(file("i"), 0), (file("j"), 2), (file("k"), 1)],
+        )
+        .unwrap();
+    assert_eq!(out, [1, 3, 2]);
+    let e = pool
+        .retries(2)
+        .retry_panics(true)
+        .apply_async(panic_first_times, (file("l"), 9))
+        .unwrap()
+        .get()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Panicked);
+    assert!(e.to_string().contains("attempt 3 fails"), "{e}");
+    assert!(e.to_string().contains("3 attempts made"), "{e}");
+    assert_eq!(pool.stats().worker_restarts, 1);
 }

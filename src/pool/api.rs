@@ -345,7 +345,7 @@ impl Pool {
             chunksize: None,
             per_call: PerCall {
                 retries: Some(n),
-                timeout: None,
+                ..PerCall::default()
             },
         }
     }
@@ -361,8 +361,8 @@ impl Pool {
             pool: self,
             chunksize: None,
             per_call: PerCall {
-                retries: None,
                 timeout: Some(limit),
+                ..PerCall::default()
             },
         }
     }
@@ -511,6 +511,18 @@ impl<'p> Chunked<'p> {
     /// This call's retry policy (as [`Pool::retries`]).
     pub fn retries(mut self, n: u32) -> Self {
         self.per_call.retries = Some(n);
+        self
+    }
+
+    /// Whether this call's retries (see [`retries`](Chunked::retries))
+    /// also cover a task's own panic, overriding the pool's
+    /// ([`PoolBuilder::retry_panics`](crate::pool::PoolBuilder::retry_panics)):
+    /// `pool.retries(2).retry_panics(true).map(flaky, xs)` runs a task that
+    /// panics up to 3 times, for code that fails now and then (a network
+    /// call, a flaky native library). The final error is the last panic's
+    /// [`ErrorKind::Panicked`], naming the attempts made.
+    pub fn retry_panics(mut self, yes: bool) -> Self {
+        self.per_call.retry_panics = Some(yes);
         self
     }
 

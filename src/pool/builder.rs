@@ -23,6 +23,7 @@ pub struct PoolBuilder {
     max_tasks: Option<u64>,
     timeout: Option<Duration>,
     retries: u32,
+    retry_panics: bool,
     max_memory: Option<u64>,
     progress: bool,
 }
@@ -93,11 +94,21 @@ impl PoolBuilder {
 
     /// Runs a task again, up to `n` more times, when its worker died while
     /// running it ([`ErrorKind::WorkerLost`]) or it ran past the time limit
-    /// ([`ErrorKind::TimeLimit`]); a task's own panic is not retried. The
-    /// final error names the attempts made. Default 0; a call can set its
-    /// own ([`Pool::retries`]).
+    /// ([`ErrorKind::TimeLimit`]); a task's own panic is retried only
+    /// with [`retry_panics`](PoolBuilder::retry_panics). The final error
+    /// names the attempts made. Default 0; a call can set its own
+    /// ([`Pool::retries`]).
     pub fn retries(mut self, n: u32) -> Self {
         self.retries = n;
+        self
+    }
+
+    /// Whether [`retries`](PoolBuilder::retries) also cover a task's own
+    /// panic ([`ErrorKind::Panicked`]). Default false: a panic is usually
+    /// a bug that fails again. A call can set its own
+    /// ([`Chunked::retry_panics`](crate::pool::Chunked::retry_panics)).
+    pub fn retry_panics(mut self, yes: bool) -> Self {
+        self.retry_panics = yes;
         self
     }
 
@@ -144,6 +155,7 @@ impl PoolBuilder {
             max_tasks: self.max_tasks,
             timeout: self.timeout,
             retries: self.retries,
+            retry_panics: self.retry_panics,
             max_memory: self.max_memory,
             progress: self.progress,
         })?;
@@ -165,6 +177,7 @@ impl Pool {
             max_tasks: None,
             timeout: None,
             retries: 0,
+            retry_panics: false,
             max_memory: None,
             progress: false,
         }

@@ -72,6 +72,8 @@ struct Job {
     sealed: bool,
     /// Attempts after the first for an item whose worker died under it.
     retries: u32,
+    /// Whether an item that panicked is run again too (within `retries`).
+    retry_panics: bool,
     /// Items run again so far, by index: the attempts made.
     attempts: HashMap<u64, u32>,
     /// The call's own time limit per item (else the pool's).
@@ -85,6 +87,8 @@ pub(crate) struct PerCall {
     pub(crate) retries: Option<u32>,
     /// The time limit per item (`Pool::task_timeout`).
     pub(crate) timeout: Option<Duration>,
+    /// Whether a panic is retried too (`Chunked::retry_panics`).
+    pub(crate) retry_panics: Option<bool>,
 }
 
 /// The pool's settings, fixed at creation.
@@ -97,6 +101,7 @@ pub(crate) struct Config {
     pub(crate) timeout: Option<Duration>,
     /// Attempts after the first for an item whose worker died under it.
     pub(crate) retries: u32,
+    pub(crate) retry_panics: bool,
     pub(crate) max_memory: Option<u64>,
     pub(crate) progress: bool,
 }
@@ -367,6 +372,7 @@ impl Core {
                 outstanding: 0,
                 sealed: false,
                 retries: per_call.retries.unwrap_or(self.config.retries),
+                retry_panics: per_call.retry_panics.unwrap_or(self.config.retry_panics),
                 attempts: HashMap::new(),
                 timeout: per_call.timeout,
             },
@@ -811,7 +817,26 @@ impl Core {
         let id = chunk.job;
         let index = chunk.first + w.front_answered as u64;
         let what = self.what(id);
-        let e = match frame::failed_body(&w.inbuf[body]) {
+        let failure = frame::failed_body(&w.inbuf[body]);
+        let mut tries = String::new();
+        if matches!(failure, Failure::Panic(_))
+            && self.jobs.get(&id).is_some_and(|j| j.retry_panics)
+        {
+            match self.retry(id, index) {
+                Ok(()) => {
+                    // Run it again, first: this item's bytes alone.
+                    let mut again = Chunk::new(id, chunk.func, index);
+                    again.push_bytes(chunk.items()[w.front_answered as usize]);
+                    log::info!(target: "multiproc", "task {index} of {what} runs again: it panicked in {}", w.who());
+                    self.answered(w, 1);
+                    self.pending.push_front(again);
+                    return;
+                }
+                Err(n) if n > 1 => tries = format!(" ({n} attempts made, each panicked)"),
+                Err(_) => {}
+            }
+        }
+        let e = match failure {
             Failure::Panic(report) => {
                 let loc = report
                     .location
@@ -821,7 +846,7 @@ impl Core {
                 Error::new(
                     ErrorKind::Panicked,
                     format!(
-                        "task {index} of {what} panicked{loc} in {}: {}",
+                        "task {index} of {what} panicked{loc} in {}: {}{tries}",
                         w.who(),
                         report.message
                     ),
