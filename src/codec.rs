@@ -235,6 +235,24 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Re
     })
 }
 
+/// Runs `f` with `fds` as the descriptors that [`Fd`]s deserialized
+/// inside it take by index, as [`decode`] does for one value (a pool
+/// initializer decodes its arguments this way); descriptors not taken are
+/// closed when `f` returns.
+pub(crate) fn with_incoming<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
+    let table = fds.into_iter().map(Some).collect();
+    let previous = INCOMING.with(|i| i.borrow_mut().replace(table));
+    struct Restore(Option<Vec<Option<OwnedFd>>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            INCOMING.with(|i| *i.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(previous);
+    f()
+}
+
 /// Decodes a `T` from `bytes` that carry no descriptors (a queue's
 /// messages): a value that claims one fails to decode.
 pub(crate) fn decode_plain<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {

@@ -351,6 +351,20 @@ fn imap_streams_an_endless_input_and_can_be_dropped() {
     assert!(pool.stats().worker_restarts >= 1, "{:?}", pool.stats());
 }
 
+/// A quick task's result is not held back by a long task after it in the
+/// same worker, even after a run of tiny tasks (which make the worker
+/// batch its results).
+#[test]
+fn a_result_is_not_held_behind_a_long_task() {
+    let _w = watchdog("held result");
+    let pool = Pool::new(1).unwrap();
+    for _ in 0..3 {
+        assert_eq!(pool.map(square, 0..5_000u64).unwrap().len(), 5_000);
+        let mut it = pool.chunksize(1).imap(sleep_ms, [1, 600_000]).unwrap();
+        assert_eq!(it.next().unwrap().unwrap(), 1);
+    }
+}
+
 #[test]
 fn imap_unordered_yields_every_result() {
     let _w = watchdog("unordered");

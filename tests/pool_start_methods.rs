@@ -39,6 +39,11 @@ const TESTS: isolated::Tests = &[
         retries_after_the_worker_was_killed,
         true,
     ),
+    (
+        "initargs_carry_a_queue_a_lock_and_a_pipe_end",
+        initargs_carry_a_queue_a_lock_and_a_pipe_end,
+        true,
+    ),
 ];
 
 fn main() {
@@ -317,4 +322,90 @@ fn retries_after_the_worker_was_killed(method: StartMethod) {
     assert!(e.to_string().contains("attempt 3 fails"), "{e}");
     assert!(e.to_string().contains("3 attempts made"), "{e}");
     assert_eq!(pool.stats().worker_restarts, 1);
+}
+
+/// What the initializer of `initargs_carry_...` keeps for the tasks.
+type Kept = (
+    multiproc::Queue<u64>,
+    multiproc::sync::Lock,
+    multiproc::Connection<u64>,
+    multiproc::shared::Value<u64>,
+    multiproc::shared::SharedMemory,
+);
+
+static KEPT: std::sync::Mutex<Option<Kept>> = std::sync::Mutex::new(None);
+
+fn keep(
+    q: multiproc::Queue<u64>,
+    lock: multiproc::sync::Lock,
+    conn: multiproc::Connection<u64>,
+    count: multiproc::shared::Value<u64>,
+    shm: multiproc::shared::SharedMemory,
+) {
+    *KEPT.lock().unwrap() = Some((q, lock, conn, count, shm));
+}
+
+/// Puts `x²` into the kept queue and `x` down the kept pipe end, both
+/// under the kept lock (the workers share the pipe end); counts in the
+/// kept `Value` and adds `x` in the kept shared memory.
+fn use_kept(x: u64) -> u64 {
+    let kept = KEPT.lock().unwrap();
+    let (q, lock, conn, count, shm) = kept.as_ref().expect("kept by the initializer");
+    let _guard = lock.acquire().unwrap();
+    q.put(x * x).unwrap();
+    conn.send(&x).unwrap();
+    count.set(count.get().unwrap() + 1).unwrap();
+    shm.atomic_u64(0)
+        .unwrap()
+        .fetch_add(x, std::sync::atomic::Ordering::SeqCst);
+    x
+}
+
+/// Whether the kept lock is free now (without waiting).
+fn lock_is_free(_: ()) -> bool {
+    let kept = KEPT.lock().unwrap();
+    kept.as_ref().unwrap().1.try_acquire().is_ok()
+}
+
+/// Python's `Pool(initializer=f, initargs=(queue, lock, conn))`: every
+/// worker, replacements included, holds the same queue, lock and pipe as
+/// the parent.
+fn initargs_carry_a_queue_a_lock_and_a_pipe_end(method: StartMethod) {
+    let q = multiproc::Queue::<u64>::new().unwrap();
+    let lock = multiproc::sync::Lock::new().unwrap();
+    let (ours, theirs) = multiproc::connection::pipe::<u64>().unwrap();
+    let count = multiproc::shared::Value::new(0u64).unwrap();
+    let shm = multiproc::shared::SharedMemory::new(64).unwrap();
+    let pool = Pool::builder()
+        .processes(2)
+        .start_method(method)
+        .maxtasksperchild(3) // replacements get their own handles too
+        .initializer(
+            keep,
+            (q.clone(), lock.clone(), theirs, count.clone(), shm.clone()),
+        )
+        .build()
+        .unwrap();
+    let done = pool.chunksize(1).map(use_kept, 0..12u64).unwrap();
+    assert_eq!(done, (0..12u64).collect::<Vec<_>>());
+    let mut squares: Vec<u64> = (0..12)
+        .map(|_| q.get_timeout(Duration::from_secs(30)).unwrap())
+        .collect();
+    squares.sort_unstable();
+    assert_eq!(squares, (0..12u64).map(|x| x * x).collect::<Vec<_>>());
+    let mut sent: Vec<u64> = (0..12).map(|_| ours.recv().unwrap()).collect();
+    sent.sort_unstable();
+    assert_eq!(sent, (0..12u64).collect::<Vec<_>>());
+    assert!(pool.stats().worker_restarts >= 2, "{:?}", pool.stats());
+    assert_eq!(count.get().unwrap(), 12);
+    let total = shm
+        .atomic_u64(0)
+        .unwrap()
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(total, (0..12u64).sum::<u64>());
+    // The same lock: held here, busy there.
+    let guard = lock.acquire().unwrap();
+    assert!(!pool.apply(lock_is_free, ()).unwrap());
+    drop(guard);
+    assert!(pool.apply(lock_is_free, ()).unwrap());
 }

@@ -3,13 +3,13 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::codec;
 use crate::context::StartMethod;
 use crate::error::{Error, ErrorKind, Result};
 use crate::target::Target;
 
 use super::api::Pool;
-use super::core::{Config, Core};
-use super::frame;
+use super::core::{Config, Core, InitCall};
 use super::shared::{Shared, check_target, task_fn};
 use super::worker;
 
@@ -19,7 +19,7 @@ use super::worker;
 pub struct PoolBuilder {
     processes: Option<usize>,
     method: Option<StartMethod>,
-    init: Option<Result<(worker::TaskRef, Vec<u8>)>>,
+    init: Option<Result<InitCall>>,
     max_tasks: Option<u64>,
     timeout: Option<Duration>,
     retries: u32,
@@ -59,20 +59,61 @@ impl PoolBuilder {
     /// Runs `f(args)` in every worker when it starts (Python's `initializer`
     /// and `initargs`). If it panics, the pool stops: every task fails with
     /// the initializer's panic message, instead of Python's endless restarts.
+    ///
+    /// The arguments may hold what carries descriptors — a
+    /// [`Queue`](crate::Queue), [`Lock`](crate::sync::Lock) and the other
+    /// primitives, [`Value`](crate::shared::Value)/[`Array`](crate::shared::Array),
+    /// [`SharedMemory`](crate::shared::SharedMemory), a pipe end
+    /// ([`Connection`](crate::Connection)) — under every start method:
+    /// each worker (replacements too) gets its own handles on the same
+    /// objects, as Python's `Pool(initializer=f, initargs=(queue,))`. The
+    /// initializer usually keeps them in a `static` for the tasks:
+    ///
+    /// ```no_run
+    /// use std::sync::OnceLock;
+    /// use multiproc::{Pool, Queue};
+    ///
+    /// static RESULTS: OnceLock<Queue<u64>> = OnceLock::new();
+    ///
+    /// fn keep(q: Queue<u64>) {
+    ///     let _ = RESULTS.set(q);
+    /// }
+    ///
+    /// fn work(x: u64) {
+    ///     RESULTS.get().expect("set by the initializer").put(x * x).unwrap();
+    /// }
+    ///
+    /// # fn main() -> multiproc::Result<()> {
+    /// multiproc::init();
+    /// let q = Queue::new()?;
+    /// let pool = Pool::builder().processes(2).initializer(keep, q.clone()).build()?;
+    /// pool.map(work, 0..10u64)?;
+    /// let mut squares: Vec<u64> = (0..10).map(|_| q.get()).collect::<Result<_, _>>()?;
+    /// squares.sort();
+    /// assert_eq!(squares, [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Task arguments and results cannot hold descriptors (they fail with
+    /// [`ErrorKind::Encode`]): pass such objects here.
+    ///
+    /// # Errors
+    ///
+    /// [`build`](PoolBuilder::build) fails with [`ErrorKind::Encode`] if
+    /// the arguments cannot be encoded (or hold more than 253
+    /// descriptors), [`ErrorKind::Io`] if a descriptor cannot be
+    /// duplicated (at `RLIMIT_NOFILE`).
     pub fn initializer<F, M>(mut self, _f: F, args: F::Args) -> Self
     where
         F: Target<M> + Copy,
     {
         self.init = Some(check_target::<F>().and_then(|()| {
-            let mut bytes = Vec::new();
-            frame::append(&args, &mut bytes).map_err(|e| {
-                Error::new(
-                    ErrorKind::Encode,
-                    "could not encode the initializer's arguments",
-                )
-                .with_source(e)
-            })?;
-            Ok((worker::TaskRef::new(task_fn::<F, M>()), bytes))
+            let encoded = codec::encode(&args)?;
+            Ok(InitCall {
+                task: worker::TaskRef::new(task_fn::<F, M>()),
+                bytes: encoded.bytes,
+                fds: std::sync::Arc::new(encoded.fds),
+            })
         }));
         self
     }

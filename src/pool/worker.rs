@@ -92,6 +92,8 @@ pub(crate) struct WorkerArgs {
     pub(crate) sock: Fd,
     pub(crate) page: Fd,
     pub(crate) init: Option<(TaskRef, Vec<u8>)>,
+    /// The descriptors inside the initializer's arguments, by index.
+    pub(crate) init_fds: Vec<Fd>,
     pub(crate) max_tasks: Option<u64>,
     pub(crate) max_memory: Option<u64>,
     pub(crate) timed: bool,
@@ -237,6 +239,17 @@ impl Ctx {
         }
     }
 
+    /// New input arrived after the batch was written: the next results
+    /// start a batch of their own, timed from now, and the clock is read
+    /// after the first item again. Without this, a run of tiny tasks left
+    /// `check_every` high, and a quick task followed by a long one (in
+    /// the next input) kept its result until the long one ended.
+    fn new_input(&mut self) {
+        self.check_every = 1;
+        self.since_check = 0;
+        self.last_flush = Instant::now();
+    }
+
     /// Writes the batch (a RESULTS frame never outlives its chunk).
     fn flush(&mut self) {
         self.close_frame();
@@ -260,7 +273,7 @@ impl Ctx {
 }
 
 /// The body of every pool worker process.
-pub(crate) fn worker_main(args: WorkerArgs) {
+pub(crate) fn worker_main(mut args: WorkerArgs) {
     sys::signal::ignore_sigint();
     quiet_panic_hook();
     let sock = Rc::new(args.sock.into_owned());
@@ -274,7 +287,11 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         let mut scratch = Ctx::new(None, page.clone(), false);
         match init.resolve(true) {
             None => scratch.last_failure = Some("could not be found in the worker".into()),
-            Some(f) => f(bytes, 1, &mut scratch),
+            Some(f) => {
+                let fds = std::mem::take(&mut args.init_fds);
+                let fds = fds.into_iter().map(Fd::into_owned).collect();
+                crate::codec::with_incoming(fds, || f(bytes, 1, &mut scratch));
+            }
         }
         if let Some(message) = scratch.last_failure {
             let mut ctx = Ctx::new(Some(sock_fd.clone()), page.clone(), false);
@@ -375,6 +392,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         if !read_more(sock, &mut inbuf) {
             return;
         }
+        ctx.new_input();
     }
 }
 

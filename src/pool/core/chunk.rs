@@ -44,7 +44,7 @@ impl Chunk {
                 Err(Error::new(
                     ErrorKind::Encode,
                     format!(
-                        "could not encode a task's arguments of type {} (descriptors cannot travel in pool tasks)",
+                        "could not encode a task's arguments of type {} (descriptors cannot travel in pool tasks: pass queues, locks and pipe ends in the initializer)",
                         std::any::type_name::<T>()
                     ),
                 )

@@ -29,10 +29,25 @@ impl Core {
         }
         let (page, page_fd) =
             SharedPage::create().map_err(io_err("could not create a worker's shared page"))?;
+        let (init, init_fds) = match &self.config.init {
+            None => (None, Vec::new()),
+            Some(call) => {
+                let fds = call
+                    .fds
+                    .iter()
+                    .map(|fd| sys::socket::dup(fd.as_fd()).map(Fd::new))
+                    .collect::<std::io::Result<Vec<Fd>>>()
+                    .map_err(io_err(
+                        "could not duplicate a descriptor of the initializer's arguments",
+                    ))?;
+                (Some((call.task, call.bytes.clone())), fds)
+            }
+        };
         let args = WorkerArgs {
             sock: Fd::new(theirs),
             page: Fd::new(page_fd),
-            init: self.config.init.clone(),
+            init,
+            init_fds,
             max_tasks: self.config.max_tasks,
             max_memory: self.config.max_memory,
             timed: self.config.timeout.is_some(),

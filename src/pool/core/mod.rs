@@ -91,12 +91,21 @@ pub(crate) struct PerCall {
     pub(crate) retry_panics: Option<bool>,
 }
 
+/// The initializer and its encoded arguments, with the descriptors inside
+/// them (a `Queue`, `Lock`, pipe end...): every worker gets duplicates.
+#[derive(Clone)]
+pub(crate) struct InitCall {
+    pub(crate) task: TaskRef,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) fds: std::sync::Arc<Vec<std::os::fd::OwnedFd>>,
+}
+
 /// The pool's settings, fixed at creation.
 #[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) processes: usize,
     pub(crate) method: Option<StartMethod>,
-    pub(crate) init: Option<(TaskRef, Vec<u8>)>,
+    pub(crate) init: Option<InitCall>,
     pub(crate) max_tasks: Option<u64>,
     pub(crate) timeout: Option<Duration>,
     /// Attempts after the first for an item whose worker died under it.
