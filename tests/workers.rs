@@ -12,6 +12,8 @@ mod isolated;
 const TESTS: isolated::Tests = &[
     ("names_in_ps", names_in_ps, true),
     ("pool_worker_names_go_on", pool_worker_names_go_on, true),
+    ("panics_carry_a_backtrace", panics_carry_a_backtrace, true),
+    ("no_backtrace_unless_asked", no_backtrace_unless_asked, true),
 ];
 
 fn main() {
@@ -130,4 +132,67 @@ fn pool_worker_names_go_on(method: StartMethod) {
         pool.close();
         pool.join().unwrap();
     }
+}
+
+fn deep_in_the_child(_: ()) -> u32 {
+    panic!("boom from the child")
+}
+
+/// Sets the backtrace variables for the children this test starts (the
+/// test process is single-threaded, and starts its fork server later).
+#[allow(unsafe_code)]
+fn ask_for_backtraces(value: &str) {
+    // SAFETY: no other thread of this test process reads the environment.
+    unsafe {
+        std::env::set_var("RUST_BACKTRACE", value);
+        std::env::set_var("RUST_LIB_BACKTRACE", value);
+    }
+}
+
+/// With `RUST_BACKTRACE=1` in the child's environment, a panic's error
+/// carries the child's backtrace, naming the function that panicked; for a
+/// process and for a pool task.
+fn panics_carry_a_backtrace(method: StartMethod) {
+    ask_for_backtraces("1");
+    let err = Process::new(deep_in_the_child, ())
+        .start()
+        .unwrap()
+        .join()
+        .unwrap_err();
+    let bt = err.panic_backtrace().expect("a backtrace");
+    assert!(bt.contains("deep_in_the_child"), "{bt}");
+    assert!(format!("{err:#}").contains("deep_in_the_child"));
+    assert!(!format!("{err}").contains("deep_in_the_child"));
+    let pool = Pool::builder()
+        .processes(1)
+        .start_method(method)
+        .build()
+        .unwrap();
+    let err = pool.apply(deep_in_the_child, ()).unwrap_err();
+    assert_eq!(err.panic_message(), Some("boom from the child"));
+    let bt = err.panic_backtrace().expect("a backtrace from the pool");
+    assert!(bt.contains("deep_in_the_child"), "{bt}");
+    pool.close();
+    pool.join().unwrap();
+}
+
+/// Without the variables (or with `0`), no backtrace is taken.
+fn no_backtrace_unless_asked(method: StartMethod) {
+    ask_for_backtraces("0");
+    let err = Process::new(deep_in_the_child, ())
+        .start()
+        .unwrap()
+        .join()
+        .unwrap_err();
+    assert_eq!(err.panic_message(), Some("boom from the child"));
+    assert_eq!(err.panic_backtrace(), None);
+    let pool = Pool::builder()
+        .processes(1)
+        .start_method(method)
+        .build()
+        .unwrap();
+    let err = pool.apply(deep_in_the_child, ()).unwrap_err();
+    assert_eq!(err.panic_backtrace(), None);
+    pool.close();
+    pool.join().unwrap();
 }
