@@ -193,6 +193,46 @@ struct Inner {
 pub(crate) struct PanicReport {
     pub(crate) message: String,
     pub(crate) location: Option<String>,
+    /// The panicking thread's backtrace, when `RUST_BACKTRACE` or
+    /// `RUST_LIB_BACKTRACE` asked the child for one; at most
+    /// [`MAX_BACKTRACE`] bytes.
+    pub(crate) backtrace: Option<String>,
+}
+
+/// The most of a backtrace that travels to the parent: a deep recursion's
+/// backtrace runs to megabytes, and its first frames are the ones that
+/// tell what happened.
+pub(crate) const MAX_BACKTRACE: usize = 32 * 1024;
+
+/// The backtrace of the calling thread if the environment asks for one
+/// (std's rules: `RUST_LIB_BACKTRACE`, else `RUST_BACKTRACE`, not `0`),
+/// cut to [`MAX_BACKTRACE`] bytes at a line's end.
+fn capture_backtrace() -> Option<String> {
+    let bt = std::backtrace::Backtrace::capture();
+    if bt.status() != std::backtrace::BacktraceStatus::Captured {
+        return None;
+    }
+    Some(cut_backtrace(bt.to_string()))
+}
+
+fn cut_backtrace(mut text: String) -> String {
+    if text.len() <= MAX_BACKTRACE {
+        return text;
+    }
+    let total = text.len();
+    let mut at = MAX_BACKTRACE;
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    if let Some(nl) = text[..at].rfind('\n') {
+        at = nl + 1;
+    }
+    text.truncate(at);
+    text.push_str(&format!(
+        "... ({} more bytes of backtrace cut)\n",
+        total - at
+    ));
+    text
 }
 
 thread_local! {
@@ -206,6 +246,7 @@ impl PanicReport {
         let report = PanicReport {
             message: info.payload_as_str().unwrap_or("Box<dyn Any>").to_owned(),
             location: info.location().map(|l| l.to_string()),
+            backtrace: capture_backtrace(),
         };
         LAST_PANIC.with(|p| *p.borrow_mut() = Some(report.clone()));
         report
@@ -223,6 +264,7 @@ impl PanicReport {
                     .or_else(|| payload.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "Box<dyn Any>".into()),
                 location: None,
+                backtrace: None,
             })
     }
 }
@@ -293,6 +335,21 @@ impl Error {
             .as_ref()
             .and_then(|p| p.location.as_deref())
     }
+
+    /// The backtrace of the child's panicking thread, as std prints it,
+    /// when the child's environment asked for one (`RUST_BACKTRACE=1` or
+    /// `full`, or `RUST_LIB_BACKTRACE`, as for std's own backtraces; a
+    /// fork-server child sees the environment the fork server started
+    /// with). At most 32 KiB: a longer one is cut after its first frames,
+    /// and says so. `None` when none was asked for, or the error is not a
+    /// panic. The alternate form of Display (`{:#}`) prints it after the
+    /// message.
+    pub fn panic_backtrace(&self) -> Option<&str> {
+        self.inner
+            .panic
+            .as_ref()
+            .and_then(|p| p.backtrace.as_deref())
+    }
 }
 
 impl fmt::Display for Error {
@@ -300,6 +357,11 @@ impl fmt::Display for Error {
         f.write_str(&self.inner.message)?;
         if let Some(source) = &self.inner.source {
             write!(f, ": {source}")?;
+        }
+        if f.alternate()
+            && let Some(bt) = self.panic_backtrace()
+        {
+            write!(f, "\nchild's stack backtrace:\n{bt}")?;
         }
         Ok(())
     }
@@ -349,5 +411,16 @@ mod tests {
             assert_eq!(ErrorKind::from_code(i as u8), Some(*k));
         }
         assert_eq!(ErrorKind::from_code(255), None);
+    }
+
+    #[test]
+    fn a_long_backtrace_is_cut_at_a_line() {
+        let line = "  12: some::function::name\n             at src/lib.rs:1:1\n";
+        let long = line.repeat(2000);
+        let cut = cut_backtrace(long.clone());
+        assert!(cut.len() <= MAX_BACKTRACE + 64, "{}", cut.len());
+        assert!(cut.ends_with("more bytes of backtrace cut)\n"), "{cut}");
+        assert!(long.starts_with(cut.split("... (").next().unwrap()));
+        assert_eq!(cut_backtrace("short\n".into()), "short\n");
     }
 }

@@ -126,6 +126,7 @@ pub(crate) fn failed_body(body: &[u8]) -> Failure {
         return Failure::Panic(postcard::from_bytes(bytes).unwrap_or_else(|_| PanicReport {
             message: "(unreadable panic report)".into(),
             location: None,
+            backtrace: None,
         }));
     }
     let message = String::from_utf8_lossy(bytes).into_owned();
@@ -237,6 +238,7 @@ mod tests {
         let report = PanicReport {
             message: "boom".into(),
             location: Some("here".into()),
+            backtrace: None,
         };
         let mut body = vec![TAG_PANIC];
         body.extend(postcard::to_allocvec(&report).unwrap());

@@ -332,6 +332,13 @@ pub(crate) fn worker_main(mut args: WorkerArgs) {
                     let Some((id, count, items)) = task_body(&inbuf[body]) else {
                         return;
                     };
+                    // Results that have waited long enough go out before
+                    // the next chunk, which may run for long: otherwise a
+                    // quick item's result, batched while items were tiny,
+                    // would wait behind a slow item read in the same read.
+                    if !ctx.out.is_empty() && ctx.last_flush.elapsed() >= BATCH {
+                        ctx.flush();
+                    }
                     // The call's own time limit: time these items too.
                     ctx.timed = args.timed || count & TIMED != 0;
                     let count = count & !TIMED;

@@ -236,6 +236,13 @@ impl Process<()> {
 impl<F: Target<M>, M> ProcessBuilder<F, M> {
     /// Names the process (default `Process-N`, or `Process-1:N` for the
     /// children of `Process-1`, as in Python).
+    ///
+    /// The child shows the name in `ps` and `top`: as its command name
+    /// (`comm`, the first 15 bytes) and in its argv title, `app: name`
+    /// (written over the child's argument strings, so `std::env::args()`
+    /// in the child returns the title). Pool workers show as
+    /// `PoolWorker-N`, the fork server as `fork-server`. Setting them is
+    /// best effort and never fails the start.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self

@@ -34,6 +34,7 @@ pub(crate) fn serve(parent: i32) -> ! {
             sys::socket::send_packet(ctrl.as_fd(), &[&[FAILED][..], why.as_bytes()].concat(), &[]);
         sys::process::exit_now(1);
     }
+    super::state::show_as("fork-server");
     child::prepare_image();
     if sys::socket::send_packet(ctrl.as_fd(), &[READY], &[]).is_err() {
         sys::process::exit_now(0);

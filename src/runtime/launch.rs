@@ -95,7 +95,9 @@ pub(crate) const BIND_NOW_ENV: &str = "LD_BIND_NOW";
 /// the new program to take the variable out of its environment again —
 /// unless the user had set it, in which case it is left alone.
 pub(crate) fn exec_self(role: String, stdin: OwnedFd, bind_now: bool) -> io::Result<i32> {
-    let mut args = std::env::args_os();
+    // The arguments as the program got them: this process's own may show
+    // its title by now (`sys::title`).
+    let mut args = sys::title::original_args().iter().cloned();
     let argv0 = args.next().unwrap_or_else(|| "multiproc-child".into());
     let mut command = Command::new("/proc/self/exe");
     command.arg0(argv0).args(args).stdin(Stdio::from(stdin));

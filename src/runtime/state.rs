@@ -33,6 +33,9 @@ pub(crate) struct State {
     pub(crate) started: u32,
     /// Children not yet reaped.
     pub(crate) children: Vec<Arc<ChildShared>>,
+    /// How many pool workers this process has started, in all its pools
+    /// (names `PoolWorker-N`, unique in the process as in Python).
+    pub(crate) pool_workers: u32,
 }
 
 fn random_key() -> [u8; 32] {
@@ -64,6 +67,7 @@ impl State {
             },
             started: 0,
             children: Vec::new(),
+            pool_workers: 0,
         }
     }
 }
@@ -115,14 +119,25 @@ pub(crate) fn become_child(info: &ChildInfo) {
         },
         started: 0,
         children: Vec::new(),
+        pool_workers: 0,
     });
     drop(guard);
     method::inherit(StartMethod::from_u8(info.start_method));
     logging::set_process(&info.name, sys::process::getpid());
+    show_as(&info.name);
     if let Some(level) = level {
         logging::log_to_stderr(level);
     }
     register_exit_hook();
+}
+
+/// Shows this process in `ps` and `top` as `name`: its `comm` (the first
+/// 15 bytes) and its argv title, `app: name`. Best effort: a process whose
+/// name cannot be set still runs.
+pub(crate) fn show_as(name: &str) {
+    // The title first: whoever sees the new comm sees the title too.
+    let _ = sys::title::set_title(&format!("{}: {name}", sys::title::program_name()));
+    let _ = sys::title::set_comm(name);
 }
 
 /// Records that `init()` ran in this program (a child inherits the flag,
@@ -170,6 +185,15 @@ pub(crate) fn finish_children() {
         }
         let _ = c.wait(None);
     }
+}
+
+/// The name of the next pool worker this process starts, in any pool:
+/// `PoolWorker-1`, `PoolWorker-2`, ... (the count goes on across pools).
+pub(crate) fn next_pool_worker_name() -> String {
+    with_state(|s| {
+        s.pool_workers += 1;
+        format!("PoolWorker-{}", s.pool_workers)
+    })
 }
 
 /// Adds a started child to the list of children.

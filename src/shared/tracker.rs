@@ -60,7 +60,12 @@ fn start() -> io::Result<Tracker> {
     let (read, pipe) = io::pipe()?;
     let exe = std::env::current_exe()?;
     let mut command = Command::new(exe);
-    std::os::unix::process::CommandExt::arg0(&mut command, "multiproc-shm-tracker");
+    // Shown by `ps -f` and `top -c`; `comm` is set in `serve_if_asked`.
+    let title = format!(
+        "{}: multiproc-shm-tracker",
+        crate::sys::title::program_name()
+    );
+    std::os::unix::process::CommandExt::arg0(&mut command, title);
     // A process group of its own: `kill -9 -PGID` of the application (a
     // shell's Ctrl-\, a supervisor stopping a job) must not take the
     // tracker with it, or what the application created stays in /dev/shm.
@@ -136,6 +141,7 @@ pub(crate) fn serve_if_asked() {
         eprintln!("multiproc: ignoring {ENV} in a setuid/setcap program");
         return;
     }
+    let _ = crate::sys::title::set_comm("shm-tracker");
     let mut names = BTreeSet::new();
     for line in io::stdin().lock().lines() {
         let Ok(line) = line else { break };

@@ -25,3 +25,4 @@ pub(crate) mod shm;
 pub(crate) mod signal;
 pub(crate) mod socket;
 pub(crate) mod thread;
+pub(crate) mod title;

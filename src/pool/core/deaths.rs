@@ -53,7 +53,7 @@ impl Core {
             timed: self.config.timeout.is_some(),
         };
         self.spawned += 1;
-        let name = format!("PoolWorker-{}", self.spawned);
+        let name = crate::runtime::state::next_pool_worker_name();
         let mut builder = Process::new(worker::worker_main, args)
             .name(name.clone())
             .daemon(true);
