@@ -13,6 +13,7 @@ mod idle_rss;
 mod manager_dict;
 mod pipe;
 mod pool;
+mod pool_executor;
 mod process_start;
 mod queue;
 mod sync;
@@ -355,6 +356,28 @@ pub const SCENARIOS: &[Scenario] = &[
             Entry::peer(Impl::Pebble, "pool_apply_async.py", &["pebble"]),
             Entry::all(Impl::Procspawn, Runner::Native(pool::apply_async_procspawn)),
         ],
+        pending: None,
+    },
+    Scenario {
+        name: "pool_map_async_busy",
+        variants: &["forkserver"],
+        unit: "ms",
+        iters: pool_executor::busy_iters,
+        entries: &[Entry::all(
+            Impl::Multiproc,
+            Runner::Native(pool_executor::map_async_busy),
+        )],
+        pending: None,
+    },
+    Scenario {
+        name: "pool_as_completed",
+        variants: &["forkserver"],
+        unit: "us_per_task",
+        iters: pool_executor::as_completed_iters,
+        entries: &[Entry::all(
+            Impl::Multiproc,
+            Runner::Native(pool_executor::as_completed_overhead),
+        )],
         pending: None,
     },
     Scenario {

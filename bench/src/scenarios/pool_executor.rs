@@ -1,0 +1,100 @@
+//! Issue 14's executor scenarios: `pool_map_async_busy` and
+//! `pool_as_completed` (multiproc only so far; Python peers to come).
+
+use std::time::{Duration, Instant};
+
+use multiproc::pool::as_completed;
+use multiproc::{Pool, StartMethod};
+
+/// A task that spins for 100 µs and returns its input.
+fn spin_100us(x: u64) -> u64 {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_micros(100) {
+        std::hint::spin_loop();
+    }
+    x
+}
+
+fn square(x: u64) -> u64 {
+    x.wrapping_mul(x)
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+fn pool(variant: &str) -> Result<Pool, String> {
+    let method: StartMethod = variant.parse().map_err(err)?;
+    let pool = Pool::builder()
+        .processes(2)
+        .start_method(method)
+        .build()
+        .map_err(err)?;
+    pool.map(square, 0..1_000u64).map_err(err)?;
+    Ok(pool)
+}
+
+/// Items of `pool_map_async_busy`: 20 000 (quick: 2 000, caller busy 0.15 s).
+pub fn busy_iters(_: &str, quick: bool) -> usize {
+    if quick { 2_000 } else { 20_000 }
+}
+
+/// `pool_map_async_busy`: `map_async` of `iters` × 100 µs spin tasks on 2
+/// workers while the caller sleeps (its own work) for the time the map
+/// needs plus half of it (1.5 s for 20 000); value = ms from the caller's
+/// return to having the result (goal ≤ 10 ms).
+pub fn map_async_busy(variant: &str, iters: usize) -> Result<f64, String> {
+    let pool = pool(variant)?;
+    let busy = Duration::from_micros(75 * iters as u64);
+    let r = pool.map_async(spin_100us, 0..iters as u64).map_err(err)?;
+    std::thread::sleep(busy);
+    let t0 = Instant::now();
+    let out = r.get().map_err(err)?;
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    if out.len() != iters {
+        return Err(format!("{} results for {iters} items", out.len()));
+    }
+    Ok(ms)
+}
+
+/// Results of `pool_as_completed`: 20 000 (quick: 2 000).
+pub fn as_completed_iters(_: &str, quick: bool) -> usize {
+    if quick { 2_000 } else { 20_000 }
+}
+
+/// `pool_as_completed`: `iters` `apply_async` calls all finished, then
+/// `as_completed` over them vs `get` of each in order; value = µs of
+/// overhead per result (goal ≤ 1 µs). Both loops start after every result
+/// has arrived, so only the collection is timed.
+pub fn as_completed_overhead(variant: &str, iters: usize) -> Result<f64, String> {
+    let pool = pool(variant)?;
+    let submit = || -> Result<Vec<_>, String> {
+        let rs = (0..iters as u64)
+            .map(|i| pool.apply_async(square, i))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        // Let every result arrive before timing the collection.
+        while !rs.iter().all(|r| r.ready()) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(rs)
+    };
+    let rs = submit()?;
+    let t0 = Instant::now();
+    let mut n = 0;
+    for item in as_completed(&rs, None) {
+        item.map_err(err)?;
+        n += 1;
+    }
+    let t_ac = t0.elapsed().as_secs_f64();
+    if n != iters {
+        return Err(format!("as_completed gave {n} of {iters}"));
+    }
+    let rs = submit()?;
+    let t0 = Instant::now();
+    for r in rs {
+        r.get().map_err(err)?;
+    }
+    let t_get = t0.elapsed().as_secs_f64();
+    Ok(((t_ac - t_get) * 1e6 / iters as f64).max(0.0))
+}
