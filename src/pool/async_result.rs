@@ -105,6 +105,10 @@ pub(super) struct Slot<R> {
     cancelled: AtomicBool,
 }
 
+/// Results fired so far in this process: each result's place in the
+/// order of completion.
+static COMPLETIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 struct State<R> {
     /// `None` before the result and after it was handed out.
     result: Option<Result<R>>,
@@ -114,6 +118,10 @@ struct State<R> {
     watchers: Vec<(Arc<Watch>, usize)>,
     /// The callbacks have run: a callback added now runs at once.
     fired: bool,
+    /// When it fired, in the order of all results of the process
+    /// ([`COMPLETIONS`]): `as_completed` yields the results that are
+    /// already done in the order they completed.
+    fired_seq: u64,
     /// The task awaiting the result (`impl Future for AsyncResult`; the
     /// handle is polled by its one owner, so one waker, the latest).
     waker: Option<Waker>,
@@ -127,6 +135,7 @@ impl<R> Slot<R> {
                 later: Vec::new(),
                 watchers: Vec::new(),
                 fired: false,
+                fired_seq: 0,
                 waker: None,
             }),
             done: AtomicBool::new(false),
@@ -171,8 +180,9 @@ impl<R> Slot<R> {
             }
         }
         state.fired = true;
+        state.fired_seq = COMPLETIONS.fetch_add(1, Ordering::Relaxed);
         for (watch, index) in state.watchers.drain(..) {
-            watch.notify(index);
+            watch.notify(index, state.fired_seq);
         }
         if let Some(waker) = state.waker.take() {
             waker.wake();
@@ -183,12 +193,16 @@ impl<R> Slot<R> {
 impl<R> Slot<R> {
     /// Lets `watch` know (as `index`) when the result is done: at once if
     /// it is.
-    pub(super) fn watch(&self, watch: &Arc<Watch>, index: usize) {
+    /// Lets `watch` know (as `index`) when the result is done; if it is
+    /// done already, returns when it completed instead (the caller
+    /// announces those in that order).
+    pub(super) fn watch(&self, watch: &Arc<Watch>, index: usize) -> Option<u64> {
         let mut state = self.lock();
         if state.fired {
-            watch.notify(index);
+            Some(state.fired_seq)
         } else {
             state.watchers.push((watch.clone(), index));
+            None
         }
     }
 

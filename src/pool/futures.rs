@@ -23,7 +23,9 @@ use super::watch::Watch;
 fn watch_all<R>(results: &[AsyncResult<R>]) -> Arc<Watch> {
     let watch = Watch::new();
     for (i, r) in results.iter().enumerate() {
-        r.slot.watch(&watch, i);
+        if let Some(seq) = r.slot.watch(&watch, i) {
+            watch.notify(i, seq);
+        }
     }
     watch
 }

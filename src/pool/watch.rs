@@ -5,15 +5,20 @@
 //! [`as_completed`]: super::as_completed
 //! [`wait`]: super::wait
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 use crate::sys;
 
-/// Where results announce that they are done.
+/// Where results announce that they are done. Announcements come out in
+/// the order the results completed (their place in the process's order of
+/// completion), whatever order they were announced in: a result found
+/// done when the watch was set up is announced after one that completes
+/// while it is set up, but comes out first.
 pub(super) struct Watch {
-    ready: Mutex<VecDeque<usize>>,
+    ready: Mutex<BinaryHeap<Reverse<(u64, usize)>>>,
     /// Bumped at every announcement (a futex word).
     pub(super) count: AtomicU32,
 }
@@ -21,16 +26,17 @@ pub(super) struct Watch {
 impl Watch {
     pub(super) fn new() -> Arc<Self> {
         Arc::new(Watch {
-            ready: Mutex::new(VecDeque::new()),
+            ready: Mutex::new(BinaryHeap::new()),
             count: AtomicU32::new(0),
         })
     }
 
-    pub(super) fn notify(&self, index: usize) {
+    /// Result `index`, which completed `seq`-th in the process, is done.
+    pub(super) fn notify(&self, index: usize, seq: u64) {
         self.ready
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push_back(index);
+            .push(Reverse((seq, index)));
         self.count.fetch_add(1, SeqCst);
         sys::futex::wake_all(&self.count);
     }
@@ -39,7 +45,8 @@ impl Watch {
         self.ready
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .pop_front()
+            .pop()
+            .map(|Reverse((_, index))| index)
     }
 
     pub(super) fn is_empty(&self) -> bool {
