@@ -331,6 +331,8 @@
 
 #[cfg(feature = "async")]
 mod aio;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod codec;
 pub mod connection;
 pub mod context;
