@@ -30,6 +30,11 @@ const TESTS: isolated::Tests = &[
         true,
     ),
     (
+        "an_imap_with_a_window_runs_while_nobody_iterates",
+        an_imap_with_a_window_runs_while_nobody_iterates,
+        true,
+    ),
+    (
         "cancel_queued_and_running_tasks",
         cancel_queued_and_running_tasks,
         true,
@@ -160,6 +165,54 @@ fn work_goes_on_while_nobody_waits(method: StartMethod) {
     }
     assert_eq!(dead.get().unwrap_err().kind(), ErrorKind::WorkerLost);
     assert_eq!(pool.stats().worker_restarts, 1);
+}
+
+/// An `imap` with a window reads that much input when it is called and the
+/// background thread runs it while nobody iterates: with one worker, jobs
+/// run in order, so when a later `apply_async`'s callback has run, the
+/// window's tasks are done — and no more than the window (the rest of the
+/// input is read only by `next`). `window(usize::MAX)` is Python's `imap`:
+/// all of it runs. Without a window, nothing of the imap runs before the
+/// apply.
+fn an_imap_with_a_window_runs_while_nobody_iterates(method: StartMethod) {
+    let pool = Pool::builder()
+        .processes(1)
+        .start_method(method)
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<u64>();
+    // Tasks done since `base`, besides the apply's own, once its callback ran.
+    let done_before = |pool: &Pool, base: u64| {
+        let tx = tx.clone();
+        let r = pool
+            .apply_async_with(square, 3, move |v: &u64| tx.send(*v).unwrap(), |_| {})
+            .unwrap();
+        assert_eq!(rx.recv().unwrap(), 9);
+        assert_eq!(r.get().unwrap(), 9);
+        pool.stats().tasks_done - base - 1
+    };
+
+    let base = pool.stats().tasks_done;
+    let all = pool.window(usize::MAX).imap(square, 0..2000u64).unwrap();
+    assert_eq!(done_before(&pool, base), 2000);
+    let got: Vec<u64> = all.map(Result::unwrap).collect();
+    assert_eq!(got, (0..2000u64).map(square).collect::<Vec<_>>());
+
+    let base = pool.stats().tasks_done;
+    let ten = pool
+        .window(10)
+        .chunksize(1)
+        .imap_unordered(square, 0..1000u64)
+        .unwrap();
+    assert_eq!(done_before(&pool, base), 10);
+    let mut got: Vec<u64> = ten.map(Result::unwrap).collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..1000u64).map(square).collect::<Vec<_>>());
+
+    let base = pool.stats().tasks_done;
+    let lazy = pool.imap(square, 0..100u64).unwrap();
+    assert_eq!(done_before(&pool, base), 0);
+    assert_eq!(lazy.count(), 100);
 }
 
 /// Cancelling a task that runs kills its worker (replaced, under fork at

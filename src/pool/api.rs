@@ -347,6 +347,7 @@ impl Pool {
                 retries: Some(n),
                 ..PerCall::default()
             },
+            window: None,
         }
     }
 
@@ -364,7 +365,28 @@ impl Pool {
                 timeout: Some(limit),
                 ..PerCall::default()
             },
+            window: None,
         }
+    }
+
+    /// The read-ahead of the next `imap` / `imap_unordered`: up to `n`
+    /// items are read from the input and sent ahead of the consumer, and
+    /// their results kept until `next` takes them. With a window, the
+    /// input is read from the moment `imap` is called, and the pool's
+    /// background thread runs those tasks and collects their results
+    /// while nobody iterates; `pool.window(usize::MAX).imap(f, xs)` is
+    /// Python's `imap`, which reads its whole input at once and runs to
+    /// the end in the background (keep it for finite inputs: it encodes
+    /// the whole input when called).
+    ///
+    /// Without a window (the default) the pool chooses a bound that keeps
+    /// every worker busy for a few milliseconds, an endless iterator
+    /// streams through in flat memory, and the tasks run only while the
+    /// `imap` is iterated. Costs the memory of `n` encoded inputs and
+    /// results. `map` ignores it (it waits anyway); `map_async` always
+    /// reads its whole input.
+    pub fn window(&self, n: usize) -> Chunked<'_> {
+        self.chunking(None).window(n)
     }
 
     fn chunking(&self, chunksize: Option<usize>) -> Chunked<'_> {
@@ -372,6 +394,7 @@ impl Pool {
             pool: self,
             chunksize,
             per_call: PerCall::default(),
+            window: None,
         }
     }
 
@@ -499,6 +522,7 @@ pub struct Chunked<'p> {
     pool: &'p Pool,
     chunksize: Option<usize>,
     per_call: PerCall,
+    window: Option<usize>,
 }
 
 impl<'p> Chunked<'p> {
@@ -529,6 +553,12 @@ impl<'p> Chunked<'p> {
     /// This call's time limit per task (as [`Pool::task_timeout`]).
     pub fn task_timeout(mut self, limit: Duration) -> Self {
         self.per_call.timeout = Some(limit);
+        self
+    }
+
+    /// This `imap`'s read-ahead (as [`Pool::window`]); at least 1.
+    pub fn window(mut self, n: usize) -> Self {
+        self.window = Some(n.max(1));
         self
     }
 
@@ -662,20 +692,28 @@ impl<'p> Chunked<'p> {
         I: IntoIterator<Item = F::Args>,
     {
         let chunking = self.chunksize.map_or(Chunking::Adaptive, Chunking::Fixed);
-        // No background thread for an imap: with one, pool_imap_unordered
-        // lost 15% (it competes for the results the consumer drains), and
-        // only the window already sent could progress without `next`.
-        Ok(IMap {
-            stream: Stream::new::<F, M>(
-                &self.pool.shared,
-                self.pool.processes,
-                name,
-                input.into_iter(),
-                ordered,
-                chunking,
-                self.per_call,
-            )?,
-        })
+        // No background thread for an imap without a window: with one,
+        // pool_imap_unordered lost 15% (it competes for the results the
+        // consumer drains), and only the window already sent could
+        // progress without `next`.
+        if self.window.is_some() {
+            // Before anything is queued, so a failure loses nothing.
+            self.pool.shared.ensure_background()?;
+        }
+        let mut stream = Stream::new::<F, M>(
+            &self.pool.shared,
+            self.pool.processes,
+            name,
+            input.into_iter(),
+            ordered,
+            chunking,
+            self.per_call,
+        )?
+        .with_window(self.window);
+        if self.window.is_some() {
+            stream.start()?;
+        }
+        Ok(IMap { stream })
     }
 }
 

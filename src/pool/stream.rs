@@ -47,6 +47,8 @@ pub(super) struct Stream<'p, I: Iterator, R> {
     submitted: u64,
     yielded: u64,
     chunking: Chunking,
+    /// The caller's bound on items read ahead ([`Pool::window`](crate::Pool::window)).
+    window: Option<u64>,
     local: VecDeque<Result<R>>,
     progress: Progress,
 }
@@ -97,6 +99,7 @@ where
             submitted: 0,
             yielded: 0,
             chunking,
+            window: None,
             local: VecDeque::new(),
             progress,
         })
@@ -116,7 +119,9 @@ where
         // In flight: enough to keep every worker busy for a few
         // milliseconds, and several chunks each; never unbounded.
         let quick = ((5e6 / item_ns) as u64 * workers).min(8192);
-        let bound = (cs * workers * 8).max(quick).max(64);
+        let bound = self
+            .window
+            .unwrap_or_else(|| (cs * workers * 8).max(quick).max(64));
         let mut chunks = Vec::new();
         let mut failed = Vec::new();
         let mut batched = 0u64;
@@ -153,6 +158,21 @@ where
             return Ok(());
         }
         self.submit(&mut chunks, &mut failed, false)
+    }
+
+    /// Sets the caller's read-ahead ([`Pool::window`](crate::Pool::window)).
+    pub(super) fn with_window(mut self, window: Option<usize>) -> Self {
+        self.window = window.map(|n| n as u64);
+        self
+    }
+
+    /// Reads the window's worth of input and hands it to the workers now
+    /// (an `imap` with a window, at its call): the background thread
+    /// goes on with it.
+    pub(super) fn start(&mut self) -> Result<()> {
+        self.feed()?;
+        self.shared.poke();
+        Ok(())
     }
 
     /// Hands chunks (and items that could not be encoded) to the pool;
