@@ -133,3 +133,122 @@ async fn a_dropped_stream_cancels_what_it_did_not_deliver() {
     let r = pool.apply_async(square, 9).unwrap();
     assert_eq!(r.await.unwrap(), 81);
 }
+
+/// The program side of the Ctrl-C tests below: run as a copy of this test
+/// binary in its own process group, with `POOL_ASYNC_SIGINT_ROLE` set; six
+/// results that never come are awaited from tokio tasks, so no thread
+/// waits inside the pool when Ctrl-C comes. Does nothing otherwise.
+#[test]
+fn async_sigint_role() {
+    let Ok(mode) = std::env::var("POOL_ASYNC_SIGINT_ROLE") else {
+        return;
+    };
+    // As in tests/pool.rs: a background start may inherit SIGINT ignored.
+    #[allow(unsafe_code)]
+    // SAFETY: setting the default disposition installs no code.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if mode == "handled" {
+        signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone()).unwrap();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let pool = Pool::new(2).unwrap();
+        let awaiting: Vec<_> = (0..6u64)
+            .map(|i| {
+                let r = pool.apply_async(sleep_forever, i).unwrap();
+                tokio::spawn(async move { r.await })
+            })
+            .collect();
+        let tick = std::time::Duration::from_millis(5);
+        while pool.stats().tasks_running < 2 {
+            tokio::time::sleep(tick).await;
+        }
+        println!("ready");
+        use std::io::Write;
+        std::io::stdout().flush().unwrap();
+        // The program's own reaction to Ctrl-C (its handler set the flag).
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(tick).await;
+        }
+        pool.terminate();
+        for task in awaiting {
+            let e = task.await.unwrap().unwrap_err();
+            println!("awaited: {:?}", e.kind());
+        }
+        println!("clean exit");
+    });
+}
+
+/// Runs `async_sigint_role` in `mode`, presses Ctrl-C on its process group
+/// once its workers run, and returns its exit status and output, after
+/// checking that no process of the group survives.
+fn interrupt_async_role(mode: &str) -> (std::process::ExitStatus, String) {
+    use std::io::{BufRead, BufReader, Read};
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "async_sigint_role",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("POOL_ASYNC_SIGINT_ROLE", mode)
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pgid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert_ne!(stdout.read_line(&mut line).unwrap(), 0, "no ready: {seen}");
+        seen.push_str(&line);
+        if line.trim_end().ends_with("ready") {
+            break;
+        }
+    }
+    rustix::process::kill_process_group(pgid, rustix::process::Signal::INT).unwrap();
+    let status = child.wait().unwrap();
+    stdout.read_to_string(&mut seen).unwrap();
+    // Every process of the group goes: the workers die with their parent
+    // (or were terminated by it), the fork server when its parent is gone.
+    let t0 = std::time::Instant::now();
+    while rustix::process::test_kill_process_group(pgid).is_ok() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "processes of the interrupted program survive: {seen}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    (status, seen)
+}
+
+/// Ctrl-C while only async tasks await the pool: the program ends by
+/// SIGINT (the default), and its workers and fork server go with it.
+#[test]
+fn ctrl_c_with_awaiters_in_flight_leaves_no_orphan() {
+    let _w = watchdog("ctrl-c with awaiters");
+    let (status, out) = interrupt_async_role("default");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{out}");
+}
+
+/// A program that handles Ctrl-C itself and terminates the pool: every
+/// awaiting task gets `PoolClosed` (none hangs) and the program exits
+/// normally, leaving no process behind.
+#[test]
+fn ctrl_c_handled_by_the_program_wakes_every_awaiter() {
+    let _w = watchdog("ctrl-c handled with awaiters");
+    let (status, out) = interrupt_async_role("handled");
+    assert!(status.success(), "{out}");
+    assert_eq!(out.matches("awaited: PoolClosed").count(), 6, "{out}");
+    assert!(out.contains("clean exit"), "{out}");
+}

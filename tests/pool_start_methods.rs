@@ -49,6 +49,11 @@ const TESTS: isolated::Tests = &[
         initargs_carry_a_queue_a_lock_and_a_pipe_end,
         true,
     ),
+    (
+        "workers_killed_while_results_are_awaited",
+        workers_killed_while_results_are_awaited,
+        true,
+    ),
 ];
 
 fn main() {
@@ -124,9 +129,9 @@ fn time_limits_and_recycled_workers(method: StartMethod) {
 
 /// Results arrive and callbacks run while no thread waits on the pool:
 /// the test thread only waits on its own channel. A worker that dies while
-/// nobody waits has its task failed in the background; under forkserver
-/// and spawn it is replaced in the background too, under fork at the next
-/// call that waits on the pool (the background thread cannot fork).
+/// nobody waits has its task failed in the background, and is replaced in
+/// the background too (under fork by the pool's forker, since the
+/// background thread must not fork).
 fn work_goes_on_while_nobody_waits(method: StartMethod) {
     let pool = Pool::builder()
         .processes(1)
@@ -155,14 +160,10 @@ fn work_goes_on_while_nobody_waits(method: StartMethod) {
     assert_eq!(rx.recv().unwrap(), Err(ErrorKind::WorkerLost));
     let (ok, err) = send(&tx);
     let after = pool.apply_async_with(square, 5, ok, err).unwrap();
-    if method == StartMethod::Fork {
-        // The slot stays empty until a thread waits on the pool.
-        assert_eq!(after.get().unwrap(), 25);
-        assert_eq!(rx.recv().unwrap(), Ok(25));
-    } else {
-        assert_eq!(rx.recv().unwrap(), Ok(25));
-        assert_eq!(after.get().unwrap(), 25);
-    }
+    // Replaced in the background under every start method (under fork by
+    // the pool's forker): the callback comes while nobody waits.
+    assert_eq!(rx.recv().unwrap(), Ok(25));
+    assert_eq!(after.get().unwrap(), 25);
     assert_eq!(dead.get().unwrap_err().kind(), ErrorKind::WorkerLost);
     assert_eq!(pool.stats().worker_restarts, 1);
 }
@@ -461,4 +462,60 @@ fn initargs_carry_a_queue_a_lock_and_a_pipe_end(method: StartMethod) {
     assert!(!pool.apply(lock_is_free, ()).unwrap());
     drop(guard);
     assert!(pool.apply(lock_is_free, ()).unwrap());
+}
+
+/// Sleeps a millisecond; items 7, 57, 107 and 157 SIGKILL their own worker.
+fn slow_or_die(x: u64) -> u32 {
+    if x % 50 == 7 {
+        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL)
+            .unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    std::process::id()
+}
+
+/// Workers SIGKILLed while 200 results are awaited from tokio tasks: each
+/// killed task's awaiter gets `WorkerLost`, every other one its value, and
+/// nobody hangs; once the pool is dropped, no worker it ever had is left
+/// (no orphan, no zombie).
+/// The pool is made before the runtime's threads (the fork start method
+/// refuses a process with threads).
+fn workers_killed_while_results_are_awaited(method: StartMethod) {
+    let pool = pool_of_two(method);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap()
+        .block_on(killed_while_awaited(method, pool));
+}
+
+async fn killed_while_awaited(method: StartMethod, pool: Pool) {
+    let awaiting: Vec<_> = (0..200u64)
+        .map(|i| {
+            let r = pool.apply_async(slow_or_die, i).unwrap();
+            tokio::spawn(async move { (i, r.await) })
+        })
+        .collect();
+    let mut lost = Vec::new();
+    let mut pids = std::collections::BTreeSet::new();
+    for task in awaiting {
+        match task.await.unwrap() {
+            (_, Ok(pid)) => {
+                pids.insert(pid);
+            }
+            (i, Err(e)) => {
+                assert_eq!(e.kind(), ErrorKind::WorkerLost, "{method:?} item {i}: {e}");
+                lost.push(i);
+            }
+        }
+    }
+    assert_eq!(lost, [7, 57, 107, 157]);
+    assert_eq!(pool.stats().worker_restarts, 4);
+    drop(pool);
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "worker {pid} outlived its pool"
+        );
+    }
 }

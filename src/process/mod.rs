@@ -32,6 +32,7 @@ use crate::runtime::child;
 use crate::runtime::handle::ChildShared;
 use crate::runtime::method::StartMethod;
 use crate::runtime::protocol::Entry;
+use crate::runtime::zygote::Zygote;
 use crate::runtime::{self, start};
 use crate::target::Target;
 
@@ -152,6 +153,7 @@ pub struct ProcessBuilder<F: Target<M>, M> {
     method: Option<StartMethod>,
     entry: Option<Entry>,
     allow_threads: bool,
+    zygote: Option<Arc<Zygote>>,
     _marker: PhantomData<fn() -> M>,
 }
 
@@ -192,6 +194,7 @@ impl Process<()> {
             method: None,
             entry: Some(child::trampoline::<F, M>),
             allow_threads: false,
+            zygote: None,
             _marker: PhantomData,
         }
     }
@@ -228,6 +231,7 @@ impl Process<()> {
             method: Some(StartMethod::Fork),
             entry: None,
             allow_threads: false,
+            zygote: None,
             _marker: PhantomData,
         }
     }
@@ -281,6 +285,13 @@ impl<F: Target<M>, M> ProcessBuilder<F, M> {
         self
     }
 
+    /// Under the fork start method, has `zygote` fork the child (a pool's
+    /// replacement workers: see `runtime::zygote`).
+    pub(crate) fn forked_by(mut self, zygote: Arc<Zygote>) -> Self {
+        self.zygote = Some(zygote);
+        self
+    }
+
     /// Starts the process and returns its handle.
     ///
     /// # Errors
@@ -304,6 +315,7 @@ impl<F: Target<M>, M> ProcessBuilder<F, M> {
                 method: self.method,
                 entry: self.entry,
                 allow_threads: self.allow_threads,
+                zygote: self.zygote,
             },
         )?;
         Ok(Process {

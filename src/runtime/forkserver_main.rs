@@ -24,6 +24,13 @@ pub(crate) fn serve(parent: i32) -> ! {
     if !sys::process::die_with_parent(parent) {
         sys::process::exit_now(0);
     }
+    serve_on(ctrl, parent, "fork-server")
+}
+
+/// The server's loop on `ctrl`, shown in `ps` as `title`: the executed
+/// fork server above, and a pool's forker under the fork start method
+/// ([`super::zygote`]), a forked copy of the program.
+pub(super) fn serve_on(ctrl: OwnedFd, parent: i32, title: &str) -> ! {
     let threads = sys::process::thread_count().unwrap_or(0);
     if threads != 1 {
         let why = format!(
@@ -34,7 +41,7 @@ pub(crate) fn serve(parent: i32) -> ! {
             sys::socket::send_packet(ctrl.as_fd(), &[&[FAILED][..], why.as_bytes()].concat(), &[]);
         sys::process::exit_now(1);
     }
-    super::state::show_as("fork-server");
+    super::state::show_as(title);
     child::prepare_image();
     if sys::socket::send_packet(ctrl.as_fd(), &[READY], &[]).is_err() {
         sys::process::exit_now(0);

@@ -4,6 +4,7 @@
 //! See `README.md` in this folder for how the three start methods work.
 
 pub(crate) mod child;
+pub(crate) mod forking;
 pub(crate) mod forkserver;
 mod forkserver_main;
 pub(crate) mod handle;
@@ -13,6 +14,7 @@ pub(crate) mod method;
 pub(crate) mod protocol;
 pub(crate) mod start;
 pub(crate) mod state;
+pub(crate) mod zygote;
 
 use crate::sys;
 

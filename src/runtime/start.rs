@@ -5,7 +5,6 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -18,14 +17,13 @@ use crate::target::Target;
 use crate::wire;
 
 use super::child;
+use super::forking::{flush_stdio, fork_guard};
 use super::handle::{ChildShared, Started};
 use super::method::{StartMethod, get_start_method};
 use super::protocol::{self, Boot, ChildInfo, ChildIo, Entry, ErrorReport};
 use super::state;
+use super::zygote::Zygote;
 use super::{forkserver, helpers, launch};
-
-/// How long a fork waits for multiproc's busy helper threads.
-const PAUSE_BOUND: Duration = Duration::from_millis(200);
 
 /// How to start a child: what a `ProcessBuilder` collected.
 pub(crate) struct Options {
@@ -36,6 +34,9 @@ pub(crate) struct Options {
     /// can only be forked.
     pub(crate) entry: Option<Entry>,
     pub(crate) allow_threads: bool,
+    /// Under the fork start method: have this forker fork the child
+    /// instead of forking here (a pool's replacement workers).
+    pub(crate) zygote: Option<Arc<Zygote>>,
 }
 
 /// Starts `target(args)` in a child and registers it among this process's
@@ -106,11 +107,14 @@ pub(crate) fn start<F: Target<M>, M>(
             start_method: method as u8,
         })
     })?;
-    let started = match method {
-        StartMethod::Fork => start_fork(target, args, &info, opts.allow_threads)?,
-        StartMethod::Spawn | StartMethod::Forkserver => {
-            let entry = opts.entry.expect("checked above");
-            start_exec(method, entry, &args, &info)?
+    let started = match (method, &opts.zygote, opts.entry) {
+        (StartMethod::Fork, Some(z), Some(entry)) => {
+            start_exec(method, Some(z), entry, &args, &info)?
+        }
+        (StartMethod::Fork, _, _) => start_fork(target, args, &info, opts.allow_threads)?,
+        (StartMethod::Spawn | StartMethod::Forkserver, _, entry) => {
+            let entry = entry.expect("checked above");
+            start_exec(method, None, entry, &args, &info)?
         }
     };
     let shared = Arc::new(ChildShared::new(info.name, info.daemon, started)?);
@@ -125,46 +129,7 @@ fn start_fork<F: Target<M>, M>(
     info: &ChildInfo,
     allow_threads: bool,
 ) -> Result<Started> {
-    // multiproc's own helper threads (a pool's background thread) are
-    // held where they hold no lock until the fork is done.
-    let paused = helpers::pause(PAUSE_BOUND).map_err(|busy| {
-        Error::new(
-            ErrorKind::ForkWithThreads,
-            format!(
-                "fork refused: {busy} of multiproc's own helper threads (a pool's background thread) stayed \
-                 busy for {PAUSE_BOUND:?}, for example in a pool callback, and a forked child could inherit a \
-                 lock one of them holds. Try again, or use the forkserver (default) or spawn start method"
-            ),
-        )
-    })?;
-    if !allow_threads {
-        let count = || -> Result<usize> {
-            let threads = sys::process::thread_count()
-                .map_err(|e| Error::io("could not count this process's threads", e))?;
-            Ok(threads
-                .saturating_sub(launch::keeper_threads())
-                .saturating_sub(paused.helpers))
-        };
-        let mut threads = count()?;
-        // A helper that just ended can be counted a moment longer.
-        let until = Instant::now() + PAUSE_BOUND;
-        while threads > 1 && helpers::had_helpers() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(1));
-            threads = count()?;
-        }
-        if threads > 1 {
-            return Err(Error::new(
-                ErrorKind::ForkWithThreads,
-                format!(
-                    "fork refused: this process has {threads} threads, and a forked child gets a copy of only the \
-                     calling one, so a lock another thread holds (the allocator's, stdout's, any Mutex) stays locked \
-                     forever in the child. Use the forkserver (default) or spawn start method, start children before \
-                     starting threads, or, if the other threads cannot hold such locks, opt in with \
-                     `unsafe {{ builder.allow_fork_with_threads() }}`"
-                ),
-            ));
-        }
-    }
+    let paused = fork_guard(allow_threads)?;
     let (ours, theirs) =
         sys::socket::stream_pair().map_err(|e| Error::io("could not create a socket pair", e))?;
     flush_stdio();
@@ -196,12 +161,6 @@ fn start_fork<F: Target<M>, M>(
     }
 }
 
-fn flush_stdio() {
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-}
-
 fn image_id() -> Result<ImageId> {
     ImageId::current().map_err(|e| {
         Error::new(
@@ -213,6 +172,7 @@ fn image_id() -> Result<ImageId> {
 
 fn start_exec<A: Serialize>(
     method: StartMethod,
+    zygote: Option<&Zygote>,
     entry: Entry,
     args: &A,
     info: &ChildInfo,
@@ -233,7 +193,10 @@ fn start_exec<A: Serialize>(
             Some(pid)
         }
         _ => {
-            forkserver::request(theirs)?;
+            match zygote {
+                Some(z) => z.request(theirs)?,
+                None => forkserver::request(theirs)?,
+            }
             None
         }
     };

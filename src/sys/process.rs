@@ -212,6 +212,21 @@ pub(crate) fn kill_and_reap(pidfd: BorrowedFd<'_>) {
     }
 }
 
+/// SIGKILLs our child `pid` and reaps it, without a pidfd (when none
+/// could be opened: at the descriptor limit). Errors are ignored.
+pub(crate) fn kill_and_reap_pid(pid: i32) {
+    let Some(pid) = Pid::from_raw(pid) else {
+        return;
+    };
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    loop {
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+            Err(rustix::io::Errno::INTR) => continue,
+            _ => return,
+        }
+    }
+}
+
 /// Sends `signal` through a pidfd. A process that has already ended is not
 /// an error.
 pub(crate) fn send_signal(pidfd: BorrowedFd<'_>, signal: c_int) -> io::Result<()> {

@@ -52,6 +52,10 @@ impl Core {
             max_memory: self.config.max_memory,
             timed: self.config.timeout.is_some(),
         };
+        // The first workers are forked here; replacements (under the fork
+        // start method) by the forker, since this process may have threads
+        // by now.
+        let replacement = self.spawned >= self.workers.len() as u64;
         self.spawned += 1;
         let name = crate::runtime::state::next_pool_worker_name();
         let mut builder = Process::new(worker::worker_main, args)
@@ -59,6 +63,9 @@ impl Core {
             .daemon(true);
         if let Some(m) = self.config.method {
             builder = builder.start_method(m);
+        }
+        if let Some(z) = self.zygote.as_ref().filter(|_| replacement) {
+            builder = builder.forked_by(z.clone());
         }
         let process = builder.start()?;
         log::debug!(target: "multiproc", "pool started {name} (pid {})", process.pid());

@@ -26,6 +26,7 @@ use super::worker::TaskRef;
 use crate::context::StartMethod;
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::Process;
+use crate::runtime::zygote::Zygote;
 use crate::sys;
 use crate::sys::epoll::Epoll;
 use crate::sys::page::SharedPage;
@@ -201,6 +202,9 @@ pub(crate) struct Core {
     epoll: Arc<Epoll>,
     /// The background thread is the one running this round.
     background: bool,
+    /// Under the fork start method: the forker that forks replacement
+    /// workers (`runtime::zygote`), made before the first worker.
+    zygote: Option<Arc<Zygote>>,
 }
 
 /// The token of the background thread's doorbell in its wait set.
@@ -239,7 +243,11 @@ impl Core {
             samples: 0,
             epoll: Arc::new(Epoll::new().map_err(io_err("could not create an epoll set"))?),
             background: false,
+            zygote: None,
         };
+        if core.method() == StartMethod::Fork {
+            core.zygote = Some(Zygote::fork(false)?);
+        }
         for i in 0..core.workers.len() {
             let w = core.start_worker()?;
             core.place(i, w)?;
@@ -330,12 +338,13 @@ impl Core {
     /// fork (another thread of the program may hold a lock), so a dead
     /// worker's slot stays empty until a call waits on the pool.
     fn defer_start(&self) -> bool {
-        self.background
-            && self
-                .config
-                .method
-                .unwrap_or_else(crate::context::get_start_method)
-                == StartMethod::Fork
+        self.background && self.method() == StartMethod::Fork && self.zygote.is_none()
+    }
+
+    fn method(&self) -> StartMethod {
+        self.config
+            .method
+            .unwrap_or_else(crate::context::get_start_method)
     }
 
     /// The error new work gets when the pool does not take it.
