@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,6 +39,15 @@ pub const REQUIREMENTS: &[&str] = &[
 
 /// Longest `pip install` may take.
 const PIP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The environment variable that tells a peer after how many seconds a
+/// pool that has not reported a fault counts as hung: the script then
+/// prints `hung` (read as an infinite value, shown as `hung`) and exits.
+pub const HANG_ENV: &str = "MULTIPROC_BENCH_HANG_AFTER";
+
+/// Seconds before a peer counts as hung (`--quick`: fewer).
+const HANG_AFTER: &str = "5";
+const HANG_AFTER_QUICK: &str = "2";
 
 /// Set to anything to never run `pip` (the add-ons are then skipped
 /// unless the venv is already there).
@@ -94,6 +104,7 @@ impl External {
         python.clone().map_err(ExternalError::Missing)?;
         let mut cmd = Command::new("python3");
         cmd.arg(self.manifest_dir.join("python").join(script));
+        cmd.env(HANG_ENV, self.hang_after());
         run(cmd, &[variant, &iters.to_string()]).map_err(ExternalError::Failed)
     }
 
@@ -118,7 +129,17 @@ impl External {
         };
         let mut cmd = Command::new(interpreter);
         cmd.arg(self.manifest_dir.join("python").join(script));
+        cmd.env(HANG_ENV, self.hang_after());
         run(cmd, &[variant, &iters.to_string(), config]).map_err(ExternalError::Failed)
+    }
+
+    /// The value of [`HANG_ENV`] for the peers.
+    fn hang_after(&self) -> &'static str {
+        if self.quick {
+            HANG_AFTER_QUICK
+        } else {
+            HANG_AFTER
+        }
     }
 
     /// The venv's Python, once `module` imports in it.
@@ -287,11 +308,15 @@ fn venv(dir: &Path, quick: bool) -> Result<PathBuf, String> {
     Ok(dir.to_path_buf())
 }
 
-/// Runs `cmd ARGS...` and parses its single number.
+/// Runs `cmd ARGS...` in a process group of its own and parses its single
+/// number (`hung`, printed by a peer whose pool never reported a fault, is
+/// read as infinity). Whatever the program leaves in its group (a hung
+/// pool's workers) is killed when it exits.
 fn run(mut cmd: Command, args: &[&str]) -> Result<f64, String> {
     let what = format!("{cmd:?} {}", args.join(" "));
     let child = cmd
         .args(args)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -306,27 +331,46 @@ fn run(mut cmd: Command, args: &[&str]) -> Result<f64, String> {
             String::from_utf8_lossy(&output.stderr).trim()
         ));
     }
-    stdout
-        .trim()
-        .parse()
-        .map_err(|_| format!("{what} printed {stdout:?}, not a single number"))
+    match stdout.trim() {
+        "hung" => Ok(f64::INFINITY),
+        out => out
+            .parse()
+            .map_err(|_| format!("{what} printed {stdout:?}, not a single number")),
+    }
 }
 
 /// Waits for `child`, killing it after `timeout`. Its output must fit in the
 /// pipes (a single number does); no helper thread, so that the fork start
 /// method keeps working in this process.
+///
+/// A child started as the leader of its own process group
+/// (`process_group(0)`) has its whole group killed when it exits or times
+/// out: the group is killed while the child is still a zombie (`waitid`
+/// with `WNOWAIT`), so its id cannot have been reused.
 fn wait_with_timeout(mut child: Child, timeout: Duration) -> Result<std::process::Output, String> {
+    use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process_group, waitid};
+    let pid = Pid::from_child(&child);
+    let kill_group = || {
+        // ESRCH (no such group: the child led none, or it is empty) is fine.
+        let _ = kill_process_group(pid, Signal::KILL);
+    };
     let deadline = Instant::now() + timeout;
+    let opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
     loop {
-        match child.try_wait() {
-            Ok(Some(_)) => return child.wait_with_output().map_err(|e| e.to_string()),
+        match waitid(WaitId::Pid(pid), opts) {
+            Ok(Some(_)) => {
+                kill_group();
+                return child.wait_with_output().map_err(|e| e.to_string());
+            }
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
             Ok(None) => {
+                kill_group();
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!("timed out after {timeout:?}"));
             }
             Err(e) => {
+                kill_group();
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(e.to_string());

@@ -167,6 +167,11 @@ fn bench(opts: &Options) -> io::Result<bool> {
             rows.push(row);
         }
     }
+    for (name, note) in scenarios::NOTES {
+        if opts.scenarios.iter().any(|s| s.name == *name) {
+            notes.push(format!("{name}: {note}"));
+        }
+    }
     let mut sweeps = Vec::new();
     for sweep in &opts.sweeps {
         let mut sweep_rows = Vec::new();

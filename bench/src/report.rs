@@ -75,7 +75,27 @@ fn better(unit: &str, a: f64, b: f64) -> bool {
 
 /// How multiproc compares with a peer, read one way whatever the unit:
 /// `12× faster` or `3.1× slower` (for memory, `smaller` or `larger`).
+///
+/// An infinite value is a run that hung (a peer that never reported a
+/// fault): `peer hung`, or `multiproc hung`.
 pub fn verdict(unit: &str, multiproc: f64, peer: f64) -> String {
+    match (multiproc.is_finite(), peer.is_finite()) {
+        (true, false) => return "peer hung".to_string(),
+        (false, true) => return "multiproc hung".to_string(),
+        (false, false) => return "both hung".to_string(),
+        (true, true) => {}
+    }
+    // A figure of 0 (an overhead below what the clock sees) has no ratio.
+    match (multiproc > 0.0, peer > 0.0) {
+        (false, false) => return "even (both 0)".to_string(),
+        (true, false) | (false, true) => {
+            let multiproc_ahead = (multiproc > 0.0) == higher_is_better(unit);
+            let who = if multiproc > 0.0 { "peer" } else { "multiproc" };
+            let word = if multiproc_ahead { "faster" } else { "slower" };
+            return format!("{word} ({who} 0)");
+        }
+        (true, true) => {}
+    }
     let (ahead, factor) = if higher_is_better(unit) {
         (multiproc >= peer, multiproc / peer)
     } else {
@@ -159,6 +179,7 @@ fn show(cell: Option<&Cell>, unit: &str) -> String {
         Some(Cell::Failed) => "error".to_string(),
         Some(cell) => match cell.best(unit) {
             None => String::new(),
+            Some((v, _)) if v.is_infinite() => "hung".to_string(),
             Some((v, None)) => format!("{} {shown}", number(v)),
             Some((v, Some(config))) => format!("{} {shown} ({})", number(v), short_config(config)),
         },
@@ -285,14 +306,21 @@ pub fn write_headline(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
                 format!(" ({how})")
             }
         };
+        let figure = |v: f64| {
+            if v.is_infinite() {
+                "hung".to_string()
+            } else {
+                format!("{} {unit}", number(v))
+            }
+        };
         writeln!(
             out,
-            "| {name} | {} {unit}{} | {}{}: {} {unit} | **{}** |",
-            number(m),
+            "| {name} | {}{} | {}{}: {} | **{}** |",
+            figure(m),
             with(&m_how),
             imp.name(),
             with(&p_how),
-            number(p),
+            figure(p),
             verdict(group[0].unit, m, p)
         )?;
     }
@@ -346,6 +374,9 @@ struct Measured<'a> {
     config: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     configs: Vec<ConfigRecord<'a>>,
+    /// The median run hung (it is then `null`, as are hung runs).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    hung: bool,
 }
 
 /// One configuration of a cell, in `configs`.
@@ -387,6 +418,7 @@ impl<'a> Measured<'a> {
             runs,
             config,
             configs,
+            hung: median.is_infinite(),
         })
     }
 }
@@ -522,6 +554,50 @@ mod tests {
     }
 
     #[test]
+    fn a_hung_peer_reads_hung_in_every_table_and_in_the_json() {
+        let rows = [Row {
+            scenario: "pool_worker_killed",
+            variant: "forkserver",
+            unit: "ms",
+            cells: [
+                (Impl::Multiproc, Cell::Runs(vec![2.0])),
+                (
+                    Impl::Python,
+                    python_best(vec![f64::INFINITY], vec![f64::INFINITY]),
+                ),
+                (
+                    Impl::Pebble,
+                    Cell::Configs(vec![("pebble", vec![40.0, f64::INFINITY, 30.0])]),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        }];
+        let mut out = Vec::new();
+        write_table(&mut out, &rows).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("| 2.00 ms | hung | 40.0 ms | python: peer hung, pebble: 20.0× faster |"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        write_headline(&mut out, &rows).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("| pool_worker_killed | 2.00 ms | pebble: 40.0 ms | **20.0× faster** |"),
+            "a hung peer is never the best one: {text}"
+        );
+        let mut out = Vec::new();
+        write_json(&mut out, &rows).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let python: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(python["hung"], true, "{text}");
+        assert!(python["median"].is_null(), "{text}");
+        let pebble: serde_json::Value = serde_json::from_str(text.lines().nth(2).unwrap()).unwrap();
+        assert!(pebble.get("hung").is_none(), "{text}");
+    }
+
+    #[test]
     fn ratios_read_one_way_whatever_the_unit() {
         // A time: smaller is better.
         assert_eq!(verdict("us_per_task", 0.5, 20.0), "40.0× faster");
@@ -533,6 +609,12 @@ mod tests {
         assert_eq!(verdict("MiB", 2.0, 13.0), "6.50× smaller");
         assert_eq!(verdict("MiB", 4.0, 0.5), "8.00× larger");
         assert_eq!(verdict("ms", 1.0, 1.0), "1.00× faster");
+        // A peer that hung (an infinite value) is named, not divided by.
+        assert_eq!(verdict("ms", 3.0, f64::INFINITY), "peer hung");
+        assert_eq!(verdict("ms", f64::INFINITY, 3.0), "multiproc hung");
+        // So is one of 0.
+        assert_eq!(verdict("us_per_task", 0.3, 0.0), "slower (peer 0)");
+        assert_eq!(verdict("us_per_task", 0.0, 0.3), "faster (multiproc 0)");
     }
 
     fn python_best(fork: Vec<f64>, forkserver: Vec<f64>) -> Cell {

@@ -14,6 +14,7 @@ mod manager_dict;
 mod pipe;
 mod pool;
 mod pool_executor;
+mod pool_faults;
 mod process_start;
 mod queue;
 mod sync;
@@ -363,10 +364,15 @@ pub const SCENARIOS: &[Scenario] = &[
         variants: &["forkserver"],
         unit: "ms",
         iters: pool_executor::busy_iters,
-        entries: &[Entry::all(
-            Impl::Multiproc,
-            Runner::Native(pool_executor::map_async_busy),
-        )],
+        entries: &[
+            Entry::all(
+                Impl::Multiproc,
+                Runner::Native(pool_executor::map_async_busy),
+            ),
+            Entry::python_best("pool_map_async_busy.py"),
+            Entry::peer(Impl::Futures, "pool_map_async_busy.py", &["futures"]),
+            Entry::peer(Impl::Pebble, "pool_map_async_busy.py", &["pebble"]),
+        ],
         pending: None,
     },
     Scenario {
@@ -374,10 +380,74 @@ pub const SCENARIOS: &[Scenario] = &[
         variants: &["forkserver"],
         unit: "us_per_task",
         iters: pool_executor::as_completed_iters,
-        entries: &[Entry::all(
-            Impl::Multiproc,
-            Runner::Native(pool_executor::as_completed_overhead),
-        )],
+        entries: &[
+            Entry::all(
+                Impl::Multiproc,
+                Runner::Native(pool_executor::as_completed_overhead),
+            ),
+            Entry::python_best("pool_as_completed.py"),
+            Entry::peer(
+                Impl::Futures,
+                "pool_as_completed.py",
+                &["futures/fork", "futures/forkserver"],
+            ),
+            Entry::peer(Impl::Pebble, "pool_as_completed.py", &["pebble"]),
+        ],
+        pending: None,
+    },
+    Scenario {
+        name: "pool_await_latency",
+        variants: &["forkserver"],
+        unit: "us",
+        iters: pool_executor::await_iters,
+        entries: &[
+            Entry::all(
+                Impl::Multiproc,
+                Runner::Native(pool_executor::await_latency),
+            ),
+            Entry::python_best("pool_await_latency.py"),
+            Entry::peer(Impl::Futures, "pool_await_latency.py", &["futures"]),
+            Entry::peer(Impl::Pebble, "pool_await_latency.py", &["pebble"]),
+        ],
+        pending: None,
+    },
+    Scenario {
+        name: "pool_cancel_replace",
+        variants: &["forkserver"],
+        unit: "ms",
+        iters: pool_faults::cancel_iters,
+        entries: &[
+            Entry::all(Impl::Multiproc, Runner::Native(pool_faults::cancel_replace)),
+            Entry::peer(Impl::Pebble, "pool_cancel_replace.py", &["pebble"]),
+        ],
+        pending: None,
+    },
+    Scenario {
+        name: "pool_worker_killed",
+        variants: &["forkserver"],
+        unit: "ms",
+        iters: pool_faults::killed_iters,
+        entries: &[
+            Entry::all(Impl::Multiproc, Runner::Native(pool_faults::worker_killed)),
+            Entry::python_best("pool_worker_killed.py"),
+            Entry::peer(Impl::Futures, "pool_worker_killed.py", &["futures"]),
+            Entry::peer(Impl::Mpire, "pool_worker_killed.py", &["mpire"]),
+            Entry::peer(Impl::Loky, "pool_worker_killed.py", &["loky"]),
+            Entry::peer(Impl::Pebble, "pool_worker_killed.py", &["pebble"]),
+        ],
+        pending: None,
+    },
+    Scenario {
+        name: "pool_time_limit",
+        variants: &["forkserver"],
+        unit: "ms",
+        iters: pool_faults::limit_iters,
+        entries: &[
+            Entry::all(Impl::Multiproc, Runner::Native(pool_faults::time_limit)),
+            Entry::python_best("pool_time_limit.py"),
+            Entry::peer(Impl::Mpire, "pool_time_limit.py", &["mpire"]),
+            Entry::peer(Impl::Pebble, "pool_time_limit.py", &["pebble"]),
+        ],
         pending: None,
     },
     Scenario {
@@ -564,6 +634,33 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         pending: None,
     },
+];
+
+/// What a reader of a scenario's row must know: peers that lack the
+/// operation, and what a `hung` cell means. Printed under the tables when
+/// the scenario runs.
+pub const NOTES: &[(&str, &str)] = &[
+    (
+        "pool_as_completed",
+        "multiprocessing.Pool has no as_completed: its column is the usual idiom, \
+         apply_async(callback=queue.put) drained from a queue.SimpleQueue",
+    ),
+    (
+        "pool_cancel_replace",
+        "only pebble can stop a running task: multiprocessing.Pool has no cancel, \
+         and ProcessPoolExecutor's, loky's and mpire's cancel() cannot stop a running task",
+    ),
+    (
+        "pool_worker_killed",
+        "`hung`: the peer never reported the lost task; it was stopped after the bound \
+         (MULTIPROC_BENCH_HANG_AFTER seconds, 5, --quick 2: above mpire's 1.2 s) and its whole process group killed",
+    ),
+    (
+        "pool_time_limit",
+        "multiprocessing.Pool has no per-task limit: AsyncResult.get(timeout) raises at the limit \
+         but the task goes on and its worker stays busy, so the next task on its 1-worker pool \
+         never runs (`hung`)",
+    ),
 ];
 
 /// Looks a scenario up by name.

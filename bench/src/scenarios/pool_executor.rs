@@ -1,5 +1,6 @@
-//! Issue 14's executor scenarios: `pool_map_async_busy` and
-//! `pool_as_completed` (multiproc only so far; Python peers to come).
+//! Issue 14's executor scenarios: `pool_map_async_busy`,
+//! `pool_as_completed` and `pool_await_latency` (their Python peers are
+//! the scripts of the same names in `bench/python`).
 
 use std::time::{Duration, Instant};
 
@@ -97,4 +98,42 @@ pub fn as_completed_overhead(variant: &str, iters: usize) -> Result<f64, String>
     }
     let t_get = t0.elapsed().as_secs_f64();
     Ok(((t_ac - t_get) * 1e6 / iters as f64).max(0.0))
+}
+
+/// Awaited results per run of `pool_await_latency`: 200 (quick: 20).
+pub fn await_iters(_: &str, quick: bool) -> usize {
+    if quick { 20 } else { 200 }
+}
+
+/// The awaited task: spins 1 ms (so that the awaiting task is parked when
+/// the result comes), then returns the time it finished (CLOCK_MONOTONIC,
+/// shared by every process).
+fn stamp_after_1ms(_: ()) -> u64 {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(1) {
+        std::hint::spin_loop();
+    }
+    super::pool_faults::monotonic_ns()
+}
+
+/// `pool_await_latency`: `apply_async(..).await` in a tokio current-thread
+/// runtime (no threads of its own), one at a time; value = median µs from
+/// the task finishing in the worker (its CLOCK_MONOTONIC stamp) to the
+/// awaiting task running again (goal ≤ 20 µs).
+pub fn await_latency(variant: &str, iters: usize) -> Result<f64, String> {
+    let pool = pool(variant)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(err)?;
+    let mut times = rt.block_on(async {
+        let mut times = Vec::with_capacity(iters);
+        for _ in 0..iters {
+            let r = pool.apply_async(stamp_after_1ms, ()).map_err(err)?;
+            let finished = r.await.map_err(err)?;
+            let woke = super::pool_faults::monotonic_ns();
+            times.push(woke.saturating_sub(finished) as f64 / 1e3);
+        }
+        Ok::<_, String>(times)
+    })?;
+    Ok(crate::report::median(&mut times))
 }
