@@ -39,7 +39,9 @@ fn main() {
 }
 
 /// What the parent's logger saw: level, target, line, message.
-static SEEN: Mutex<Vec<(Level, String, Option<u32>, String)>> = Mutex::new(Vec::new());
+type Seen = (Level, String, Option<u32>, String);
+
+static SEEN: Mutex<Vec<Seen>> = Mutex::new(Vec::new());
 
 struct TestLogger;
 
@@ -62,7 +64,7 @@ fn install(level: LevelFilter) {
     multiproc::logging::set_logger(Box::new(TestLogger), level).unwrap();
 }
 
-fn seen(message: &str) -> Vec<(Level, String, Option<u32>, String)> {
+fn seen(message: &str) -> Vec<Seen> {
     SEEN.lock()
         .unwrap()
         .iter()
