@@ -33,6 +33,8 @@ pub fn decode_everything(data: &[u8]) {
     crate::frame::python::fuzz(data);
     // What a pipe's socket carries beside its rings.
     crate::frame::pipe::fuzz(data);
+    // A child's log record, as the parent's collector reads it.
+    crate::logging::fuzz_packet(data);
     // A queue whose shared memory another process scribbled over.
     crate::shm::ring::fuzz(data);
 }

@@ -339,7 +339,7 @@ pub mod context;
 mod error;
 mod frame;
 mod fuzzing;
-mod logging;
+pub mod logging;
 pub mod manager;
 pub mod pool;
 mod process;

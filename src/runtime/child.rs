@@ -13,9 +13,9 @@ use crate::sys::image::ImageId;
 use crate::target::Target;
 use crate::wire;
 
-use super::forkserver;
 use super::protocol::{ARGS, BOOT, Boot, ChildInfo, ChildIo, MAX_FRAME, PANIC, RESULT};
 use super::state;
+use super::{forkserver, forward};
 
 /// Sends an error report to whoever waits on `sock` (the fork server uses
 /// this when it cannot fork).
@@ -65,12 +65,14 @@ pub(crate) fn serve(sock: OwnedFd, parent: i32) -> ! {
         _ => None,
     };
     // No BOOT means the parent gave up on us: leave quietly.
-    let Some(boot) = next(BOOT) else {
+    let Some(mut boot) = next(BOOT) else {
         sys::process::exit_now(1)
     };
     let Some(args) = next(ARGS) else {
         sys::process::exit_now(1)
     };
+    // The only descriptor a BOOT carries: the socket to the log collector.
+    let log_sink = boot.fds.pop();
     let boot: Boot = match postcard::from_bytes(&boot.body) {
         Ok(b) => b,
         Err(e) => {
@@ -93,7 +95,9 @@ pub(crate) fn serve(sock: OwnedFd, parent: i32) -> ! {
         ));
         sys::process::exit_now(1);
     };
-    child_main(io, &boot.info, move |io| entry(io, args.body, args.fds))
+    child_main(io, &boot.info, log_sink, move |io| {
+        entry(io, args.body, args.fds)
+    })
 }
 
 /// The socket the panic hook reports on when panics abort: this child's
@@ -154,9 +158,11 @@ fn install_panic_hook_now() {
 pub(crate) fn child_main(
     io: ChildIo,
     info: &ChildInfo,
+    log_sink: Option<OwnedFd>,
     body: impl FnOnce(&ChildIo) -> Result<(), Error>,
 ) -> ! {
-    state::become_child(info);
+    forward::forget_inherited();
+    state::become_child(info, log_sink);
     forkserver::forget_inherited();
     install_panic_hook(&io);
     log::info!(target: "multiproc", "child process calling the target");

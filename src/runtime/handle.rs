@@ -167,8 +167,10 @@ impl ChildShared {
         if let Some(raw) = reaped {
             let status = status_from_raw(raw);
             st.status = Some(status);
-            // Everything the child wrote before it exited is in the socket.
+            // Everything the child wrote before it exited is in the socket,
+            // and so are its log records: they reach the logger first.
             Self::pump(&mut st);
+            super::forward::drain();
             st.sock = None;
             log::info!(target: "multiproc", "{} (pid {}) {status}", self.name, self.pid);
         }

@@ -7,6 +7,7 @@ pub(crate) mod child;
 pub(crate) mod forking;
 pub(crate) mod forkserver;
 mod forkserver_main;
+pub(crate) mod forward;
 pub(crate) mod handle;
 pub(crate) mod helpers;
 pub(crate) mod launch;

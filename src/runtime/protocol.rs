@@ -7,6 +7,10 @@
 //! | HELLO  | child  | its pid (u32, little-endian): the child is under `multiproc`'s control (not sent under fork: the parent knows the pid) |
 //! | BOOT   | parent | [`Boot`]: image identity, which function, who the child is (spawn and forkserver only) |
 //! | ARGS   | parent | the encoded arguments, with their descriptors (spawn and forkserver only) |
+//!
+//! BOOT carries, as a descriptor, the child's socket to the parent's log
+//! collector when the child forwards its log records (see
+//! `runtime::forward`).
 //! | RESULT | child  | the encoded return value, with its descriptors |
 //! | PANIC  | child  | [`PanicReport`]: message and location |
 //! | ERROR  | child or fork server | [`ErrorReport`]: the child could not run the function |
@@ -47,6 +51,9 @@ pub(crate) struct ChildInfo {
     pub(crate) parent_pid: i32,
     pub(crate) parent_name: String,
     pub(crate) log_level: Option<u8>,
+    /// The level at which the child forwards its log records to the
+    /// parent (`None`: it does not; see `logging`).
+    pub(crate) forward_level: Option<u8>,
     pub(crate) authkey: [u8; 32],
     pub(crate) start_method: u8,
 }

@@ -79,6 +79,7 @@ pub(crate) fn start<F: Target<M>, M>(
     }
     state::register_exit_hook();
     state::reap_finished();
+    let forward = super::forward::for_child();
     let info = state::with_state(|s| {
         if s.me.daemon {
             return Err(Error::new(
@@ -103,18 +104,20 @@ pub(crate) fn start<F: Target<M>, M>(
             parent_pid: s.me.pid,
             parent_name: s.me.name.clone(),
             log_level: logging::level().map(logging::level_to_u8),
+            forward_level: forward.as_ref().map(|(_, l)| logging::level_to_u8(*l)),
             authkey: s.me.authkey,
             start_method: method as u8,
         })
     })?;
+    let log_sink = forward.map(|(fd, _)| fd);
     let started = match (method, &opts.zygote, opts.entry) {
         (StartMethod::Fork, Some(z), Some(entry)) => {
-            start_exec(method, Some(z), entry, &args, &info)?
+            start_exec(method, Some(z), entry, &args, &info, log_sink)?
         }
-        (StartMethod::Fork, _, _) => start_fork(target, args, &info, opts.allow_threads)?,
+        (StartMethod::Fork, _, _) => start_fork(target, args, &info, log_sink, opts.allow_threads)?,
         (StartMethod::Spawn | StartMethod::Forkserver, _, entry) => {
             let entry = entry.expect("checked above");
-            start_exec(method, None, entry, &args, &info)?
+            start_exec(method, None, entry, &args, &info, log_sink)?
         }
     };
     let shared = Arc::new(ChildShared::new(info.name, info.daemon, started)?);
@@ -127,6 +130,7 @@ fn start_fork<F: Target<M>, M>(
     target: F,
     args: F::Args,
     info: &ChildInfo,
+    log_sink: Option<OwnedFd>,
     allow_threads: bool,
 ) -> Result<Started> {
     let paused = fork_guard(allow_threads)?;
@@ -145,11 +149,13 @@ fn start_fork<F: Target<M>, M>(
             if !sys::process::die_with_parent(parent) {
                 sys::process::exit_now(1);
             }
-            child::child_main(io, info, move |io| child::run_target(target, args, io))
+            child::child_main(io, info, log_sink, move |io| {
+                child::run_target(target, args, io)
+            })
         }
         sys::process::Forked::Parent(pid) => {
             drop(paused);
-            drop(theirs);
+            drop((theirs, log_sink));
             drop((target, args));
             Ok(Started {
                 pid,
@@ -176,6 +182,7 @@ fn start_exec<A: Serialize>(
     entry: Entry,
     args: &A,
     info: &ChildInfo,
+    log_sink: Option<OwnedFd>,
 ) -> Result<Started> {
     let image = image_id()?;
     let (ours, theirs) =
@@ -229,7 +236,8 @@ fn start_exec<A: Serialize>(
     };
     // A child that died early makes these fail with a broken pipe; join()
     // then reports how it died, which says more than the pipe does.
-    let _ = wire::send(ours.as_fd(), protocol::BOOT, &boot, &[]).and_then(|()| {
+    let sink_fds: Vec<_> = log_sink.iter().map(|fd| fd.as_fd()).collect();
+    let _ = wire::send(ours.as_fd(), protocol::BOOT, &boot, &sink_fds).and_then(|()| {
         wire::send(
             ours.as_fd(),
             protocol::ARGS,
@@ -237,7 +245,8 @@ fn start_exec<A: Serialize>(
             &args.borrowed_fds(),
         )
     });
-    drop(args);
+    drop((args, sink_fds));
+    drop(log_sink);
     let mut reader = wire::Reader::new(protocol::MAX_FRAME);
     if let Some(pid) = spawned_pid {
         return Ok(Started {

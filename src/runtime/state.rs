@@ -104,7 +104,7 @@ pub(crate) fn initialized() -> bool {
 
 /// Makes this process the child described by `info`: its name, its parent,
 /// an empty list of children. Called first thing in every child.
-pub(crate) fn become_child(info: &ChildInfo) {
+pub(crate) fn become_child(info: &ChildInfo, log_sink: Option<std::os::fd::OwnedFd>) {
     sys::process::forget_cached_pid();
     let level = info.log_level.map(logging::level_from_u8);
     let mut guard = STATE.lock().unwrap_or_else(|p| p.into_inner());
@@ -123,11 +123,9 @@ pub(crate) fn become_child(info: &ChildInfo) {
     });
     drop(guard);
     method::inherit(StartMethod::from_u8(info.start_method));
-    logging::set_process(&info.name, sys::process::getpid());
     show_as(&info.name);
-    if let Some(level) = level {
-        logging::log_to_stderr(level);
-    }
+    let forward = info.forward_level.map(logging::level_from_u8);
+    logging::start_child(&info.name, log_sink, forward, level);
     register_exit_hook();
 }
 
