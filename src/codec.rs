@@ -96,9 +96,8 @@ pub(crate) enum NoFds {
     Manager,
     /// A TCP connection.
     Tcp,
-    /// A pool's task arguments and results.
-    #[allow(dead_code)] // for src/pool/, which adopts `append_plain`
-    Pool,
+    /// A pool task's result, on its way back from the worker.
+    PoolResult,
 }
 
 impl NoFds {
@@ -107,7 +106,7 @@ impl NoFds {
             NoFds::Queue => "through a queue's shared memory",
             NoFds::Manager => "to a manager, which keeps values as bytes",
             NoFds::Tcp => "over a TCP connection",
-            NoFds::Pool => "in a pool's tasks and results",
+            NoFds::PoolResult => "back from a pool worker in a task's result",
         }
     }
 }

@@ -659,19 +659,34 @@ fn large_arguments_and_results_travel_whole() {
     assert_eq!(sums, [7 * (5 << 20), 7, 7 * (3 << 20)]);
 }
 
+/// Writes `b"hi"` into the pipe end it was given.
 fn takes_fd(fd: multiproc::Fd) -> bool {
-    drop(fd);
-    true
+    use std::io::Write;
+    std::fs::File::from(fd.into_owned())
+        .write_all(b"hi")
+        .is_ok()
+}
+
+/// A result cannot hold one.
+fn returns_fd(_: ()) -> multiproc::Fd {
+    let (_r, w) = std::io::pipe().unwrap();
+    multiproc::Fd::new(w.into())
 }
 
 #[test]
-fn a_descriptor_in_task_arguments_is_a_clear_error_for_that_item() {
+fn a_descriptor_travels_in_task_arguments_but_not_in_results() {
+    use std::io::Read;
     let _w = watchdog("fd argument");
     let pool = Pool::new(1).unwrap();
-    let (a, _b) = std::io::pipe().unwrap();
-    let fd = multiproc::Fd::new(a.into());
+    let (mut r, w) = std::io::pipe().unwrap();
+    let fd = multiproc::Fd::new(w.into());
     let results: Vec<_> = pool.imap(takes_fd, vec![fd]).unwrap().collect();
-    assert_eq!(results[0].as_ref().unwrap_err().kind(), ErrorKind::Encode);
+    assert!(*results[0].as_ref().unwrap());
+    let mut got = [0u8; 2];
+    r.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"hi");
+    let err = pool.apply(returns_fd, ()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Encode);
     assert_eq!(pool.apply(square, 4).unwrap(), 16, "the pool goes on");
 }
 

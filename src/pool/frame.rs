@@ -9,7 +9,13 @@
 //! |------|------|
 //! | FUNC | function id (u32) and a postcard `TaskRef`: "id N is this function" |
 //! | TASK | function id (u32), item count (u32; its top bit, `TIMED`, asks the worker to time each item), then the items' postcard arguments back to back (postcard values delimit themselves) |
+//! | TASK_FDS | function id (u32), item count (u32, always 1, with the flags), descriptor count (u32, at most `sys::socket::MAX_FDS`), the item's postcard arguments; the descriptors came first on the worker's descriptor socket |
 //! | STOP | empty: leave once everything before it is answered |
+//!
+//! A chunk whose items carry descriptors is sent as several frames (a
+//! TASK_FDS for each such item, TASK frames between them); all but its
+//! last have the `MORE` flag in their count, so that the worker counts the
+//! chunk once (`maxtasksperchild`).
 //!
 //! From the worker:
 //!
@@ -42,9 +48,12 @@ pub(crate) const TASK: u8 = 2;
 /// its own time limit), whatever the pool's setting. Counts stay below it
 /// ([`MAX_CHUNK_ITEMS`]).
 pub(crate) const TIMED: u32 = 1 << 31;
-/// The most items in one chunk.
-pub(crate) const MAX_CHUNK_ITEMS: usize = 1 << 30;
+/// In a TASK or TASK_FDS item count: more frames of this chunk follow.
+pub(crate) const MORE: u32 = 1 << 30;
+/// The most items in one chunk (below the flags).
+pub(crate) const MAX_CHUNK_ITEMS: usize = (1 << 30) - 1;
 pub(crate) const STOP: u8 = 3;
+pub(crate) const TASK_FDS: u8 = 4;
 
 // Kinds, worker to pool.
 pub(crate) const RESULTS: u8 = 1;
@@ -101,6 +110,17 @@ pub(crate) fn results_body(body: &[u8]) -> Option<(u32, &[u8])> {
 /// A TASK body: function id, item count, the items' bytes.
 pub(crate) fn task_body(body: &[u8]) -> Option<(u32, u32, &[u8])> {
     Some((read_u32(body, 0)?, read_u32(body, 4)?, body.get(8..)?))
+}
+
+/// A TASK_FDS body: function id, item count (with flags), descriptor
+/// count, the item's bytes.
+pub(crate) fn task_fds_body(body: &[u8]) -> Option<(u32, u32, u32, &[u8])> {
+    Some((
+        read_u32(body, 0)?,
+        read_u32(body, 4)?,
+        read_u32(body, 8)?,
+        body.get(12..)?,
+    ))
 }
 
 /// A FUNC body: function id and the postcard `TaskRef`'s bytes.
@@ -193,6 +213,7 @@ pub(crate) fn fuzz(data: &[u8]) {
         let body = &data[at + body.start..at + body.end];
         at += total;
         let _ = task_body(body);
+        let _ = task_fds_body(body);
         let _ = func_body(body);
         let _ = failed_body(body);
         if kind == RESULTS
@@ -231,6 +252,11 @@ mod tests {
         // A header announcing 4 GiB is an incomplete frame, not a panic.
         assert!(parse_frame(&[0xff, 0xff, 0xff, 0xff, RESULTS, 1]).is_none());
         assert!(task_body(&[1, 0, 0, 0, 2, 0, 0]).is_none());
+        assert!(task_fds_body(&[1, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0]).is_none());
+        assert_eq!(
+            task_fds_body(&[1, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 9]),
+            Some((1, 1, 2, &[9u8][..]))
+        );
     }
 
     #[test]

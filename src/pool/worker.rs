@@ -24,8 +24,9 @@ use crate::sys::page::SharedPage;
 use crate::target::Target;
 
 use super::frame::{
-    FAILED, FUNC, HEADER, INIT_FAILED, RESULTS, RETIRE, STOP, TAG_ERROR, TAG_PANIC, TASK, TIMED,
-    announced, append, begin_frame, end_frame, func_body, parse_frame, task_body,
+    FAILED, FUNC, HEADER, INIT_FAILED, MORE, RESULTS, RETIRE, STOP, TAG_ERROR, TAG_PANIC, TASK,
+    TASK_FDS, TIMED, announced, append, begin_frame, end_frame, func_body, parse_frame, task_body,
+    task_fds_body,
 };
 
 /// Shared-page words: tasks started, start time of the latest (ns,
@@ -73,10 +74,7 @@ pub(crate) fn task_entry<F: Target<M> + Copy, M>(input: &[u8], count: u32, ctx: 
                     Ok(()) => ctx.ok(),
                     Err(e) => {
                         ctx.out.truncate(mark);
-                        ctx.fail(&format!(
-                            "could not encode the task's result of type {}: {e}",
-                            std::any::type_name::<F::Output>()
-                        ));
+                        ctx.fail(&result_failed(&result, e));
                     }
                 }
             }
@@ -86,10 +84,54 @@ pub(crate) fn task_entry<F: Target<M> + Copy, M>(input: &[u8], count: u32, ctx: 
     }
 }
 
+/// Why a task's result could not be encoded: descriptors inside it (they
+/// do not travel back from a worker), or postcard's error.
+#[cold]
+fn result_failed<T: Serialize>(result: &T, e: postcard::Error) -> String {
+    let mut scratch = Vec::new();
+    match crate::codec::append_plain(result, &mut scratch, crate::codec::NoFds::PoolResult) {
+        Err(refused) if refused.to_string().contains("holds descriptors") => {
+            format!("could not encode the task's result: {refused}")
+        }
+        _ => format!(
+            "could not encode the task's result of type {}: {e}",
+            std::any::type_name::<T>()
+        ),
+    }
+}
+
+/// The descriptors a TASK_FDS frame announces: one message on the
+/// descriptor socket, sent before the frame (so it is there now). Anything
+/// else is an error for the item; descriptors that came are closed.
+fn take_fds(fds_sock: std::os::fd::BorrowedFd<'_>, announced: u32) -> Result<Vec<OwnedFd>, String> {
+    if announced as usize > sys::socket::MAX_FDS {
+        return Err(format!(
+            "could not decode the task's arguments: the pool announced {announced} descriptors, over the cap of {}",
+            sys::socket::MAX_FDS
+        ));
+    }
+    let mut fds = Vec::new();
+    let mut byte = [0u8; 1];
+    match sys::socket::recv_with(fds_sock, &mut byte, &mut fds, false) {
+        Ok(sys::socket::Received::Bytes(_)) if fds.len() == announced as usize => Ok(fds),
+        Ok(sys::socket::Received::Bytes(_)) => Err(format!(
+            "could not decode the task's arguments: {}",
+            crate::codec::fewer_fds_message(announced as usize, fds.len())
+        )),
+        _ => Err(format!(
+            "could not decode the task's arguments: {}",
+            crate::codec::fewer_fds_message(announced as usize, 0)
+        )),
+    }
+}
+
 /// What a worker process is given.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct WorkerArgs {
     pub(crate) sock: Fd,
+    /// Where the descriptors of TASK_FDS frames come from, one message
+    /// per frame, each sent just before its frame.
+    pub(crate) fds_sock: Fd,
     pub(crate) page: Fd,
     pub(crate) init: Option<(TaskRef, Vec<u8>)>,
     /// The descriptors inside the initializer's arguments, by index.
@@ -283,6 +325,8 @@ pub(crate) fn worker_main(mut args: WorkerArgs) {
     drop(args.page);
     let sock_fd = sock.clone();
     let sock = sock_fd.as_fd();
+    let fds_sock_fd = args.fds_sock.into_owned();
+    let fds_sock = fds_sock_fd.as_fd();
     if let Some((init, bytes)) = &args.init {
         let mut scratch = Ctx::new(None, page.clone(), false);
         match init.resolve(true) {
@@ -328,9 +372,22 @@ pub(crate) fn worker_main(mut args: WorkerArgs) {
                     }
                     funcs[id] = f;
                 }
-                TASK => {
-                    let Some((id, count, items)) = task_body(&inbuf[body]) else {
-                        return;
+                TASK | TASK_FDS => {
+                    let (id, count, items, fds) = if kind == TASK {
+                        let Some((id, count, items)) = task_body(&inbuf[body]) else {
+                            return;
+                        };
+                        (id, count, items, None)
+                    } else {
+                        let Some((id, count, n, item)) = task_fds_body(&inbuf[body]) else {
+                            return;
+                        };
+                        // One item per TASK_FDS frame; anything else is
+                        // not from this crate's pool.
+                        if count & !(TIMED | MORE) != 1 {
+                            return;
+                        }
+                        (id, count, item, Some(take_fds(fds_sock, n)))
                     };
                     // Results that have waited long enough go out before
                     // the next chunk, which may run for long: otherwise a
@@ -341,17 +398,25 @@ pub(crate) fn worker_main(mut args: WorkerArgs) {
                     }
                     // The call's own time limit: time these items too.
                     ctx.timed = args.timed || count & TIMED != 0;
-                    let count = count & !TIMED;
-                    match funcs.get(id as usize).copied().flatten() {
-                        Some(f) => f(items, count, &mut ctx),
-                        None => ctx.fail_rest(
+                    let more = count & MORE != 0;
+                    let count = count & !(TIMED | MORE);
+                    match (funcs.get(id as usize).copied().flatten(), fds) {
+                        (None, _) => ctx.fail_rest(
                             count,
                             "the worker could not find the task function (a different executable?)",
                         ),
+                        (Some(f), None) => f(items, count, &mut ctx),
+                        (Some(f), Some(Ok(fds))) => {
+                            crate::codec::with_incoming(fds, || f(items, count, &mut ctx))
+                        }
+                        (Some(_), Some(Err(message))) => ctx.fail_rest(count, &message),
                     }
                     ctx.close_frame();
                     if ctx.broken {
                         return;
+                    }
+                    if more {
+                        continue;
                     }
                     chunks += 1;
                     if args.max_tasks.is_some_and(|m| chunks >= m) {
@@ -428,3 +493,35 @@ fn read_more(sock: std::os::fd::BorrowedFd<'_>, inbuf: &mut Vec<u8>) -> bool {
 
 /// How long a worker spins for more input before it sleeps.
 const SPIN_US: u64 = 50;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announced_descriptors_must_be_the_ones_that_came() {
+        let (ours, theirs) = sys::socket::stream_pair().unwrap();
+        // Over the cap, or nothing there: errors, and nothing is read.
+        assert!(
+            take_fds(theirs.as_fd(), 10_000)
+                .unwrap_err()
+                .contains("cap")
+        );
+        assert!(
+            take_fds(theirs.as_fd(), 1)
+                .unwrap_err()
+                .contains("descriptor")
+        );
+        // Two came where one was announced: an error, both closed.
+        let (a, b) = sys::socket::stream_pair().unwrap();
+        assert!(sys::socket::send_fds_nowait(ours.as_fd(), &[a.as_fd(), b.as_fd()]).unwrap());
+        let err = take_fds(theirs.as_fd(), 1).unwrap_err();
+        assert!(
+            err.contains("announces 1 descriptor(s) but 2 arrived"),
+            "{err}"
+        );
+        // The announced count: they arrive.
+        assert!(sys::socket::send_fds_nowait(ours.as_fd(), &[a.as_fd()]).unwrap());
+        assert_eq!(take_fds(theirs.as_fd(), 1).unwrap().len(), 1);
+    }
+}

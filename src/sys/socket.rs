@@ -211,6 +211,39 @@ pub(crate) fn send_nowait(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<bool> 
     }
 }
 
+/// Sends one marker byte with `fds` attached (`SCM_RIGHTS`, at most
+/// [`MAX_FDS`]) if the socket has room now, without blocking: `Ok(false)`
+/// if it has none (then nothing went). On a stream socket the receiver's
+/// `recvmsg` stops after the byte that carries descriptors, so a reader of
+/// one byte at a time gets each such message whole. A peer that is gone
+/// gives `BrokenPipe`; no SIGPIPE is raised.
+pub(crate) fn send_fds_nowait(sock: BorrowedFd<'_>, fds: &[BorrowedFd<'_>]) -> io::Result<bool> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors for one message",
+        ));
+    }
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other("too many descriptors for one message"));
+    }
+    loop {
+        match rustix::net::sendmsg(
+            sock,
+            &[IoSlice::new(&[0])],
+            &mut control,
+            SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+        ) {
+            Ok(n) => return Ok(n > 0),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Whether the peer of a connected socket is gone (`POLLHUP` or `POLLERR`
 /// now; one `poll(2)` that does not wait).
 pub(crate) fn hung_up(sock: BorrowedFd<'_>) -> io::Result<bool> {

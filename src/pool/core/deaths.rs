@@ -22,6 +22,11 @@ impl Core {
     pub(super) fn start_worker(&mut self) -> Result<Worker> {
         let (ours, theirs) =
             sys::socket::stream_pair().map_err(io_err("could not create a socket pair"))?;
+        // Descriptors inside task arguments: one message per TASK_FDS
+        // frame, written just before the frame's first byte.
+        let (fds_ours, fds_theirs) =
+            sys::socket::stream_pair().map_err(io_err("could not create a socket pair"))?;
+        let _ = sys::socket::set_send_buffer(fds_ours.as_fd(), 4 << 20);
         // Large arguments and results cross in fewer fill-and-wait rounds
         // (each costs a wake-up on the other core); best effort.
         for s in [&ours, &theirs] {
@@ -45,6 +50,7 @@ impl Core {
         };
         let args = WorkerArgs {
             sock: Fd::new(theirs),
+            fds_sock: Fd::new(fds_theirs),
             page: Fd::new(page_fd),
             init,
             init_fds,
@@ -73,6 +79,8 @@ impl Core {
             name,
             process,
             sock: ours,
+            fds_sock: fds_ours,
+            fd_marks: Default::default(),
             page,
             inbuf: Vec::with_capacity(64 * 1024),
             in_start: 0,
@@ -155,7 +163,7 @@ impl Core {
         for (n, chunk) in sent.into_iter().enumerate() {
             let items = chunk.items();
             let mut again: Option<Chunk> = None;
-            for (j, item) in items.iter().enumerate() {
+            for (j, &item) in items.iter().enumerate() {
                 if n == 0 && j < skip {
                     continue;
                 }
@@ -209,7 +217,7 @@ impl Core {
                 } else {
                     again
                         .get_or_insert_with(|| Chunk::new(chunk.job, chunk.func, index))
-                        .push_bytes(item);
+                        .push_item(item, chunk.item_fds(j));
                 }
                 k += 1;
             }

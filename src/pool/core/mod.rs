@@ -120,6 +120,10 @@ struct Worker {
     name: String,
     process: Process<()>,
     sock: OwnedFd,
+    /// Where the descriptors of task arguments go (`chunk.rs`).
+    fds_sock: OwnedFd,
+    /// Frames in `out` whose descriptors go first.
+    fd_marks: chunk::FdMarks,
     page: SharedPage,
     inbuf: Vec<u8>,
     in_start: usize,
@@ -212,9 +216,6 @@ pub(crate) const DOORBELL: u64 = u64::MAX;
 
 /// How long the pool's thread spins on the sockets before it sleeps.
 const SPIN: Duration = Duration::from_micros(30);
-
-/// The most argument bytes in flight to one worker (beyond two chunks).
-const MAX_INFLIGHT_BYTES: usize = 4 << 20;
 
 fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::io(what, e)
@@ -589,26 +590,6 @@ impl Core {
         self.workers.iter().all(Option::is_none)
     }
 
-    /// Whether a worker may take one more chunk of `items` items. Two
-    /// chunks always (the next one waits in the worker while it runs the
-    /// first); more while chunks are quick, so that many tasks are in flight
-    /// and the worker never sleeps between them (waking a process costs tens
-    /// of microseconds on some machines); never more when chunks are slow,
-    /// so that the other workers are not left idle.
-    /// Large arguments are also bounded by bytes: a few MiB in flight keep
-    /// the socket full, and more would only be memory the kernel and the
-    /// allocator have to find (fresh pages) for data that waits.
-    fn has_room(item_ns: f64, w: &Worker, items: u32, bytes: usize) -> bool {
-        if w.sent.len() < 2 {
-            return true;
-        }
-        let slow = item_ns * items as f64 > 2e6;
-        !slow
-            && w.sent.len() < 1024
-            && w.inflight + items as u64 <= 8192
-            && w.inflight_bytes + bytes <= MAX_INFLIGHT_BYTES
-    }
-
     /// Hands queued chunks to workers with room.
     fn dispatch(&mut self) {
         if self.state == PoolState::Terminated {
@@ -622,6 +603,7 @@ impl Core {
             let item_ns = self.item_ns;
             let items = chunk.count;
             let bytes = chunk.data.len();
+            let fd_items = chunk.fd_items();
             let quota = self.config.max_tasks;
             let best = self
                 .workers
@@ -631,7 +613,15 @@ impl Core {
                 .filter(|(_, w)| {
                     !w.leaving
                         && !w.eof
-                        && Self::has_room(item_ns, w, items, bytes)
+                        && chunk::has_room(
+                            item_ns,
+                            w.sent.len(),
+                            w.inflight,
+                            w.inflight_bytes,
+                            items,
+                            bytes,
+                        )
+                        && (fd_items == 0 || chunk::fd_room(w.sent.iter(), fd_items))
                         && quota.is_none_or(|q| w.chunks_sent < q)
                 })
                 .min_by_key(|(_, w)| w.inflight)
@@ -656,12 +646,8 @@ impl Core {
                 w.out.extend_from_slice(&r);
                 frame::end_frame(&mut w.out, at);
             }
-            let at = frame::begin_frame(&mut w.out, frame::TASK);
-            w.out.extend_from_slice(&chunk.func.to_le_bytes());
             let flag = if timed { frame::TIMED } else { 0 };
-            w.out.extend_from_slice(&(chunk.count | flag).to_le_bytes());
-            w.out.extend_from_slice(&chunk.data);
-            frame::end_frame(&mut w.out, at);
+            chunk.write_frames(&mut w.out, &mut w.fd_marks, flag);
             if w.sent.is_empty() {
                 w.busy_since = Instant::now();
             }
@@ -680,7 +666,20 @@ impl Core {
         let mut progress = false;
         for w in self.workers.iter_mut().flatten() {
             while w.out_start < w.out.len() && !w.eof {
-                match sys::io::send(w.sock.as_fd(), &w.out[w.out_start..], true) {
+                let end =
+                    match chunk::send_due_fds(&mut w.fd_marks, w.fds_sock.as_fd(), w.out_start) {
+                        chunk::FdStep::Sent => {
+                            progress = true;
+                            continue;
+                        }
+                        chunk::FdStep::Full => break,
+                        chunk::FdStep::Failed => {
+                            w.eof = true;
+                            continue;
+                        }
+                        chunk::FdStep::BytesUpTo(at) => at.unwrap_or(w.out.len()),
+                    };
+                match sys::io::send(w.sock.as_fd(), &w.out[w.out_start..end], true) {
                     Ok(0) => break,
                     Ok(n) => {
                         w.out_start += n;
@@ -844,7 +843,8 @@ impl Core {
                 Ok(()) => {
                     // Run it again, first: this item's bytes alone.
                     let mut again = Chunk::new(id, chunk.func, index);
-                    again.push_bytes(chunk.items()[w.front_answered as usize]);
+                    let j = w.front_answered as usize;
+                    again.push_item(chunk.items()[j], chunk.item_fds(j));
                     log::info!(target: "multiproc", "task {index} of {what} runs again: it panicked in {}", w.who());
                     self.answered(w, 1);
                     self.pending.push_front(again);
