@@ -716,8 +716,8 @@ impl<T> auth::Channel for Connection<T> {
 }
 
 impl<T> Waitable for Connection<T> {
-    fn wait_fd(&self) -> BorrowedFd<'_> {
-        self.sock.as_fd()
+    fn wait_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.sock.as_fd())
     }
     fn ready_now(&self) -> bool {
         let mut st = self.read.lock().unwrap_or_else(|p| p.into_inner());

@@ -61,7 +61,7 @@ mod handshake;
 mod listener;
 mod rings;
 mod stream;
-mod wait;
+pub(crate) mod wait;
 
 use crate::error::{Error, Result};
 use crate::sys;

@@ -87,6 +87,7 @@ where
         slot,
         job,
         cancel_on_drop,
+        wait_watch: std::sync::OnceLock::new(),
     })
 }
 
@@ -191,8 +192,6 @@ impl<R> Slot<R> {
 }
 
 impl<R> Slot<R> {
-    /// Lets `watch` know (as `index`) when the result is done: at once if
-    /// it is.
     /// Lets `watch` know (as `index`) when the result is done; if it is
     /// done already, returns when it completed instead (the caller
     /// announces those in that order).
@@ -201,6 +200,10 @@ impl<R> Slot<R> {
         if state.fired {
             Some(state.fired_seq)
         } else {
+            // Watches whose `as_completed`/`wait` call ended (timed out)
+            // are held by nothing else: drop them, so that calls repeated on
+            // a long task do not pile up.
+            state.watchers.retain(|(w, _)| Arc::strong_count(w) > 1);
             state.watchers.push((watch.clone(), index));
             None
         }
@@ -342,6 +345,9 @@ pub struct AsyncResult<R> {
     job: u64,
     /// A `map_async` without callbacks: dropping the handle cancels it.
     cancel_on_drop: bool,
+    /// Where the result announces itself to `connection::wait`
+    /// (`futures.rs`): registered with the slot at the first such wait.
+    pub(super) wait_watch: std::sync::OnceLock<Arc<Watch>>,
 }
 
 /// Awaiting the result (`result.await`, any executor: tokio, smol,

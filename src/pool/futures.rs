@@ -196,3 +196,28 @@ pub fn wait<R>(
         }
     }
 }
+
+/// A pool result in [`connection::wait`](crate::connection::wait): ready
+/// when it is [`done`](AsyncResult::done). The first such wait registers a
+/// watch of the handle's own with the result; `wait` sleeps on its futex.
+impl<R> crate::connection::wait::sealed::Waitable for AsyncResult<R> {
+    fn wait_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
+    fn ready_now(&self) -> bool {
+        self.ready()
+    }
+    fn confirm(&self) -> bool {
+        self.is_done()
+    }
+    fn arm(&self) -> Option<(&std::sync::atomic::AtomicU32, u32)> {
+        let watch = self.wait_watch.get_or_init(|| {
+            let watch = Watch::new();
+            // Done already: `is_done` below says so.
+            let _ = self.slot.watch(&watch, 0);
+            watch
+        });
+        let seen = watch.count.load(SeqCst);
+        (!self.is_done()).then_some((&watch.count, seen))
+    }
+}

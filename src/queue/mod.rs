@@ -64,6 +64,7 @@
 #[cfg(feature = "async")]
 mod aio;
 mod errors;
+mod wait;
 
 use std::cell::RefCell;
 use std::fmt;

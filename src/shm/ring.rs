@@ -903,6 +903,30 @@ impl Ring {
         }
     }
 
+    /// For a wait on many objects (`connection::wait`): `None` if a get
+    /// would not wait (a message is there or the queue is shut down);
+    /// otherwise asks putters to wake the data futex and returns it with the
+    /// value to sleep on.
+    pub(crate) fn arm_get(&self) -> Option<(&AtomicU32, u32)> {
+        let ready = || !self.is_empty() || self.is_shut_down();
+        if ready() {
+            return None;
+        }
+        let word = self.a32(DATA_SEQ);
+        let before = word.load(Ordering::Acquire);
+        self.a32(DATA_SLEEPERS).swap(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if ready() {
+            return None;
+        }
+        Some((word, before))
+    }
+
+    /// Whether a get would not wait (`connection::wait`).
+    pub(crate) fn get_ready(&self) -> bool {
+        !self.is_empty() || self.is_shut_down()
+    }
+
     /// Waits until a get (`for_get`) or a put may succeed, the queue is shut
     /// down, or `deadline` passes, without taking or putting anything (the
     /// async forms; spurious returns allowed).
