@@ -94,8 +94,9 @@ impl PoolBuilder {
     /// # Ok(()) }
     /// ```
     ///
-    /// Task arguments and results cannot hold descriptors (they fail with
-    /// [`ErrorKind::Encode`]): pass such objects here.
+    /// Task arguments may hold them too (see the [module
+    /// docs](crate::pool)); results cannot (they fail with
+    /// [`ErrorKind::Encode`]).
     ///
     /// # Errors
     ///

@@ -51,6 +51,40 @@
 //! and runs callbacks within about a millisecond of their result. Details
 //! and measurements are in `src/pool/README.md`.
 //!
+//! # Queues, locks and pipe ends in tasks
+//!
+//! Task arguments (every form: `apply_async`, `map`, `imap`, `starmap`)
+//! and the initializer's arguments may hold what carries descriptors — a
+//! [`Queue`](crate::Queue), a [`Lock`](crate::sync::Lock) or another
+//! primitive, a [`Value`](crate::shared::Value), a
+//! [`SharedMemory`](crate::shared::SharedMemory), a pipe end, an
+//! [`Fd`](crate::Fd) — under every start method, as Python's
+//! `pool.apply_async(f, (queue,))`. The worker gets its own handle on the
+//! same object; an item that runs again after its worker died gets one
+//! again. Results cannot hold descriptors: such a result is an
+//! [`ErrorKind::Encode`](crate::ErrorKind::Encode) error for that item,
+//! and the pool goes on.
+//!
+//! ```
+//! # multiproc::init();
+//! use multiproc::{Pool, Queue};
+//!
+//! fn report(q: Queue<u64>, x: u64) -> u64 {
+//!     q.put(x * 10).unwrap();
+//!     x
+//! }
+//!
+//! let pool = Pool::new(2)?;
+//! let q = Queue::new()?;
+//! let items: Vec<_> = (0..4).map(|x| (q.clone(), x)).collect();
+//! assert_eq!(pool.starmap(report, items)?, [0, 1, 2, 3]);
+//! let mut got: Vec<u64> = (0..4).map(|_| q.get().unwrap()).collect();
+//! got.sort();
+//! assert_eq!(got, [0, 10, 20, 30]);
+//! # pool.close(); pool.join()?;
+//! # Ok::<(), multiproc::Error>(())
+//! ```
+//!
 //! # Python's names
 //!
 //! | Python | multiproc |
