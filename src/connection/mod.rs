@@ -55,6 +55,8 @@
 //! with [`ErrorKind::Eof`](crate::ErrorKind::Eof); messages sent in between are lost, as they
 //! would be in a socket's buffer.
 
+#[cfg(feature = "async")]
+mod aio;
 pub(crate) mod auth;
 mod conn;
 mod handshake;
