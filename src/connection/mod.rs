@@ -23,6 +23,10 @@
 //!   `multiprocessing.connection`, so `send_bytes`/`recv_bytes`
 //!   interoperate with a Python peer.
 //!
+//! With feature `async`, `Connection::recv_async` and
+//! `Connection::recv_bytes_async` await a message under any runtime
+//! (cancel-safe: a dropped future receives nothing).
+//!
 //! Typed [`send`](Connection::send)/[`recv`](Connection::recv) carry serde
 //! values (postcard), and, except over TCP, any [`Fd`](crate::Fd) inside a
 //! value travels as a descriptor.
