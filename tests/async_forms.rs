@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
-use multiproc::Process;
+use multiproc::connection::{self, Connection};
 use multiproc::queue::Queue;
 use multiproc::sync::{Event, Lock};
+use multiproc::{ErrorKind, Process};
 
 multiproc::test_support!();
 
@@ -171,4 +172,192 @@ async fn a_get_future_dropped_by_a_tokio_timeout_takes_nothing() {
     );
     q.put(3).unwrap();
     assert_eq!(q.get_async().await.unwrap(), 3);
+}
+
+// ---- Connection::recv_async, recv_bytes_async ------------------------------
+
+fn send_count(conn: Connection<u32>, n: u32) {
+    for i in 0..n {
+        conn.send(&i).unwrap();
+    }
+}
+
+/// The bytes of message `i` of `len` bytes: a pattern a torn or shifted
+/// message would break.
+fn pattern(i: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|j| (i * 31 + j * 7 + j / 4096) as u8)
+        .collect()
+}
+
+fn send_sized(conn: Connection, sizes: Vec<usize>) {
+    for (i, &len) in sizes.iter().enumerate() {
+        conn.send_bytes(&pattern(i, len)).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_receives_many_values_from_a_child_then_eof() {
+    let _w = watchdog("tokio recv_async");
+    let (ours, theirs) = connection::pipe::<u32>().unwrap();
+    let child = Process::new(send_count, (theirs, 20_000)).start().unwrap();
+    for i in 0..20_000 {
+        assert_eq!(ours.recv_async().await.unwrap(), i);
+    }
+    child.join_async().await.unwrap();
+    // The peer process exited: end of file, as `recv` says it.
+    let err = ours.recv_async().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Eof, "{err}");
+    assert_eq!(ours.recv().unwrap_err().kind(), ErrorKind::Eof);
+    assert_eq!(
+        ours.recv_bytes_async().await.unwrap_err().kind(),
+        ErrorKind::Eof
+    );
+}
+
+#[test]
+fn smol_receives_many_messages_from_a_child_then_eof() {
+    let _w = watchdog("smol recv_async");
+    let (ours, theirs) = connection::pipe_oneway::<u32>().unwrap();
+    smol::block_on(async {
+        let child = Process::new(send_count, (theirs, 5_000)).start().unwrap();
+        for i in 0..5_000u32 {
+            assert_eq!(ours.recv_async().await.unwrap(), i);
+        }
+        child.join_async().await.unwrap();
+        let err = ours.recv_async().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Eof, "{err}");
+    });
+    assert_eq!(ours.recv().unwrap_err().kind(), ErrorKind::Eof);
+}
+
+/// Messages over the ring's 2 MiB travel on the socket in pieces; the
+/// async receive reads them as they come, between small ones, on a
+/// current-thread runtime (a receive that blocked mid-message could not
+/// let the timer task run).
+#[tokio::test(flavor = "current_thread")]
+async fn large_messages_arrive_whole() {
+    let _w = watchdog("large recv_bytes_async");
+    let sizes = vec![10, 12 << 20, 0, 3 << 20, 100_000, 9 << 20, 1];
+    let (ours, theirs) = connection::pipe::<Vec<u8>>().unwrap();
+    let child = Process::new(send_sized, (theirs.cast(), sizes.clone()))
+        .start()
+        .unwrap();
+    for (i, &len) in sizes.iter().enumerate() {
+        let got = ours.recv_bytes_async().await.unwrap();
+        assert_eq!(got.len(), len, "message {i}");
+        assert!(got == pattern(i, len), "message {i} is torn");
+    }
+    child.join_async().await.unwrap();
+    assert_eq!(
+        ours.recv_bytes_async().await.unwrap_err().kind(),
+        ErrorKind::Eof
+    );
+}
+
+/// The same under smol, typed: values of several MiB.
+#[test]
+fn smol_receives_large_values_from_a_child() {
+    let _w = watchdog("smol large recv_async");
+    let sizes = vec![5 << 20, 7, 4 << 20];
+    let (ours, theirs) = connection::pipe::<Vec<u8>>().unwrap();
+    smol::block_on(async {
+        let child = Process::new(send_values, (theirs, sizes.clone()))
+            .start()
+            .unwrap();
+        for (i, &len) in sizes.iter().enumerate() {
+            let got = ours.recv_async().await.unwrap();
+            assert!(got == pattern(i, len), "value {i}");
+        }
+        child.join_async().await.unwrap();
+        assert_eq!(ours.recv_async().await.unwrap_err().kind(), ErrorKind::Eof);
+    });
+}
+
+fn send_values(conn: Connection<Vec<u8>>, sizes: Vec<usize>) {
+    for (i, &len) in sizes.iter().enumerate() {
+        conn.send(&pattern(i, len)).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_recv_future_dropped_by_a_tokio_timeout_receives_nothing() {
+    let _w = watchdog("tokio timeout recv");
+    let (a, b) = connection::pipe::<u32>().unwrap();
+    for _ in 0..3 {
+        let idle = tokio::time::timeout(Duration::from_millis(5), b.recv_async()).await;
+        assert!(idle.is_err(), "an idle pipe gave {idle:?}");
+    }
+    a.send(&11).unwrap();
+    assert_eq!(b.recv_async().await.unwrap(), 11);
+    // Dropped again, then a sync receive gets the next message.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(5), b.recv_bytes_async())
+            .await
+            .is_err()
+    );
+    a.send(&12).unwrap();
+    assert_eq!(b.recv_timeout(LONG).unwrap(), 12);
+    assert_eq!(b.try_recv().unwrap_err().kind(), ErrorKind::Empty);
+}
+
+/// A message from another process after the future timed out: the next
+/// receive gets it, and the one after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_recv_loses_nothing_a_child_sends() {
+    let _w = watchdog("tokio timeout recv child");
+    let (ours, theirs) = connection::pipe::<u32>().unwrap();
+    let go = Event::new().unwrap();
+    let child = Process::new(send_after, (theirs, go.clone()))
+        .start()
+        .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(20), ours.recv_async())
+            .await
+            .is_err()
+    );
+    go.set();
+    assert_eq!(ours.recv_async().await.unwrap(), 1);
+    assert_eq!(ours.recv().unwrap(), 2);
+    child.join_async().await.unwrap();
+    assert_eq!(ours.recv_async().await.unwrap_err().kind(), ErrorKind::Eof);
+}
+
+fn send_after(conn: Connection<u32>, go: Event) {
+    go.wait_timeout(LONG).unwrap();
+    conn.send(&1).unwrap();
+    conn.send(&2).unwrap();
+}
+
+/// A future dropped while a large message is arriving (its first piece
+/// read, the rest still coming): the next sync receive gets it whole.
+#[test]
+fn a_future_dropped_mid_message_leaves_it_whole() {
+    let _w = watchdog("dropped mid-message");
+    let (a, b) = connection::pipe::<Vec<u8>>().unwrap();
+    let big = pattern(3, 12 << 20);
+    let writer = {
+        let big = big.clone();
+        std::thread::spawn(move || {
+            a.send_bytes(&big).unwrap();
+            a.send_bytes(b"after").unwrap();
+            a
+        })
+    };
+    // The ring's record of the message is there once `poll` says so; its
+    // 12 MiB cannot all be in the socket yet.
+    assert!(b.poll(Some(LONG)).unwrap());
+    smol::block_on(async {
+        let mut fut = Box::pin(b.recv_bytes_async());
+        let first = smol::future::poll_once(&mut fut).await;
+        drop(fut);
+        if let Some(got) = first {
+            assert!(got.unwrap() == big);
+            return;
+        }
+        assert!(b.recv_bytes().unwrap() == big);
+    });
+    assert_eq!(b.recv_bytes().unwrap(), b"after");
+    drop(writer.join().unwrap());
+    assert_eq!(b.recv_bytes().unwrap_err().kind(), ErrorKind::Eof);
 }

@@ -423,6 +423,38 @@ impl<T> Connection<T> {
         fds
     }
 
+    /// The non-waiting receive of the async forms (`aio.rs`): one whole
+    /// message as [`recv_message`](Self::recv_message) gives it, or
+    /// `Ok(None)` if none is there yet. Never blocks: what arrived of a
+    /// message stays in this end for the next receive.
+    pub(super) fn recv_message_nowait(
+        &self,
+        max: usize,
+        typed: bool,
+    ) -> Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
+        let mut st = self.reader()?;
+        if let Some(rx) = self.rx() {
+            let max = max.min(st.max) as u64;
+            return Ok(
+                match rings::take_nowait(rx, self.sock.as_fd(), &mut st, max, true)? {
+                    None => None,
+                    Some(Got::Owned(body, fds)) => Some((body, fds)),
+                    Some(Got::Inline(n)) => Some((st.scratch[..n].to_vec(), Vec::new())),
+                },
+            );
+        }
+        drop(st);
+        // A passed deadline: reads only what the socket holds now.
+        self.recv_message(max, Some(Instant::now()), typed)
+    }
+
+    /// A descriptor of this end's socket that a pool thread can poll
+    /// while the async forms await (readable when a receive may proceed).
+    pub(super) fn wait_handle(&self) -> Result<OwnedFd> {
+        sys::socket::dup(self.sock.as_fd())
+            .map_err(|e| Error::io("could not duplicate the socket", e))
+    }
+
     /// Receives one whole message: its body and the descriptors that came
     /// with it (as many as a typed message announces in its first byte).
     /// `Ok(None)` if `deadline` passes first.
@@ -605,6 +637,15 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
         }
     }
 
+    /// [`recv`](Self::recv) without waiting, for the async forms:
+    /// `Ok(None)` if no whole message is there yet.
+    pub(super) fn recv_nowait(&self) -> Result<Option<T>> {
+        match self.recv_message_nowait(usize::MAX, true)? {
+            Some((body, fds)) => Self::decode(&body, fds).map(Some),
+            None => Ok(None),
+        }
+    }
+
     fn decode(body: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
         let Some((&count, bytes)) = body.split_first() else {
             return Err(Error::new(
@@ -649,7 +690,8 @@ struct Wire {
 impl<T> Serialize for Connection<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         let st = self.read.lock().unwrap_or_else(|p| p.into_inner());
-        if !st.pipe.is_empty() || st.pending.is_some() || !st.frames.is_empty() {
+        if !st.pipe.is_empty() || st.pending.is_some() || st.due.is_some() || !st.frames.is_empty()
+        {
             return Err(S::Error::custom(
                 "this connection already read data that its new owner would miss: pass it before receiving on it",
             ));

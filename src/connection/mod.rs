@@ -23,6 +23,10 @@
 //!   `multiprocessing.connection`, so `send_bytes`/`recv_bytes`
 //!   interoperate with a Python peer.
 //!
+//! With feature `async`, `Connection::recv_async` and
+//! `Connection::recv_bytes_async` await a message under any runtime
+//! (cancel-safe: a dropped future receives nothing).
+//!
 //! Typed [`send`](Connection::send)/[`recv`](Connection::recv) carry serde
 //! values (postcard), and, except over TCP, any [`Fd`](crate::Fd) inside a
 //! value travels as a descriptor.
@@ -55,6 +59,8 @@
 //! with [`ErrorKind::Eof`](crate::ErrorKind::Eof); messages sent in between are lost, as they
 //! would be in a socket's buffer.
 
+#[cfg(feature = "async")]
+mod aio;
 pub(crate) mod auth;
 mod conn;
 mod handshake;

@@ -242,6 +242,34 @@ pub(crate) fn take(
     fresh: bool,
     deadline: Option<Instant>,
 ) -> Result<Option<Got>> {
+    take_with(rx, sock, st, max, fresh, deadline, false)
+}
+
+/// [`take`] that never waits, for the async forms: `Ok(None)` when no
+/// whole message is there yet. A socket record whose frame has not all
+/// arrived is kept in `st.due` (what arrived of the frame stays in
+/// `st.pipe`) for the next receive of any form to finish, so nothing
+/// blocks on the caller's thread and nothing is lost; the socket becomes
+/// readable when more of the frame comes.
+pub(crate) fn take_nowait(
+    rx: &Ring,
+    sock: BorrowedFd<'_>,
+    st: &mut ReadState,
+    max: u64,
+    fresh: bool,
+) -> Result<Option<Got>> {
+    take_with(rx, sock, st, max, fresh, Some(Instant::now()), true)
+}
+
+fn take_with(
+    rx: &Ring,
+    sock: BorrowedFd<'_>,
+    st: &mut ReadState,
+    max: u64,
+    fresh: bool,
+    deadline: Option<Instant>,
+    nowait: bool,
+) -> Result<Option<Got>> {
     if let Some(e) = st.broken_error() {
         return Err(e);
     }
@@ -252,6 +280,9 @@ pub(crate) fn take(
             return Err(too_large(len, max));
         }
         return Ok(Some(Got::Owned(body, fds)));
+    }
+    if st.due.is_some() {
+        return finish_due(rx, sock, st, max, nowait);
     }
     loop {
         let mut fresh_buf = Vec::new();
@@ -288,8 +319,8 @@ pub(crate) fn take(
                             let err = too_large(len, max);
                             return Err(st.break_with(ErrorKind::MessageTooLarge, err.to_string()));
                         }
-                        let (body, fds) = read_frame(rx, sock, st, seq, len)?;
-                        return Ok(Some(Got::Owned(body, fds)));
+                        st.due = Some((seq, len));
+                        return finish_due(rx, sock, st, max, nowait);
                     }
                     _ => {
                         return Err(Error::new(
@@ -314,12 +345,66 @@ pub(crate) fn take(
     }
 }
 
+/// Reads the frame of the socket record taken (`st.due`); with `nowait`,
+/// only if a receive can finish it without waiting ([`due_ready`]), else
+/// `Ok(None)` with the record still due.
+fn finish_due(
+    rx: &Ring,
+    sock: BorrowedFd<'_>,
+    st: &mut ReadState,
+    max: u64,
+    nowait: bool,
+) -> Result<Option<Got>> {
+    let (seq, len) = st.due.expect("a socket record is due");
+    if len > max {
+        // Taken under a higher limit (`recv_bytes_max`): refused as a
+        // socket connection refuses a header read earlier.
+        let err = too_large(len, max);
+        return Err(st.break_with(ErrorKind::MessageTooLarge, err.to_string()));
+    }
+    if nowait && !due_ready(rx, sock, st)? {
+        return Ok(None);
+    }
+    st.due = None;
+    let (body, fds) = read_frame(rx, sock, st, seq, len)?;
+    Ok(Some(Got::Owned(body, fds)))
+}
+
+/// With a socket record taken (`st.due`): reads what the socket holds of
+/// its frame now, without waiting, into `st.pipe`, which grows with what
+/// arrives. `Ok(true)` once a receive can finish without waiting: the
+/// frame is whole, or it never will be (end of file, or its writer gave
+/// up the producers' lock, or died, before finishing it: the receive
+/// reports it).
+fn due_ready(rx: &Ring, sock: BorrowedFd<'_>, st: &mut ReadState) -> Result<bool> {
+    // Asked before reading: a writer that let go of the lock since had
+    // sent all of its frame.
+    let busy = rx.producer_busy();
+    loop {
+        if let Some((flen, _, _)) = skip_doorbells(st)?
+            && st.pipe.buffered() >= flen
+        {
+            return Ok(true);
+        }
+        if !recv_once(sock, st, false)? {
+            return Ok(st.eof || !busy);
+        }
+    }
+}
+
 /// Whether a message (or end of file) is there now; if not, asks the
 /// writer to ring the doorbell (sets the flag) before the caller polls
 /// the socket. Drains the socket first, so that a stale doorbell does not
 /// make a poll return at once.
 pub(crate) fn ready_or_arm(rx: &Ring, sock: BorrowedFd<'_>, st: &mut ReadState) -> Result<bool> {
-    if st.pending.is_some() || st.broken.is_some() || !rx.is_empty() || st.eof {
+    if st.pending.is_some() || st.broken.is_some() || st.eof {
+        return Ok(true);
+    }
+    if st.due.is_some() {
+        // The ring's next records come after this frame.
+        return due_ready(rx, sock, st);
+    }
+    if !rx.is_empty() {
         return Ok(true);
     }
     drain(sock, st)?;

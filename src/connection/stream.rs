@@ -35,6 +35,10 @@ pub(crate) struct ReadState {
     /// Ring transport: a message taken out of the ring that the caller
     /// could not take (too large for its buffer); the next receive gets it.
     pub(crate) pending: Option<(Vec<u8>, Vec<OwnedFd>)>,
+    /// Ring transport: a socket record taken from the ring, `(seq, len)`,
+    /// whose frame has not all arrived (an async receive does not wait
+    /// for it); the next receive finishes it.
+    pub(crate) due: Option<(u64, u64)>,
 }
 
 impl ReadState {
@@ -47,6 +51,7 @@ impl ReadState {
             broken: None,
             scratch: Vec::new(),
             pending: None,
+            due: None,
         }
     }
 
