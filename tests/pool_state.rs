@@ -29,6 +29,11 @@ const TESTS: isolated::Tests = &[
         true,
     ),
     (
+        "a_killed_worker_leaves_no_exit_value",
+        a_killed_worker_leaves_no_exit_value,
+        true,
+    ),
+    (
         "a_builder_that_panics_stops_the_pool",
         a_builder_that_panics_stops_the_pool,
         true,
@@ -251,4 +256,39 @@ fn a_builder_that_panics_stops_the_pool(method: StartMethod) {
     let err = pool.map_with_state(tick, 0..3u64).unwrap_err();
     assert!(err.to_string().contains("no state today"), "{err}");
     assert!(err.to_string().contains("worker state"), "{err}");
+}
+
+fn die(_: &mut Counter, _: u64) -> u64 {
+    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    unreachable!("SIGKILL")
+}
+
+/// A worker killed by SIGKILL runs no hook: the values are those of the
+/// workers that left by themselves (its replacement, here).
+fn a_killed_worker_leaves_no_exit_value(method: StartMethod) {
+    let events: Events = Queue::new().unwrap();
+    let pool = Pool::builder()
+        .processes(1)
+        .start_method(method)
+        .worker_state(build, events.clone())
+        .worker_exit(report)
+        .build()
+        .unwrap();
+    let first = pool.apply_with_state(tick, 0).unwrap();
+    let err = pool.apply_with_state(die, 0).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WorkerLost);
+    // The replacement has a fresh state: its count starts again.
+    let after = pool.apply_with_state(tick, 1).unwrap();
+    assert_ne!(after.0, first.0);
+    assert_eq!(after.1, 1);
+    pool.close();
+    pool.join().unwrap();
+    let built: Vec<u32> = events.try_iter().map(|(pid, _)| pid).collect();
+    assert_eq!(built, [first.0, after.0]);
+    let exits: Vec<(u32, u64)> = pool
+        .worker_exit_results()
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(exits, [(after.0, 1)], "none from the killed worker");
 }
