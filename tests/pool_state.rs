@@ -123,6 +123,39 @@ fn state_is_built_once_per_worker_after_the_initializer(method: StartMethod) {
     let per_pid_all = by_pid(&all);
     assert_counts_up(&per_pid_all);
     assert_eq!(per_pid_all.values().map(Vec::len).sum::<usize>(), 440);
+    let mut all = all;
+    // The other forms share the states too.
+    let lazy: Vec<_> = pool
+        .imap_with_state(tick, 0..20u64)
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    let unordered: Vec<_> = pool
+        .imap_unordered_with_state(tick, 0..20u64)
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    let later = pool
+        .map_async_with_state(tick, 0..20u64)
+        .unwrap()
+        .get()
+        .unwrap();
+    for (pid, ns) in by_pid(&lazy.iter().chain(&later).copied().collect::<Vec<_>>()) {
+        assert!(ns.windows(2).all(|w| w[0] < w[1]), "{pid}: {ns:?}");
+    }
+    all.extend(lazy);
+    all.extend(unordered);
+    all.extend(later);
+    let mut total: BTreeMap<u32, u64> = BTreeMap::new();
+    for &(pid, n, _) in &all {
+        let top = total.entry(pid).or_default();
+        *top = (*top).max(n);
+    }
+    assert_eq!(
+        total.values().sum::<u64>(),
+        500,
+        "one state per worker counted every task"
+    );
     // Plain tasks work on the same pool.
     assert_eq!(pool.map(|x: u64| x + 1, 0..3u64).unwrap(), [1, 2, 3]);
     pool.close();
@@ -137,7 +170,7 @@ fn state_is_built_once_per_worker_after_the_initializer(method: StartMethod) {
     for (pid, order) in &seen {
         assert_eq!(order, &[0, 1], "worker {pid}: initializer, then the state");
     }
-    for pid in per_pid_all.keys() {
+    for pid in total.keys() {
         assert!(seen.contains_key(pid), "{pid} ran tasks but built no state");
     }
     // No hook: no exit values.

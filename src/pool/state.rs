@@ -339,6 +339,40 @@ impl<S: 'static, E: DeserializeOwned> StatePool<S, E> {
         self.pool.apply_async(stateful::<F, S, T, R>, arg)
     }
 
+    /// [`Pool::map_async`] of a task that takes its worker's state.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::map_async`].
+    pub fn map_async_with_state<F, T, R, I>(&self, f: F, input: I) -> Result<AsyncResult<Vec<R>>>
+    where
+        F: Fn(&mut S, T) -> R + Copy + 'static,
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        let _ = f;
+        check_target::<F>()?;
+        self.pool.map_async(stateful::<F, S, T, R>, input)
+    }
+
+    /// [`Pool::imap`] of a task that takes its worker's state.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::imap`].
+    pub fn imap_with_state<F, T, R, I>(&self, f: F, input: I) -> Result<IMap<'_, I::IntoIter, R>>
+    where
+        F: Fn(&mut S, T) -> R + Copy + 'static,
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        let _ = f;
+        check_target::<F>()?;
+        self.pool.imap(stateful::<F, S, T, R>, input)
+    }
+
     /// [`Pool::imap_unordered`] of a task that takes its worker's state.
     ///
     /// # Errors
