@@ -252,6 +252,18 @@ pub(crate) fn with_incoming<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Takes the last `n` descriptors of the table [`with_incoming`] set (the
+/// pool's worker-state initializer hands them to the user's initializer).
+pub(crate) fn take_incoming_tail(n: usize) -> Vec<OwnedFd> {
+    INCOMING.with(|i| match i.borrow_mut().as_mut() {
+        Some(table) => {
+            let at = table.len().saturating_sub(n);
+            table.split_off(at).into_iter().flatten().collect()
+        }
+        None => Vec::new(),
+    })
+}
+
 /// Decodes a `T` from `bytes` that carry no descriptors (a queue's
 /// messages): a value that claims one fails to decode.
 pub(crate) fn decode_plain<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {

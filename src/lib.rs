@@ -363,7 +363,7 @@ pub use context::{
 pub use error::{Error, ErrorKind, Result};
 pub use logging::log_to_stderr;
 pub use manager::Manager;
-pub use pool::{AsyncResult, Pool, PoolBuilder};
+pub use pool::{AsyncResult, Pool, PoolBuilder, StatePool, StatePoolBuilder};
 pub use process::{
     ExitStatus, Process, ProcessBuilder, ProcessInfo, Run, Signal, active_children, cpu_count,
     current_process, parent_process,

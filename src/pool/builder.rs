@@ -19,7 +19,7 @@ use super::worker;
 pub struct PoolBuilder {
     processes: Option<usize>,
     method: Option<StartMethod>,
-    init: Option<Result<InitCall>>,
+    pub(super) init: Option<Result<InitCall>>,
     max_tasks: Option<u64>,
     timeout: Option<Duration>,
     retries: u32,

@@ -243,7 +243,18 @@ impl Ctx {
         self.failed_frame(TAG_ERROR, message.as_bytes());
     }
 
-    fn panicked(&mut self, payload: Box<dyn std::any::Any + Send>) {
+    /// The initializer failed with `message` (for the worker state's
+    /// initializer, `state.rs`).
+    pub(crate) fn init_failed(&mut self, message: String) {
+        self.last_failure = Some(message);
+    }
+
+    /// Whether something run through this context failed.
+    pub(crate) fn has_failed(&self) -> bool {
+        self.last_failure.is_some()
+    }
+
+    pub(crate) fn panicked(&mut self, payload: Box<dyn std::any::Any + Send>) {
         let report = PanicReport::take(&*payload);
         let at = report
             .location
@@ -314,8 +325,15 @@ impl Ctx {
     }
 }
 
-/// The body of every pool worker process.
-pub(crate) fn worker_main(mut args: WorkerArgs) {
+/// The body of every pool worker process: the loop, then the worker
+/// state's exit hook (`state_slot.rs`) when the loop ends by itself (stop,
+/// `maxtasksperchild`, memory cap, the pool gone).
+pub(crate) fn worker_main(args: WorkerArgs) {
+    serve(args);
+    super::state_slot::run_at_exit();
+}
+
+fn serve(mut args: WorkerArgs) {
     sys::signal::ignore_sigint();
     quiet_panic_hook();
     let sock = Rc::new(args.sock.into_owned());
