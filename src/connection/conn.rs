@@ -423,6 +423,7 @@ impl<T> Connection<T> {
         fds
     }
 
+    #[cfg(feature = "async")]
     /// The non-waiting receive of the async forms (`aio.rs`): one whole
     /// message as [`recv_message`](Self::recv_message) gives it, or
     /// `Ok(None)` if none is there yet. Never blocks: what arrived of a
@@ -448,6 +449,7 @@ impl<T> Connection<T> {
         self.recv_message(max, Some(Instant::now()), typed)
     }
 
+    #[cfg(feature = "async")]
     /// A descriptor of this end's socket that a pool thread can poll
     /// while the async forms await (readable when a receive may proceed).
     pub(super) fn wait_handle(&self) -> Result<OwnedFd> {
@@ -637,6 +639,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
         }
     }
 
+    #[cfg(feature = "async")]
     /// [`recv`](Self::recv) without waiting, for the async forms:
     /// `Ok(None)` if no whole message is there yet.
     pub(super) fn recv_nowait(&self) -> Result<Option<T>> {

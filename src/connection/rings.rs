@@ -245,6 +245,7 @@ pub(crate) fn take(
     take_with(rx, sock, st, max, fresh, deadline, false)
 }
 
+#[cfg(feature = "async")]
 /// [`take`] that never waits, for the async forms: `Ok(None)` when no
 /// whole message is there yet. A socket record whose frame has not all
 /// arrived is kept in `st.due` (what arrived of the frame stays in

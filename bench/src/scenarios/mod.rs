@@ -344,6 +344,34 @@ pub const SCENARIOS: &[Scenario] = &[
         pending: None,
     },
     Scenario {
+        name: "pool_map_state",
+        variants: &["plain", "state"],
+        unit: "us_per_task",
+        iters: pool::auto_iters,
+        entries: &[
+            Entry::all(Impl::Multiproc, Runner::Native(pool::map_state)),
+            Entry::only(
+                Impl::Mpire,
+                &["plain"],
+                Runner::PythonBest {
+                    script: "pool_map_auto.py",
+                    configs: &["mpire"],
+                    module: Some("mpire"),
+                },
+            ),
+            Entry::only(
+                Impl::Mpire,
+                &["state"],
+                Runner::PythonBest {
+                    script: "pool_map_auto.py",
+                    configs: &["mpire+state"],
+                    module: Some("mpire"),
+                },
+            ),
+        ],
+        pending: None,
+    },
+    Scenario {
         name: "pool_apply_async",
         variants: &["forkserver"],
         unit: "us_per_task",

@@ -119,6 +119,48 @@ pub fn map_auto(variant: &str, iters: usize) -> Result<f64, String> {
     })
 }
 
+/// The stateful task of `pool_map_state`: counts in its worker's state.
+fn square_counted(count: &mut u64, x: u64) -> u64 {
+    *count += 1;
+    x.wrapping_mul(x)
+}
+
+/// `pool_map_state`: `map` with the default chunking under forkserver, of the plain
+/// task (`plain`) or of a task that takes its worker's state (`state`,
+/// `StatePool::map_with_state`), to show what the state costs per task.
+pub fn map_state(variant: &str, iters: usize) -> Result<f64, String> {
+    let builder = Pool::builder()
+        .processes(WORKERS)
+        .start_method(StartMethod::Forkserver);
+    match variant {
+        "plain" => {
+            let pool = builder.build().map_err(err)?;
+            pool.map(square, 0..1_000u64).map_err(err)?;
+            per_item_us(iters, || {
+                let out = pool.map(square, 0..iters as u64).map_err(err)?;
+                assert_eq!(out.len(), iters);
+                Ok(())
+            })
+        }
+        "state" => {
+            let pool = builder
+                .worker_state(|start: u64| start, 0)
+                .build()
+                .map_err(err)?;
+            pool.map_with_state(square_counted, 0..1_000u64)
+                .map_err(err)?;
+            per_item_us(iters, || {
+                let out = pool
+                    .map_with_state(square_counted, 0..iters as u64)
+                    .map_err(err)?;
+                assert_eq!(out.len(), iters);
+                Ok(())
+            })
+        }
+        other => Err(format!("unknown variant {other}")),
+    }
+}
+
 /// `pool_apply_async`: `iters` calls in flight, then every result.
 pub fn apply_async(variant: &str, iters: usize) -> Result<f64, String> {
     let pool = pool(variant)?;
