@@ -23,32 +23,25 @@ impl<T> Waitable for Queue<T> {
     }
 }
 
-impl<T> Waitable for SimpleQueue<T> {
-    fn wait_fd(&self) -> Option<BorrowedFd<'_>> {
-        None
-    }
-    fn ready_now(&self) -> bool {
-        self.0.ready_now()
-    }
-    fn confirm(&self) -> bool {
-        self.0.confirm()
-    }
-    fn arm(&self) -> Option<(&AtomicU32, u32)> {
-        self.0.arm()
-    }
+/// `SimpleQueue` and `JoinableQueue` wrap a [`Queue`]: they are ready when
+/// it is.
+macro_rules! waitable_as_inner_queue {
+    ($($wrapper:ident),*) => {$(
+        impl<T> Waitable for $wrapper<T> {
+            fn wait_fd(&self) -> Option<BorrowedFd<'_>> {
+                None
+            }
+            fn ready_now(&self) -> bool {
+                self.0.ready_now()
+            }
+            fn confirm(&self) -> bool {
+                self.0.confirm()
+            }
+            fn arm(&self) -> Option<(&AtomicU32, u32)> {
+                self.0.arm()
+            }
+        }
+    )*};
 }
 
-impl<T> Waitable for JoinableQueue<T> {
-    fn wait_fd(&self) -> Option<BorrowedFd<'_>> {
-        None
-    }
-    fn ready_now(&self) -> bool {
-        self.0.ready_now()
-    }
-    fn confirm(&self) -> bool {
-        self.0.confirm()
-    }
-    fn arm(&self) -> Option<(&AtomicU32, u32)> {
-        self.0.arm()
-    }
-}
+waitable_as_inner_queue!(SimpleQueue, JoinableQueue);
