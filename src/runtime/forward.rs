@@ -100,7 +100,12 @@ fn drain_socket(rx: &OwnedFd) {
                     logging::emit_forwarded(&p);
                 }
             }
-            Ok(_) => return,
+            // An empty packet (a hostile child can send one) reads as
+            // end of file; the real end never comes, as the collector holds
+            // a sending end itself. Stopping there would let `drain` return
+            // with records still waiting behind it.
+            Ok(sys::socket::Received::Eof) => {}
+            Ok(sys::socket::Received::WouldBlock) => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return,
         }
