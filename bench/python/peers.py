@@ -39,6 +39,7 @@ import concurrent.futures
 import functools
 import math
 import multiprocessing
+import os
 import sys
 
 WORKERS = 2
@@ -273,15 +274,23 @@ def open_pool(peer, method):
     raise ValueError(peer)
 
 
+def warm_tasks():
+    """Tasks a pool runs before it is timed: 1 000, or 50 under the
+    harness's --quick (MULTIPROC_BENCH_QUICK), a smoke test."""
+    return 50 if os.environ.get("MULTIPROC_BENCH_QUICK") else 1000
+
+
 class warm:
-    """``with warm(peer, method) as p``: a pool that has run 1 000 tasks."""
+    """``with warm(peer, method) as p``: a pool that has run
+    ``warm_tasks()`` tasks."""
 
     def __init__(self, peer, method):
         self.pool = open_pool(peer, method)
 
     def __enter__(self):
-        out = self.pool.map(square, list(range(1000)), None)
-        assert list(out) == [x * x for x in range(1000)]
+        n = warm_tasks()
+        out = self.pool.map(square, list(range(n)), None)
+        assert list(out) == [x * x for x in range(n)]
         return self.pool
 
     def __exit__(self, *exc):

@@ -49,6 +49,11 @@ pub const HANG_ENV: &str = "MULTIPROC_BENCH_HANG_AFTER";
 const HANG_AFTER: &str = "5";
 const HANG_AFTER_QUICK: &str = "2";
 
+/// Set (to `1`) for the peers under `--quick`: `peers.warm` then warms a
+/// pool with 50 tasks instead of 1 000, which is most of a quick run's time
+/// for the slower add-ons.
+pub const QUICK_ENV: &str = "MULTIPROC_BENCH_QUICK";
+
 /// Set to anything to never run `pip` (the add-ons are then skipped
 /// unless the venv is already there).
 pub const NO_PIP_ENV: &str = "MULTIPROC_BENCH_NO_PIP";
@@ -91,13 +96,13 @@ impl External {
         }
     }
 
-    /// Runs `bench/python/SCRIPT VARIANT ITERS` with `python3`.
-    pub fn run_python(
+    /// Starts `bench/python/SCRIPT VARIANT ITERS` with `python3`.
+    pub fn start_python(
         &mut self,
         script: &str,
         variant: &str,
         iters: usize,
-    ) -> Result<f64, ExternalError> {
+    ) -> Result<Started, ExternalError> {
         let python = self
             .python
             .get_or_insert_with(|| probe("python3", &["-c", "import multiprocessing"]));
@@ -105,20 +110,23 @@ impl External {
         let mut cmd = Command::new("python3");
         cmd.arg(self.manifest_dir.join("python").join(script));
         cmd.env(HANG_ENV, self.hang_after());
-        run(cmd, &[variant, &iters.to_string()]).map_err(ExternalError::Failed)
+        if self.quick {
+            cmd.env(QUICK_ENV, "1");
+        }
+        start(cmd, &[variant, &iters.to_string()]).map_err(ExternalError::Failed)
     }
 
-    /// Runs `bench/python/SCRIPT VARIANT ITERS CONFIG`: with `python3` if
+    /// Starts `bench/python/SCRIPT VARIANT ITERS CONFIG`: with `python3` if
     /// `module` is `None`, else with the venv's Python once `module`
     /// imports there (else the peer is skipped).
-    pub fn run_python_config(
+    pub fn start_python_config(
         &mut self,
         script: &str,
         variant: &str,
         iters: usize,
         config: &str,
         module: Option<&'static str>,
-    ) -> Result<f64, ExternalError> {
+    ) -> Result<Started, ExternalError> {
         let python = self
             .python
             .get_or_insert_with(|| probe("python3", &["-c", "import multiprocessing"]));
@@ -130,7 +138,10 @@ impl External {
         let mut cmd = Command::new(interpreter);
         cmd.arg(self.manifest_dir.join("python").join(script));
         cmd.env(HANG_ENV, self.hang_after());
-        run(cmd, &[variant, &iters.to_string(), config]).map_err(ExternalError::Failed)
+        if self.quick {
+            cmd.env(QUICK_ENV, "1");
+        }
+        start(cmd, &[variant, &iters.to_string(), config]).map_err(ExternalError::Failed)
     }
 
     /// The value of [`HANG_ENV`] for the peers.
@@ -162,13 +173,13 @@ impl External {
         Ok(python)
     }
 
-    /// Builds `bench/c/SOURCE` (once) and runs it with `VARIANT ITERS`.
-    pub fn run_c(
+    /// Builds `bench/c/SOURCE` (once) and starts it with `VARIANT ITERS`.
+    pub fn start_c(
         &mut self,
         source: &'static str,
         variant: &str,
         iters: usize,
-    ) -> Result<f64, ExternalError> {
+    ) -> Result<Started, ExternalError> {
         let cc = self.cc.get_or_insert_with(|| probe("cc", &["--version"]));
         cc.clone().map_err(ExternalError::Missing)?;
         let program = match self.built.get(source) {
@@ -180,7 +191,7 @@ impl External {
             }
         }
         .map_err(ExternalError::Failed)?;
-        run(Command::new(program), &[variant, &iters.to_string()]).map_err(ExternalError::Failed)
+        start(Command::new(program), &[variant, &iters.to_string()]).map_err(ExternalError::Failed)
     }
 
     /// `cc -O2 -Wall -o BUILD_DIR/STEM bench/c/SOURCE`.
@@ -308,11 +319,17 @@ fn venv(dir: &Path, quick: bool) -> Result<PathBuf, String> {
     Ok(dir.to_path_buf())
 }
 
-/// Runs `cmd ARGS...` in a process group of its own and parses its single
-/// number (`hung`, printed by a peer whose pool never reported a fault, is
-/// read as infinity). Whatever the program leaves in its group (a hung
-/// pool's workers) is killed when it exits.
-fn run(mut cmd: Command, args: &[&str]) -> Result<f64, String> {
+/// An external peer's run, started: [`Started::wait`] gives its value.
+/// Several can run at once (`--quick` does), each in its own process
+/// group.
+#[derive(Debug)]
+pub struct Started {
+    child: Child,
+    what: String,
+}
+
+/// Starts `cmd ARGS...` in a process group of its own.
+fn start(mut cmd: Command, args: &[&str]) -> Result<Started, String> {
     let what = format!("{cmd:?} {}", args.join(" "));
     let child = cmd
         .args(args)
@@ -322,20 +339,32 @@ fn run(mut cmd: Command, args: &[&str]) -> Result<f64, String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("{what}: {e}"))?;
-    let output = wait_with_timeout(child, RUN_TIMEOUT).map_err(|e| format!("{what}: {e}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "{what} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    match stdout.trim() {
-        "hung" => Ok(f64::INFINITY),
-        out => out
-            .parse()
-            .map_err(|_| format!("{what} printed {stdout:?}, not a single number")),
+    Ok(Started { child, what })
+}
+
+impl Started {
+    /// Waits for the run and parses its single number (`hung`, printed by
+    /// a peer whose pool never reported a fault, is read as infinity).
+    /// Whatever the program leaves in its group (a hung pool's workers) is
+    /// killed when it exits.
+    pub fn wait(self) -> Result<f64, ExternalError> {
+        let Started { child, what } = self;
+        let output = wait_with_timeout(child, RUN_TIMEOUT)
+            .map_err(|e| ExternalError::Failed(format!("{what}: {e}")))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            return Err(ExternalError::Failed(format!(
+                "{what} failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        match stdout.trim() {
+            "hung" => Ok(f64::INFINITY),
+            out => out.parse().map_err(|_| {
+                ExternalError::Failed(format!("{what} printed {stdout:?}, not a single number"))
+            }),
+        }
     }
 }
 

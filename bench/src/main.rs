@@ -355,40 +355,21 @@ fn bench_variant(
     let iters = (scenario.iters)(variant, quick);
     for run in 0..runs {
         let mut progress = Vec::new();
-        for i in 0..entries.len() {
-            let entry = entries[(i + run) % entries.len()];
+        let order: Vec<&Entry> = (0..entries.len())
+            .map(|i| entries[(i + run) % entries.len()])
+            .collect();
+        let mut turns = if quick {
+            all_at_once(&order, variant, iters, external)
+        } else {
+            Vec::new()
+        };
+        for (i, &entry) in order.iter().enumerate() {
             let name = entry.imp.name();
-            let results: Vec<(Option<&'static str>, Result<f64, ExternalError>)> =
-                match entry.runner {
-                    Runner::Native(f) => {
-                        vec![(None, f(variant, iters).map_err(ExternalError::Failed))]
-                    }
-                    Runner::Python(script) => {
-                        vec![(None, external.run_python(script, variant, iters))]
-                    }
-                    Runner::C(source) => vec![(None, external.run_c(source, variant, iters))],
-                    Runner::PythonBest {
-                        script,
-                        configs,
-                        module,
-                    } => {
-                        let mut results = Vec::new();
-                        // Rotated too, so that no configuration always goes
-                        // first; --quick (a smoke test) runs the first only.
-                        let n = if quick { 1 } else { configs.len() };
-                        for j in 0..n {
-                            let config = configs[(j + run) % configs.len()];
-                            let result =
-                                external.run_python_config(script, variant, iters, config, module);
-                            let stop = result.is_err();
-                            results.push((Some(config), result));
-                            if stop {
-                                break;
-                            }
-                        }
-                        results
-                    }
-                };
+            let results = if quick {
+                std::mem::take(&mut turns[i])
+            } else {
+                turn(entry, variant, iters, run, external)
+            };
             for (config, result) in results {
                 if !matches!(
                     cells.get(&entry.imp),
@@ -442,6 +423,98 @@ fn bench_variant(
         unit: scenario.unit,
         cells,
     }
+}
+
+/// What one implementation's turn in a run gives: a value (or why none)
+/// per configuration it ran.
+type Turn = Vec<(Option<&'static str>, Result<f64, ExternalError>)>;
+
+/// `entry`'s turn in run `run`, alone on the machine: a peer measured in
+/// several configurations runs each of them, rotated so that none always
+/// goes first, until one fails.
+fn turn(
+    entry: &Entry,
+    variant: &'static str,
+    iters: usize,
+    run: usize,
+    external: &mut External,
+) -> Turn {
+    match entry.runner {
+        Runner::Native(f) => vec![(None, f(variant, iters).map_err(ExternalError::Failed))],
+        Runner::Python(script) => vec![(
+            None,
+            external
+                .start_python(script, variant, iters)
+                .and_then(external::Started::wait),
+        )],
+        Runner::C(source) => vec![(
+            None,
+            external
+                .start_c(source, variant, iters)
+                .and_then(external::Started::wait),
+        )],
+        Runner::PythonBest {
+            script,
+            configs,
+            module,
+        } => {
+            let mut results = Vec::new();
+            for j in 0..configs.len() {
+                let config = configs[(j + run) % configs.len()];
+                let result = external
+                    .start_python_config(script, variant, iters, config, module)
+                    .and_then(external::Started::wait);
+                let stop = result.is_err();
+                results.push((Some(config), result));
+                if stop {
+                    break;
+                }
+            }
+            results
+        }
+    }
+}
+
+/// Every entry's turn of a `--quick` run (a smoke test, which times
+/// nothing), at once: the external peers (the first configuration of each)
+/// all start, the native ones run while they do, then each peer is waited
+/// for. Processes only, no thread: the fork start method stays usable in
+/// this process.
+fn all_at_once(
+    order: &[&Entry],
+    variant: &'static str,
+    iters: usize,
+    external: &mut External,
+) -> Vec<Turn> {
+    let started: Vec<_> = order
+        .iter()
+        .map(|entry| match entry.runner {
+            Runner::Native(_) => None,
+            Runner::Python(script) => Some((None, external.start_python(script, variant, iters))),
+            Runner::C(source) => Some((None, external.start_c(source, variant, iters))),
+            Runner::PythonBest {
+                script,
+                configs,
+                module,
+            } => Some((
+                Some(configs[0]),
+                external.start_python_config(script, variant, iters, configs[0], module),
+            )),
+        })
+        .collect();
+    let mut turns: Vec<Turn> = order
+        .iter()
+        .map(|entry| match entry.runner {
+            Runner::Native(f) => vec![(None, f(variant, iters).map_err(ExternalError::Failed))],
+            _ => Vec::new(),
+        })
+        .collect();
+    for (turn, started) in turns.iter_mut().zip(started) {
+        if let Some((config, result)) = started {
+            turn.push((config, result.and_then(external::Started::wait)));
+        }
+    }
+    turns
 }
 
 #[cfg(test)]

@@ -28,20 +28,21 @@ fn err(e: impl std::fmt::Display) -> String {
 /// Iterations per run of `pool_start`.
 pub fn start_iters(variant: &str, quick: bool) -> usize {
     match (quick, variant) {
-        (true, _) => 3,
+        (true, _) => 1,
         (false, "spawn") => 10,
         (false, _) => 20,
     }
 }
 
-/// Items per run of the chunksize-1 scenarios (Python does 20 000 too).
+/// Items per run of the chunksize-1 scenarios (Python does 20 000 too;
+/// quick: 200, as the slowest add-ons need 250 µs a task).
 pub fn chunk1_iters(_: &str, quick: bool) -> usize {
-    if quick { 2_000 } else { 20_000 }
+    if quick { 200 } else { 20_000 }
 }
 
 /// Items per run of `pool_map_auto`.
 pub fn auto_iters(_: &str, quick: bool) -> usize {
-    if quick { 100_000 } else { 1_000_000 }
+    if quick { 20_000 } else { 1_000_000 }
 }
 
 fn pool(method: &str) -> Result<Pool, String> {
@@ -280,7 +281,7 @@ pub fn map_chunk1_rayon(_: &str, iters: usize) -> Result<f64, String> {
 
 /// Items per run of the `pool_workers` sweep.
 pub fn workers_iters(_: &str, quick: bool) -> usize {
-    if quick { 2_000 } else { 20_000 }
+    if quick { 200 } else { 20_000 }
 }
 
 /// The `pool_workers` sweep: `map` with chunksize 1 on a forkserver pool of
@@ -302,11 +303,11 @@ pub fn workers(variant: &str, iters: usize) -> Result<f64, String> {
 }
 
 /// Items per run of the `pool_argsize` sweep: about 64 MiB of arguments
-/// (quick: 8 MiB), between 8 and 20 000 (quick: 2 000) items.
+/// (quick: 2 MiB), between 8 and 20 000 (quick: 200) items.
 pub fn argsize_iters(variant: &str, quick: bool) -> usize {
     let size: usize = variant.parse().unwrap_or(1 << 20);
     let (bytes, most) = if quick {
-        (8 << 20, 2_000)
+        (2 << 20, 200)
     } else {
         (64 << 20, 20_000)
     };

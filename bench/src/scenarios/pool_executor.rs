@@ -35,9 +35,9 @@ fn pool(variant: &str) -> Result<Pool, String> {
     Ok(pool)
 }
 
-/// Items of `pool_map_async_busy`: 20 000 (quick: 2 000, caller busy 0.15 s).
+/// Items of `pool_map_async_busy`: 20 000 (quick: 500, caller busy 37 ms).
 pub fn busy_iters(_: &str, quick: bool) -> usize {
-    if quick { 2_000 } else { 20_000 }
+    if quick { 500 } else { 20_000 }
 }
 
 /// `pool_map_async_busy`: `map_async` of `iters` × 100 µs spin tasks on 2
@@ -58,9 +58,9 @@ pub fn map_async_busy(variant: &str, iters: usize) -> Result<f64, String> {
     Ok(ms)
 }
 
-/// Results of `pool_as_completed`: 20 000 (quick: 2 000).
+/// Results of `pool_as_completed`: 20 000 (quick: 200).
 pub fn as_completed_iters(_: &str, quick: bool) -> usize {
-    if quick { 2_000 } else { 20_000 }
+    if quick { 200 } else { 20_000 }
 }
 
 /// `pool_as_completed`: `iters` `apply_async` calls all finished, then
