@@ -118,12 +118,19 @@ pub enum ErrorKind {
     /// dropped `map_async` handle, `Pool::shutdown` with `cancel_futures`);
     /// Python's `CancelledError`.
     Cancelled,
+    /// A child could not be set up as its builder asked (environment,
+    /// working directory, standard streams, resource limits, CPU affinity:
+    /// [`ProcessBuilder::env`](crate::ProcessBuilder::env) and its
+    /// neighbours) before its target ran; the message names the step and
+    /// the OS's reason. The target did not run; the child exited with
+    /// code 1.
+    ChildSetup,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order: `ALL[k as usize] == k`. New kinds
     /// go at the end, so that a kind keeps its number on the wire.
-    const ALL: [ErrorKind; 34] = [
+    const ALL: [ErrorKind; 35] = [
         ErrorKind::Io,
         ErrorKind::Panicked,
         ErrorKind::Killed,
@@ -158,6 +165,7 @@ impl ErrorKind {
         ErrorKind::AlreadyTaken,
         ErrorKind::TimeLimit,
         ErrorKind::Cancelled,
+        ErrorKind::ChildSetup,
     ];
 
     /// The kind's number, as it travels between processes.

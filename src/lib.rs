@@ -358,15 +358,15 @@ pub use codec::Fd;
 pub use connection::{Client, Connection, Listener, pipe};
 pub use context::{
     Context, StartMethod, force_start_method, get_all_start_methods, get_context, get_start_method,
-    set_start_method,
+    set_forkserver_preload, set_start_method,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use logging::log_to_stderr;
 pub use manager::Manager;
 pub use pool::{AsyncResult, Pool, PoolBuilder, StatePool, StatePoolBuilder};
 pub use process::{
-    ExitStatus, Process, ProcessBuilder, ProcessInfo, Run, Signal, active_children, cpu_count,
-    current_process, parent_process,
+    ExitStatus, Process, ProcessBuilder, ProcessInfo, Resource, Run, Signal, Stdio,
+    active_children, cpu_count, current_process, parent_process,
 };
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use target::Target;

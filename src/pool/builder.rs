@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::codec;
 use crate::context::StartMethod;
 use crate::error::{Error, ErrorKind, Result};
+use crate::runtime::config::{EnvOp, Resource, WorkerSetup};
 use crate::target::Target;
 
 use super::api::Pool;
@@ -26,6 +27,7 @@ pub struct PoolBuilder {
     retry_panics: bool,
     max_memory: Option<u64>,
     progress: bool,
+    setup: WorkerSetup,
 }
 
 impl fmt::Debug for PoolBuilder {
@@ -162,6 +164,44 @@ impl PoolBuilder {
         self
     }
 
+    /// Sets `key` to `value` in every worker's environment, before the
+    /// initializer runs (as [`ProcessBuilder::env`](crate::ProcessBuilder::env)).
+    /// A worker that cannot apply it fails to start: `build` (or the
+    /// call that needed a replacement) returns its
+    /// [`ErrorKind::ChildSetup`] error.
+    pub fn worker_env(
+        mut self,
+        key: impl Into<std::ffi::OsString>,
+        value: impl Into<std::ffi::OsString>,
+    ) -> Self {
+        self.setup.env.push(EnvOp::Set(key.into(), value.into()));
+        self
+    }
+
+    /// Limits `resource` in every worker (as
+    /// [`ProcessBuilder::rlimit`](crate::ProcessBuilder::rlimit)): a cap
+    /// on a worker's address space (`Resource::AddressSpace`) makes a task
+    /// that allocates too much fail alone instead of taking the machine.
+    pub fn worker_rlimit(mut self, resource: Resource, soft: u64, hard: u64) -> Self {
+        self.setup.rlimits.push((resource, soft, hard));
+        self
+    }
+
+    /// Pins the workers to CPUs (mpire's `cpu_ids`): one set, which every
+    /// worker shares, or one set per worker (`processes` of them; worker
+    /// slot *i* gets set *i*, and its replacements after it). Each set is
+    /// applied as [`ProcessBuilder::cpu_affinity`](crate::ProcessBuilder::cpu_affinity).
+    /// [`build`](PoolBuilder::build) fails with
+    /// [`ErrorKind::InvalidArgument`] for another number of sets, or for a
+    /// set the kernel cannot hold.
+    pub fn cpu_ids<S: IntoIterator<Item = usize>>(
+        mut self,
+        sets: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.setup.cpu_ids = sets.into_iter().map(|s| s.into_iter().collect()).collect();
+        self
+    }
+
     /// Draws a progress bar (count, rate, ETA) on stderr for `map` and
     /// `imap` calls that last more than half a second, when stderr is a
     /// terminal. Needs the `progress` feature (on by default); without it
@@ -175,7 +215,14 @@ impl PoolBuilder {
     ///
     /// # Errors
     ///
-    /// - [`ErrorKind::InvalidArgument`]: 0 processes.
+    /// - [`ErrorKind::InvalidArgument`]: 0 processes; [`cpu_ids`](PoolBuilder::cpu_ids)
+    ///   with neither 1 nor `processes` sets, or a set that cannot be;
+    ///   a [`worker_rlimit`](PoolBuilder::worker_rlimit) whose soft limit
+    ///   is above its hard one.
+    /// - [`ErrorKind::ChildSetup`]: a worker could not apply
+    ///   [`worker_env`](PoolBuilder::worker_env),
+    ///   [`worker_rlimit`](PoolBuilder::worker_rlimit) or
+    ///   [`cpu_ids`](PoolBuilder::cpu_ids).
     /// - [`ErrorKind::CapturingClosure`], [`ErrorKind::Encode`]: an
     ///   initializer that cannot travel.
     /// - Whatever [`ProcessBuilder::start`](crate::ProcessBuilder::start)
@@ -189,6 +236,15 @@ impl PoolBuilder {
                 "a pool needs at least one process",
             ));
         }
+        let n_sets = self.setup.cpu_ids.len();
+        if n_sets > 1 && n_sets != processes {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "cpu_ids has {n_sets} CPU sets for {processes} workers: give one set for all, or one per worker"
+                ),
+            ));
+        }
         let init = self.init.transpose()?;
         let core = Core::new(Config {
             processes,
@@ -200,6 +256,7 @@ impl PoolBuilder {
             retry_panics: self.retry_panics,
             max_memory: self.max_memory,
             progress: self.progress,
+            setup: self.setup,
         })?;
         Ok(Pool {
             shared: Shared::new(core)?,
@@ -222,6 +279,7 @@ impl Pool {
             retry_panics: false,
             max_memory: None,
             progress: false,
+            setup: WorkerSetup::default(),
         }
     }
 }

@@ -18,9 +18,11 @@
 
 pub(crate) mod status;
 
+use std::ffi::OsString;
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::BorrowedFd;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +31,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::child;
+use crate::runtime::config::{ChildConfig, EnvOp, Setup};
 use crate::runtime::handle::ChildShared;
 use crate::runtime::method::StartMethod;
 use crate::runtime::protocol::Entry;
@@ -37,6 +40,7 @@ use crate::runtime::{self, start};
 use crate::target::Target;
 
 pub use self::status::{ExitStatus, Signal};
+pub use crate::runtime::config::{Resource, Stdio};
 
 /// A process's name, pid and daemon flag: what [`current_process`],
 /// [`parent_process`] and [`active_children`] return.
@@ -154,6 +158,7 @@ pub struct ProcessBuilder<F: Target<M>, M> {
     entry: Option<Entry>,
     allow_threads: bool,
     zygote: Option<Arc<Zygote>>,
+    setup: Setup,
     _marker: PhantomData<fn() -> M>,
 }
 
@@ -195,6 +200,7 @@ impl Process<()> {
             entry: Some(child::trampoline::<F, M>),
             allow_threads: false,
             zygote: None,
+            setup: Setup::default(),
             _marker: PhantomData,
         }
     }
@@ -232,6 +238,7 @@ impl Process<()> {
             entry: None,
             allow_threads: false,
             zygote: None,
+            setup: Setup::default(),
             _marker: PhantomData,
         }
     }
@@ -285,6 +292,100 @@ impl<F: Target<M>, M> ProcessBuilder<F, M> {
         self
     }
 
+    /// Sets `key` to `value` in the child's environment.
+    ///
+    /// Environment changes, like the working directory, the streams, the
+    /// limits and the affinity below, are made in the child before its
+    /// target runs, in the order given, under every start method (under
+    /// spawn, after `multiproc::init()`: code that runs before `init()`
+    /// sees the parent's environment). The parent's own environment is
+    /// not touched. A change the child cannot make fails the child with
+    /// [`ErrorKind::ChildSetup`](crate::ErrorKind::ChildSetup), returned by
+    /// [`join`](Process::join), and the target does not run.
+    ///
+    /// A name that is empty or holds `=` or NUL, or a value with NUL,
+    /// fails [`start`](ProcessBuilder::start) with
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument).
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.setup
+            .config
+            .env
+            .push(EnvOp::Set(key.into(), value.into()));
+        self
+    }
+
+    /// Removes `key` from the child's environment (see
+    /// [`env`](ProcessBuilder::env)).
+    pub fn env_remove(mut self, key: impl Into<OsString>) -> Self {
+        self.setup.config.env.push(EnvOp::Remove(key.into()));
+        self
+    }
+
+    /// Clears the child's environment: only what [`env`](ProcessBuilder::env)
+    /// sets after this call is there.
+    pub fn env_clear(mut self) -> Self {
+        self.setup.config.env.push(EnvOp::Clear);
+        self
+    }
+
+    /// Runs the child in `dir` (a relative path is taken from this
+    /// process's working directory when `start` is called, whatever the
+    /// start method). A directory that does not exist fails the child with
+    /// [`ErrorKind::ChildSetup`](crate::ErrorKind::ChildSetup).
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.setup.config.cwd = Some(dir.into());
+        self
+    }
+
+    /// Where the child's standard output goes (default: where this
+    /// process's goes; under forkserver, where the fork server's goes,
+    /// which is this process's when the server started). A file is
+    /// created by [`start`](ProcessBuilder::start), whose error names it
+    /// if it cannot be.
+    pub fn stdout(mut self, to: Stdio) -> Self {
+        self.setup.stdout = Some(to);
+        self
+    }
+
+    /// Where the child's standard error goes; as
+    /// [`stdout`](ProcessBuilder::stdout).
+    pub fn stderr(mut self, to: Stdio) -> Self {
+        self.setup.stderr = Some(to);
+        self
+    }
+
+    /// Limits `resource` in the child to `soft` (what it may use) and
+    /// `hard` (how far it may raise `soft`); `u64::MAX` is unlimited
+    /// (`setrlimit(2)`). A soft limit above the hard one fails
+    /// [`start`](ProcessBuilder::start) with
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument); a
+    /// limit the child may not set (a hard limit above its current one,
+    /// without privilege) fails the child with
+    /// [`ErrorKind::ChildSetup`](crate::ErrorKind::ChildSetup).
+    pub fn rlimit(mut self, resource: Resource, soft: u64, hard: u64) -> Self {
+        self.setup.config.rlimits.push((resource, soft, hard));
+        self
+    }
+
+    /// Lets the child run only on the CPUs numbered in `cpus`
+    /// (`sched_setaffinity(2)`; mpire's `cpu_ids`). An empty set, or a
+    /// number the kernel's set cannot hold, fails
+    /// [`start`](ProcessBuilder::start) with
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument); a
+    /// set with no CPU the child may use fails the child with
+    /// [`ErrorKind::ChildSetup`](crate::ErrorKind::ChildSetup).
+    pub fn cpu_affinity(mut self, cpus: impl IntoIterator<Item = usize>) -> Self {
+        self.setup.config.cpus = Some(cpus.into_iter().collect());
+        self
+    }
+
+    /// Replaces what the child applies before its target (a pool's
+    /// worker options).
+    pub(crate) fn configured(mut self, config: ChildConfig) -> Self {
+        self.setup.config = config;
+        self
+    }
+
     /// Under the fork start method, has `zygote` fork the child (a pool's
     /// replacement workers: see `runtime::zygote`).
     pub(crate) fn forked_by(mut self, zygote: Arc<Zygote>) -> Self {
@@ -303,6 +404,11 @@ impl<F: Target<M>, M> ProcessBuilder<F, M> {
     /// - [`ErrorKind::ForkWithThreads`]: fork in a multi-threaded process.
     /// - [`ErrorKind::DaemonChild`]: called in a daemon process.
     /// - [`ErrorKind::Encode`]: the arguments could not be encoded.
+    /// - [`ErrorKind::InvalidArgument`]: a resource limit or CPU set that
+    ///   cannot be (see [`rlimit`](ProcessBuilder::rlimit),
+    ///   [`cpu_affinity`](ProcessBuilder::cpu_affinity)); [`ErrorKind::Io`]
+    ///   naming the path: a file for [`stdout`](ProcessBuilder::stdout) or
+    ///   [`stderr`](ProcessBuilder::stderr) that cannot be created.
     /// - [`ErrorKind::Io`], [`ErrorKind::Bootstrap`]: the OS refused, or the
     ///   fork server could not start or fork.
     pub fn start(self) -> Result<Process<F::Output>> {
@@ -316,6 +422,7 @@ impl<F: Target<M>, M> ProcessBuilder<F, M> {
                 entry: self.entry,
                 allow_threads: self.allow_threads,
                 zygote: self.zygote,
+                setup: self.setup,
             },
         )?;
         Ok(Process {

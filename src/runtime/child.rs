@@ -15,7 +15,7 @@ use crate::wire;
 
 use super::protocol::{ARGS, BOOT, Boot, ChildInfo, ChildIo, MAX_FRAME, PANIC, RESULT};
 use super::state;
-use super::{forkserver, forward};
+use super::{config, forkserver, forward};
 
 /// Sends an error report to whoever waits on `sock` (the fork server uses
 /// this when it cannot fork).
@@ -71,8 +71,7 @@ pub(crate) fn serve(sock: OwnedFd, parent: i32) -> ! {
     let Some(args) = next(ARGS) else {
         sys::process::exit_now(1)
     };
-    // The only descriptor a BOOT carries: the socket to the log collector.
-    let log_sink = boot.fds.pop();
+    let boot_fds = std::mem::take(&mut boot.fds);
     let boot: Boot = match postcard::from_bytes(&boot.body) {
         Ok(b) => b,
         Err(e) => {
@@ -95,7 +94,14 @@ pub(crate) fn serve(sock: OwnedFd, parent: i32) -> ! {
         ));
         sys::process::exit_now(1);
     };
+    // The streams' descriptors, then the socket to the log collector.
+    let mut setup_fds = boot_fds;
+    let mut rest = setup_fds.split_off(config::fd_count(&boot.config).min(setup_fds.len()));
+    let log_sink = boot.info.forward_level.and(rest.pop());
+    drop(rest);
+    let config = boot.config;
     child_main(io, &boot.info, log_sink, move |io| {
+        config::apply(&config, setup_fds)?;
         entry(io, args.body, args.fds)
     })
 }

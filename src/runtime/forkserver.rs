@@ -2,7 +2,9 @@
 //! single-threaded, that forks a child whenever asked.
 //!
 //! Protocol, on a sequenced-packet socket pair (one packet per message):
-//! the server sends `READY` (or `FAILED` and a reason) once; then each
+//! the requester sends `PRELOAD` once (the image's identity and the
+//! functions of [`set_forkserver_preload`], postcard); the server runs
+//! them, then sends `READY` (or `FAILED` and a reason) once; then each
 //! request is one packet `FORK` carrying one descriptor, the child's end of
 //! a fresh stream socket to the requester. The server forks with
 //! `CLONE_PARENT`, so the new process is a child of the requester, and the
@@ -19,10 +21,77 @@ use std::sync::{Arc, Mutex};
 use super::launch;
 use crate::error::{Error, ErrorKind};
 use crate::sys;
+use crate::sys::image::{FnRef, ImageId};
 
 pub(super) const READY: u8 = b'R';
 pub(super) const FAILED: u8 = b'F';
 pub(super) const FORK: u8 = b'K';
+pub(super) const PRELOAD: u8 = b'P';
+
+/// The most preload functions: their packet fits [`PRELOAD_PACKET`].
+const MAX_PRELOAD: usize = 64;
+/// The largest `PRELOAD` packet the server reads.
+pub(super) const PRELOAD_PACKET: usize = 4096;
+
+/// What a `PRELOAD` packet carries after its kind byte.
+pub(super) type Preload = (ImageId, Vec<FnRef<fn()>>);
+
+static PRELOAD_FNS: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
+
+/// Has every fork server started from now on call `functions`, in order,
+/// before it forks its first child (Python's `set_forkserver_preload`,
+/// with functions where Python takes module names): what they load —
+/// a model, a large table in a `static`, a native library that is slow
+/// to initialise — is then in every forkserver child from its first
+/// instruction, shared copy-on-write, instead of loaded by each. Replaces
+/// the list given before; a fork server already running keeps its own.
+///
+/// A preload function must not start threads (the fork server must stay
+/// single-threaded to fork safely). If one panics, starts a thread or is
+/// not found in the executable, the fork server does not start, and the
+/// start of the process that needed it fails with
+/// [`ErrorKind::Bootstrap`] saying which and why.
+///
+/// # Errors
+///
+/// [`ErrorKind::InvalidArgument`] for more than 64 functions.
+pub fn set_forkserver_preload(functions: &[fn()]) -> Result<(), Error> {
+    if functions.len() > MAX_PRELOAD {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "{} fork-server preload functions; at most {MAX_PRELOAD}",
+                functions.len()
+            ),
+        ));
+    }
+    *PRELOAD_FNS.lock().unwrap_or_else(|p| p.into_inner()) = functions.to_vec();
+    Ok(())
+}
+
+/// The `PRELOAD` packet for a server starting now.
+fn preload_packet() -> Result<Vec<u8>, Error> {
+    let image = ImageId::current().map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("could not identify this program's executable: {e}"),
+        )
+    })?;
+    let fns: Vec<FnRef<fn()>> = PRELOAD_FNS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|&f| FnRef::new(f))
+        .collect();
+    let body = postcard::to_allocvec(&(image, fns)).map_err(|e| {
+        Error::new(
+            ErrorKind::Encode,
+            "could not encode the fork server's preload list",
+        )
+        .with_source(e)
+    })?;
+    Ok([&[PRELOAD][..], &body].concat())
+}
 
 struct Client {
     ctrl: OwnedFd,
@@ -88,6 +157,7 @@ impl Unready {
 }
 
 fn start_once(bind_now: bool) -> Result<Client, Unready> {
+    let preload = preload_packet().map_err(Unready::Error)?;
     let (ours, theirs) = sys::socket::packet_pair()
         .map_err(|e| Unready::Error(Error::io("could not create a socket pair", e)))?;
     let ppid = sys::process::getpid();
@@ -98,6 +168,8 @@ fn start_once(bind_now: bool) -> Result<Client, Unready> {
     .map_err(|e| Unready::Error(Error::io("could not start the fork server", e)))?;
     let pidfd = sys::process::pidfd(pid)
         .map_err(|e| Unready::Error(Error::io("could not watch the fork server", e)))?;
+    // A server that died before reading it shows below, as it says nothing.
+    let _ = sys::socket::send_packet(ours.as_fd(), &preload, &[]);
     let mut buf = [0u8; 512];
     let failed = match sys::socket::recv_packet(ours.as_fd(), &mut buf) {
         Ok(Some((n, _))) if n >= 1 && buf[0] == READY => None,

@@ -4,6 +4,7 @@
 //! See `README.md` in this folder for how the three start methods work.
 
 pub(crate) mod child;
+pub(crate) mod config;
 pub(crate) mod forking;
 pub(crate) mod forkserver;
 mod forkserver_main;

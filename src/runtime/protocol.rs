@@ -8,9 +8,10 @@
 //! | BOOT   | parent | [`Boot`]: image identity, which function, who the child is (spawn and forkserver only) |
 //! | ARGS   | parent | the encoded arguments, with their descriptors (spawn and forkserver only) |
 //!
-//! BOOT carries, as a descriptor, the child's socket to the parent's log
-//! collector when the child forwards its log records (see
-//! `runtime::forward`).
+//! BOOT carries as descriptors, in this order, the standard streams its
+//! [`ChildConfig`](super::config::ChildConfig) redirects (as many as it
+//! says), then the child's socket to the parent's log collector when the
+//! child forwards its log records (see `runtime::forward`).
 //! | RESULT | child  | the encoded return value, with its descriptors |
 //! | PANIC  | child  | [`PanicReport`]: message and location |
 //! | ERROR  | child or fork server | [`ErrorReport`]: the child could not run the function |
@@ -64,6 +65,8 @@ pub(crate) struct Boot {
     pub(crate) image: ImageId,
     pub(crate) entry: FnRef<Entry>,
     pub(crate) info: ChildInfo,
+    /// What the child applies before its target runs.
+    pub(crate) config: super::config::ChildConfig,
 }
 
 /// Why a child could not run its function.

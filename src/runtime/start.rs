@@ -17,6 +17,7 @@ use crate::target::Target;
 use crate::wire;
 
 use super::child;
+use super::config::{self, ChildConfig, Setup};
 use super::forking::{flush_stdio, fork_guard};
 use super::handle::{ChildShared, Started};
 use super::method::{StartMethod, get_start_method};
@@ -37,6 +38,8 @@ pub(crate) struct Options {
     /// Under the fork start method: have this forker fork the child
     /// instead of forking here (a pool's replacement workers).
     pub(crate) zygote: Option<Arc<Zygote>>,
+    /// Environment, directory, streams, limits, affinity for the child.
+    pub(crate) setup: Setup,
 }
 
 /// Starts `target(args)` in a child and registers it among this process's
@@ -77,6 +80,9 @@ pub(crate) fn start<F: Target<M>, M>(
             ));
         }
     }
+    // Checked, and its files opened, here: a bad path or limit fails the
+    // start, not the child.
+    let (config, setup_fds) = opts.setup.open()?;
     state::register_exit_hook();
     state::reap_finished();
     let forward = super::forward::for_child();
@@ -110,14 +116,17 @@ pub(crate) fn start<F: Target<M>, M>(
         })
     })?;
     let log_sink = forward.map(|(fd, _)| fd);
+    let setup = (config, setup_fds);
     let started = match (method, &opts.zygote, opts.entry) {
         (StartMethod::Fork, Some(z), Some(entry)) => {
-            start_exec(method, Some(z), entry, &args, &info, log_sink)?
+            start_exec(method, Some(z), entry, &args, &info, log_sink, setup)?
         }
-        (StartMethod::Fork, _, _) => start_fork(target, args, &info, log_sink, opts.allow_threads)?,
+        (StartMethod::Fork, _, _) => {
+            start_fork(target, args, &info, log_sink, setup, opts.allow_threads)?
+        }
         (StartMethod::Spawn | StartMethod::Forkserver, _, entry) => {
             let entry = entry.expect("checked above");
-            start_exec(method, None, entry, &args, &info, log_sink)?
+            start_exec(method, None, entry, &args, &info, log_sink, setup)?
         }
     };
     let shared = Arc::new(ChildShared::new(info.name, info.daemon, started)?);
@@ -131,6 +140,7 @@ fn start_fork<F: Target<M>, M>(
     args: F::Args,
     info: &ChildInfo,
     log_sink: Option<OwnedFd>,
+    (config, setup_fds): (ChildConfig, Vec<OwnedFd>),
     allow_threads: bool,
 ) -> Result<Started> {
     let paused = fork_guard(allow_threads)?;
@@ -150,12 +160,13 @@ fn start_fork<F: Target<M>, M>(
                 sys::process::exit_now(1);
             }
             child::child_main(io, info, log_sink, move |io| {
+                config::apply(&config, setup_fds)?;
                 child::run_target(target, args, io)
             })
         }
         sys::process::Forked::Parent(pid) => {
             drop(paused);
-            drop((theirs, log_sink));
+            drop((theirs, log_sink, setup_fds));
             drop((target, args));
             Ok(Started {
                 pid,
@@ -183,6 +194,7 @@ fn start_exec<A: Serialize>(
     args: &A,
     info: &ChildInfo,
     log_sink: Option<OwnedFd>,
+    (config, setup_fds): (ChildConfig, Vec<OwnedFd>),
 ) -> Result<Started> {
     let image = image_id()?;
     let (ours, theirs) =
@@ -215,6 +227,7 @@ fn start_exec<A: Serialize>(
                 image,
                 entry: FnRef::new(entry),
                 info: info.clone(),
+                config,
             };
             let boot = postcard::to_allocvec(&boot).map_err(|e| {
                 Error::new(ErrorKind::Encode, "could not encode the start-up message")
@@ -236,7 +249,12 @@ fn start_exec<A: Serialize>(
     };
     // A child that died early makes these fail with a broken pipe; join()
     // then reports how it died, which says more than the pipe does.
-    let sink_fds: Vec<_> = log_sink.iter().map(|fd| fd.as_fd()).collect();
+    // The streams' descriptors first, the log socket last (see protocol).
+    let sink_fds: Vec<_> = setup_fds
+        .iter()
+        .chain(log_sink.iter())
+        .map(|fd| fd.as_fd())
+        .collect();
     let _ = wire::send(ours.as_fd(), protocol::BOOT, &boot, &sink_fds).and_then(|()| {
         wire::send(
             ours.as_fd(),
@@ -246,7 +264,7 @@ fn start_exec<A: Serialize>(
         )
     });
     drop((args, sink_fds));
-    drop(log_sink);
+    drop((log_sink, setup_fds));
     let mut reader = wire::Reader::new(protocol::MAX_FRAME);
     if let Some(pid) = spawned_pid {
         return Ok(Started {

@@ -103,10 +103,18 @@ pub(crate) unsafe trait FnPtr: Copy + 'static {
     fn addr(self) -> usize;
 }
 
-// The shapes are those of a manager's constructor (`fn(&[u8]) -> ..`), a
+// The shapes are those of a fork server's preload function (`fn()`), a
+// manager's constructor (`fn(&[u8]) -> ..`), a
 // child's entry (`fn(&ChildIo, Vec<u8>, Vec<OwnedFd>) -> ..`) and a pool's
 // task (`fn(&[u8], u32, &mut Ctx)`).
 //
+// SAFETY: a function pointer type, whose address `as usize` gives.
+unsafe impl<R: 'static> FnPtr for fn() -> R {
+    fn addr(self) -> usize {
+        self as usize
+    }
+}
+
 // SAFETY: a function pointer type, whose address `as usize` gives.
 unsafe impl<A: ?Sized + 'static, R: 'static> FnPtr for fn(&A) -> R {
     fn addr(self) -> usize {

@@ -21,6 +21,7 @@ pub(crate) mod image;
 pub(crate) mod io;
 pub(crate) mod page;
 pub(crate) mod process;
+pub(crate) mod setup;
 pub(crate) mod shm;
 pub(crate) mod signal;
 pub(crate) mod socket;

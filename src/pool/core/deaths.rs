@@ -19,7 +19,7 @@ use crate::sys::page::SharedPage;
 use super::{Chunk, Core, PoolState, Worker, io_err};
 
 impl Core {
-    pub(super) fn start_worker(&mut self) -> Result<Worker> {
+    pub(super) fn start_worker(&mut self, slot: usize) -> Result<Worker> {
         let (ours, theirs) =
             sys::socket::stream_pair().map_err(io_err("could not create a socket pair"))?;
         // Descriptors inside task arguments: one message per TASK_FDS
@@ -66,7 +66,8 @@ impl Core {
         let name = crate::runtime::state::next_pool_worker_name();
         let mut builder = Process::new(worker::worker_main, args)
             .name(name.clone())
-            .daemon(true);
+            .daemon(true)
+            .configured(self.config.setup.config(slot));
         if let Some(m) = self.config.method {
             builder = builder.start_method(m);
         }
@@ -112,7 +113,7 @@ impl Core {
         }
         for i in 0..self.workers.len() {
             if self.workers[i].is_none() {
-                let w = self.start_worker()?;
+                let w = self.start_worker(i)?;
                 self.counters.restarts += 1;
                 self.place(i, w)?;
             }
@@ -236,7 +237,7 @@ impl Core {
             && !self.defer_start()
         {
             self.counters.restarts += 1;
-            match self.start_worker().and_then(|nw| self.place(i, nw)) {
+            match self.start_worker(i).and_then(|nw| self.place(i, nw)) {
                 Ok(()) => {}
                 Err(e) => {
                     if self.all_exited() {

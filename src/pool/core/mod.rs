@@ -114,6 +114,7 @@ pub(crate) struct Config {
     pub(crate) retry_panics: bool,
     pub(crate) max_memory: Option<u64>,
     pub(crate) progress: bool,
+    pub(crate) setup: crate::runtime::config::WorkerSetup,
 }
 
 struct Worker {
@@ -250,7 +251,7 @@ impl Core {
             core.zygote = Some(Zygote::fork(false)?);
         }
         for i in 0..core.workers.len() {
-            let w = core.start_worker()?;
+            let w = core.start_worker(i)?;
             core.place(i, w)?;
         }
         Ok(core)

@@ -1,0 +1,298 @@
+//! A child's configuration: environment, working directory, standard
+//! streams, resource limits and CPU affinity (what `ProcessBuilder::env`,
+//! `current_dir`, `stdout`, `rlimit`, `cpu_affinity` collect).
+//!
+//! The parent checks it and opens the files ([`ChildConfig::open`]), so
+//! that a bad path fails `start()`; the child applies it first thing,
+//! before its target runs ([`apply`]): a forked child from memory, an
+//! executed or fork-server child from its BOOT message, whose descriptors
+//! carry the standard streams. A child that cannot apply it reports an
+//! [`ErrorKind::ChildSetup`] error naming what failed, which `join()`
+//! returns, and exits with code 1 without running the target.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys;
+
+/// Where a child's standard output or error goes.
+#[derive(Debug)]
+pub enum Stdio {
+    /// Where this process's goes (the default). Under the forkserver
+    /// start method: where the fork server's went, which is where this
+    /// process's went when the server started.
+    Inherit,
+    /// To `/dev/null`.
+    Null,
+    /// To a file, created if missing and truncated, opened by the parent
+    /// when the process starts.
+    File(PathBuf),
+    /// To a descriptor the caller opened (a file, a pipe's write end).
+    Fd(OwnedFd),
+}
+
+impl Stdio {
+    /// Sends to `/dev/null`.
+    pub fn null() -> Self {
+        Stdio::Null
+    }
+
+    /// Sends to the file at `path` (created, truncated).
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        Stdio::File(path.into())
+    }
+}
+
+/// A resource whose limit a child can be given
+/// ([`ProcessBuilder::rlimit`](crate::ProcessBuilder::rlimit)); the
+/// names follow `setrlimit(2)`'s `RLIMIT_*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Resource {
+    /// `RLIMIT_CPU`: CPU time, in seconds.
+    Cpu,
+    /// `RLIMIT_FSIZE`: the largest file the process may write, in bytes.
+    FileSize,
+    /// `RLIMIT_DATA`: the data segment (heap), in bytes.
+    Data,
+    /// `RLIMIT_STACK`: the main thread's stack, in bytes.
+    Stack,
+    /// `RLIMIT_CORE`: the largest core dump, in bytes.
+    Core,
+    /// `RLIMIT_NOFILE`: one more than the highest descriptor number.
+    NoFile,
+    /// `RLIMIT_AS`: the address space, in bytes.
+    AddressSpace,
+    /// `RLIMIT_NPROC`: processes (threads) of the user.
+    NProc,
+    /// `RLIMIT_MEMLOCK`: locked memory, in bytes.
+    MemLock,
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Resource::Cpu => "RLIMIT_CPU",
+            Resource::FileSize => "RLIMIT_FSIZE",
+            Resource::Data => "RLIMIT_DATA",
+            Resource::Stack => "RLIMIT_STACK",
+            Resource::Core => "RLIMIT_CORE",
+            Resource::NoFile => "RLIMIT_NOFILE",
+            Resource::AddressSpace => "RLIMIT_AS",
+            Resource::NProc => "RLIMIT_NPROC",
+            Resource::MemLock => "RLIMIT_MEMLOCK",
+        };
+        f.write_str(name)
+    }
+}
+
+/// One change to the environment, in the order given.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum EnvOp {
+    Set(OsString, OsString),
+    Remove(OsString),
+    Clear,
+}
+
+/// What a child is to apply; empty by default (nothing to do).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct ChildConfig {
+    pub(crate) env: Vec<EnvOp>,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) rlimits: Vec<(Resource, u64, u64)>,
+    pub(crate) cpus: Option<Vec<usize>>,
+    /// Which of stdout and stderr get a descriptor: the opened
+    /// descriptors travel beside the config, in this order.
+    pub(crate) redirect: [bool; 2],
+}
+
+/// What every worker of a pool applies when it starts (as a
+/// [`ProcessBuilder`](crate::ProcessBuilder)'s `env`, `rlimit`,
+/// `cpu_affinity`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct WorkerSetup {
+    pub(crate) env: Vec<EnvOp>,
+    pub(crate) rlimits: Vec<(Resource, u64, u64)>,
+    /// One set for every worker, or one per worker slot.
+    pub(crate) cpu_ids: Vec<Vec<usize>>,
+}
+
+impl WorkerSetup {
+    /// The config of the worker in `slot` (a replacement takes its
+    /// predecessor's slot, so its CPUs too).
+    pub(crate) fn config(&self, slot: usize) -> ChildConfig {
+        ChildConfig {
+            env: self.env.clone(),
+            rlimits: self.rlimits.clone(),
+            cpus: match self.cpu_ids.len() {
+                0 => None,
+                n => Some(self.cpu_ids[slot % n].clone()),
+            },
+            ..ChildConfig::default()
+        }
+    }
+}
+
+/// What the builder collected: the config plus the streams not yet opened.
+#[derive(Debug, Default)]
+pub(crate) struct Setup {
+    pub(crate) config: ChildConfig,
+    pub(crate) stdout: Option<Stdio>,
+    pub(crate) stderr: Option<Stdio>,
+}
+
+fn setup_error(what: String) -> Error {
+    Error::new(ErrorKind::ChildSetup, what)
+}
+
+impl Setup {
+    /// Checks the config and opens the streams, in the parent: returns the
+    /// config to send and the descriptors to go with it.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidArgument`] for an environment name that is
+    /// empty or holds `=` or NUL (or a value with NUL), a soft limit above
+    /// the hard one, an empty CPU set or a CPU number past the kernel's set size;
+    /// [`ErrorKind::Io`] when a file or `/dev/null` cannot be opened (the
+    /// message names the path).
+    pub(crate) fn open(self) -> Result<(ChildConfig, Vec<OwnedFd>)> {
+        let mut config = self.config;
+        for &(r, soft, hard) in &config.rlimits {
+            if soft > hard {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("{r}: the soft limit {soft} is above the hard limit {hard}"),
+                ));
+            }
+        }
+        for op in &config.env {
+            let (key, value) = match op {
+                EnvOp::Set(k, v) => (k, Some(v)),
+                EnvOp::Remove(k) => (k, None),
+                EnvOp::Clear => continue,
+            };
+            let bytes = key.as_encoded_bytes();
+            let bad_value = value.is_some_and(|v| v.as_encoded_bytes().contains(&0));
+            if bytes.is_empty() || bytes.contains(&b'=') || bytes.contains(&0) || bad_value {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "{key:?} cannot be set in an environment: a name must be non-empty and hold \
+                         no '=' or NUL, a value no NUL"
+                    ),
+                ));
+            }
+        }
+        if let Some(cpus) = &config.cpus {
+            if cpus.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "an empty CPU affinity set: a process must be allowed at least one CPU",
+                ));
+            }
+            if let Some(&c) = cpus.iter().find(|&&c| c >= sys::setup::MAX_CPUS) {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "CPU {c} is past the largest CPU number the kernel's affinity set holds ({})",
+                        sys::setup::MAX_CPUS - 1
+                    ),
+                ));
+            }
+        }
+        if let Some(dir) = &config.cwd {
+            // Relative to this process's directory, not the fork server's.
+            if let Ok(abs) = std::path::absolute(dir) {
+                config.cwd = Some(abs);
+            }
+        }
+        let mut fds = Vec::new();
+        for (i, (stream, name)) in [(self.stdout, "stdout"), (self.stderr, "stderr")]
+            .into_iter()
+            .enumerate()
+        {
+            let fd = match stream {
+                None | Some(Stdio::Inherit) => continue,
+                Some(Stdio::Null) => sys::setup::open_null()
+                    .map_err(|e| Error::io(format!("could not open /dev/null for {name}"), e))?,
+                Some(Stdio::File(path)) => std::fs::File::create(&path)
+                    .map_err(|e| {
+                        Error::io(format!("could not create {} for {name}", path.display()), e)
+                    })?
+                    .into(),
+                Some(Stdio::Fd(fd)) => fd,
+            };
+            config.redirect[i] = true;
+            fds.push(fd);
+        }
+        Ok((config, fds))
+    }
+}
+
+/// How many descriptors travel with `config`.
+pub(crate) fn fd_count(config: &ChildConfig) -> usize {
+    config.redirect.iter().filter(|r| **r).count()
+}
+
+/// Applies `config` in the child, before its target runs; `fds` are the
+/// streams' descriptors ([`Setup::open`]). Call only while the child has
+/// one thread.
+///
+/// # Errors
+///
+/// [`ErrorKind::ChildSetup`], naming the step that failed and the OS's
+/// reason.
+pub(crate) fn apply(config: &ChildConfig, fds: Vec<OwnedFd>) -> Result<()> {
+    let mut fds = fds.into_iter();
+    for (i, name) in ["stdout", "stderr"].into_iter().enumerate() {
+        if config.redirect[i] {
+            let fd = fds
+                .next()
+                .ok_or_else(|| setup_error(format!("the descriptor for {name} is missing")))?;
+            sys::setup::dup_onto(fd.as_fd(), i as u8 + 1)
+                .map_err(|e| setup_error(format!("could not redirect {name}: {e}")))?;
+        }
+    }
+    for op in &config.env {
+        match op {
+            EnvOp::Set(k, v) => sys::setup::set_env(k, v),
+            EnvOp::Remove(k) => sys::setup::remove_env(k),
+            EnvOp::Clear => sys::setup::clear_env(),
+        }
+    }
+    if let Some(dir) = &config.cwd {
+        sys::setup::chdir(dir).map_err(|e| {
+            setup_error(format!(
+                "could not change the working directory to {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    for &(r, soft, hard) in &config.rlimits {
+        sys::setup::set_rlimit(r as u8, soft, hard).map_err(|e| {
+            let show = |v: u64| {
+                if v == u64::MAX {
+                    "unlimited".to_string()
+                } else {
+                    v.to_string()
+                }
+            };
+            setup_error(format!(
+                "could not set {r} to soft {} / hard {}: {e}",
+                show(soft),
+                show(hard)
+            ))
+        })?;
+    }
+    if let Some(cpus) = &config.cpus {
+        sys::setup::set_affinity(cpus)
+            .map_err(|e| setup_error(format!("could not set the CPU affinity to {cpus:?}: {e}")))?;
+    }
+    Ok(())
+}
