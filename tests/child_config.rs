@@ -29,6 +29,9 @@ const TESTS: isolated::Tests = &[
         bad_stdout_path,
         false,
     ),
+    ("output_is_captured_and_returned", captured, true),
+    ("pool_workers_run_in_their_directory", pool_cwd, false),
+    ("pool_workers_that_cannot_be_set_up", pool_bad_setup, true),
     ("rlimits_apply_and_bad_ones_are_refused", rlimits, true),
     (
         "cpu_affinity_applies_and_bad_sets_are_refused",
@@ -185,6 +188,78 @@ fn streams(method: StartMethod) {
         .start()
         .unwrap();
     p.join().unwrap();
+}
+
+fn speak_a_lot(lines: u32) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for i in 0..lines {
+        writeln!(out, "line {i}").unwrap();
+    }
+    out.flush().unwrap();
+    eprintln!("done");
+}
+
+fn captured(method: StartMethod) {
+    let p = Process::new(speak, ())
+        .start_method(method)
+        .stdout(Stdio::capture())
+        .stderr(Stdio::capture())
+        .start()
+        .unwrap();
+    p.join_timeout(std::time::Duration::from_secs(60)).unwrap();
+    assert_eq!(p.captured_stdout().unwrap(), b"to stdout\n");
+    assert_eq!(p.captured_stderr().unwrap(), b"to stderr\n");
+    // Read again: the same (pread does not move the child's offset).
+    assert_eq!(p.captured_stdout().unwrap(), b"to stdout\n");
+    p.join().unwrap();
+
+    // More than a pipe holds, and only stdout captured.
+    let p = Process::new(speak_a_lot, 20_000)
+        .start_method(method)
+        .stdout(Stdio::capture())
+        .stderr(Stdio::null())
+        .start()
+        .unwrap();
+    p.join_timeout(std::time::Duration::from_secs(60)).unwrap();
+    let out = String::from_utf8(p.captured_stdout().unwrap()).unwrap();
+    assert_eq!(out.lines().count(), 20_000);
+    assert_eq!(out.lines().last(), Some("line 19999"));
+    let err = p.captured_stderr().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    p.join().unwrap();
+}
+
+fn pool_cwd(method: StartMethod) {
+    let dir = TempDir::new("poolcwd");
+    let pool = Pool::builder()
+        .processes(2)
+        .start_method(method)
+        .worker_current_dir(&dir.0)
+        .build()
+        .unwrap();
+    let seen = pool.map(cwd_of, 0..4u32).unwrap();
+    let want = dir.0.canonicalize().unwrap();
+    assert!(seen.iter().all(|d| *d == want), "{seen:?}");
+    pool.close();
+    pool.join().unwrap();
+}
+
+fn pool_bad_setup(method: StartMethod) {
+    let dir = TempDir::new("poolbad");
+    let result = Pool::builder()
+        .processes(2)
+        .start_method(method)
+        .worker_current_dir(dir.0.join("no-such-dir"))
+        .build()
+        .and_then(|pool| pool.map(cwd_of, 0..4u32));
+    let err = result.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ChildSetup, "{err}");
+    assert!(err.to_string().contains("no-such-dir"), "{err}");
+}
+
+fn cwd_of(_: u32) -> PathBuf {
+    cwd()
 }
 
 fn bad_stdout_path(method: StartMethod) {

@@ -166,15 +166,28 @@ impl PoolBuilder {
 
     /// Sets `key` to `value` in every worker's environment, before the
     /// initializer runs (as [`ProcessBuilder::env`](crate::ProcessBuilder::env)).
-    /// A worker that cannot apply it fails to start: `build` (or the
-    /// call that needed a replacement) returns its
-    /// [`ErrorKind::ChildSetup`] error.
+    /// A worker that cannot apply its options (this one,
+    /// [`worker_current_dir`](PoolBuilder::worker_current_dir),
+    /// [`worker_rlimit`](PoolBuilder::worker_rlimit),
+    /// [`cpu_ids`](PoolBuilder::cpu_ids)) would fail again in every
+    /// replacement, so the pool stops, as for a failing initializer: every
+    /// task not yet answered, and every later call, fails with
+    /// [`ErrorKind::ChildSetup`] naming the step and the OS's reason.
     pub fn worker_env(
         mut self,
         key: impl Into<std::ffi::OsString>,
         value: impl Into<std::ffi::OsString>,
     ) -> Self {
         self.setup.env.push(EnvOp::Set(key.into(), value.into()));
+        self
+    }
+
+    /// Runs every worker in `dir` (as
+    /// [`ProcessBuilder::current_dir`](crate::ProcessBuilder::current_dir));
+    /// a directory that does not exist stops the pool with
+    /// [`ErrorKind::ChildSetup`] (see [`worker_env`](PoolBuilder::worker_env)).
+    pub fn worker_current_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.setup.cwd = Some(dir.into());
         self
     }
 
@@ -219,10 +232,6 @@ impl PoolBuilder {
     ///   with neither 1 nor `processes` sets, or a set that cannot be;
     ///   a [`worker_rlimit`](PoolBuilder::worker_rlimit) whose soft limit
     ///   is above its hard one.
-    /// - [`ErrorKind::ChildSetup`]: a worker could not apply
-    ///   [`worker_env`](PoolBuilder::worker_env),
-    ///   [`worker_rlimit`](PoolBuilder::worker_rlimit) or
-    ///   [`cpu_ids`](PoolBuilder::cpu_ids).
     /// - [`ErrorKind::CapturingClosure`], [`ErrorKind::Encode`]: an
     ///   initializer that cannot travel.
     /// - Whatever [`ProcessBuilder::start`](crate::ProcessBuilder::start)

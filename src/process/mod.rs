@@ -21,7 +21,7 @@ pub(crate) mod status;
 use std::ffi::OsString;
 use std::fmt;
 use std::marker::PhantomData;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +37,7 @@ use crate::runtime::method::StartMethod;
 use crate::runtime::protocol::Entry;
 use crate::runtime::zygote::Zygote;
 use crate::runtime::{self, start};
+use crate::sys;
 use crate::target::Target;
 
 pub use self::status::{ExitStatus, Signal};
@@ -411,7 +412,23 @@ impl<F: Target<M>, M> ProcessBuilder<F, M> {
     ///   [`stderr`](ProcessBuilder::stderr) that cannot be created.
     /// - [`ErrorKind::Io`], [`ErrorKind::Bootstrap`]: the OS refused, or the
     ///   fork server could not start or fork.
-    pub fn start(self) -> Result<Process<F::Output>> {
+    pub fn start(mut self) -> Result<Process<F::Output>> {
+        let mut captured = [None, None];
+        for (i, stream) in [&mut self.setup.stdout, &mut self.setup.stderr]
+            .into_iter()
+            .enumerate()
+        {
+            if matches!(stream, Some(Stdio::Capture)) {
+                let name = ["multiproc-stdout", "multiproc-stderr"][i];
+                let fd = sys::setup::capture_file(name).map_err(|e| {
+                    Error::io("could not make an in-memory file for captured output", e)
+                })?;
+                let theirs = sys::socket::dup(fd.as_fd())
+                    .map_err(|e| Error::io("could not duplicate a descriptor", e))?;
+                *stream = Some(Stdio::Fd(theirs));
+                captured[i] = Some(fd);
+            }
+        }
         let shared = start::start(
             self.target,
             self.args,
@@ -428,6 +445,7 @@ impl<F: Target<M>, M> ProcessBuilder<F, M> {
         Ok(Process {
             shared,
             joined: false,
+            captured,
             _result: PhantomData,
         })
     }
@@ -446,6 +464,9 @@ impl<F: Target<M>, M> ProcessBuilder<F, M> {
 pub struct Process<R> {
     shared: Arc<ChildShared>,
     joined: bool,
+    /// The parent's copies of the in-memory files of a captured stdout
+    /// and stderr.
+    captured: [Option<OwnedFd>; 2],
     _result: PhantomData<fn() -> R>,
 }
 
@@ -628,6 +649,57 @@ impl<R: DeserializeOwned> Process<R> {
                 ),
             )),
         }
+    }
+}
+
+impl<R> Process<R> {
+    /// What the child has written so far to its standard output, when it
+    /// was captured ([`Stdio::capture`]); all of it once the child has
+    /// ended. Can be called any number of times, while the child runs or
+    /// after [`join_timeout`](Process::join_timeout).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidArgument`] when the child's standard output was
+    /// not captured; [`ErrorKind::Io`] if the in-memory file cannot be read.
+    pub fn captured_stdout(&self) -> Result<Vec<u8>> {
+        self.captured(0, "stdout")
+    }
+
+    /// As [`captured_stdout`](Process::captured_stdout), for standard error.
+    ///
+    /// # Errors
+    ///
+    /// As [`captured_stdout`](Process::captured_stdout).
+    pub fn captured_stderr(&self) -> Result<Vec<u8>> {
+        self.captured(1, "stderr")
+    }
+
+    /// The [`ErrorKind::ChildSetup`] error the child ended with, if it
+    /// could not be set up (call once it has ended; takes its outcome).
+    pub(crate) fn setup_failure(&self) -> Option<Error> {
+        match self.shared.take_result::<()>() {
+            Err(e) if e.kind() == ErrorKind::ChildSetup => Some(e),
+            _ => None,
+        }
+    }
+
+    fn captured(&self, i: usize, name: &str) -> Result<Vec<u8>> {
+        let fd = self.captured[i].as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "{}'s {name} was not captured (ProcessBuilder::{name}(Stdio::capture()))",
+                    self.shared.name
+                ),
+            )
+        })?;
+        sys::setup::read_all_at(fd.as_fd()).map_err(|e| {
+            Error::io(
+                format!("could not read {}'s captured {name}", self.shared.name),
+                e,
+            )
+        })
     }
 }
 

@@ -34,6 +34,13 @@ pub enum Stdio {
     File(PathBuf),
     /// To a descriptor the caller opened (a file, a pipe's write end).
     Fd(OwnedFd),
+    /// Into memory, for the parent to read with
+    /// [`Process::captured_stdout`](crate::Process::captured_stdout) /
+    /// [`captured_stderr`](crate::Process::captured_stderr) (Python's
+    /// `subprocess` `capture_output`). The bytes stay in an in-memory file
+    /// (`memfd`) until the handle is dropped; whatever the child writes
+    /// there counts against memory, so capture output that is bounded.
+    Capture,
 }
 
 impl Stdio {
@@ -45,6 +52,11 @@ impl Stdio {
     /// Sends to the file at `path` (created, truncated).
     pub fn file(path: impl Into<PathBuf>) -> Self {
         Stdio::File(path.into())
+    }
+
+    /// Captures into memory (see [`Stdio::Capture`]).
+    pub fn capture() -> Self {
+        Stdio::Capture
     }
 }
 
@@ -118,6 +130,7 @@ pub(crate) struct ChildConfig {
 pub(crate) struct WorkerSetup {
     pub(crate) env: Vec<EnvOp>,
     pub(crate) rlimits: Vec<(Resource, u64, u64)>,
+    pub(crate) cwd: Option<PathBuf>,
     /// One set for every worker, or one per worker slot.
     pub(crate) cpu_ids: Vec<Vec<usize>>,
 }
@@ -129,6 +142,7 @@ impl WorkerSetup {
         ChildConfig {
             env: self.env.clone(),
             rlimits: self.rlimits.clone(),
+            cwd: self.cwd.clone(),
             cpus: match self.cpu_ids.len() {
                 0 => None,
                 n => Some(self.cpu_ids[slot % n].clone()),
@@ -227,6 +241,8 @@ impl Setup {
                     })?
                     .into(),
                 Some(Stdio::Fd(fd)) => fd,
+                // Made by ProcessBuilder::start, which keeps the reading end.
+                Some(Stdio::Capture) => continue,
             };
             config.redirect[i] = true;
             fds.push(fd);

@@ -125,6 +125,20 @@ impl Core {
     /// results, fail the task it was running, queue again the ones it never
     /// started, and leave its slot empty for a replacement.
     pub(super) fn handle_exit(&mut self, i: usize) -> Result<()> {
+        // A worker that could not apply the pool's worker options would
+        // fail again in every replacement: the pool stops instead, as for
+        // a failing initializer.
+        let setup_failed = self.workers[i]
+            .as_ref()
+            .filter(|w| w.process.exitcode().is_some())
+            .and_then(|w| w.process.setup_failure());
+        if let Some(e) = setup_failed {
+            self.stop(
+                ErrorKind::ChildSetup,
+                format!("a worker could not be set up, so the pool stopped: {e}"),
+            );
+            return Ok(());
+        }
         let Some(mut w) = self.unplace(i) else {
             return Ok(());
         };
