@@ -110,6 +110,16 @@ fn main() -> ExitCode {
     // Both return only in this process; in their own children they take over.
     multiproc::init();
     procspawn::init();
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(scenarios::process_start::PRELOAD_ARG) {
+        return match scenarios::process_start::preload_main(&args[2..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
 
     let opts = match parse_args(std::env::args().skip(1)) {
         Ok(opts) => opts,

@@ -15,7 +15,7 @@ mod pipe;
 mod pool;
 mod pool_executor;
 mod pool_faults;
-mod process_start;
+pub mod process_start;
 mod queue;
 mod sync;
 
@@ -267,6 +267,17 @@ pub const SCENARIOS: &[Scenario] = &[
                 variants: &["spawn"],
                 runner: Runner::C("posix_spawn_true.c"),
             },
+        ],
+        pending: None,
+    },
+    Scenario {
+        name: "process_start_preload",
+        variants: &["cold", "preloaded"],
+        unit: "us",
+        iters: process_start::preload_iters,
+        entries: &[
+            Entry::all(Impl::Multiproc, Runner::Native(process_start::preload)),
+            Entry::all(Impl::Python, Runner::Python("process_start_preload.py")),
         ],
         pending: None,
     },
