@@ -307,6 +307,28 @@ impl<F: Target<M>, M> ProcessBuilder<F, M> {
     /// A name that is empty or holds `=` or NUL, or a value with NUL,
     /// fails [`start`](ProcessBuilder::start) with
     /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument).
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// use multiproc::{Process, Resource, Stdio};
+    ///
+    /// fn report() -> (String, String) {
+    ///     println!("working");
+    ///     let dir = std::env::current_dir().unwrap().display().to_string();
+    ///     (std::env::var("MODE").unwrap_or_default(), dir)
+    /// }
+    ///
+    /// let p = Process::new(report, ())
+    ///     .env("MODE", "batch")
+    ///     .current_dir("/")
+    ///     .stdout(Stdio::capture())
+    ///     .rlimit(Resource::Core, 0, 0) // no core dumps
+    ///     .start()?;
+    /// p.join_timeout(std::time::Duration::from_secs(60))?;
+    /// assert_eq!(p.captured_stdout()?, b"working\n");
+    /// assert_eq!(p.join()?, ("batch".to_string(), "/".to_string()));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.setup
             .config
