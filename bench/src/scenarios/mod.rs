@@ -10,6 +10,7 @@
 //! harness repeats that several times and reports the median.
 
 mod idle_rss;
+pub mod logs;
 mod manager_dict;
 mod pipe;
 mod pool;
@@ -267,6 +268,17 @@ pub const SCENARIOS: &[Scenario] = &[
                 variants: &["spawn"],
                 runner: Runner::C("posix_spawn_true.c"),
             },
+        ],
+        pending: None,
+    },
+    Scenario {
+        name: "log_forward",
+        variants: &["fork", "forkserver"],
+        unit: "us",
+        iters: logs::iters,
+        entries: &[
+            Entry::all(Impl::Multiproc, Runner::Native(logs::forward)),
+            Entry::all(Impl::Python, Runner::Python("log_forward.py")),
         ],
         pending: None,
     },
