@@ -26,6 +26,17 @@ fn divide(a: u32, b: u32) -> u32 {
     a / b
 }
 
+fn describe() -> String {
+    println!("hello from a child with its own environment");
+    format!(
+        "MODE={} in {}",
+        std::env::var("MODE").unwrap_or_default(),
+        std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default()
+    )
+}
+
 fn sleep_forever() {
     loop {
         std::thread::sleep(Duration::from_secs(1));
@@ -360,6 +371,27 @@ fn main() -> Result<(), multiproc::Error> {
         "after terminate(): {status} (Python's exitcode: {})",
         status.python_exitcode()
     );
+
+    section("a child set up as asked: environment, directory, captured output, limits");
+    let p = Process::new(describe, ())
+        .env("MODE", "batch")
+        .current_dir("/")
+        .stdout(multiproc::Stdio::capture())
+        .rlimit(multiproc::Resource::Core, 0, 0)
+        .start()?;
+    p.join_timeout(Duration::from_secs(60))?;
+    print!(
+        "captured: {}",
+        String::from_utf8_lossy(&p.captured_stdout()?)
+    );
+    println!("returned: {}", p.join()?);
+    let err = Process::new(describe, ())
+        .current_dir("/no/such/dir")
+        .start()?
+        .join()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ChildSetup);
+    println!("{err}");
 
     section("fork is refused when threads exist");
     let (tx, rx) = std::sync::mpsc::channel::<()>();
