@@ -368,6 +368,32 @@ impl Started {
     }
 }
 
+/// How long the processes a finished peer left in its group get to end on
+/// SIGTERM before they are killed.
+const GROUP_GRACE: Duration = Duration::from_secs(2);
+
+/// Whether a process other than `leader` is in process group `leader`
+/// (`/proc/PID/stat`'s fifth field).
+fn others_in_group(leader: i32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.flatten().any(|entry| {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            return false;
+        };
+        if pid == leader {
+            return false;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        // After the command name in parentheses: state, ppid, pgrp.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        rest.split_whitespace().nth(2) == Some(&leader.to_string())
+    })
+}
+
 /// Waits for `child`, killing it after `timeout`. Its output must fit in the
 /// pipes (a single number does); no helper thread, so that the fork start
 /// method keeps working in this process.
@@ -380,7 +406,16 @@ fn wait_with_timeout(mut child: Child, timeout: Duration) -> Result<std::process
     use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process_group, waitid};
     let pid = Pid::from_child(&child);
     let kill_group = || {
+        // SIGTERM first: the pool workers a hung peer left die, and
+        // Python's resource tracker (which ignores SIGTERM) then sees the
+        // last of them go and unlinks the semaphores they left in
+        // /dev/shm; SIGKILL after a grace period for whatever remains.
         // ESRCH (no such group: the child led none, or it is empty) is fine.
+        let _ = kill_process_group(pid, Signal::TERM);
+        let grace = Instant::now() + GROUP_GRACE;
+        while Instant::now() < grace && others_in_group(pid.as_raw_nonzero().get()) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let _ = kill_process_group(pid, Signal::KILL);
     };
     let deadline = Instant::now() + timeout;
