@@ -111,17 +111,11 @@ fn main() -> ExitCode {
     multiproc::init();
     procspawn::init();
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(scenarios::logs::FORWARD_ARG) {
-        return match scenarios::logs::forward_main(&args[2..]) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    if args.get(1).map(String::as_str) == Some(scenarios::process_start::PRELOAD_ARG) {
-        return match scenarios::process_start::preload_main(&args[2..]) {
+    let fresh = scenarios::FRESH_COPY
+        .iter()
+        .find(|(arg, _)| args.get(1).map(String::as_str) == Some(*arg));
+    if let Some((_, run)) = fresh {
+        return match run(&args[2..]) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");

@@ -435,22 +435,7 @@ impl<F: Target<M>, M> ProcessBuilder<F, M> {
     /// - [`ErrorKind::Io`], [`ErrorKind::Bootstrap`]: the OS refused, or the
     ///   fork server could not start or fork.
     pub fn start(mut self) -> Result<Process<F::Output>> {
-        let mut captured = [None, None];
-        for (i, stream) in [&mut self.setup.stdout, &mut self.setup.stderr]
-            .into_iter()
-            .enumerate()
-        {
-            if matches!(stream, Some(Stdio::Capture)) {
-                let name = ["multiproc-stdout", "multiproc-stderr"][i];
-                let fd = sys::setup::capture_file(name).map_err(|e| {
-                    Error::io("could not make an in-memory file for captured output", e)
-                })?;
-                let theirs = sys::socket::dup(fd.as_fd())
-                    .map_err(|e| Error::io("could not duplicate a descriptor", e))?;
-                *stream = Some(Stdio::Fd(theirs));
-                captured[i] = Some(fd);
-            }
-        }
+        let captured = self.setup.make_captures()?;
         let shared = start::start(
             self.target,
             self.args,

@@ -94,11 +94,12 @@ pub(crate) fn serve(sock: OwnedFd, parent: i32) -> ! {
         ));
         sys::process::exit_now(1);
     };
-    // The streams' descriptors, then the socket to the log collector.
-    let mut setup_fds = boot_fds;
-    let mut rest = setup_fds.split_off(config::fd_count(&boot.config).min(setup_fds.len()));
-    let log_sink = boot.info.forward_level.and(rest.pop());
-    drop(rest);
+    // The streams' descriptors, then the socket to the log collector;
+    // anything past them is closed.
+    let mut fds = boot_fds.into_iter();
+    let setup_fds: Vec<OwnedFd> = fds.by_ref().take(config::fd_count(&boot.config)).collect();
+    let log_sink = boot.info.forward_level.and_then(|_| fds.next());
+    drop(fds);
     let config = boot.config;
     child_main(io, &boot.info, log_sink, move |io| {
         config::apply(&config, setup_fds)?;

@@ -2,7 +2,7 @@
 //! streams, resource limits and CPU affinity (what `ProcessBuilder::env`,
 //! `current_dir`, `stdout`, `rlimit`, `cpu_affinity` collect).
 //!
-//! The parent checks it and opens the files ([`ChildConfig::open`]), so
+//! The parent checks it and opens the files ([`Setup::open`]), so
 //! that a bad path fails `start()`; the child applies it first thing,
 //! before its target runs ([`apply`]): a forked child from memory, an
 //! executed or fork-server child from its BOOT message, whose descriptors
@@ -165,6 +165,31 @@ fn setup_error(what: String) -> Error {
 }
 
 impl Setup {
+    /// Turns each [`Stdio::Capture`] into an in-memory file: the child's
+    /// stream gets a copy of it, and the copies returned (stdout, stderr)
+    /// are the parent's, to read what the child wrote. Call before
+    /// [`open`](Setup::open).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] when the file or its copy cannot be made.
+    pub(crate) fn make_captures(&mut self) -> Result<[Option<OwnedFd>; 2]> {
+        let mut captured = [None, None];
+        for (i, stream) in [&mut self.stdout, &mut self.stderr].into_iter().enumerate() {
+            if matches!(stream, Some(Stdio::Capture)) {
+                let name = ["multiproc-stdout", "multiproc-stderr"][i];
+                let fd = sys::shm::memfd(name, 0).map_err(|e| {
+                    Error::io("could not make an in-memory file for captured output", e)
+                })?;
+                let theirs = sys::socket::dup(fd.as_fd())
+                    .map_err(|e| Error::io("could not duplicate a descriptor", e))?;
+                *stream = Some(Stdio::Fd(theirs));
+                captured[i] = Some(fd);
+            }
+        }
+        Ok(captured)
+    }
+
     /// Checks the config and opens the streams, in the parent: returns the
     /// config to send and the descriptors to go with it.
     ///
@@ -241,7 +266,8 @@ impl Setup {
                     })?
                     .into(),
                 Some(Stdio::Fd(fd)) => fd,
-                // Made by ProcessBuilder::start, which keeps the reading end.
+                // Turned into a descriptor by `make_captures` first; a
+                // config that skipped it captures nothing.
                 Some(Stdio::Capture) => continue,
             };
             config.redirect[i] = true;

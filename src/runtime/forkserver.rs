@@ -71,12 +71,7 @@ pub fn set_forkserver_preload(functions: &[fn()]) -> Result<(), Error> {
 
 /// The `PRELOAD` packet for a server starting now.
 fn preload_packet() -> Result<Vec<u8>, Error> {
-    let image = ImageId::current().map_err(|e| {
-        Error::new(
-            ErrorKind::Io,
-            format!("could not identify this program's executable: {e}"),
-        )
-    })?;
+    let image = super::protocol::image_id()?;
     let fns: Vec<FnRef<fn()>> = PRELOAD_FNS
         .lock()
         .unwrap_or_else(|p| p.into_inner())

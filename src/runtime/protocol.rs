@@ -69,6 +69,21 @@ pub(crate) struct Boot {
     pub(crate) config: super::config::ChildConfig,
 }
 
+/// This program's image identity, which a BOOT (and a fork server's
+/// PRELOAD) carries so that the other side can check it runs the same one.
+///
+/// # Errors
+///
+/// [`ErrorKind::Io`] when the executable cannot be identified.
+pub(crate) fn image_id() -> Result<ImageId, Error> {
+    ImageId::current().map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("could not identify this program's executable: {e}"),
+        )
+    })
+}
+
 /// Why a child could not run its function.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ErrorReport {

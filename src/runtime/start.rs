@@ -12,7 +12,7 @@ use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::logging;
 use crate::sys;
-use crate::sys::image::{FnRef, ImageId};
+use crate::sys::image::FnRef;
 use crate::target::Target;
 use crate::wire;
 
@@ -178,15 +178,6 @@ fn start_fork<F: Target<M>, M>(
     }
 }
 
-fn image_id() -> Result<ImageId> {
-    ImageId::current().map_err(|e| {
-        Error::new(
-            ErrorKind::Io,
-            format!("could not identify this program's executable: {e}"),
-        )
-    })
-}
-
 fn start_exec<A: Serialize>(
     method: StartMethod,
     zygote: Option<&Zygote>,
@@ -196,7 +187,7 @@ fn start_exec<A: Serialize>(
     log_sink: Option<OwnedFd>,
     (config, setup_fds): (ChildConfig, Vec<OwnedFd>),
 ) -> Result<Started> {
-    let image = image_id()?;
+    let image = protocol::image_id()?;
     let (ours, theirs) =
         sys::socket::stream_pair().map_err(|e| Error::io("could not create a socket pair", e))?;
     // The child is asked for first: the arguments are encoded while the

@@ -59,12 +59,6 @@ pub(crate) fn open_null() -> io::Result<std::os::fd::OwnedFd> {
     Ok(f.into())
 }
 
-/// A file in memory for a child's captured output (`memfd_create(2)`),
-/// close-on-exec here (the child's copy on its descriptor 1 or 2 is not).
-pub(crate) fn capture_file(name: &str) -> io::Result<std::os::fd::OwnedFd> {
-    rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC).map_err(io::Error::from)
-}
-
 /// Everything in the file behind `fd`, read with `pread(2)` from offset 0:
 /// the file offset, which the child writing to it shares, is not moved.
 pub(crate) fn read_all_at(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {

@@ -48,22 +48,7 @@ fn chatter(n: u64) {
 /// `iters` records, all of which the parent's logger has seen when `join`
 /// returns, less the same cycle with no record.
 pub fn forward(variant: &str, iters: usize) -> Result<f64, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let out = std::process::Command::new(exe)
-        .args([FORWARD_ARG, variant, &iters.to_string()])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| format!("could not run the log_forward helper: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        return Err(format!(
-            "the log_forward helper failed ({}): {text}",
-            out.status
-        ));
-    }
-    text.trim()
-        .parse()
-        .map_err(|_| format!("the log_forward helper printed {text:?}"))
+    super::in_fresh_copy(FORWARD_ARG, variant, iters)
 }
 
 /// The helper's side of [`forward`]: `VARIANT ITERS`; prints the value.

@@ -758,6 +758,36 @@ pub const SIZES: &[&str] = &[
     "8", "64", "512", "4096", "32768", "262144", "1048576", "2097152", "16777216",
 ];
 
+/// What a fresh copy of this binary runs for one scenario: its arguments
+/// after the selecting one; it prints the run's value.
+pub type FreshMain = fn(&[String]) -> Result<(), String>;
+
+/// The scenarios that run in a fresh copy of this binary (their own fork
+/// server, their own logger): the argument that selects one, and what the
+/// copy then runs instead of the harness (it prints the run's value).
+pub const FRESH_COPY: &[(&str, FreshMain)] = &[
+    (logs::FORWARD_ARG, logs::forward_main),
+    (process_start::PRELOAD_ARG, process_start::preload_main),
+];
+
+/// Runs this binary again as `ARG VARIANT ITERS` (see [`FRESH_COPY`]) and
+/// parses the single number it prints.
+pub fn in_fresh_copy(arg: &str, variant: &str, iters: usize) -> Result<f64, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let out = std::process::Command::new(exe)
+        .args([arg, variant, &iters.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("could not run this binary again for {arg}: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!("{arg} failed ({}): {text}", out.status));
+    }
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{arg} printed {text:?}, not a single number"))
+}
+
 /// The sizes under `--quick`.
 pub const QUICK_SIZES: &[&str] = &["8", "4096", "1048576"];
 

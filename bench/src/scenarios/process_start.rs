@@ -103,22 +103,7 @@ pub const PRELOAD_ARG: &str = "__process_start_preload";
 /// `set_forkserver_preload`) a preload. Runs in a fresh copy of this
 /// binary, so that its fork server is a new one; median µs per cycle.
 pub fn preload(variant: &str, iters: usize) -> Result<f64, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let out = std::process::Command::new(exe)
-        .args([PRELOAD_ARG, variant, &iters.to_string()])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| format!("could not run the preload helper: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        return Err(format!(
-            "the preload helper failed ({}): {text}",
-            out.status
-        ));
-    }
-    text.trim()
-        .parse()
-        .map_err(|_| format!("the preload helper printed {text:?}"))
+    super::in_fresh_copy(PRELOAD_ARG, variant, iters)
 }
 
 /// The helper's side of [`preload`]: `VARIANT ITERS` from the command
