@@ -226,6 +226,14 @@ fn pool_section() -> Result<(), multiproc::Error> {
         .collect::<Result<_, _>>()?;
     println!("imap over 0.. (endless), first five: {first:?}");
 
+    section("functools.partial: a function with values, sent to each worker once per call");
+    let (offset, scale) = (100u64, 3u64);
+    let affine = multiproc::partial(|&(o, s): &(u64, u64), x: u64| o + s * x, (offset, scale));
+    println!(
+        "map(partial(o + s * x, (100, 3)), 0..5) = {:?}",
+        pool.map(affine, 0..5u64)?
+    );
+
     section("Pool: a worker that dies fails one task; the pool goes on");
     let results: Vec<_> = pool.chunksize(1).imap(die_on_13, 0..20u64)?.collect();
     let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();

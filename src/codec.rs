@@ -98,6 +98,8 @@ pub(crate) enum NoFds {
     Tcp,
     /// A pool task's result, on its way back from the worker.
     PoolResult,
+    /// The values given to a pool task with `partial`.
+    PoolCaptured,
 }
 
 impl NoFds {
@@ -107,6 +109,9 @@ impl NoFds {
             NoFds::Manager => "to a manager, which keeps values as bytes",
             NoFds::Tcp => "over a TCP connection",
             NoFds::PoolResult => "back from a pool worker in a task's result",
+            NoFds::PoolCaptured => {
+                "to pool workers in the values given with partial (give them to the pool's initializer, or in the arguments)"
+            }
         }
     }
 }

@@ -10,7 +10,7 @@
 //! never inherit a lock that another thread of the parent held.
 
 use crate::process::{Process, ProcessBuilder};
-use crate::target::Target;
+use crate::task::Task;
 
 pub use crate::runtime::forkserver::set_forkserver_preload;
 pub use crate::runtime::method::{
@@ -45,11 +45,7 @@ impl Context {
     }
 
     /// [`Process::new`] with this context's start method.
-    pub fn process<F: Target<M> + Copy, M>(
-        &self,
-        target: F,
-        args: F::Args,
-    ) -> ProcessBuilder<F, M> {
+    pub fn process<F: Task<M>, M>(&self, target: F, args: F::Args) -> ProcessBuilder<F, M> {
         Process::new(target, args).start_method(self.method)
     }
 }

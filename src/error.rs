@@ -40,7 +40,9 @@ pub enum ErrorKind {
     /// the spawn or forkserver start method.
     NotInitialized,
     /// The start method cannot run this target: a closure that captures
-    /// state was given to the spawn or forkserver start method.
+    /// state was given to `Process::new` under the spawn or forkserver
+    /// start method (give it its values with `partial`). A pool task that
+    /// captures does not build.
     CapturingClosure,
     /// `fork` was refused because the process has other threads.
     ForkWithThreads,

@@ -90,9 +90,27 @@
 //! ## Start methods
 //!
 //! [`StartMethod::Forkserver`] (the default), [`StartMethod::Spawn`] and
-//! [`StartMethod::Fork`], as in Python; see [`context`]. Only `fork` can run
-//! a closure that captures variables, because only there is the child a
-//! copy of the parent's memory — that is Python's `os.fork()`:
+//! [`StartMethod::Fork`], as in Python; see [`context`]. Under spawn and
+//! forkserver the child is a new run of the program: it has a function's
+//! code but not a closure's captured variables. Give a function the values
+//! it needs with [`partial`] (Python's `functools.partial`): they travel as
+//! serde data, to a new process or to pool workers, under every start method.
+//!
+//! ```
+//! use multiproc::{Pool, Process, partial};
+//!
+//! # fn main() -> Result<(), multiproc::Error> {
+//! # multiproc::init();
+//! let (lo, hi) = (10u64, 20u64);
+//! let clamp = partial(|&(lo, hi): &(u64, u64), x: u64| x.clamp(lo, hi), (lo, hi));
+//! assert_eq!(Pool::new(2)?.map(clamp.clone(), [5, 15, 25])?, [10, 15, 20]);
+//! assert_eq!(Process::new(clamp, 99).start()?.join()?, 20);
+//! # Ok(()) }
+//! ```
+//!
+//! A closure that captures variables does not build as a pool task. Under
+//! `fork` a process can run one, because there the child is a copy of the
+//! parent's memory — that is Python's `os.fork()`:
 //!
 //! ```
 //! use multiproc::Process;
@@ -350,6 +368,7 @@ mod shm;
 pub mod sync;
 mod sys;
 mod target;
+mod task;
 mod tempdir;
 mod time;
 mod wire;
@@ -370,6 +389,7 @@ pub use process::{
 };
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use target::Target;
+pub use task::{Partial, Task, partial};
 
 /// Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`); not
 /// part of the API.

@@ -15,6 +15,11 @@ use multiproc::{ErrorKind, Process, Resource, StartMethod, Stdio};
 mod isolated;
 
 const TESTS: isolated::Tests = &[
+    (
+        "pool_workers_share_one_output_file",
+        pool_workers_share_one_output_file,
+        true,
+    ),
     ("env_reaches_the_child", env_reaches_the_child, true),
     ("env_clear_leaves_only_what_is_set", env_clear, true),
     ("current_dir_is_the_childs", current_dir_is_the_childs, true),
@@ -243,6 +248,48 @@ fn pool_cwd(method: StartMethod) {
     assert!(seen.iter().all(|d| *d == want), "{seen:?}");
     pool.close();
     pool.join().unwrap();
+}
+
+fn say(x: u32) -> u32 {
+    println!("task {x} out");
+    eprintln!("task {x} err");
+    x
+}
+
+fn pool_workers_share_one_output_file(method: StartMethod) {
+    let dir = TempDir::new("poolout");
+    let (out, err) = (dir.0.join("out.txt"), dir.0.join("err.txt"));
+    let pool = Pool::builder()
+        .processes(2)
+        .start_method(method)
+        // Replacements come and go: none may truncate the file.
+        .maxtasksperchild(3)
+        .worker_stdout(multiproc::Stdio::file(&out))
+        .worker_stderr(multiproc::Stdio::file(&err))
+        .build()
+        .unwrap();
+    assert_eq!(pool.chunksize(1).map(say, 0..20u32).unwrap().len(), 20);
+    pool.close();
+    pool.join().unwrap();
+    for (path, tag) in [(&out, "out"), (&err, "err")] {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort();
+        let mut want: Vec<String> = (0..20).map(|x| format!("task {x} {tag}")).collect();
+        want.sort();
+        assert_eq!(lines, want, "{tag}: {text:?}");
+    }
+    // Capture is per process.
+    let e = Pool::builder()
+        .worker_stdout(multiproc::Stdio::capture())
+        .build()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    let e = Pool::builder()
+        .worker_stderr(multiproc::Stdio::file(dir.0.join("no/such/dir")))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
 }
 
 fn pool_bad_setup(method: StartMethod) {

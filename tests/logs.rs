@@ -32,6 +32,11 @@ const TESTS: isolated::Tests = &[
         hostile_packet_spares_the_collector,
         true,
     ),
+    (
+        "tracing_events_arrive_as_records",
+        tracing_events_arrive_as_records,
+        true,
+    ),
 ];
 
 fn main() {
@@ -211,4 +216,37 @@ fn hostile_packet_spares_the_collector(method: StartMethod) {
         .unwrap();
     p.join().unwrap();
     assert_eq!(seen("hello from the child").len(), 1);
+}
+
+/// A child's `tracing` events, with fields, one filtered out, one just
+/// before an abort.
+fn traced(x: u64) -> u64 {
+    tracing::warn!(target: "app::traced", item = x, "traced item");
+    tracing::debug!("below the parent's level");
+    tracing::error!(code = 7, "going down");
+    std::process::abort();
+}
+
+fn tracing_events_arrive_as_records(method: StartMethod) {
+    install(LevelFilter::Info);
+    let p = Process::new(traced, 5)
+        .name("tracer")
+        .start_method(method)
+        .start()
+        .unwrap();
+    let pid = p.pid();
+    assert!(p.join().is_err(), "the child aborted");
+    let got = seen("traced item item=5");
+    assert_eq!(got.len(), 1, "{:?}", SEEN.lock().unwrap());
+    let (level, target, line, message) = &got[0];
+    assert_eq!(*level, Level::Warn);
+    assert_eq!(target, "app::traced");
+    assert!(line.is_some());
+    assert_eq!(message, &format!("[tracer pid {pid}] traced item item=5"));
+    assert_eq!(
+        seen("going down code=7").len(),
+        1,
+        "the last event before the abort"
+    );
+    assert!(seen("below the parent's level").is_empty());
 }

@@ -478,9 +478,14 @@ fn bad_input_gets_clear_errors() {
     let _w = watchdog("bad input");
     assert_eq!(Pool::new(0).unwrap_err().kind(), ErrorKind::InvalidArgument);
     let pool = Pool::new(1).unwrap();
-    let k = 3u64;
-    let err = pool.map(move |x: u64| x + k, 0..3u64).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::CapturingClosure);
+    // Values that hold a descriptor cannot go to the workers with the
+    // function (a capturing closure does not build: see `partial`).
+    let queue: multiproc::Queue<u64> = multiproc::Queue::new().unwrap();
+    let with_queue =
+        multiproc::partial(|q: &multiproc::Queue<u64>, x: u64| q.put(x).is_ok(), queue);
+    let err = pool.map(with_queue, 0..3u64).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Encode);
+    assert!(err.to_string().contains("initializer"), "{err}");
     assert_eq!(pool.map(|x: u64| x + 1, 0..3u64).unwrap(), [1, 2, 3]);
 }
 

@@ -27,6 +27,14 @@
 //! done. A child that logs faster than its parent's logger can write waits
 //! for it: no record is dropped.
 //!
+//! With the feature `tracing`, a child's `tracing` events travel the same
+//! way: in a child that forwards, a global `tracing` subscriber turns each
+//! event into a record (the message, then the other fields as
+//! `name=value`), so the parent's logger gets it; a parent that uses
+//! `tracing` sees it through its subscriber's `log` bridge
+//! (`tracing_log::LogTracer`, installed by `tracing_subscriber`'s
+//! `init()`). Spans stay in the child.
+//!
 //! Under **fork** the child is a copy of the parent, logger included. If the
 //! parent's logger was installed through multiproc ([`log_to_stderr`] or
 //! [`set_logger`]), the child forwards its records like any other child. If
@@ -36,6 +44,8 @@
 //! parent's handlers); `log` allows no second logger in a process.
 
 mod packet;
+#[cfg(feature = "tracing")]
+mod tracing_bridge;
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -154,6 +164,15 @@ fn write_line(level: Level, name: &str, pid: u32, message: std::fmt::Arguments<'
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
+/// Sends `record` to the parent if this process forwards (the `tracing`
+/// bridge's way in).
+#[cfg(feature = "tracing")]
+fn forward_record(record: &Record<'_>) {
+    if record.level() <= log::max_level() {
+        LOGGER.forward(record);
+    }
+}
+
 fn forwarding_here() -> bool {
     SINK.read()
         .unwrap_or_else(|p| p.into_inner())
@@ -263,6 +282,8 @@ pub(crate) fn start_child(
             });
             drop(guard);
             log::set_max_level(level);
+            #[cfg(feature = "tracing")]
+            tracing_bridge::install(level);
             return;
         }
     }

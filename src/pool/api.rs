@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::target::Target;
+use crate::task::Task;
 
 use super::async_result::{AsyncResult, submit_async};
 use super::core::{Core, PerCall, PoolState};
@@ -96,20 +96,31 @@ impl Pool {
         }
     }
 
+    /// Where each worker's time went (mpire's `get_insights`): start-up,
+    /// initializer, tasks finished, and with
+    /// [`PoolBuilder::insights`](crate::PoolBuilder::insights) the time
+    /// spent waiting, working and encoding; printing the value gives a
+    /// table. Counters of a worker running a long stretch of tasks are
+    /// published when it next waits for input. Never fails.
+    pub fn insights(&self) -> super::Insights {
+        self.shared.lock().insights()
+    }
+
     /// Runs `f(args)` in a worker and returns its result (Python's `apply`).
     ///
     /// # Errors
     ///
     /// As [`AsyncResult::get`]; [`ErrorKind::PoolClosed`] after `close` or
-    /// `terminate`; [`ErrorKind::CapturingClosure`] for a closure that
-    /// captures variables.
-    pub fn apply<F, M>(&self, _f: F, args: F::Args) -> Result<F::Output>
+    /// `terminate`; [`ErrorKind::Encode`] for values given with
+    /// [`partial`](crate::partial) that cannot be encoded.
+    pub fn apply<F, M>(&self, f: F, args: F::Args) -> Result<F::Output>
     where
-        F: Target<M> + Copy,
+        F: Task<M>,
         F::Output: Send + 'static,
     {
         // The caller waits at once: no background thread needed for this.
         submit_async::<F, M, F::Output, _>(
+            &f,
             &self.shared,
             "apply",
             false,
@@ -129,15 +140,16 @@ impl Pool {
     /// # Errors
     ///
     /// [`ErrorKind::PoolClosed`] after `close` or `terminate`;
-    /// [`ErrorKind::CapturingClosure`]; [`ErrorKind::Encode`] if `args`
-    /// cannot be encoded. The task's own failure comes from
+    /// [`ErrorKind::Encode`] if `args` (or values given with
+    /// [`partial`](crate::partial)) cannot be encoded. The task's own failure comes from
     /// [`AsyncResult::get`].
-    pub fn apply_async<F, M>(&self, _f: F, args: F::Args) -> Result<AsyncResult<F::Output>>
+    pub fn apply_async<F, M>(&self, f: F, args: F::Args) -> Result<AsyncResult<F::Output>>
     where
-        F: Target<M> + Copy,
+        F: Task<M>,
         F::Output: Send + 'static,
     {
         submit_async::<F, M, F::Output, _>(
+            &f,
             &self.shared,
             "apply_async",
             true,
@@ -162,18 +174,19 @@ impl Pool {
     /// As [`apply_async`](Pool::apply_async).
     pub fn apply_async_with<F, M, C, E>(
         &self,
-        _f: F,
+        f: F,
         args: F::Args,
         callback: C,
         error_callback: E,
     ) -> Result<AsyncResult<F::Output>>
     where
-        F: Target<M> + Copy,
+        F: Task<M>,
         F::Output: Send + 'static,
         C: FnOnce(&F::Output) + Send + 'static,
         E: FnOnce(&Error) + Send + 'static,
     {
         submit_async::<F, M, F::Output, _>(
+            &f,
             &self.shared,
             "apply_async",
             true,
@@ -203,10 +216,10 @@ impl Pool {
     /// [`ErrorKind::Encode`]/[`ErrorKind::Decode`]. The rest of the call is
     /// then cancelled. Use [`imap`](Pool::imap) to get every task's own
     /// result. Also [`ErrorKind::PoolClosed`], [`ErrorKind::Interrupted`],
-    /// [`ErrorKind::CapturingClosure`].
+    /// [`ErrorKind::Encode`].
     pub fn map<F, M, I>(&self, f: F, input: I) -> Result<Vec<F::Output>>
     where
-        F: Target<M> + Copy,
+        F: Task<M>,
         F::Output: Send + 'static,
         I: IntoIterator<Item = F::Args>,
     {
@@ -220,7 +233,7 @@ impl Pool {
     /// As [`map`](Pool::map).
     pub fn starmap<F, M, I>(&self, f: F, input: I) -> Result<Vec<F::Output>>
     where
-        F: Target<M> + Copy,
+        F: Task<M>,
         F::Output: Send + 'static,
         I: IntoIterator<Item = F::Args>,
     {
@@ -236,7 +249,7 @@ impl Pool {
     /// [`AsyncResult::get`] (the first one, which also cancels the rest).
     pub fn map_async<F, M, I>(&self, f: F, input: I) -> Result<AsyncResult<Vec<F::Output>>>
     where
-        F: Target<M> + Copy,
+        F: Task<M>,
         F::Output: Send + 'static,
         I: IntoIterator<Item = F::Args>,
     {
@@ -251,13 +264,13 @@ impl Pool {
     /// As [`map_async`](Pool::map_async).
     pub fn map_async_with<F, M, I, C, E>(
         &self,
-        _f: F,
+        f: F,
         input: I,
         callback: C,
         error_callback: E,
     ) -> Result<AsyncResult<Vec<F::Output>>>
     where
-        F: Target<M> + Copy,
+        F: Task<M>,
         F::Output: Send + 'static,
         I: IntoIterator<Item = F::Args>,
         C: FnOnce(&Vec<F::Output>) + Send + 'static,
@@ -266,6 +279,7 @@ impl Pool {
         let input: Vec<F::Args> = input.into_iter().collect();
         let cs = python_chunksize(input.len(), self.processes);
         submit_async::<F, M, Vec<F::Output>, _>(
+            &f,
             &self.shared,
             "map_async",
             true,
@@ -285,7 +299,7 @@ impl Pool {
     /// As [`map_async`](Pool::map_async).
     pub fn starmap_async<F, M, I>(&self, f: F, input: I) -> Result<AsyncResult<Vec<F::Output>>>
     where
-        F: Target<M> + Copy,
+        F: Task<M>,
         F::Output: Send + 'static,
         I: IntoIterator<Item = F::Args>,
     {
@@ -299,11 +313,11 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::PoolClosed`], [`ErrorKind::CapturingClosure`] at once;
+    /// [`ErrorKind::PoolClosed`], [`ErrorKind::Encode`] at once;
     /// each task's failure as its item.
     pub fn imap<F, M, I>(&self, f: F, input: I) -> Result<IMap<'_, I::IntoIter, F::Output>>
     where
-        F: Target<M> + Copy,
+        F: Task<M>,
         F::Output: Send + 'static,
         I: IntoIterator<Item = F::Args>,
     {
@@ -322,7 +336,7 @@ impl Pool {
         input: I,
     ) -> Result<IMap<'_, I::IntoIter, F::Output>>
     where
-        F: Target<M> + Copy,
+        F: Task<M>,
         F::Output: Send + 'static,
         I: IntoIterator<Item = F::Args>,
     {
@@ -567,12 +581,13 @@ impl<'p> Chunked<'p> {
     /// # Errors
     ///
     /// As [`Pool::apply_async`].
-    pub fn apply_async<F, M>(&self, _f: F, args: F::Args) -> Result<AsyncResult<F::Output>>
+    pub fn apply_async<F, M>(&self, f: F, args: F::Args) -> Result<AsyncResult<F::Output>>
     where
-        F: Target<M> + Copy,
+        F: Task<M>,
         F::Output: Send + 'static,
     {
         submit_async::<F, M, F::Output, _>(
+            &f,
             &self.pool.shared,
             "apply_async",
             true,
@@ -590,9 +605,9 @@ impl<'p> Chunked<'p> {
     /// # Errors
     ///
     /// As [`Pool::map`].
-    pub fn map<F, M, I>(&self, _f: F, input: I) -> Result<Vec<F::Output>>
+    pub fn map<F, M, I>(&self, f: F, input: I) -> Result<Vec<F::Output>>
     where
-        F: Target<M> + Copy,
+        F: Task<M>,
         F::Output: Send + 'static,
         I: IntoIterator<Item = F::Args>,
     {
@@ -606,8 +621,8 @@ impl<'p> Chunked<'p> {
             _ => Chunking::Adaptive,
         };
         let mut stream = Stream::new::<F, M>(
+            &f,
             &self.pool.shared,
-            self.pool.processes,
             "map",
             input,
             true,
@@ -624,9 +639,9 @@ impl<'p> Chunked<'p> {
     /// # Errors
     ///
     /// As [`Pool::map_async`].
-    pub fn map_async<F, M, I>(&self, _f: F, input: I) -> Result<AsyncResult<Vec<F::Output>>>
+    pub fn map_async<F, M, I>(&self, f: F, input: I) -> Result<AsyncResult<Vec<F::Output>>>
     where
-        F: Target<M> + Copy,
+        F: Task<M>,
         F::Output: Send + 'static,
         I: IntoIterator<Item = F::Args>,
     {
@@ -635,6 +650,7 @@ impl<'p> Chunked<'p> {
             .chunksize
             .unwrap_or_else(|| python_chunksize(input.len(), self.pool.processes));
         submit_async::<F, M, Vec<F::Output>, _>(
+            &f,
             &self.pool.shared,
             "map_async",
             true,
@@ -652,13 +668,13 @@ impl<'p> Chunked<'p> {
     /// # Errors
     ///
     /// As [`Pool::imap`].
-    pub fn imap<F, M, I>(&self, _f: F, input: I) -> Result<IMap<'p, I::IntoIter, F::Output>>
+    pub fn imap<F, M, I>(&self, f: F, input: I) -> Result<IMap<'p, I::IntoIter, F::Output>>
     where
-        F: Target<M> + Copy,
+        F: Task<M>,
         F::Output: Send + 'static,
         I: IntoIterator<Item = F::Args>,
     {
-        self.stream::<F, M, I>("imap", input, true)
+        self.stream::<F, M, I>(&f, "imap", input, true)
     }
 
     /// [`Pool::imap_unordered`] with this chunk size.
@@ -668,26 +684,27 @@ impl<'p> Chunked<'p> {
     /// As [`Pool::imap`].
     pub fn imap_unordered<F, M, I>(
         &self,
-        _f: F,
+        f: F,
         input: I,
     ) -> Result<IMap<'p, I::IntoIter, F::Output>>
     where
-        F: Target<M> + Copy,
+        F: Task<M>,
         F::Output: Send + 'static,
         I: IntoIterator<Item = F::Args>,
     {
-        self.stream::<F, M, I>("imap_unordered", input, false)
+        self.stream::<F, M, I>(&f, "imap_unordered", input, false)
     }
 
     /// The lazy stream behind both `imap` forms, with this chunk size.
     fn stream<F, M, I>(
         &self,
+        f: &F,
         name: &'static str,
         input: I,
         ordered: bool,
     ) -> Result<IMap<'p, I::IntoIter, F::Output>>
     where
-        F: Target<M> + Copy,
+        F: Task<M>,
         F::Output: Send + 'static,
         I: IntoIterator<Item = F::Args>,
     {
@@ -701,8 +718,8 @@ impl<'p> Chunked<'p> {
             self.pool.shared.ensure_background()?;
         }
         let mut stream = Stream::new::<F, M>(
+            f,
             &self.pool.shared,
-            self.pool.processes,
             name,
             input.into_iter(),
             ordered,

@@ -14,12 +14,12 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
-use crate::target::Target;
 
 use super::core::{Callback, Chunk, PerCall, Sink};
 use super::frame::decode_batch;
-use super::shared::{Shared, check_target, describe, task_fn};
+use super::shared::{Shared, describe};
 use super::watch::Watch;
+use crate::task::Task;
 
 /// Starts a job whose results all go to one [`AsyncResult`]: `finish`
 /// makes its value from the items' results, in order. `background`: the
@@ -28,6 +28,7 @@ use super::watch::Watch;
 /// policy and time limit.
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
 pub(super) fn submit_async<F, M, Out, I>(
+    f: &F,
     shared: &Arc<Shared>,
     call: &str,
     background: bool,
@@ -39,12 +40,12 @@ pub(super) fn submit_async<F, M, Out, I>(
     error_callback: Option<Box<dyn FnOnce(&Error) + Send>>,
 ) -> Result<AsyncResult<Out>>
 where
-    F: Target<M> + Copy,
+    F: Task<M>,
     F::Output: Send + 'static,
     Out: Send + 'static,
     I: IntoIterator<Item = F::Args>,
 {
-    check_target::<F>()?;
+    let task = f.__pool_task()?;
     if background {
         shared.ensure_background()?;
     }
@@ -64,8 +65,8 @@ where
         if let Some(e) = core.refuse() {
             return Err(e);
         }
-        let func = core.func_id(task_fn::<F, M>());
         job = core.new_job(Box::new(sink), describe::<F>(call), per_call);
+        let func = core.job_func(job, task.task, task.captured);
         let mut index = 0u64;
         let mut chunk = Chunk::new(job, func, 0);
         for args in input {

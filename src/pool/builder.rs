@@ -6,13 +6,15 @@ use std::time::Duration;
 use crate::codec;
 use crate::context::StartMethod;
 use crate::error::{Error, ErrorKind, Result};
-use crate::runtime::config::{EnvOp, Resource, WorkerSetup};
+use crate::runtime::config::{EnvOp, Resource, Stdio, WorkerSetup, WorkerStream};
 use crate::target::Target;
 
 use super::api::Pool;
 use super::core::{Config, Core, InitCall};
-use super::shared::{Shared, check_target, task_fn};
+use super::progress::OnProgress;
+use super::shared::{Shared, task_fn};
 use super::worker;
+use crate::task::assert_no_captures;
 
 /// Options for a [`Pool`]: made by [`Pool::builder`], ended by
 /// [`build`](PoolBuilder::build).
@@ -27,6 +29,11 @@ pub struct PoolBuilder {
     retry_panics: bool,
     max_memory: Option<u64>,
     progress: bool,
+    nested: bool,
+    insights: bool,
+    on_progress: Option<OnProgress>,
+    /// The workers' stdout and stderr, opened in `build`.
+    streams: [Option<Stdio>; 2],
     setup: WorkerSetup,
 }
 
@@ -47,6 +54,69 @@ impl PoolBuilder {
     /// which respects the affinity mask and cgroup quota).
     pub fn processes(mut self, n: usize) -> Self {
         self.processes = Some(n);
+        self
+    }
+
+    /// Times each worker's waits, tasks and encoding (mpire's
+    /// `enable_insights`), for [`Pool::insights`] and the progress bar's
+    /// last line. Costs a few clock reads per task and per read of input
+    /// (tens of nanoseconds), so it is off by default; start-up,
+    /// initializer and task counts are known either way.
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// use multiproc::Pool;
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pool = Pool::builder().processes(2).insights(true).build()?;
+    /// pool.map(square, 0..1000)?;
+    /// let insights = pool.insights();
+    /// assert_eq!(insights.total().tasks, 1000);
+    /// println!("{insights}");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn insights(mut self, on: bool) -> Self {
+        self.insights = on;
+        self
+    }
+
+    /// Calls `f` as `map` and `imap` calls advance (beside the progress
+    /// bar, which it does not need): with the items delivered so far, the
+    /// total when known and the time since the call began, at most every
+    /// 100 ms and once when the call ends (`finished`). It runs in the
+    /// thread that consumes the results; a panic in it is that thread's.
+    pub fn on_progress(
+        mut self,
+        f: impl Fn(&super::ProgressUpdate) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_progress = Some(std::sync::Arc::new(f));
+        self
+    }
+
+    /// Lets the workers start processes and pools of their own (default:
+    /// they may not, as in Python, where "daemonic processes are not
+    /// allowed to have children": [`ErrorKind::DaemonChild`]).
+    ///
+    /// A worker's children are daemons: a pool or process a task starts
+    /// and drops is ended with it; one left running is terminated when the
+    /// worker leaves (`close` + `join`, `maxtasksperchild`), and killed by
+    /// the kernel if the worker dies or is terminated (its death is their
+    /// parent-death signal), so nothing a worker started outlives it. They
+    /// may not have children of their own unless they ask the same way.
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// use multiproc::Pool;
+    /// fn double(x: u64) -> u64 { x * 2 }
+    /// fn inner_sum(n: u64) -> u64 {
+    ///     let inner = Pool::new(2).unwrap();
+    ///     inner.map(double, 0..n).unwrap().iter().sum()
+    /// }
+    /// let pool = Pool::builder().processes(2).nested(true).build()?;
+    /// assert_eq!(pool.map(inner_sum, [3, 4])?, [6, 12]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn nested(mut self, yes: bool) -> Self {
+        self.nested = yes;
         self
     }
 
@@ -110,13 +180,11 @@ impl PoolBuilder {
     where
         F: Target<M> + Copy,
     {
-        self.init = Some(check_target::<F>().and_then(|()| {
-            let encoded = codec::encode(&args)?;
-            Ok(InitCall {
-                task: worker::TaskRef::new(task_fn::<F, M>()),
-                bytes: encoded.bytes,
-                fds: std::sync::Arc::new(encoded.fds),
-            })
+        assert_no_captures::<F>();
+        self.init = Some(codec::encode(&args).map(|encoded| InitCall {
+            task: worker::TaskRef::new(task_fn::<F, M>()),
+            bytes: encoded.bytes,
+            fds: std::sync::Arc::new(encoded.fds),
         }));
         self
     }
@@ -215,6 +283,30 @@ impl PoolBuilder {
         self
     }
 
+    /// Where every worker's standard output goes (as
+    /// [`ProcessBuilder::stdout`](crate::ProcessBuilder::stdout)): a file
+    /// or descriptor is opened once, at [`build`](PoolBuilder::build), and
+    /// shared by all workers and their replacements (one offset, so none
+    /// overwrites another's lines and a replacement truncates nothing).
+    ///
+    /// # Errors
+    ///
+    /// [`build`](PoolBuilder::build) fails with [`ErrorKind::Io`] naming a
+    /// file that cannot be created, and with
+    /// [`ErrorKind::InvalidArgument`] for [`Stdio::Capture`] (capture is
+    /// per process: give a file).
+    pub fn worker_stdout(mut self, to: Stdio) -> Self {
+        self.streams[0] = Some(to);
+        self
+    }
+
+    /// Where every worker's standard error goes; as
+    /// [`worker_stdout`](PoolBuilder::worker_stdout).
+    pub fn worker_stderr(mut self, to: Stdio) -> Self {
+        self.streams[1] = Some(to);
+        self
+    }
+
     /// Draws a progress bar (count, rate, ETA) on stderr for `map` and
     /// `imap` calls that last more than half a second, when stderr is a
     /// terminal. Needs the `progress` feature (on by default); without it
@@ -232,8 +324,8 @@ impl PoolBuilder {
     ///   with neither 1 nor `processes` sets, or a set that cannot be;
     ///   a [`worker_rlimit`](PoolBuilder::worker_rlimit) whose soft limit
     ///   is above its hard one.
-    /// - [`ErrorKind::CapturingClosure`], [`ErrorKind::Encode`]: an
-    ///   initializer that cannot travel.
+    /// - [`ErrorKind::Encode`]: an initializer's arguments that cannot
+    ///   travel (an initializer that captures variables does not build).
     /// - Whatever [`ProcessBuilder::start`](crate::ProcessBuilder::start)
     ///   fails with (for example [`ErrorKind::NotInitialized`] without
     ///   `multiproc::init()`).
@@ -255,6 +347,13 @@ impl PoolBuilder {
             ));
         }
         let init = self.init.transpose()?;
+        let mut setup = self.setup;
+        let [out, err] = self.streams;
+        for (i, (s, name)) in [(out, "stdout"), (err, "stderr")].into_iter().enumerate() {
+            if let Some(s) = s {
+                setup.streams[i] = WorkerStream::open(s, name)?;
+            }
+        }
         let core = Core::new(Config {
             processes,
             method: self.method,
@@ -265,7 +364,10 @@ impl PoolBuilder {
             retry_panics: self.retry_panics,
             max_memory: self.max_memory,
             progress: self.progress,
-            setup: self.setup,
+            nested: self.nested,
+            insights: self.insights,
+            on_progress: self.on_progress,
+            setup,
         })?;
         Ok(Pool {
             shared: Shared::new(core)?,
@@ -288,6 +390,10 @@ impl Pool {
             retry_panics: false,
             max_memory: None,
             progress: false,
+            nested: false,
+            insights: false,
+            on_progress: None,
+            streams: [None, None],
             setup: WorkerSetup::default(),
         }
     }

@@ -7,7 +7,8 @@
 //!
 //! | kind | body |
 //! |------|------|
-//! | FUNC | function id (u32) and a postcard `TaskRef`: "id N is this function" |
+//! | FUNC | function id (u32), a postcard `TaskRef`, then the postcard values it was given with `partial` (nothing for a plain function): "id N is this function" |
+//! | FORGET | function id (u32): "id N is gone" (its job ended; the id may be given again) |
 //! | TASK | function id (u32), item count (u32; its top bit, `TIMED`, asks the worker to time each item), then the items' postcard arguments back to back (postcard values delimit themselves) |
 //! | TASK_FDS | function id (u32), item count (u32, always 1, with the flags), descriptor count (u32, at most `sys::socket::MAX_FDS`), the item's postcard arguments; the descriptors came first on the worker's descriptor socket |
 //! | STOP | empty: leave once everything before it is answered |
@@ -54,6 +55,7 @@ pub(crate) const MORE: u32 = 1 << 30;
 pub(crate) const MAX_CHUNK_ITEMS: usize = (1 << 30) - 1;
 pub(crate) const STOP: u8 = 3;
 pub(crate) const TASK_FDS: u8 = 4;
+pub(crate) const FORGET: u8 = 5;
 
 // Kinds, worker to pool.
 pub(crate) const RESULTS: u8 = 1;
@@ -123,9 +125,15 @@ pub(crate) fn task_fds_body(body: &[u8]) -> Option<(u32, u32, u32, &[u8])> {
     ))
 }
 
-/// A FUNC body: function id and the postcard `TaskRef`'s bytes.
+/// A FUNC body: function id and the postcard `TaskRef`'s bytes (with the
+/// captured values' after them).
 pub(crate) fn func_body(body: &[u8]) -> Option<(u32, &[u8])> {
     Some((read_u32(body, 0)?, body.get(4..)?))
+}
+
+/// A FORGET body: the function id.
+pub(crate) fn forget_body(body: &[u8]) -> Option<u32> {
+    read_u32(body, 0)
 }
 
 /// What a FAILED body says.
@@ -215,6 +223,7 @@ pub(crate) fn fuzz(data: &[u8]) {
         let _ = task_body(body);
         let _ = task_fds_body(body);
         let _ = func_body(body);
+        let _ = forget_body(body);
         let _ = failed_body(body);
         if kind == RESULTS
             && let Some((count, bytes)) = results_body(body)

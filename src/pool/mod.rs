@@ -98,6 +98,7 @@
 //! | `close`, `terminate`, `join`, `with Pool() as p:` | same; dropping the pool terminates it |
 //! | `Future.cancel`, `cancelled`, `running`, `done`, `add_done_callback` | [`AsyncResult::cancel`] (a running task's worker is killed and replaced), [`AsyncResult::cancelled`], [`AsyncResult::running`], [`AsyncResult::done`], [`AsyncResult::add_done_callback`] |
 //! | `concurrent.futures.as_completed`, `wait(return_when=...)` | [`as_completed`], [`wait`] with [`ReturnWhen`] |
+//! | mpire's `enable_insights=True`, `get_insights()`, `print_insights()` | [`PoolBuilder::insights`], [`Pool::insights`] ([`Insights`]: a table when printed) |
 //! | mpire's `worker_state`, `worker_exit` | [`PoolBuilder::worker_state`], [`StatePoolBuilder::worker_exit`], [`StatePool::map_with_state`], [`StatePool::worker_exit_results`] |
 //! | `Executor.shutdown(wait, cancel_futures)`, `terminate_workers()`, `kill_workers()` | [`Pool::shutdown`], [`Pool::terminate_workers`], [`Pool::kill_workers`] |
 
@@ -107,6 +108,7 @@ mod builder;
 mod core;
 pub(crate) mod frame;
 mod futures;
+mod insights;
 mod progress;
 mod shared;
 mod state;
@@ -119,6 +121,8 @@ pub use self::api::{Chunked, Pool, PoolStats};
 pub use self::async_result::{AsyncResult, Awaiting};
 pub use self::builder::PoolBuilder;
 pub use self::futures::{AsCompleted, Done, ReturnWhen, as_completed, wait};
+pub use self::insights::{Insights, WorkerInsights};
+pub use self::progress::ProgressUpdate;
 pub use self::state::{StatePool, StatePoolBuilder};
 pub use self::stream::IMap;
 #[cfg(feature = "async")]

@@ -1,10 +1,32 @@
 //! The progress bar of long `map` and `imap` calls (feature `progress`):
 //! drawn on stderr with indicatif once a call has run for half a second,
-//! and only when stderr is a terminal.
+//! and only when stderr is a terminal; its last line carries the pool's
+//! insights when they are on. Beside it, the user's progress callback
+//! (`PoolBuilder::on_progress`), whatever stderr is.
 
-#[cfg(feature = "progress")]
-use std::time::Duration;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How far a `map` or `imap` call is, for
+/// [`PoolBuilder::on_progress`](crate::PoolBuilder::on_progress).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProgressUpdate {
+    /// Items delivered to the caller so far.
+    pub done: u64,
+    /// How many items the call has, when its input said.
+    pub total: Option<u64>,
+    /// Since the call began.
+    pub elapsed: Duration,
+    /// The call is over (the last update).
+    pub finished: bool,
+}
+
+/// The user's progress callback.
+pub(crate) type OnProgress = Arc<dyn Fn(&ProgressUpdate) + Send + Sync>;
+
+/// How often the callback is called at most.
+const CALLBACK_EVERY: Duration = Duration::from_millis(100);
 
 /// After how long a call gets a bar.
 #[cfg(feature = "progress")]
@@ -13,33 +35,56 @@ const DELAY: Duration = Duration::from_millis(500);
 pub(crate) struct Progress {
     #[cfg(feature = "progress")]
     bar: Option<indicatif::ProgressBar>,
+    /// A bar may be drawn (asked for, and stderr is a terminal).
+    #[cfg(feature = "progress")]
     enabled: bool,
-    #[allow(dead_code)]
     started: Instant,
-    #[allow(dead_code)]
     total: Option<u64>,
+    callback: Option<OnProgress>,
+    last_call: Instant,
+    done: u64,
 }
 
 impl Progress {
-    pub(crate) fn new(enabled: bool, total: Option<u64>) -> Self {
+    pub(crate) fn new(enabled: bool, total: Option<u64>, callback: Option<OnProgress>) -> Self {
         #[cfg(feature = "progress")]
         let enabled = enabled && std::io::IsTerminal::is_terminal(&std::io::stderr());
+        #[cfg(not(feature = "progress"))]
+        let _ = enabled;
+        let now = Instant::now();
         Self {
             #[cfg(feature = "progress")]
             bar: None,
+            #[cfg(feature = "progress")]
             enabled,
-            started: Instant::now(),
+            started: now,
             total,
+            callback,
+            last_call: now,
+            done: 0,
+        }
+    }
+
+    fn call_back(&mut self, finished: bool) {
+        if let Some(f) = &self.callback {
+            self.last_call = Instant::now();
+            f(&ProgressUpdate {
+                done: self.done,
+                total: self.total,
+                elapsed: self.started.elapsed(),
+                finished,
+            });
         }
     }
 
     /// `done` items have been handed to the caller.
     pub(crate) fn update(&mut self, done: u64) {
-        if !self.enabled {
-            return;
+        self.done = done;
+        if self.callback.is_some() && self.last_call.elapsed() >= CALLBACK_EVERY {
+            self.call_back(false);
         }
         #[cfg(feature = "progress")]
-        {
+        if self.enabled {
             let elapsed = self.started.elapsed();
             if self.bar.is_none() && elapsed >= DELAY {
                 let bar = match self.total {
@@ -74,16 +119,25 @@ impl Progress {
                 bar.set_position(done);
             }
         }
-        #[cfg(not(feature = "progress"))]
-        let _ = done;
     }
 
-    /// The call is over.
-    pub(crate) fn finish(&mut self) {
+    /// The call is over; `summary` gives the bar's last line (the pool's
+    /// insights), if it has one to give.
+    pub(crate) fn finish(&mut self, summary: impl FnOnce() -> Option<String>) {
+        if self.callback.is_some() {
+            self.call_back(true);
+            // Once only: a stream's later polls finish again.
+            self.callback = None;
+        }
         #[cfg(feature = "progress")]
         if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
+            match summary() {
+                Some(line) => bar.finish_with_message(line),
+                None => bar.finish_and_clear(),
+            }
         }
+        #[cfg(not(feature = "progress"))]
+        let _ = summary;
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::runtime::helpers;
 use crate::sys;
 use crate::sys::epoll::{Doorbell, Epoll};
@@ -353,18 +353,6 @@ impl Shared {
             let _ = h.join();
         }
     }
-}
-
-pub(super) fn check_target<F>() -> Result<()> {
-    if std::mem::size_of::<F>() != 0 {
-        return Err(Error::new(
-            ErrorKind::CapturingClosure,
-            "a pool task must be a function or a closure that captures nothing: the workers are other \
-             processes that have the function's code but not the captured values. Pass the values as \
-             arguments (a tuple for several)",
-        ));
-    }
-    Ok(())
 }
 
 pub(super) fn task_fn<F: Target<M> + Copy, M>() -> worker::TaskFn {

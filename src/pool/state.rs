@@ -27,10 +27,10 @@ use super::api::Pool;
 use super::async_result::AsyncResult;
 use super::builder::PoolBuilder;
 use super::core::InitCall;
-use super::shared::check_target;
 use super::state_slot;
 use super::stream::IMap;
-use super::worker::{Ctx, TaskFn, TaskRef};
+use super::worker::{Captured, Ctx, TaskFn, TaskRef};
+use crate::task::assert_no_captures;
 
 /// What a worker's exit hook sends back: its value, encoded, or why there
 /// is none (the hook panicked, the value could not be encoded).
@@ -60,8 +60,8 @@ type MakeInit = Box<dyn FnOnce(Option<(FnRef<ExitFn>, Queue<ExitMsg>)>) -> Resul
 #[must_use = "a StatePoolBuilder does nothing until build() is called"]
 pub struct StatePoolBuilder<S, E = ()> {
     base: PoolBuilder,
-    make: Result<MakeInit>,
-    exit: Option<Result<FnRef<ExitFn>>>,
+    make: MakeInit,
+    exit: Option<FnRef<ExitFn>>,
     _types: PhantomData<fn() -> (S, E)>,
 }
 
@@ -146,9 +146,8 @@ impl PoolBuilder {
     /// # Errors
     ///
     /// [`StatePoolBuilder::build`] fails with
-    /// [`ErrorKind::CapturingClosure`] if `build` is a closure that
-    /// captures variables, [`ErrorKind::Encode`] if `args` cannot be
-    /// encoded. If `build` panics in a worker, the pool stops as after an
+    /// [`ErrorKind::Encode`] if `args` cannot be encoded (a `build`
+    /// that captures variables does not build). If `build` panics in a worker, the pool stops as after an
     /// initializer's panic: every task fails with its message.
     pub fn worker_state<B, A, S>(mut self, build: B, args: A) -> StatePoolBuilder<S>
     where
@@ -158,7 +157,8 @@ impl PoolBuilder {
     {
         let _ = build;
         let user = self.init.take();
-        let make: Result<MakeInit> = check_target::<B>().map(|()| {
+        assert_no_captures::<B>();
+        let make: MakeInit = {
             let make: MakeInit = Box::new(move |exit| {
                 let user = user.transpose()?;
                 let args = StateArgs {
@@ -185,7 +185,7 @@ impl PoolBuilder {
                 })
             });
             make
-        });
+        };
         StatePoolBuilder {
             base: self,
             make,
@@ -210,9 +210,8 @@ impl<S: 'static> StatePoolBuilder<S> {
     ///
     /// # Errors
     ///
-    /// [`StatePoolBuilder::build`] fails with
-    /// [`ErrorKind::CapturingClosure`] if `hook` captures variables. A
-    /// hook that panics, or whose value cannot be encoded, gives an error
+    /// A `hook` that captures variables does not build. A hook that
+    /// panics, or whose value cannot be encoded, gives an error
     /// in [`worker_exit_results`](StatePool::worker_exit_results).
     pub fn worker_exit<H, E>(self, hook: H) -> StatePoolBuilder<S, E>
     where
@@ -220,10 +219,9 @@ impl<S: 'static> StatePoolBuilder<S> {
         E: Serialize + DeserializeOwned + 'static,
     {
         let _ = hook;
-        let exit = check_target::<H>().map(|()| {
-            let f: ExitFn = exit_entry::<S, H, E>;
-            FnRef::new(f)
-        });
+        assert_no_captures::<H>();
+        let exit: ExitFn = exit_entry::<S, H, E>;
+        let exit = FnRef::new(exit);
         StatePoolBuilder {
             base: self.base,
             make: self.make,
@@ -238,13 +236,11 @@ impl<S: 'static, E: DeserializeOwned> StatePoolBuilder<S, E> {
     ///
     /// # Errors
     ///
-    /// As [`PoolBuilder::build`]; [`ErrorKind::CapturingClosure`] if the
-    /// builder or the exit hook captures variables;
-    /// [`ErrorKind::Encode`] if the builder's arguments cannot be encoded;
+    /// As [`PoolBuilder::build`]; [`ErrorKind::Encode`] if the builder's arguments cannot be encoded;
     /// [`ErrorKind::Io`] if the exit values' queue cannot be made.
     pub fn build(mut self) -> Result<StatePool<S, E>> {
-        let make = self.make?;
-        let (exit, exits) = match self.exit.transpose()? {
+        let make = self.make;
+        let (exit, exits) = match self.exit {
             Some(f) => {
                 let q: Queue<ExitMsg> = Queue::new()?;
                 (Some((f, q.clone())), Some(q))
@@ -293,8 +289,8 @@ impl<S: 'static, E: DeserializeOwned> StatePool<S, E> {
     ///
     /// # Errors
     ///
-    /// As [`Pool::map`]; [`ErrorKind::CapturingClosure`] if `f` captures
-    /// variables.
+    /// As [`Pool::map`] (an `f` that captures variables does not
+    /// build).
     pub fn map_with_state<F, T, R, I>(&self, f: F, input: I) -> Result<Vec<R>>
     where
         F: Fn(&mut S, T) -> R + Copy + 'static,
@@ -303,7 +299,7 @@ impl<S: 'static, E: DeserializeOwned> StatePool<S, E> {
         I: IntoIterator<Item = T>,
     {
         let _ = f;
-        check_target::<F>()?;
+        assert_no_captures::<F>();
         self.pool.map(stateful::<F, S, T, R>, input)
     }
 
@@ -319,7 +315,7 @@ impl<S: 'static, E: DeserializeOwned> StatePool<S, E> {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let _ = f;
-        check_target::<F>()?;
+        assert_no_captures::<F>();
         self.pool.apply(stateful::<F, S, T, R>, arg)
     }
 
@@ -335,7 +331,7 @@ impl<S: 'static, E: DeserializeOwned> StatePool<S, E> {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let _ = f;
-        check_target::<F>()?;
+        assert_no_captures::<F>();
         self.pool.apply_async(stateful::<F, S, T, R>, arg)
     }
 
@@ -352,7 +348,7 @@ impl<S: 'static, E: DeserializeOwned> StatePool<S, E> {
         I: IntoIterator<Item = T>,
     {
         let _ = f;
-        check_target::<F>()?;
+        assert_no_captures::<F>();
         self.pool.map_async(stateful::<F, S, T, R>, input)
     }
 
@@ -369,7 +365,7 @@ impl<S: 'static, E: DeserializeOwned> StatePool<S, E> {
         I: IntoIterator<Item = T>,
     {
         let _ = f;
-        check_target::<F>()?;
+        assert_no_captures::<F>();
         self.pool.imap(stateful::<F, S, T, R>, input)
     }
 
@@ -390,7 +386,7 @@ impl<S: 'static, E: DeserializeOwned> StatePool<S, E> {
         I: IntoIterator<Item = T>,
     {
         let _ = f;
-        check_target::<F>()?;
+        assert_no_captures::<F>();
         self.pool.imap_unordered(stateful::<F, S, T, R>, input)
     }
 
@@ -431,7 +427,7 @@ impl<S: 'static, E: DeserializeOwned> StatePool<S, E> {
 /// The pool's initializer when it has a worker state (a [`TaskFn`], run
 /// in the worker as any initializer): the user's initializer, then the
 /// state, then the exit hook.
-fn state_init<B, A, S>(input: &[u8], _count: u32, ctx: &mut Ctx)
+fn state_init<B, A, S>(_: &mut Captured, input: &[u8], _count: u32, ctx: &mut Ctx)
 where
     B: Fn(A) -> S + Copy + 'static,
     A: Serialize + DeserializeOwned,
@@ -454,7 +450,7 @@ where
                 ctx.init_failed("could not be found in the worker".into());
                 return;
             }
-            Some(f) => codec::with_incoming(fds, || f(bytes, 1, ctx)),
+            Some(f) => codec::with_incoming(fds, || f(&mut Captured::none(), bytes, 1, ctx)),
         }
         if ctx.has_failed() {
             return;

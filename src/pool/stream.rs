@@ -15,12 +15,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::target::Target;
 
 use super::core::{Chunk, PerCall, PoolState, Sink};
 use super::frame::decode_batch;
 use super::progress::Progress;
-use super::shared::{Shared, check_target, describe, task_fn};
+use super::shared::{Shared, describe};
+use crate::task::Task;
 
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Chunking {
@@ -60,8 +60,8 @@ where
     R: DeserializeOwned + Send + 'static,
 {
     pub(super) fn new<F, M>(
+        f: &F,
         shared: &'p Arc<Shared>,
-        processes: usize,
         call: &str,
         input: I,
         ordered: bool,
@@ -69,23 +69,24 @@ where
         per_call: PerCall,
     ) -> Result<Self>
     where
-        F: Target<M, Output = R> + Copy,
+        F: Task<M, Output = R>,
     {
-        check_target::<F>()?;
+        let task = f.__pool_task()?;
         let (lo, hi) = input.size_hint();
         let total = (hi == Some(lo)).then_some(lo as u64);
         let mut core = shared.lock();
         if let Some(e) = core.refuse() {
             return Err(e);
         }
-        let func = core.func_id(task_fn::<F, M>());
+        let processes = core.config.processes;
         let sink = Arc::new(Mutex::new(StreamSink::<R>::new(ordered)));
         let job = core.new_job(
             Box::new(SharedSink(sink.clone())),
             describe::<F>(call),
             per_call,
         );
-        let progress = Progress::new(core.config.progress, total);
+        let func = core.job_func(job, task.task, task.captured);
+        let progress = Progress::new(core.config.progress, total, core.config.on_progress.clone());
         drop(core);
         Ok(Self {
             shared,
@@ -205,6 +206,16 @@ where
         Ok(())
     }
 
+    /// Ends the progress bar (its last line the pool's insights, when on)
+    /// and calls the progress callback a last time.
+    fn finish_progress(&mut self) {
+        let shared = self.shared;
+        self.progress.finish(|| {
+            let core = shared.lock();
+            core.config.insights.then(|| core.insights().summary())
+        });
+    }
+
     fn next_result(&mut self) -> Option<Result<R>> {
         self.next_result_until(None)
     }
@@ -221,7 +232,7 @@ where
                 return Some(r);
             }
             if self.finished || (self.input_done && self.yielded == self.submitted) {
-                self.progress.finish();
+                self.finish_progress();
                 self.finished = true;
                 return None;
             }
@@ -273,7 +284,7 @@ where
                 return Poll::Ready(Some(r));
             }
             if self.finished || (self.input_done && self.yielded == self.submitted) {
-                self.progress.finish();
+                self.finish_progress();
                 self.finished = true;
                 return Poll::Ready(None);
             }
@@ -324,7 +335,7 @@ where
                 out.push(r?);
             }
             if self.input_done && self.yielded == self.submitted {
-                self.progress.finish();
+                self.finish_progress();
                 return Ok(());
             }
             self.feed()?;

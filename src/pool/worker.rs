@@ -14,6 +14,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::Fd;
@@ -24,9 +25,9 @@ use crate::sys::page::SharedPage;
 use crate::target::Target;
 
 use super::frame::{
-    FAILED, FUNC, HEADER, INIT_FAILED, MORE, RESULTS, RETIRE, STOP, TAG_ERROR, TAG_PANIC, TASK,
-    TASK_FDS, TIMED, announced, append, begin_frame, end_frame, func_body, parse_frame, task_body,
-    task_fds_body,
+    FAILED, FORGET, FUNC, HEADER, INIT_FAILED, MORE, RESULTS, RETIRE, STOP, TAG_ERROR, TAG_PANIC,
+    TASK, TASK_FDS, TIMED, announced, append, begin_frame, end_frame, forget_body, func_body,
+    parse_frame, task_body, task_fds_body,
 };
 
 /// Shared-page words: tasks started, start time of the latest (ns,
@@ -34,18 +35,70 @@ use super::frame::{
 pub(crate) const WORD_STARTED: usize = 0;
 pub(crate) const WORD_START_NS: usize = 1;
 pub(crate) const WORD_FINISHED: usize = 2;
+/// Insights (`PoolBuilder::insights`; see `insights.rs`): when the worker
+/// was ready (monotonic ns, after its initializer), how long the
+/// initializer took, and the ns spent waiting for input, in task
+/// functions, and decoding arguments and encoding results. The first two
+/// are always written (once); the rest only with insights on.
+pub(crate) const WORD_READY_NS: usize = 3;
+pub(crate) const WORD_INIT_NS: usize = 4;
+pub(crate) const WORD_WAIT_NS: usize = 5;
+pub(crate) const WORD_WORK_NS: usize = 6;
+pub(crate) const WORD_CODEC_NS: usize = 7;
 
 /// Runs a chunk: decodes `count` items' arguments from the bytes, runs the
-/// task on each, and reports through the [`Ctx`].
-pub(crate) type TaskFn = fn(&[u8], u32, &mut Ctx);
+/// task on each, and reports through the [`Ctx`]. The [`Captured`] values
+/// are those its FUNC frame brought (none for a plain function).
+pub(crate) type TaskFn = fn(&mut Captured, &[u8], u32, &mut Ctx);
 
 /// A [`TaskFn`] as it crosses to a worker.
 pub(crate) type TaskRef = FnRef<TaskFn>;
 
+/// The values a task function was given with [`crate::partial`], as its
+/// FUNC frame brought them: decoded on first use and kept for the next
+/// chunks, until the pool says to forget the function (FORGET).
+pub(crate) struct Captured {
+    bytes: Vec<u8>,
+    value: Option<Box<dyn std::any::Any>>,
+}
+
+impl Captured {
+    /// No captured values (a plain function, an initializer).
+    pub(crate) fn none() -> Self {
+        Self::new(Vec::new())
+    }
+
+    fn new(bytes: Vec<u8>) -> Self {
+        Self { bytes, value: None }
+    }
+
+    /// The values, decoded as `C` the first time.
+    fn get<C: DeserializeOwned + 'static>(&mut self) -> Result<&C, String> {
+        if self.value.is_none() {
+            let c: C = postcard::from_bytes(&self.bytes).map_err(|e| {
+                format!(
+                    "could not decode the task's captured values of type {}: {e}",
+                    std::any::type_name::<C>()
+                )
+            })?;
+            self.value = Some(Box::new(c));
+        }
+        self.value
+            .as_ref()
+            .and_then(|v| v.downcast_ref::<C>())
+            .ok_or_else(|| "the task's captured values are of another type".to_string())
+    }
+}
+
 /// The [`TaskFn`] for target type `F` (zero-sized: a function item or a
 /// closure capturing nothing). Monomorphised, so that decoding, the call
 /// and encoding are one loop over the chunk.
-pub(crate) fn task_entry<F: Target<M> + Copy, M>(input: &[u8], count: u32, ctx: &mut Ctx) {
+pub(crate) fn task_entry<F: Target<M> + Copy, M>(
+    _: &mut Captured,
+    input: &[u8],
+    count: u32,
+    ctx: &mut Ctx,
+) {
     let Some(f) = sys::image::conjure::<F>() else {
         ctx.fail_rest(
             count,
@@ -53,10 +106,58 @@ pub(crate) fn task_entry<F: Target<M> + Copy, M>(input: &[u8], count: u32, ctx: 
         );
         return;
     };
+    let call = move |args: F::Args| f.call(args);
+    if ctx.insights {
+        run_items::<_, _, true>(input, count, ctx, call)
+    } else {
+        run_items::<_, _, false>(input, count, ctx, call)
+    }
+}
+
+/// The [`TaskFn`] of a [`crate::Partial`]: `f(&captured, item)` for each
+/// item, with the captured values decoded once per worker.
+pub(crate) fn partial_entry<F, C, A, R>(
+    captured: &mut Captured,
+    input: &[u8],
+    count: u32,
+    ctx: &mut Ctx,
+) where
+    F: Fn(&C, A) -> R + Copy + 'static,
+    C: DeserializeOwned + 'static,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let Some(f) = sys::image::conjure::<F>() else {
+        ctx.fail_rest(
+            count,
+            "the task function captures state and cannot be rebuilt",
+        );
+        return;
+    };
+    match captured.get::<C>() {
+        Ok(c) if ctx.insights => {
+            run_items::<_, _, true>(input, count, ctx, move |args: A| f(c, args))
+        }
+        Ok(c) => run_items::<_, _, false>(input, count, ctx, move |args: A| f(c, args)),
+        Err(message) => ctx.fail_rest(count, &message),
+    }
+}
+
+/// Decodes `count` items of type `A` from `input` and reports `call`'s
+/// result (or panic) for each; `TIMED` (insights on) also adds the time
+/// spent in `call` and around it to the context's counters.
+#[inline(always)]
+fn run_items<A: DeserializeOwned, R: Serialize, const TIMED: bool>(
+    input: &[u8],
+    count: u32,
+    ctx: &mut Ctx,
+    call: impl Fn(A) -> R,
+) {
     // One deserializer for the chunk: the items lie back to back.
     let mut de = postcard::Deserializer::from_bytes(input);
+    let mut t = if TIMED { sys::io::monotonic_ns() } else { 0 };
     for i in 0..count {
-        let args = match <F::Args as Deserialize>::deserialize(&mut de) {
+        let args = match A::deserialize(&mut de) {
             Ok(args) => args,
             Err(e) => {
                 ctx.fail_rest(
@@ -67,7 +168,15 @@ pub(crate) fn task_entry<F: Target<M> + Copy, M>(input: &[u8], count: u32, ctx: 
             }
         };
         ctx.begin_item();
-        match std::panic::catch_unwind(AssertUnwindSafe(move || f.call(args))) {
+        let called = if TIMED { sys::io::monotonic_ns() } else { 0 };
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| call(args)));
+        if TIMED {
+            let now = sys::io::monotonic_ns();
+            ctx.codec_ns += called.saturating_sub(t);
+            ctx.work_ns += now.saturating_sub(called);
+            t = now;
+        }
+        match outcome {
             Ok(result) => {
                 let mark = ctx.out.len();
                 match append(&result, &mut ctx.out) {
@@ -79,6 +188,11 @@ pub(crate) fn task_entry<F: Target<M> + Copy, M>(input: &[u8], count: u32, ctx: 
                 }
             }
             Err(payload) => ctx.panicked(payload),
+        }
+        if TIMED {
+            let now = sys::io::monotonic_ns();
+            ctx.codec_ns += now.saturating_sub(t);
+            t = now;
         }
         ctx.item_done();
     }
@@ -139,6 +253,8 @@ pub(crate) struct WorkerArgs {
     pub(crate) max_tasks: Option<u64>,
     pub(crate) max_memory: Option<u64>,
     pub(crate) timed: bool,
+    /// Time waits, tasks and encoding (`PoolBuilder::insights`).
+    pub(crate) insights: bool,
 }
 
 /// Records panics instead of printing them: a task's panic is reported to
@@ -168,6 +284,10 @@ pub(crate) struct Ctx {
     broken: bool,
     /// The last failure, for the initializer.
     last_failure: Option<String>,
+    /// Insights on: time tasks and their decoding and encoding.
+    insights: bool,
+    work_ns: u64,
+    codec_ns: u64,
 }
 
 /// How long finished results may wait for company before they are written.
@@ -187,7 +307,20 @@ impl Ctx {
             since_check: 0,
             broken: false,
             last_failure: None,
+            insights: false,
+            work_ns: 0,
+            codec_ns: 0,
         }
+    }
+
+    /// Publishes the insight counters in the shared page.
+    fn publish_insights(&self) {
+        self.page
+            .word(WORD_WORK_NS)
+            .store(self.work_ns, Ordering::Relaxed);
+        self.page
+            .word(WORD_CODEC_NS)
+            .store(self.codec_ns, Ordering::Relaxed);
     }
 
     #[inline]
@@ -345,6 +478,7 @@ fn serve(mut args: WorkerArgs) {
     let sock = sock_fd.as_fd();
     let fds_sock_fd = args.fds_sock.into_owned();
     let fds_sock = fds_sock_fd.as_fd();
+    let init_started = sys::io::monotonic_ns();
     if let Some((init, bytes)) = &args.init {
         let mut scratch = Ctx::new(None, page.clone(), false);
         match init.resolve(true) {
@@ -352,7 +486,9 @@ fn serve(mut args: WorkerArgs) {
             Some(f) => {
                 let fds = std::mem::take(&mut args.init_fds);
                 let fds = fds.into_iter().map(Fd::into_owned).collect();
-                crate::codec::with_incoming(fds, || f(bytes, 1, &mut scratch));
+                crate::codec::with_incoming(fds, || {
+                    f(&mut Captured::none(), bytes, 1, &mut scratch)
+                });
             }
         }
         if let Some(message) = scratch.last_failure {
@@ -366,8 +502,14 @@ fn serve(mut args: WorkerArgs) {
             page.word(w).store(0, Ordering::Release);
         }
     }
+    let ready = sys::io::monotonic_ns();
+    page.word(WORD_INIT_NS)
+        .store(ready - init_started, Ordering::Relaxed);
+    page.word(WORD_READY_NS).store(ready, Ordering::Release);
     let mut ctx = Ctx::new(Some(sock_fd.clone()), page.clone(), args.timed);
-    let mut funcs: Vec<Option<TaskFn>> = Vec::new();
+    ctx.insights = args.insights;
+    let mut wait_ns = 0u64;
+    let mut funcs: Vec<Option<(TaskFn, Captured)>> = Vec::new();
     let mut inbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut start = 0usize;
     let mut chunks = 0u64;
@@ -381,14 +523,24 @@ fn serve(mut args: WorkerArgs) {
                     let Some((id, bytes)) = func_body(&inbuf[body]) else {
                         return;
                     };
-                    let f = postcard::from_bytes::<TaskRef>(bytes)
+                    // The function, then the values given with it.
+                    let f = postcard::take_from_bytes::<TaskRef>(bytes)
                         .ok()
-                        .and_then(|r| r.resolve(true));
+                        .and_then(|(r, rest)| Some((r.resolve(true)?, rest)))
+                        .map(|(f, rest)| (f, Captured::new(rest.to_vec())));
                     let id = id as usize;
                     if funcs.len() <= id {
-                        funcs.resize(id + 1, None);
+                        funcs.resize_with(id + 1, || None);
                     }
                     funcs[id] = f;
+                }
+                FORGET => {
+                    let Some(id) = forget_body(&inbuf[body]) else {
+                        return;
+                    };
+                    if let Some(slot) = funcs.get_mut(id as usize) {
+                        *slot = None;
+                    }
                 }
                 TASK | TASK_FDS => {
                     let (id, count, items, fds) = if kind == TASK {
@@ -418,14 +570,14 @@ fn serve(mut args: WorkerArgs) {
                     ctx.timed = args.timed || count & TIMED != 0;
                     let more = count & MORE != 0;
                     let count = count & !(TIMED | MORE);
-                    match (funcs.get(id as usize).copied().flatten(), fds) {
+                    match (funcs.get_mut(id as usize).and_then(Option::as_mut), fds) {
                         (None, _) => ctx.fail_rest(
                             count,
                             "the worker could not find the task function (a different executable?)",
                         ),
-                        (Some(f), None) => f(items, count, &mut ctx),
-                        (Some(f), Some(Ok(fds))) => {
-                            crate::codec::with_incoming(fds, || f(items, count, &mut ctx))
+                        (Some((f, captured)), None) => f(captured, items, count, &mut ctx),
+                        (Some((f, captured)), Some(Ok(fds))) => {
+                            crate::codec::with_incoming(fds, || f(captured, items, count, &mut ctx))
                         }
                         (Some(_), Some(Err(message))) => ctx.fail_rest(count, &message),
                     }
@@ -479,7 +631,16 @@ fn serve(mut args: WorkerArgs) {
             let missing = total.saturating_sub(inbuf.len());
             inbuf.reserve(missing.min(inbuf.len().max(1 << 20)));
         }
-        if !read_more(sock, &mut inbuf) {
+        if ctx.insights {
+            ctx.publish_insights();
+            let before = sys::io::monotonic_ns();
+            let more = read_more(sock, &mut inbuf);
+            wait_ns += sys::io::monotonic_ns().saturating_sub(before);
+            page.word(WORD_WAIT_NS).store(wait_ns, Ordering::Relaxed);
+            if !more {
+                return;
+            }
+        } else if !read_more(sock, &mut inbuf) {
             return;
         }
         ctx.new_input();

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
-use crate::runtime::child;
 use crate::runtime::config::{ChildConfig, EnvOp, Setup};
 use crate::runtime::handle::ChildShared;
 use crate::runtime::method::StartMethod;
@@ -39,6 +39,7 @@ use crate::runtime::zygote::Zygote;
 use crate::runtime::{self, start};
 use crate::sys;
 use crate::target::Target;
+use crate::task::Task;
 
 pub use self::status::{ExitStatus, Signal};
 pub use crate::runtime::config::{Resource, Stdio};
@@ -155,8 +156,12 @@ pub struct ProcessBuilder<F: Target<M>, M> {
     args: F::Args,
     name: Option<String>,
     daemon: Option<bool>,
+    allow_children: bool,
     method: Option<StartMethod>,
     entry: Option<Entry>,
+    /// A new program's arguments, from the target and `args`.
+    encode: fn(&F, &F::Args) -> Result<codec::Encoded>,
+    travels: bool,
     allow_threads: bool,
     zygote: Option<Arc<Zygote>>,
     setup: Setup,
@@ -186,19 +191,35 @@ impl Process<()> {
     /// A closure that captures variables cannot be rebuilt in a new
     /// program, so [`start`](ProcessBuilder::start) refuses it under the
     /// spawn and forkserver start methods with
-    /// [`ErrorKind::CapturingClosure`]; use [`Process::fork`] for those.
+    /// [`ErrorKind::CapturingClosure`]; give it its values with
+    /// [`partial`](crate::partial) instead (they travel with the
+    /// arguments, under every start method), or use [`Process::fork`].
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// use multiproc::{Process, partial};
+    /// let greeting = String::from("hello");
+    /// let child = Process::new(partial(|g: &String, n: u32| format!("{g} {n}"), greeting), 7)
+    ///     .start_method(multiproc::StartMethod::Spawn)
+    ///     .start()?;
+    /// assert_eq!(child.join()?, "hello 7");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     #[allow(clippy::new_ret_no_self)] // like Command::new, it returns the builder
     pub fn new<F, M>(target: F, args: F::Args) -> ProcessBuilder<F, M>
     where
-        F: Target<M> + Copy,
+        F: Task<M>,
     {
         ProcessBuilder {
             target,
             args,
             name: None,
             daemon: None,
+            allow_children: false,
             method: None,
-            entry: Some(child::trampoline::<F, M>),
+            entry: Some(F::__entry()),
+            encode: F::__encode,
+            travels: F::__travels(),
             allow_threads: false,
             zygote: None,
             setup: Setup::default(),
@@ -235,8 +256,11 @@ impl Process<()> {
             args: (),
             name: None,
             daemon: None,
+            allow_children: false,
             method: Some(StartMethod::Fork),
             entry: None,
+            encode: |_, args| codec::encode(args),
+            travels: false,
             allow_threads: false,
             zygote: None,
             setup: Setup::default(),
@@ -265,6 +289,17 @@ impl<F: Target<M>, M> ProcessBuilder<F, M> {
     /// children of its own. Default: the parent's own daemon flag.
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.daemon = Some(daemon);
+        self
+    }
+
+    /// Lets a daemon process start children of its own (default: it may
+    /// not, as in Python: [`ErrorKind::DaemonChild`]). Its children are
+    /// daemons too unless made otherwise; they are terminated when it
+    /// leaves, and killed by the kernel if it dies (they have its death as
+    /// their parent-death signal), so a daemon's tree never outlives it.
+    /// No effect on a process that is not a daemon.
+    pub fn allow_children(mut self, allow: bool) -> Self {
+        self.allow_children = allow;
         self
     }
 
@@ -439,11 +474,14 @@ impl<F: Target<M>, M> ProcessBuilder<F, M> {
         let shared = start::start(
             self.target,
             self.args,
+            self.encode,
             start::Options {
                 name: self.name,
                 daemon: self.daemon,
+                allow_children: self.allow_children,
                 method: self.method,
                 entry: self.entry,
+                travels: self.travels,
                 allow_threads: self.allow_threads,
                 zygote: self.zygote,
                 setup: self.setup,

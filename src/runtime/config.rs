@@ -133,6 +133,63 @@ pub(crate) struct WorkerSetup {
     pub(crate) cwd: Option<PathBuf>,
     /// One set for every worker, or one per worker slot.
     pub(crate) cpu_ids: Vec<Vec<usize>>,
+    /// stdout and stderr of every worker, opened when the pool is built.
+    pub(crate) streams: [Option<WorkerStream>; 2],
+}
+
+/// Where a stream of every worker of a pool goes: opened once, when the
+/// pool is built, and shared (each worker, replacements too, gets a
+/// duplicate, so they write at one offset and a replacement does not
+/// truncate what the others wrote).
+#[derive(Clone, Debug)]
+pub(crate) enum WorkerStream {
+    Null,
+    Fd(std::sync::Arc<OwnedFd>),
+}
+
+impl WorkerStream {
+    /// Opens `to` for the workers' `name` (stdout, stderr); `None` for
+    /// inherit. A capture cannot be shared: `InvalidArgument`.
+    pub(crate) fn open(to: Stdio, name: &str) -> Result<Option<Self>> {
+        Ok(Some(match to {
+            Stdio::Inherit => return Ok(None),
+            Stdio::Null => WorkerStream::Null,
+            Stdio::File(path) => WorkerStream::Fd(std::sync::Arc::new(
+                std::fs::File::create(&path)
+                    .map_err(|e| {
+                        Error::io(
+                            format!(
+                                "could not create {} for the workers' {name}",
+                                path.display()
+                            ),
+                            e,
+                        )
+                    })?
+                    .into(),
+            )),
+            Stdio::Fd(fd) => WorkerStream::Fd(std::sync::Arc::new(fd)),
+            Stdio::Capture => {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "a pool's workers cannot capture their {name}: capture is per process; give them a \
+                         file (they share it) or a pipe's write end"
+                    ),
+                ));
+            }
+        }))
+    }
+
+    /// What one worker gets.
+    pub(crate) fn for_worker(&self) -> Result<Stdio> {
+        match self {
+            WorkerStream::Null => Ok(Stdio::Null),
+            WorkerStream::Fd(fd) => fd
+                .try_clone()
+                .map(Stdio::Fd)
+                .map_err(|e| Error::io("could not duplicate the workers' output descriptor", e)),
+        }
+    }
 }
 
 impl WorkerSetup {

@@ -49,6 +49,9 @@ pub(crate) struct ChildInfo {
     pub(crate) name: String,
     pub(crate) identity: Vec<u32>,
     pub(crate) daemon: bool,
+    /// A daemon that may start children all the same (a nested pool's
+    /// worker).
+    pub(crate) may_have_children: bool,
     pub(crate) parent_pid: i32,
     pub(crate) parent_name: String,
     pub(crate) log_level: Option<u8>,

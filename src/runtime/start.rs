@@ -6,8 +6,6 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::logging;
@@ -30,10 +28,15 @@ use super::{forkserver, helpers, launch};
 pub(crate) struct Options {
     pub(crate) name: Option<String>,
     pub(crate) daemon: Option<bool>,
+    /// A daemon child may start children of its own.
+    pub(crate) allow_children: bool,
     pub(crate) method: Option<StartMethod>,
     /// How an executed copy finds the target; `None` for a closure that
     /// can only be forked.
     pub(crate) entry: Option<Entry>,
+    /// Whether the target can be made again in a new program (zero-sized,
+    /// or a `Partial`): a capturing closure cannot.
+    pub(crate) travels: bool,
     pub(crate) allow_threads: bool,
     /// Under the fork start method: have this forker fork the child
     /// instead of forking here (a pool's replacement workers).
@@ -44,9 +47,13 @@ pub(crate) struct Options {
 
 /// Starts `target(args)` in a child and registers it among this process's
 /// children.
+///
+/// `encode` makes a new program's arguments (with the captured values of
+/// a `Partial`; not called under fork).
 pub(crate) fn start<F: Target<M>, M>(
     target: F,
     args: F::Args,
+    encode: fn(&F, &F::Args) -> Result<codec::Encoded>,
     opts: Options,
 ) -> Result<Arc<ChildShared>> {
     let method = opts.method.unwrap_or_else(get_start_method);
@@ -59,13 +66,14 @@ pub(crate) fn start<F: Target<M>, M>(
                 ),
             ));
         }
-        if std::mem::size_of::<F>() != 0 {
+        if !opts.travels {
             return Err(Error::new(
                 ErrorKind::CapturingClosure,
                 format!(
                     "the closure captures variables, and under the {method} start method the child is a new \
-                     run of the program that has the closure's code but not its captured values: pass the \
-                     values as arguments, or use Process::fork(closure) with the fork start method"
+                     run of the program that has the closure's code but not its captured values: give them \
+                     with multiproc::partial, pass them as arguments, or use Process::fork(closure) with the \
+                     fork start method"
                 ),
             ));
         }
@@ -87,11 +95,13 @@ pub(crate) fn start<F: Target<M>, M>(
     state::reap_finished();
     let forward = super::forward::for_child();
     let info = state::with_state(|s| {
-        if s.me.daemon {
+        if s.me.daemon && !s.me.may_have_children {
             return Err(Error::new(
                 ErrorKind::DaemonChild,
                 format!(
-                    "{} is a daemon process, and daemon processes may not have children",
+                    "{} is a daemon process, and daemon processes may not have children unless they were \
+                     started so (a pool's workers with PoolBuilder::nested(true), a process with \
+                     ProcessBuilder::allow_children(true))",
                     s.me.name
                 ),
             ));
@@ -107,6 +117,7 @@ pub(crate) fn start<F: Target<M>, M>(
             name: opts.name.clone().unwrap_or_else(default_name),
             identity: identity.clone(),
             daemon: opts.daemon.unwrap_or(s.me.daemon),
+            may_have_children: opts.allow_children || !opts.daemon.unwrap_or(s.me.daemon),
             parent_pid: s.me.pid,
             parent_name: s.me.name.clone(),
             log_level: logging::level().map(logging::level_to_u8),
@@ -118,15 +129,29 @@ pub(crate) fn start<F: Target<M>, M>(
     let log_sink = forward.map(|(fd, _)| fd);
     let setup = (config, setup_fds);
     let started = match (method, &opts.zygote, opts.entry) {
-        (StartMethod::Fork, Some(z), Some(entry)) => {
-            start_exec(method, Some(z), entry, &args, &info, log_sink, setup)?
-        }
+        (StartMethod::Fork, Some(z), Some(entry)) => start_exec(
+            method,
+            Some(z),
+            entry,
+            || encode(&target, &args),
+            &info,
+            log_sink,
+            setup,
+        )?,
         (StartMethod::Fork, _, _) => {
             start_fork(target, args, &info, log_sink, setup, opts.allow_threads)?
         }
         (StartMethod::Spawn | StartMethod::Forkserver, _, entry) => {
             let entry = entry.expect("checked above");
-            start_exec(method, None, entry, &args, &info, log_sink, setup)?
+            start_exec(
+                method,
+                None,
+                entry,
+                || encode(&target, &args),
+                &info,
+                log_sink,
+                setup,
+            )?
         }
     };
     let shared = Arc::new(ChildShared::new(info.name, info.daemon, started)?);
@@ -178,11 +203,11 @@ fn start_fork<F: Target<M>, M>(
     }
 }
 
-fn start_exec<A: Serialize>(
+fn start_exec(
     method: StartMethod,
     zygote: Option<&Zygote>,
     entry: Entry,
-    args: &A,
+    encode: impl FnOnce() -> Result<codec::Encoded>,
     info: &ChildInfo,
     log_sink: Option<OwnedFd>,
     (config, setup_fds): (ChildConfig, Vec<OwnedFd>),
@@ -213,7 +238,7 @@ fn start_exec<A: Serialize>(
     // The user's Serialize may panic: the child asked for must not outlive
     // the panic as a zombie.
     let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        codec::encode(args).and_then(|args| {
+        encode().and_then(|args| {
             let boot = Boot {
                 image,
                 entry: FnRef::new(entry),

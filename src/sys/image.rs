@@ -106,7 +106,7 @@ pub(crate) unsafe trait FnPtr: Copy + 'static {
 // The shapes are those of a fork server's preload function (`fn()`), a
 // manager's constructor (`fn(&[u8]) -> ..`), a
 // child's entry (`fn(&ChildIo, Vec<u8>, Vec<OwnedFd>) -> ..`) and a pool's
-// task (`fn(&[u8], u32, &mut Ctx)`).
+// task (`fn(&mut Captured, &[u8], u32, &mut Ctx)`).
 //
 // SAFETY: a function pointer type, whose address `as usize` gives.
 unsafe impl<R: 'static> FnPtr for fn() -> R {
@@ -133,7 +133,7 @@ unsafe impl<A: ?Sized + 'static, B: 'static, C: 'static, R: 'static> FnPtr
 
 // SAFETY: a function pointer type, whose address `as usize` gives.
 unsafe impl<A: ?Sized + 'static, C: ?Sized + 'static, R: 'static> FnPtr
-    for fn(&A, u32, &mut C) -> R
+    for fn(&mut A, &[u8], u32, &mut C) -> R
 {
     fn addr(self) -> usize {
         self as usize

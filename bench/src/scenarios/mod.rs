@@ -368,7 +368,7 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "pool_map_state",
-        variants: &["plain", "state"],
+        variants: &["plain", "state", "partial"],
         unit: "us_per_task",
         iters: pool::auto_iters,
         entries: &[

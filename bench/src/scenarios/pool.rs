@@ -126,9 +126,15 @@ fn square_counted(count: &mut u64, x: u64) -> u64 {
     x.wrapping_mul(x)
 }
 
+/// The task of `pool_map_state`'s `partial` variant: a value given with it.
+fn square_plus(&k: &u64, x: u64) -> u64 {
+    x.wrapping_mul(x).wrapping_add(k)
+}
+
 /// `pool_map_state`: `map` with the default chunking under forkserver, of the plain
-/// task (`plain`) or of a task that takes its worker's state (`state`,
-/// `StatePool::map_with_state`), to show what the state costs per task.
+/// task (`plain`), of a task that takes its worker's state (`state`,
+/// `StatePool::map_with_state`), or of a task given a value with
+/// `multiproc::partial` (`partial`), to show what state and values cost per task.
 pub fn map_state(variant: &str, iters: usize) -> Result<f64, String> {
     let builder = Pool::builder()
         .processes(WORKERS)
@@ -139,6 +145,18 @@ pub fn map_state(variant: &str, iters: usize) -> Result<f64, String> {
             pool.map(square, 0..1_000u64).map_err(err)?;
             per_item_us(iters, || {
                 let out = pool.map(square, 0..iters as u64).map_err(err)?;
+                assert_eq!(out.len(), iters);
+                Ok(())
+            })
+        }
+        "partial" => {
+            let pool = builder.build().map_err(err)?;
+            pool.map(multiproc::partial(square_plus, 7), 0..1_000u64)
+                .map_err(err)?;
+            per_item_us(iters, || {
+                let out = pool
+                    .map(multiproc::partial(square_plus, 7), 0..iters as u64)
+                    .map_err(err)?;
                 assert_eq!(out.len(), iters);
                 Ok(())
             })

@@ -57,6 +57,7 @@ impl Core {
             max_tasks: self.config.max_tasks,
             max_memory: self.config.max_memory,
             timed: self.config.timeout.is_some(),
+            insights: self.config.insights,
         };
         // The first workers are forked here; replacements (under the fork
         // start method) by the forker, since this process may have threads
@@ -67,17 +68,27 @@ impl Core {
         let mut builder = Process::new(worker::worker_main, args)
             .name(name.clone())
             .daemon(true)
+            .allow_children(self.config.nested)
             .configured(self.config.setup.config(slot));
+        let [out, err] = &self.config.setup.streams;
+        if let Some(s) = out {
+            builder = builder.stdout(s.for_worker()?);
+        }
+        if let Some(s) = err {
+            builder = builder.stderr(s.for_worker()?);
+        }
         if let Some(m) = self.config.method {
             builder = builder.start_method(m);
         }
         if let Some(z) = self.zygote.as_ref().filter(|_| replacement) {
             builder = builder.forked_by(z.clone());
         }
+        let spawned_ns = crate::sys::io::monotonic_ns();
         let process = builder.start()?;
         log::debug!(target: "multiproc", "pool started {name} (pid {})", process.pid());
         Ok(Worker {
             name,
+            spawned_ns,
             process,
             sock: ours,
             fds_sock: fds_ours,

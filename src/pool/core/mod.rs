@@ -36,6 +36,8 @@ use super::worker;
 
 mod chunk;
 mod deaths;
+mod funcs;
+mod insight;
 
 pub(crate) use self::chunk::Chunk;
 
@@ -79,6 +81,9 @@ struct Job {
     attempts: HashMap<u64, u32>,
     /// The call's own time limit per item (else the pool's).
     timeout: Option<Duration>,
+    /// The id of its task function if it was given values (`partial`):
+    /// forgotten when the job ends (`funcs.rs`).
+    captured_func: Option<u32>,
 }
 
 /// What one call sets for itself, over the pool's settings.
@@ -114,11 +119,19 @@ pub(crate) struct Config {
     pub(crate) retry_panics: bool,
     pub(crate) max_memory: Option<u64>,
     pub(crate) progress: bool,
+    /// Workers may start processes of their own (`PoolBuilder::nested`).
+    pub(crate) nested: bool,
+    /// Workers time their waits and tasks (`PoolBuilder::insights`).
+    pub(crate) insights: bool,
+    /// Called as calls advance (`PoolBuilder::on_progress`).
+    pub(crate) on_progress: Option<crate::pool::progress::OnProgress>,
     pub(crate) setup: crate::runtime::config::WorkerSetup,
 }
 
 struct Worker {
     name: String,
+    /// When it was asked for (monotonic ns), for its start-up time.
+    spawned_ns: u64,
     process: Process<()>,
     sock: OwnedFd,
     /// Where the descriptors of task arguments go (`chunk.rs`).
@@ -183,8 +196,11 @@ pub(crate) struct Core {
     workers: Vec<Option<Worker>>,
     jobs: HashMap<u64, Job>,
     pending: VecDeque<Chunk>,
-    funcs: Vec<TaskRef>,
-    func_ids: HashMap<usize, u32>,
+    funcs: funcs::Funcs,
+    /// Captured functions of ended jobs, to forget (`funcs.rs`).
+    forgotten: Vec<u32>,
+    /// The counters of workers that left, summed (`insight.rs`).
+    retired: Option<(u64, crate::pool::insights::WorkerInsights)>,
     pub(crate) state: PoolState,
     /// Why the pool stopped, when it did by itself.
     stopped: Option<(ErrorKind, String)>,
@@ -229,8 +245,9 @@ impl Core {
             config,
             jobs: HashMap::new(),
             pending: VecDeque::new(),
-            funcs: Vec::new(),
-            func_ids: HashMap::new(),
+            funcs: funcs::Funcs::default(),
+            forgotten: Vec::new(),
+            retired: None,
             state: PoolState::Running,
             stopped: None,
             next_job: 0,
@@ -276,6 +293,7 @@ impl Core {
     /// Takes the worker out of slot `i` (it is no longer watched).
     fn unplace(&mut self, i: usize) -> Option<Worker> {
         let w = self.workers[i].take()?;
+        self.retire(&w);
         self.epoll.remove(w.sock.as_fd());
         self.epoll.remove(w.process.sentinel());
         Some(w)
@@ -365,18 +383,6 @@ impl Core {
         }
     }
 
-    /// The id of task function `f`, registering it on first use.
-    pub(crate) fn func_id(&mut self, f: worker::TaskFn) -> u32 {
-        let key = f as usize;
-        if let Some(id) = self.func_ids.get(&key) {
-            return *id;
-        }
-        let id = self.funcs.len() as u32;
-        self.funcs.push(TaskRef::new(f));
-        self.func_ids.insert(key, id);
-        id
-    }
-
     /// A new job; `per_call` overrides the pool's retry policy and time
     /// limit.
     pub(crate) fn new_job(&mut self, sink: Box<dyn Sink>, what: String, per_call: PerCall) -> u64 {
@@ -395,6 +401,7 @@ impl Core {
                 retry_panics: per_call.retry_panics.unwrap_or(self.config.retry_panics),
                 attempts: HashMap::new(),
                 timeout: per_call.timeout,
+                captured_func: None,
             },
         );
         self.next_job
@@ -430,7 +437,7 @@ impl Core {
     /// Forgets job `id`: its queued chunks are dropped, results still on
     /// their way are discarded.
     pub(crate) fn cancel(&mut self, id: u64) {
-        self.jobs.remove(&id);
+        self.remove_job(id);
         self.pending.retain(|c| c.job != id);
     }
 
@@ -440,7 +447,7 @@ impl Core {
     /// on their way are discarded, and the sink completes with `error`.
     /// Returns false if the job had already completed.
     pub(crate) fn cancel_job(&mut self, id: u64, error: Error) -> bool {
-        let Some(mut job) = self.jobs.remove(&id) else {
+        let Some(mut job) = self.remove_job(id) else {
             return false;
         };
         self.pending.retain(|c| c.job != id);
@@ -539,7 +546,7 @@ impl Core {
             return;
         };
         if job.sealed && job.outstanding == 0 && job.sink.complete(&mut self.due) {
-            self.jobs.remove(&id);
+            self.remove_job(id);
         }
     }
 
@@ -596,6 +603,7 @@ impl Core {
         if self.state == PoolState::Terminated {
             return;
         }
+        self.forget_ended();
         while let Some(chunk) = self.pending.front() {
             if !self.jobs.contains_key(&chunk.job) {
                 self.pending.pop_front();
@@ -635,18 +643,7 @@ impl Core {
                     .get(&chunk.job)
                     .is_some_and(|j| j.timeout.is_some());
             let w = self.workers[i].as_mut().expect("chosen");
-            let f = chunk.func as usize;
-            if w.knows.len() <= f {
-                w.knows.resize(f + 1, false);
-            }
-            if !w.knows[f] {
-                w.knows[f] = true;
-                let at = frame::begin_frame(&mut w.out, frame::FUNC);
-                w.out.extend_from_slice(&chunk.func.to_le_bytes());
-                let r = postcard::to_allocvec(&self.funcs[f]).unwrap_or_default();
-                w.out.extend_from_slice(&r);
-                frame::end_frame(&mut w.out, at);
-            }
+            self.funcs.tell(chunk.func, &mut w.knows, &mut w.out);
             let flag = if timed { frame::TIMED } else { 0 };
             chunk.write_frames(&mut w.out, &mut w.fd_marks, flag);
             if w.sent.is_empty() {
