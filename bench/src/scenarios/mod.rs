@@ -368,7 +368,7 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "pool_map_state",
-        variants: &["plain", "state", "partial"],
+        variants: &["plain", "state", "partial", "insights"],
         unit: "us_per_task",
         iters: pool::auto_iters,
         entries: &[

@@ -134,7 +134,8 @@ fn square_plus(&k: &u64, x: u64) -> u64 {
 /// `pool_map_state`: `map` with the default chunking under forkserver, of the plain
 /// task (`plain`), of a task that takes its worker's state (`state`,
 /// `StatePool::map_with_state`), or of a task given a value with
-/// `multiproc::partial` (`partial`), to show what state and values cost per task.
+/// `multiproc::partial` (`partial`), or of the plain task with the pool's insights on
+/// (`insights`), to show what state, values and insights cost per task.
 pub fn map_state(variant: &str, iters: usize) -> Result<f64, String> {
     let builder = Pool::builder()
         .processes(WORKERS)
@@ -142,6 +143,15 @@ pub fn map_state(variant: &str, iters: usize) -> Result<f64, String> {
     match variant {
         "plain" => {
             let pool = builder.build().map_err(err)?;
+            pool.map(square, 0..1_000u64).map_err(err)?;
+            per_item_us(iters, || {
+                let out = pool.map(square, 0..iters as u64).map_err(err)?;
+                assert_eq!(out.len(), iters);
+                Ok(())
+            })
+        }
+        "insights" => {
+            let pool = builder.insights(true).build().map_err(err)?;
             pool.map(square, 0..1_000u64).map_err(err)?;
             per_item_us(iters, || {
                 let out = pool.map(square, 0..iters as u64).map_err(err)?;
