@@ -361,3 +361,70 @@ fn a_future_dropped_mid_message_leaves_it_whole() {
     drop(writer.join().unwrap());
     assert_eq!(b.recv_bytes().unwrap_err().kind(), ErrorKind::Eof);
 }
+
+// ---- recv_async over Listener / Client -------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_listener_and_client_talk_both_ways_with_an_authkey() {
+    let _w = watchdog("tokio listener recv_async");
+    let key = b"secret key";
+    let listener = multiproc::Listener::bind_temp(Some(key)).unwrap();
+    let address = listener.address().clone();
+    let client = tokio::task::spawn_blocking(move || {
+        multiproc::Client::connect::<String>(&address, Some(key)).unwrap()
+    });
+    let server: Connection<String> = listener.accept().unwrap();
+    let client = client.await.unwrap();
+    for i in 0..50 {
+        client.send(&format!("ping {i}")).unwrap();
+        assert_eq!(server.recv_async().await.unwrap(), format!("ping {i}"));
+        server.send(&format!("pong {i}")).unwrap();
+        assert_eq!(client.recv_async().await.unwrap(), format!("pong {i}"));
+    }
+    drop(client);
+    assert_eq!(
+        server.recv_async().await.unwrap_err().kind(),
+        ErrorKind::Eof
+    );
+}
+
+/// A message that arrives in two parts, with the first receive dropped
+/// between them: the first poll takes what had arrived into the
+/// connection, and the next receive finishes the message.
+#[test]
+fn a_message_torn_across_a_dropped_receive_is_finished_by_the_next() {
+    use std::future::Future;
+    use std::io::Write;
+    let _w = watchdog("torn recv_bytes_async");
+    let listener = multiproc::Listener::bind_temp(None).unwrap();
+    let multiproc::connection::Address::Unix(path) = listener.address().clone() else {
+        unreachable!("bind_temp binds a Unix socket");
+    };
+    let mut raw = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let server: Connection = listener.accept().unwrap();
+    let message = pattern(3, 40_000);
+    // Python's framing: a big-endian length, then the bytes.
+    let mut frame = (message.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&message);
+    raw.write_all(&frame[..20_000]).unwrap();
+    {
+        let receive = server.recv_bytes_async();
+        let mut receive = std::pin::pin!(receive);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(
+            receive.as_mut().poll(&mut cx).is_pending(),
+            "half a message is not a message"
+        );
+        assert_eq!(
+            rustix::io::ioctl_fionread(&server).unwrap(),
+            0,
+            "the first try took what had arrived"
+        );
+    }
+    raw.write_all(&frame[20_000..]).unwrap();
+    let got = smol::block_on(server.recv_bytes_async()).unwrap();
+    assert_eq!(got, message);
+    drop(raw);
+    let end = smol::block_on(server.recv_bytes_async()).unwrap_err();
+    assert_eq!(end.kind(), ErrorKind::Eof);
+}

@@ -138,6 +138,50 @@ async fn a_dropped_stream_cancels_what_it_did_not_deliver() {
 /// binary in its own process group, with `POOL_ASYNC_SIGINT_ROLE` set; six
 /// results that never come are awaited from tokio tasks, so no thread
 /// waits inside the pool when Ctrl-C comes. Does nothing otherwise.
+/// Says which worker runs it, then never ends.
+fn report_then_sleep(q: multiproc::Queue<u32>) -> u64 {
+    q.put(std::process::id()).unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_under_awaiting_tasks_fails_only_its_own() {
+    let _w = watchdog("SIGKILL under awaiters");
+    let pool = Pool::new(2).unwrap();
+    let q: multiproc::Queue<u32> = multiproc::Queue::new().unwrap();
+    let doomed = pool.apply_async(report_then_sleep, q.clone()).unwrap();
+    let others: Vec<_> = (0..200u64)
+        .map(|i| pool.apply_async(square, i).unwrap())
+        .collect();
+    // Awaited from spawned tasks, all in flight when the worker dies.
+    let doomed = tokio::spawn(async move { doomed.await });
+    let others = tokio::spawn(async move {
+        let mut sum = 0;
+        for r in others {
+            sum += r.await.unwrap();
+        }
+        sum
+    });
+    let pid = tokio::task::spawn_blocking(move || q.get().unwrap())
+        .await
+        .unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let err = doomed.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WorkerLost, "{err}");
+    assert_eq!(others.await.unwrap(), (0..200u64).map(square).sum::<u64>());
+    // The pool replaced the worker and goes on.
+    assert_eq!(pool.apply_async(square, 9).unwrap().await.unwrap(), 81);
+    assert_eq!(pool.stats().worker_restarts, 1);
+    pool.close();
+    pool.join().unwrap();
+}
+
 #[test]
 fn async_sigint_role() {
     let Ok(mode) = std::env::var("POOL_ASYNC_SIGINT_ROLE") else {
