@@ -187,9 +187,25 @@ impl<R> Slot<R> {
             watch.notify(index, state.fired_seq);
         }
         if let Some(waker) = state.waker.take() {
+            #[cfg(feature = "test-hooks")]
+            WAKED_AT_NS.store(crate::sys::io::monotonic_ns(), Ordering::Relaxed);
             waker.wake();
         }
     }
+}
+
+/// When the pool last woke a task awaiting a result (monotonic ns): for
+/// the `pool_await_latency` benchmark's hand-over figure.
+#[cfg(feature = "test-hooks")]
+static WAKED_AT_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Benchmark support, not part of the API: when the pool last handed a
+/// result to an awaiting task's waker (`CLOCK_MONOTONIC` ns). Exists only
+/// with the `test-hooks` feature.
+#[doc(hidden)]
+#[cfg(feature = "test-hooks")]
+pub fn __last_wake_ns() -> u64 {
+    WAKED_AT_NS.load(Ordering::Relaxed)
 }
 
 impl<R> Slot<R> {

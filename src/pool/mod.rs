@@ -118,6 +118,9 @@ mod watch;
 pub(crate) mod worker;
 
 pub use self::api::{Chunked, Pool, PoolStats};
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub use self::async_result::__last_wake_ns;
 pub use self::async_result::{AsyncResult, Awaiting};
 pub use self::builder::PoolBuilder;
 pub use self::futures::{AsCompleted, Done, ReturnWhen, as_completed, wait};

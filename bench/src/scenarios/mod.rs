@@ -463,6 +463,17 @@ pub const SCENARIOS: &[Scenario] = &[
         pending: None,
     },
     Scenario {
+        name: "pool_await_handover",
+        variants: &["forkserver"],
+        unit: "us",
+        iters: pool_executor::await_iters,
+        entries: &[Entry::all(
+            Impl::Multiproc,
+            Runner::Native(pool_executor::await_handover),
+        )],
+        pending: None,
+    },
+    Scenario {
         name: "pool_cancel_replace",
         variants: &["forkserver"],
         unit: "ms",

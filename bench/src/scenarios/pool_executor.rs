@@ -137,3 +137,26 @@ pub fn await_latency(variant: &str, iters: usize) -> Result<f64, String> {
     })?;
     Ok(crate::report::median(&mut times))
 }
+
+/// `pool_await_handover`: as `pool_await_latency`, timed from the moment the
+/// pool hands the result to the awaiting task's waker (the result has
+/// arrived in this process and is decoded) to the task running again:
+/// the "within 20 µs of arriving", without the worker-to-pool hop.
+pub fn await_handover(variant: &str, iters: usize) -> Result<f64, String> {
+    let pool = pool(variant)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(err)?;
+    let mut times = rt.block_on(async {
+        let mut times = Vec::with_capacity(iters);
+        for _ in 0..iters {
+            let r = pool.apply_async(stamp_after_1ms, ()).map_err(err)?;
+            r.await.map_err(err)?;
+            let woke = super::pool_faults::monotonic_ns();
+            let handed = multiproc::pool::__last_wake_ns();
+            times.push(woke.saturating_sub(handed) as f64 / 1e3);
+        }
+        Ok::<_, String>(times)
+    })?;
+    Ok(crate::report::median(&mut times))
+}
