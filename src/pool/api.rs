@@ -100,8 +100,9 @@ impl Pool {
     /// initializer, tasks finished, and with
     /// [`PoolBuilder::insights`](crate::PoolBuilder::insights) the time
     /// spent waiting, working and encoding; printing the value gives a
-    /// table. Counters of a worker running a long stretch of tasks are
-    /// published when it next waits for input. Never fails.
+    /// table. A worker publishes its counters with each batch of results
+    /// it writes (so a call's results come with the time they took) and
+    /// after each wait. Never fails.
     pub fn insights(&self) -> super::Insights {
         self.shared.lock().insights()
     }

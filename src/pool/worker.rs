@@ -174,7 +174,11 @@ fn run_items<A: DeserializeOwned, R: Serialize, const TIMED: bool>(
         let called = if TIMED { sys::io::monotonic_ns() } else { 0 };
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| call(args)));
         if TIMED {
-            chunk_work += sys::io::monotonic_ns().saturating_sub(called);
+            // Into the context at once: a batch of results written during
+            // the chunk publishes it.
+            let work = sys::io::monotonic_ns().saturating_sub(called);
+            chunk_work += work;
+            ctx.work_ns += work;
         }
         match outcome {
             Ok(result) => {
@@ -193,7 +197,6 @@ fn run_items<A: DeserializeOwned, R: Serialize, const TIMED: bool>(
     }
     if TIMED {
         let all = sys::io::monotonic_ns().saturating_sub(chunk_start);
-        ctx.work_ns += chunk_work;
         ctx.codec_ns += all.saturating_sub(chunk_work);
     }
 }
@@ -436,9 +439,14 @@ impl Ctx {
         self.last_flush = Instant::now();
     }
 
-    /// Writes the batch (a RESULTS frame never outlives its chunk).
+    /// Writes the batch (a RESULTS frame never outlives its chunk); with
+    /// insights on, the counters are published first, so that a caller
+    /// who has its results sees the time they took.
     fn flush(&mut self) {
         self.close_frame();
+        if self.insights && !self.out.is_empty() {
+            self.publish_insights();
+        }
         if let Some(sock) = &self.sock
             && !self.out.is_empty()
         {
@@ -632,7 +640,6 @@ fn serve(mut args: WorkerArgs) {
             inbuf.reserve(missing.min(inbuf.len().max(1 << 20)));
         }
         if ctx.insights {
-            ctx.publish_insights();
             let before = sys::io::monotonic_ns();
             let more = read_more(sock, &mut inbuf);
             wait_ns += sys::io::monotonic_ns().saturating_sub(before);
