@@ -252,7 +252,10 @@ fn pool_cwd(method: StartMethod) {
 
 fn say(x: u32) -> u32 {
     println!("task {x} out");
-    eprintln!("task {x} err");
+    // One write per line: Rust's stderr is unbuffered, and eprintln!
+    // writes its pieces apart, so two workers' lines could mix.
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("task {x} err\n").as_bytes());
     x
 }
 
