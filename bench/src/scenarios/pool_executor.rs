@@ -121,6 +121,21 @@ fn stamp_after_1ms(_: ()) -> u64 {
 /// the task finishing in the worker (its CLOCK_MONOTONIC stamp) to the
 /// awaiting task running again (goal ≤ 20 µs).
 pub fn await_latency(variant: &str, iters: usize) -> Result<f64, String> {
+    await_median(variant, iters, |finished| finished)
+}
+
+/// `pool_await_handover`: as `pool_await_latency`, timed from the moment the
+/// pool hands the result to the awaiting task's waker (the result has
+/// arrived in this process and is decoded) to the task running again:
+/// the "within 20 µs of arriving", without the worker-to-pool hop.
+pub fn await_handover(variant: &str, iters: usize) -> Result<f64, String> {
+    await_median(variant, iters, |_| multiproc::pool::__last_wake_ns())
+}
+
+/// Awaits `stamp_after_1ms` `iters` times, one at a time, in a tokio
+/// current-thread runtime; the median µs from `since(task's end stamp)` to
+/// the awaiting task running again.
+fn await_median(variant: &str, iters: usize, since: impl Fn(u64) -> u64) -> Result<f64, String> {
     let pool = pool(variant)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -131,30 +146,7 @@ pub fn await_latency(variant: &str, iters: usize) -> Result<f64, String> {
             let r = pool.apply_async(stamp_after_1ms, ()).map_err(err)?;
             let finished = r.await.map_err(err)?;
             let woke = super::pool_faults::monotonic_ns();
-            times.push(woke.saturating_sub(finished) as f64 / 1e3);
-        }
-        Ok::<_, String>(times)
-    })?;
-    Ok(crate::report::median(&mut times))
-}
-
-/// `pool_await_handover`: as `pool_await_latency`, timed from the moment the
-/// pool hands the result to the awaiting task's waker (the result has
-/// arrived in this process and is decoded) to the task running again:
-/// the "within 20 µs of arriving", without the worker-to-pool hop.
-pub fn await_handover(variant: &str, iters: usize) -> Result<f64, String> {
-    let pool = pool(variant)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(err)?;
-    let mut times = rt.block_on(async {
-        let mut times = Vec::with_capacity(iters);
-        for _ in 0..iters {
-            let r = pool.apply_async(stamp_after_1ms, ()).map_err(err)?;
-            r.await.map_err(err)?;
-            let woke = super::pool_faults::monotonic_ns();
-            let handed = multiproc::pool::__last_wake_ns();
-            times.push(woke.saturating_sub(handed) as f64 / 1e3);
+            times.push(woke.saturating_sub(since(finished)) as f64 / 1e3);
         }
         Ok::<_, String>(times)
     })?;
