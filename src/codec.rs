@@ -13,7 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use serde::de::{DeserializeOwned, Error as _};
+use serde::de::DeserializeOwned;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -30,6 +30,44 @@ thread_local! {
     /// encoding (postcard's errors keep no message, so the cause is kept
     /// here and becomes the [`Error`]'s source).
     static DUP_FAILED: RefCell<Option<std::io::Error>> = const { RefCell::new(None) };
+    /// Why the last decoding on this thread was refused (postcard keeps no
+    /// message of serde's `custom` errors): set by [`refuse`].
+    static REFUSED: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// A decoding error that says why: for `Deserialize` impls of multiproc's
+/// types (a descriptor that is not what was announced, a length that does
+/// not fit). postcard drops the message of `custom`, so it is kept here and
+/// [`why`] gives it to the error that reaches the user.
+pub(crate) fn refuse<E: serde::de::Error>(message: impl fmt::Display) -> E {
+    let message = message.to_string();
+    REFUSED.with(|r| *r.borrow_mut() = Some(message.clone()));
+    E::custom(message)
+}
+
+/// What a failed decoding says: the message given to [`refuse`] during it,
+/// else postcard's. Call once per failure (it takes the message).
+pub(crate) fn why(e: &postcard::Error) -> String {
+    REFUSED
+        .with(|r| r.borrow_mut().take())
+        .unwrap_or_else(|| e.to_string())
+}
+
+/// Forgets a message [`refuse`] left from an earlier decoding.
+fn forget_refusal() {
+    REFUSED.with(|r| r.borrow_mut().take());
+}
+
+/// The error of a decoding of a `T` that failed.
+fn decode_failed<T>(e: postcard::Error) -> Error {
+    Error::new(
+        ErrorKind::Decode,
+        format!(
+            "could not decode a value of type {}: {}",
+            std::any::type_name::<T>(),
+            why(&e)
+        ),
+    )
 }
 
 /// The error of an encoding that failed: the OS error of a descriptor that
@@ -96,8 +134,6 @@ pub(crate) enum NoFds {
     Manager,
     /// A TCP connection.
     Tcp,
-    /// A pool task's result, on its way back from the worker.
-    PoolResult,
     /// The values given to a pool task with `partial`.
     PoolCaptured,
 }
@@ -108,7 +144,6 @@ impl NoFds {
             NoFds::Queue => "through a queue's shared memory",
             NoFds::Manager => "to a manager, which keeps values as bytes",
             NoFds::Tcp => "over a TCP connection",
-            NoFds::PoolResult => "back from a pool worker in a task's result",
             NoFds::PoolCaptured => {
                 "to pool workers in the values given with partial (give them to the pool's initializer, or in the arguments)"
             }
@@ -218,6 +253,7 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T, Error> {
     let table = fds.into_iter().map(Some).collect();
     let previous = INCOMING.with(|i| i.borrow_mut().replace(table));
+    forget_refusal();
     // Strict: bytes left over mean the sender encoded another type.
     let result = postcard::take_from_bytes(bytes).and_then(|(value, rest): (T, &[u8])| {
         if rest.is_empty() {
@@ -227,16 +263,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Re
         }
     });
     INCOMING.with(|i| *i.borrow_mut() = previous);
-    result.map_err(|e| {
-        Error::new(
-            ErrorKind::Decode,
-            format!(
-                "could not decode a value of type {}",
-                std::any::type_name::<T>()
-            ),
-        )
-        .with_source(e)
-    })
+    result.map_err(decode_failed::<T>)
 }
 
 /// Runs `f` with `fds` as the descriptors that [`Fd`]s deserialized
@@ -272,6 +299,7 @@ pub(crate) fn take_incoming_tail(n: usize) -> Vec<OwnedFd> {
 /// Decodes a `T` from `bytes` that carry no descriptors (a queue's
 /// messages): a value that claims one fails to decode.
 pub(crate) fn decode_plain<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    forget_refusal();
     postcard::take_from_bytes(bytes)
         .and_then(|(value, rest): (T, &[u8])| {
             if rest.is_empty() {
@@ -280,16 +308,7 @@ pub(crate) fn decode_plain<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error
                 Err(postcard::Error::DeserializeBadEncoding)
             }
         })
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Decode,
-                format!(
-                    "could not decode a value of type {}",
-                    std::any::type_name::<T>()
-                ),
-            )
-            .with_source(e)
-        })
+        .map_err(decode_failed::<T>)
 }
 
 /// A file descriptor that can travel to another process inside a value.
@@ -397,7 +416,7 @@ impl<'de> Deserialize<'de> for Fd {
         INCOMING.with(|i| {
             let mut table = i.borrow_mut();
             let table = table.as_mut().ok_or_else(|| {
-                D::Error::custom(
+                refuse::<D::Error>(
                     "multiproc::Fd can only be deserialized by multiproc from a message",
                 )
             })?;
@@ -406,7 +425,7 @@ impl<'de> Deserialize<'de> for Fd {
                 .get_mut(index)
                 .and_then(Option::take)
                 .map(Fd)
-                .ok_or_else(|| D::Error::custom(fewer_fds_message(index + 1, arrived)))
+                .ok_or_else(|| refuse(fewer_fds_message(index + 1, arrived)))
         })
     }
 }

@@ -216,6 +216,47 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Sharing big data
+//!
+//! Sending a large value to a worker copies it through a socket, as
+//! Python's pickling does. To share it instead, put it in shared memory
+//! once and send the handle: a descriptor travels, every process maps the
+//! same pages, and resident memory grows only by the pages each one reads.
+//!
+//! | Python | multiproc |
+//! |---|---|
+//! | `Array('d', n)` (locked) | [`shared::Array`] |
+//! | `shared_memory.SharedMemory` + `np.ndarray(buffer=shm.buf)` | [`shared::SharedVec`] built in place, then [`freeze`](shared::SharedVec::freeze) into a read-only [`shared::SharedSlice`] (with feature `ndarray`: [`view`](shared::SharedSlice::view) gives an `ArrayView`) |
+//! | joblib's automatic memmapping of large arrays | a `SharedSlice` in the task arguments: no file, no copy |
+//! | `ray.put(value)` | [`Pool::put`] → [`shared::Frozen`]: encoded once, decoded once per worker |
+//!
+//! A `SharedSlice` is sealed (`F_SEAL_WRITE`): no process can change its
+//! bytes, which is what makes `&[T]` over shared memory sound; a received
+//! descriptor without the seals is refused. It travels in task arguments
+//! and results, process arguments and pipes (not through a `Queue`, whose
+//! shared memory holds no descriptors).
+//!
+//! ```
+//! use multiproc::Pool;
+//! use multiproc::shared::{SharedSlice, SharedVec};
+//!
+//! fn row_max((rows, i): (SharedSlice<f64>, usize)) -> f64 {
+//!     rows[i * 1000..(i + 1) * 1000].iter().cloned().fold(f64::MIN, f64::max)
+//! }
+//!
+//! # fn main() -> Result<(), multiproc::Error> {
+//! # multiproc::init();
+//! let mut v = SharedVec::<f64>::zeroed(100 * 1000)?; // built in place
+//! for (i, x) in v.iter_mut().enumerate() {
+//!     *x = (i % 1000) as f64;
+//! }
+//! let rows = v.freeze()?; // sealed: now any number of processes map it
+//! let pool = Pool::new(2)?;
+//! let maxima = pool.map(row_max, (0..100).map(|i| (rows.clone(), i)))?;
+//! assert!(maxima.iter().all(|&m| m == 999.0));
+//! # Ok(()) }
+//! ```
+//!
 //! ## Sharing state through a manager
 //!
 //! A [`Manager`] serves dicts, lists, namespaces, queues and locks from a

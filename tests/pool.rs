@@ -673,13 +673,16 @@ fn takes_fd(fd: multiproc::Fd) -> bool {
 }
 
 /// A result cannot hold one.
+/// A pipe whose write end stays in the worker: its read end comes back.
 fn returns_fd(_: ()) -> multiproc::Fd {
-    let (_r, w) = std::io::pipe().unwrap();
-    multiproc::Fd::new(w.into())
+    use std::io::Write;
+    let (r, mut w) = std::io::pipe().unwrap();
+    w.write_all(b"from the worker").unwrap();
+    multiproc::Fd::new(r.into())
 }
 
 #[test]
-fn a_descriptor_travels_in_task_arguments_but_not_in_results() {
+fn a_descriptor_travels_in_task_arguments_and_results() {
     use std::io::Read;
     let _w = watchdog("fd argument");
     let pool = Pool::new(1).unwrap();
@@ -690,8 +693,12 @@ fn a_descriptor_travels_in_task_arguments_but_not_in_results() {
     let mut got = [0u8; 2];
     r.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"hi");
-    let err = pool.apply(returns_fd, ()).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Encode);
+    let back = pool.apply(returns_fd, ()).unwrap();
+    let mut text = String::new();
+    std::fs::File::from(back.into_owned())
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, "from the worker");
     assert_eq!(pool.apply(square, 4).unwrap(), 16, "the pool goes on");
 }
 

@@ -1,6 +1,6 @@
 //! Queues, locks, `Value`s, shared memory and pipe ends in pool task
 //! arguments (`apply_async`, `map`, `imap`, `starmap`), under each start
-//! method; a result holding one is a clear error; nothing leaks.
+//! method; a result holding one comes back (over the cap: a clear error); nothing leaks.
 //!
 //! The harness (a process per test and start method, a watchdog each, no
 //! child or zombie left behind) is `tests/isolated`: the fork start method
@@ -34,8 +34,8 @@ const TESTS: isolated::Tests = &[
         true,
     ),
     (
-        "a_result_holding_descriptors_is_a_clear_error",
-        a_result_holding_descriptors_is_a_clear_error,
+        "a_result_holding_descriptors_comes_back",
+        a_result_holding_descriptors_comes_back,
         true,
     ),
     (
@@ -229,11 +229,30 @@ fn make_queue(_: ()) -> Queue<u64> {
     Queue::new().unwrap()
 }
 
-fn a_result_holding_descriptors_is_a_clear_error(method: StartMethod) {
+/// More descriptors than one message can carry.
+fn too_many_fds(_: ()) -> Vec<multiproc::Fd> {
+    let null = std::fs::File::open("/dev/null").unwrap();
+    (0..300)
+        .map(|_| multiproc::Fd::new(null.try_clone().unwrap().into()))
+        .collect()
+}
+
+fn a_result_holding_descriptors_comes_back(method: StartMethod) {
     let pool = pool_of_two(method);
-    let err = pool.apply(make_queue, ()).unwrap_err();
+    // A queue made in a worker, used here.
+    let made = pool.apply(make_queue, ()).unwrap();
+    made.put(5).unwrap();
+    assert_eq!(made.get_timeout(Duration::from_secs(30)).unwrap(), 5);
+    // Results with and without descriptors mixed in one call, in order.
+    let queues = pool.chunksize(3).map(make_queue, vec![(); 10]).unwrap();
+    for (i, q) in queues.iter().enumerate() {
+        q.put(i as u64).unwrap();
+        assert_eq!(q.get_timeout(Duration::from_secs(30)).unwrap(), i as u64);
+    }
+    // Over the cap of one message: a clear error for that item.
+    let err = pool.apply(too_many_fds, ()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Encode, "{err}");
-    assert!(err.to_string().contains("holds descriptors"), "{err}");
+    assert!(err.to_string().contains("300 descriptors"), "{err}");
     // The pool goes on.
     let q = Queue::<u64>::new().unwrap();
     assert_eq!(pool.apply(put_square, (q.clone(), 3)).unwrap(), 3);

@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicU32;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde::de::{DeserializeOwned, Error as _};
+use serde::de::DeserializeOwned;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -719,7 +719,7 @@ impl<T> Serialize for Connection<T> {
 
 impl<'de, T> Deserialize<'de> for Connection<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let w = Wire::deserialize(deserializer).map_err(D::Error::custom)?;
+        let w = Wire::deserialize(deserializer).map_err(crate::codec::refuse::<D::Error>)?;
         if !w.ring {
             return Ok(Connection::new(
                 w.fd.into_owned(),
@@ -731,14 +731,14 @@ impl<'de, T> Deserialize<'de> for Connection<T> {
         let ring = |r: Option<Region>| {
             r.map(crate::shm::ring::Ring::from_region)
                 .transpose()
-                .map_err(D::Error::custom)
+                .map_err(crate::codec::refuse::<D::Error>)
         };
         let rings = Rings {
             rx: ring(w.rx)?,
             tx: ring(w.tx)?,
         };
         if w.readable != rings.rx.is_some() || w.writable != rings.tx.is_some() {
-            return Err(D::Error::custom(
+            return Err(crate::codec::refuse::<D::Error>(
                 "a pipe end's rings do not match its directions",
             ));
         }

@@ -107,6 +107,20 @@ impl Pool {
         self.shared.lock().insights()
     }
 
+    /// Puts a large read-only value into sealed shared memory once and
+    /// returns a cheap handle to it (Ray's `ray.put`): tasks take the
+    /// [`Frozen`](crate::shared::Frozen) in their arguments instead of the
+    /// value, each worker maps it and decodes it once, and it dereferences
+    /// to `&T` on both sides. The same as `Frozen::new(value)`; it works
+    /// with any pool, pipe or process.
+    ///
+    /// # Errors
+    ///
+    /// As [`Frozen::new`](crate::shared::Frozen::new).
+    pub fn put<T: serde::Serialize>(&self, value: T) -> Result<crate::shared::Frozen<T>> {
+        crate::shared::Frozen::new(value)
+    }
+
     /// Runs `f(args)` in a worker and returns its result (Python's `apply`).
     ///
     /// # Errors

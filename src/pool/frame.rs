@@ -26,6 +26,7 @@
 //! | FAILED | the next item failed: a tag (PANIC, ERROR) and a postcard `PanicReport` or a UTF-8 message |
 //! | INIT_FAILED | UTF-8 message: the initializer panicked; the worker leaves |
 //! | RETIRE | empty: the worker passed its memory cap and leaves without starting the tasks it still holds |
+//! | RESULTS_FDS | a descriptor count (u32, at most `sys::socket::MAX_FDS`), then one postcard result that holds that many descriptors (a `SharedSlice`, a `Pipe` end): the next item of the current chunk; the descriptors came first on the worker's descriptor socket |
 //!
 //! Parsing never reads past what has arrived and never allocates by a
 //! length found in the bytes: a header that announces more than is there
@@ -62,6 +63,7 @@ pub(crate) const RESULTS: u8 = 1;
 pub(crate) const INIT_FAILED: u8 = 2;
 pub(crate) const RETIRE: u8 = 3;
 pub(crate) const FAILED: u8 = 4;
+pub(crate) const RESULTS_FDS: u8 = 5;
 
 // The first byte of a FAILED body.
 pub(crate) const TAG_PANIC: u8 = 1;
@@ -106,6 +108,11 @@ pub(crate) fn parse_frame(buf: &[u8]) -> Option<(u8, Range<usize>, usize)> {
 
 /// A RESULTS body: the count and the values' bytes.
 pub(crate) fn results_body(body: &[u8]) -> Option<(u32, &[u8])> {
+    Some((read_u32(body, 0)?, body.get(4..)?))
+}
+
+/// A RESULTS_FDS body: the descriptor count and the result's bytes.
+pub(crate) fn results_fds_body(body: &[u8]) -> Option<(u32, &[u8])> {
     Some((read_u32(body, 0)?, body.get(4..)?))
 }
 
@@ -185,6 +192,7 @@ pub(crate) fn decode_batch<R: DeserializeOwned>(
                 put(first.saturating_add(i), Ok(v));
             }
             Err(e) => {
+                let e = codec::why(&e);
                 for j in i..count as u64 {
                     let index = first.saturating_add(j);
                     put(
@@ -232,6 +240,16 @@ pub(crate) fn fuzz(data: &[u8]) {
             let count = count.min(64);
             decode_batch::<(u64, String, Option<i32>)>(0, count, bytes, |_, _| {});
             decode_batch::<Vec<u8>>(u64::MAX - 1, count, bytes, |_, _| {});
+        }
+        if kind == RESULTS_FDS
+            && let Some((_, bytes)) = results_fds_body(body)
+        {
+            // With no descriptor arrived, as from a worker that sent none:
+            // a result that claims one is that item's error.
+            codec::with_incoming(Vec::new(), || {
+                decode_batch::<crate::shared::SharedSlice<u64>>(0, 1, bytes, |_, _| {});
+                decode_batch::<(crate::Fd, Vec<u8>)>(0, 1, bytes, |_, _| {});
+            });
         }
     }
     let _ = results_body(data);

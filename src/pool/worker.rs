@@ -25,9 +25,9 @@ use crate::sys::page::SharedPage;
 use crate::target::Target;
 
 use super::frame::{
-    FAILED, FORGET, FUNC, HEADER, INIT_FAILED, MORE, RESULTS, RETIRE, STOP, TAG_ERROR, TAG_PANIC,
-    TASK, TASK_FDS, TIMED, announced, append, begin_frame, end_frame, forget_body, func_body,
-    parse_frame, task_body, task_fds_body,
+    FAILED, FORGET, FUNC, HEADER, INIT_FAILED, MORE, RESULTS, RESULTS_FDS, RETIRE, STOP, TAG_ERROR,
+    TAG_PANIC, TASK, TASK_FDS, TIMED, announced, append, begin_frame, end_frame, forget_body,
+    func_body, parse_frame, task_body, task_fds_body,
 };
 
 /// Shared-page words: tasks started, start time of the latest (ns,
@@ -165,7 +165,10 @@ fn run_items<A: DeserializeOwned, R: Serialize, const TIMED: bool>(
             Err(e) => {
                 ctx.fail_rest(
                     count - i,
-                    &format!("could not decode the task's arguments: {e}"),
+                    &format!(
+                        "could not decode the task's arguments: {}",
+                        crate::codec::why(&e)
+                    ),
                 );
                 return;
             }
@@ -187,7 +190,9 @@ fn run_items<A: DeserializeOwned, R: Serialize, const TIMED: bool>(
                     Ok(()) => ctx.ok(),
                     Err(e) => {
                         ctx.out.truncate(mark);
-                        ctx.fail(&result_failed(&result, e));
+                        if let Err(why) = ctx.ok_with_fds(&result) {
+                            ctx.fail(&why.unwrap_or_else(|| result_failed(&result, e)));
+                        }
                     }
                 }
             }
@@ -201,20 +206,13 @@ fn run_items<A: DeserializeOwned, R: Serialize, const TIMED: bool>(
     }
 }
 
-/// Why a task's result could not be encoded: descriptors inside it (they
-/// do not travel back from a worker), or postcard's error.
+/// Why a task's result could not be encoded (postcard's error).
 #[cold]
-fn result_failed<T: Serialize>(result: &T, e: postcard::Error) -> String {
-    let mut scratch = Vec::new();
-    match crate::codec::append_plain(result, &mut scratch, crate::codec::NoFds::PoolResult) {
-        Err(refused) if refused.to_string().contains("holds descriptors") => {
-            format!("could not encode the task's result: {refused}")
-        }
-        _ => format!(
-            "could not encode the task's result of type {}: {e}",
-            std::any::type_name::<T>()
-        ),
-    }
+fn result_failed<T: Serialize>(_: &T, e: postcard::Error) -> String {
+    format!(
+        "could not encode the task's result of type {}: {e}",
+        std::any::type_name::<T>()
+    )
 }
 
 /// The descriptors a TASK_FDS frame announces: one message on the
@@ -275,6 +273,9 @@ pub(crate) struct Ctx {
     /// Where the open RESULTS frame starts, and how many results it holds.
     frame: Option<(usize, u32)>,
     sock: Option<Rc<OwnedFd>>,
+    /// Where the descriptors of RESULTS_FDS frames go (none for the
+    /// initializer).
+    fds_sock: Option<Rc<OwnedFd>>,
     page: Rc<SharedPage>,
     timed: bool,
     started: u64,
@@ -302,6 +303,7 @@ impl Ctx {
             out: Vec::with_capacity(64 * 1024),
             frame: None,
             sock,
+            fds_sock: None,
             started: page.word(WORD_STARTED).load(Ordering::Relaxed),
             page,
             timed,
@@ -352,6 +354,35 @@ impl Ctx {
         if let Some((_, n)) = &mut self.frame {
             *n += 1;
         }
+    }
+
+    /// The item's result holds descriptors (a `SharedSlice`, a `Pipe`
+    /// end): it gets a RESULTS_FDS frame of its own, its descriptors sent
+    /// just before on the descriptor socket. `Err(None)` if it holds none
+    /// (postcard's error stands), `Err(Some(why))` if they cannot go.
+    #[cold]
+    fn ok_with_fds<T: Serialize>(&mut self, result: &T) -> Result<(), Option<String>> {
+        let encoded = crate::codec::encode(result)
+            .map_err(|e| Some(format!("could not encode the task's result: {e}")))?;
+        if encoded.fds.is_empty() {
+            return Err(None);
+        }
+        let Some(fds_sock) = &self.fds_sock else {
+            return Err(Some(
+                "could not encode the task's result: it holds descriptors, which cannot travel from here".into(),
+            ));
+        };
+        if sys::socket::send_all(fds_sock.as_fd(), &[&[0]], &encoded.borrowed_fds()).is_err() {
+            self.broken = true;
+            return Err(Some("the pool is gone".into()));
+        }
+        self.close_frame();
+        let at = begin_frame(&mut self.out, RESULTS_FDS);
+        self.out
+            .extend_from_slice(&(encoded.fds.len() as u32).to_le_bytes());
+        self.out.extend_from_slice(&encoded.bytes);
+        end_frame(&mut self.out, at);
+        Ok(())
     }
 
     fn close_frame(&mut self) {
@@ -484,7 +515,7 @@ fn serve(mut args: WorkerArgs) {
     drop(args.page);
     let sock_fd = sock.clone();
     let sock = sock_fd.as_fd();
-    let fds_sock_fd = args.fds_sock.into_owned();
+    let fds_sock_fd = Rc::new(args.fds_sock.into_owned());
     let fds_sock = fds_sock_fd.as_fd();
     let init_started = sys::io::monotonic_ns();
     if let Some((init, bytes)) = &args.init {
@@ -516,6 +547,7 @@ fn serve(mut args: WorkerArgs) {
     page.word(WORD_READY_NS).store(ready, Ordering::Release);
     let mut ctx = Ctx::new(Some(sock_fd.clone()), page.clone(), args.timed);
     ctx.insights = args.insights;
+    ctx.fds_sock = Some(fds_sock_fd.clone());
     let mut wait_ns = 0u64;
     let mut funcs: Vec<Option<(TaskFn, Captured)>> = Vec::new();
     let mut inbuf: Vec<u8> = Vec::with_capacity(64 * 1024);

@@ -74,7 +74,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::de::{DeserializeOwned, Error as _};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use errors::{GetError, PutError};
@@ -155,7 +155,7 @@ impl<T> Serialize for Queue<T> {
 impl<'de, T> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let region = Region::deserialize(deserializer)?;
-        let ring = Ring::from_region(region).map_err(D::Error::custom)?;
+        let ring = Ring::from_region(region).map_err(crate::codec::refuse::<D::Error>)?;
         Ok(Self::from_ring(ring))
     }
 }

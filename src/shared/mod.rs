@@ -4,6 +4,12 @@
 //! `multiprocessing.Value`, `Array`, `RawValue`, `RawArray` and
 //! `shared_memory.SharedMemory`.
 //!
+//! For large data read by many processes: [`SharedVec`] (built in place
+//! by one process) frozen into a [`SharedSlice`] (sealed read-only, `&[T]`
+//! everywhere, no copy), and [`Frozen`] (any serde value encoded once,
+//! decoded once per process; `Pool::put`). See the crate tutorial's
+//! "Sharing big data".
+//!
 //! Each lives in its own anonymous shared-memory segment (memfd) unless you
 //! name a [`SharedMemory`]; handles are `Clone`, travel to children in their
 //! arguments under every start method, and are inherited under fork.
@@ -47,16 +53,20 @@
 //! (from offset 16, aligned); `RawValue<A>` just `A`; `RawArray<A>` a `u64`
 //! length then the elements from offset 8. Pinned by this module's tests.
 
+pub mod frozen;
 mod layout;
 mod memory;
 mod raw;
+mod slice;
 pub(crate) mod tracker;
 mod value;
 
 pub use bytemuck::{Pod, Zeroable};
+pub use frozen::Frozen;
 pub use layout::SharedAtomic;
 pub use memory::SharedMemory;
 pub use raw::{RawArray, RawValue};
+pub use slice::{SharedSlice, SharedVec};
 pub use value::{Array, ArrayGuard, Value, ValueGuard};
 
 #[cfg(test)]

@@ -58,10 +58,9 @@ impl<A: SharedAtomic> Serialize for RawValue<A> {
 
 impl<'de, A: SharedAtomic> Deserialize<'de> for RawValue<A> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        use serde::de::Error as _;
         let region = Region::deserialize(d)?;
         if !fits::<A>(&region, 0, 1) {
-            return Err(D::Error::custom(
+            return Err(crate::codec::refuse::<D::Error>(
                 "a RawValue does not fit in the segment received",
             ));
         }
@@ -136,9 +135,8 @@ impl<A: SharedAtomic> Serialize for RawArray<A> {
 
 impl<'de, A: SharedAtomic> Deserialize<'de> for RawArray<A> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        use serde::de::Error as _;
         let region = Region::deserialize(d)?;
-        Self::from_region(region).map_err(D::Error::custom)
+        Self::from_region(region).map_err(crate::codec::refuse::<D::Error>)
     }
 }
 

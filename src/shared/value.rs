@@ -123,10 +123,9 @@ impl<T: Pod> Serialize for Value<T> {
 
 impl<'de, T: Pod> Deserialize<'de> for Value<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        use serde::de::Error as _;
         let region = Region::deserialize(d)?;
         if !fits::<T>(&region, value_offset::<T>(), 1) {
-            return Err(D::Error::custom(format!(
+            return Err(crate::codec::refuse::<D::Error>(format!(
                 "a Value<{}> does not fit in the {} bytes received",
                 std::any::type_name::<T>(),
                 region.len()
@@ -305,9 +304,8 @@ impl<T: Pod> Serialize for Array<T> {
 
 impl<'de, T: Pod> Deserialize<'de> for Array<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        use serde::de::Error as _;
         let region = Region::deserialize(d)?;
-        Self::from_region(region).map_err(D::Error::custom)
+        Self::from_region(region).map_err(crate::codec::refuse::<D::Error>)
     }
 }
 

@@ -20,7 +20,6 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
-use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec::{self, Fd};
@@ -156,8 +155,8 @@ impl Serialize for Region {
 impl<'de> Deserialize<'de> for Region {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let (fd, len): (Fd, u64) = Deserialize::deserialize(deserializer)?;
-        let len = usize::try_from(len).map_err(D::Error::custom)?;
-        Region::from_fd(fd.into_owned(), len).map_err(D::Error::custom)
+        let len = usize::try_from(len).map_err(crate::codec::refuse::<D::Error>)?;
+        Region::from_fd(fd.into_owned(), len).map_err(crate::codec::refuse::<D::Error>)
     }
 }
 

@@ -107,9 +107,9 @@ mod barrier_region {
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> std::result::Result<Region, D::Error> {
-        use serde::de::Error as _;
         let r = Region::deserialize(d)?;
-        check_len(&r, size_of::<BarrierLayout>(), "Barrier").map_err(D::Error::custom)?;
+        check_len(&r, size_of::<BarrierLayout>(), "Barrier")
+            .map_err(crate::codec::refuse::<D::Error>)?;
         Ok(r)
     }
 }

@@ -33,6 +33,45 @@ pub(crate) fn memfd(name: &str, len: usize) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// A fresh anonymous segment of `len` bytes, all zero, close-on-exec, that
+/// can later be sealed ([`seal_read_only`]).
+pub(crate) fn sealable_memfd(name: &str, len: usize) -> io::Result<OwnedFd> {
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    rustix::fs::ftruncate(&fd, len as u64)?;
+    Ok(fd)
+}
+
+/// The seals that make a segment's bytes fixed for good: nobody can write,
+/// shrink or grow it, and no seal can be added or taken away.
+fn read_only_seals() -> rustix::fs::SealFlags {
+    use rustix::fs::SealFlags;
+    SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL
+}
+
+/// Seals the segment behind `fd` read-only
+/// ([memfd_create(2)](https://man7.org/linux/man-pages/man2/memfd_create.2.html),
+/// "File sealing"). Fails with `EBUSY` while any process still maps it
+/// writable (a child forked while it was), `EPERM` if it was made without
+/// [`sealable_memfd`] or is already sealed.
+pub(crate) fn seal_read_only(fd: BorrowedFd<'_>) -> io::Result<()> {
+    rustix::fs::fcntl_add_seals(fd, read_only_seals())?;
+    Ok(())
+}
+
+/// Whether the segment behind `fd` is sealed read-only (its bytes and size
+/// can never change again). False for anything that is not such a memfd.
+pub(crate) fn is_sealed_read_only(fd: BorrowedFd<'_>) -> bool {
+    let need = rustix::fs::SealFlags::WRITE | rustix::fs::SealFlags::SHRINK;
+    rustix::fs::fcntl_get_seals(fd).is_ok_and(|s| s.contains(need))
+}
+
+/// Which segment `fd` is, across descriptors and processes (device and
+/// inode number): two descriptors of one segment give the same pair.
+pub(crate) fn identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok((st.st_dev as u64, st.st_ino as u64))
+}
+
 /// The size in bytes of the segment (or file) behind `fd`.
 pub(crate) fn size(fd: BorrowedFd<'_>) -> io::Result<usize> {
     let st = rustix::fs::fstat(fd)?;
@@ -296,6 +335,83 @@ impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: ptr/len are exactly what mmap returned, and no reference
         // into the mapping outlives `self` (atomics are borrowed from it).
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// A read-only mapping of a segment sealed read-only: its bytes can never
+/// change while it exists, in any process, so it hands them out as `&[u8]`.
+/// Unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct SealedMapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the bytes are immutable (sealed) for the mapping's whole life, so
+// sharing or moving the handle between threads is sound.
+unsafe impl Send for SealedMapping {}
+// SAFETY: as above: only shared reads of bytes nobody can write.
+unsafe impl Sync for SealedMapping {}
+
+impl SealedMapping {
+    /// Maps the first `len` bytes (not 0) of the segment behind `fd`, which
+    /// must be sealed read-only ([`is_sealed_read_only`]; anything else,
+    /// including a plain file or pipe, is `InvalidData`) and at least `len`
+    /// long (else `InvalidData`: the seals keep it from shrinking, so no
+    /// access can be a SIGBUS later).
+    pub(crate) fn new(fd: BorrowedFd<'_>, len: usize) -> io::Result<Self> {
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot map 0 bytes",
+            ));
+        }
+        if !is_sealed_read_only(fd) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the descriptor received is not a segment sealed read-only",
+            ));
+        }
+        let have = size(fd)?;
+        if have < len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the segment has {have} bytes, {len} were expected"),
+            ));
+        }
+        // SAFETY: a fresh mapping at an address the kernel picks cannot
+        // overlap any Rust object; the segment is at least `len` long and
+        // sealed against shrinking, so every mapped page stays backed.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ,
+                MapFlags::SHARED,
+                fd,
+                0,
+            )?
+        };
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        Ok(Self { ptr, len })
+    }
+
+    /// The mapped bytes; the first is page-aligned.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` bytes from `ptr` are mapped for as long as `self`
+        // lives; the segment is sealed against writes and shrinking, so no
+        // process can change them or take their pages away while the slice
+        // is borrowed.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for SealedMapping {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len are exactly what mmap returned, and no slice into
+        // the mapping outlives `self` (they borrow it).
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }

@@ -38,6 +38,7 @@ mod chunk;
 mod deaths;
 mod funcs;
 mod insight;
+mod results;
 
 pub(crate) use self::chunk::Chunk;
 
@@ -756,6 +757,14 @@ impl Core {
                         return Ok(());
                     }
                 }
+                frame::RESULTS_FDS => {
+                    if !self.handle_results_fds(w, body) {
+                        w.eof = true;
+                        let _ = w.process.kill();
+                        log::warn!(target: "multiproc", "{} sent more results than it was given tasks", w.who());
+                        return Ok(());
+                    }
+                }
                 frame::FAILED => self.handle_failed(w, body),
                 frame::INIT_FAILED => {
                     let message = String::from_utf8_lossy(&w.inbuf[body]).into_owned();
@@ -773,33 +782,6 @@ impl Core {
             }
         }
         Ok(())
-    }
-
-    /// A RESULTS frame: the next `n` items of the front chunk succeeded.
-    /// False if the worker answered more than it was given.
-    fn handle_results(&mut self, w: &mut Worker, body: std::ops::Range<usize>) -> bool {
-        let Some((n, bytes)) = frame::results_body(&w.inbuf[body]) else {
-            return false;
-        };
-        let Some(chunk) = w.sent.front() else {
-            return false;
-        };
-        if n == 0 || n > chunk.count - w.front_answered {
-            return false;
-        }
-        let id = chunk.job;
-        let first = chunk.first + w.front_answered as u64;
-        let finished = self.jobs.get_mut(&id).is_some_and(|job| {
-            job.outstanding -= n as u64;
-            job.sink.ok_batch(first, n, bytes);
-            job.outstanding == 0 && job.sealed
-        });
-        if finished {
-            self.maybe_complete(id);
-        }
-        self.counters.done += n as u64;
-        self.answered(w, n);
-        true
     }
 
     /// Marks the next `n` items of `w` answered.

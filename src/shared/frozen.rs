@@ -1,0 +1,224 @@
+//! [`Frozen`]: a large read-only value encoded once into sealed shared
+//! memory, sent as a descriptor, and decoded once per process (`ray.put`).
+//!
+//! ## The per-process table
+//!
+//! A receiver keys what it decoded by the segment's identity (device and
+//! inode, the same in every process) and keeps the last [`KEEP`] values,
+//! each with its segment (so the identity cannot be reused while kept).
+//! Every task that takes the same `Frozen` after the first one in a worker
+//! costs a descriptor and a table lookup, not a decode. The price: a worker
+//! holds up to [`KEEP`] such values after the caller has dropped them,
+//! until newer ones push them out or it exits.
+//!
+//! The table's lock is only ever tried, never waited for: a child forked
+//! while another thread held it would otherwise hang, and a miss only costs
+//! one more decode.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, TryLockError};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::slice::{SharedSlice, SharedVec};
+use crate::error::{Error, ErrorKind, Result};
+
+/// How many decoded values a process keeps.
+pub(crate) const KEEP: usize = 4;
+
+struct Kept {
+    id: (u64, u64),
+    value: Arc<dyn Any + Send + Sync>,
+    _segment: SharedSlice<u8>,
+}
+
+static KEPT: Mutex<VecDeque<Kept>> = Mutex::new(VecDeque::new());
+
+fn with_table<R>(f: impl FnOnce(&mut VecDeque<Kept>) -> R) -> Option<R> {
+    match KEPT.try_lock() {
+        Ok(mut t) => Some(f(&mut t)),
+        Err(TryLockError::Poisoned(p)) => Some(f(&mut p.into_inner())),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
+/// A read-only value in sealed shared memory, made once and taken by many
+/// tasks: Ray's `ray.put`, made by [`Pool::put`](crate::Pool::put) or
+/// [`Frozen::new`]. It dereferences to `&T` everywhere.
+///
+/// The value is encoded (postcard) into a segment that is then sealed
+/// read-only ([`SharedSlice`]). Sending a `Frozen` — in task arguments or
+/// results, a process's arguments, a pipe — sends the segment's descriptor,
+/// never the bytes; each receiving process decodes it the first time and
+/// keeps it (the last 4 per process; module `shared::frozen` explains), so
+/// a map of 10 000 tasks over one model decodes it once per worker.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use multiproc::Pool;
+/// use multiproc::shared::Frozen;
+///
+/// fn lookup((table, key): (Frozen<HashMap<u32, String>>, u32)) -> String {
+///     table.get(&key).cloned().unwrap_or_default()
+/// }
+///
+/// # fn main() -> multiproc::Result<()> {
+/// # multiproc::init();
+/// let pool = Pool::new(2)?;
+/// let table: HashMap<u32, String> = (0..1000).map(|i| (i, format!("#{i}"))).collect();
+/// let table = pool.put(table)?;
+/// let names = pool.map(lookup, (0..100).map(|k| (table.clone(), k)))?;
+/// assert_eq!(names[42], "#42");
+/// # Ok(()) }
+/// ```
+///
+/// Memory: the segment goes back to the system when no process holds it;
+/// a process that decoded it holds it while it keeps the value.
+pub struct Frozen<T> {
+    value: Arc<T>,
+    segment: SharedSlice<u8>,
+}
+
+impl<T> Clone for Frozen<T> {
+    fn clone(&self) -> Self {
+        Self {
+            value: self.value.clone(),
+            segment: self.segment.clone(),
+        }
+    }
+}
+
+impl<T: Serialize> Frozen<T> {
+    /// Encodes `value` into a fresh sealed segment (one copy: the encoder
+    /// writes into the shared pages) and keeps `value` here.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Encode`] if `value` cannot be encoded (a descriptor
+    /// inside it: a `Frozen` holds bytes only); [`ErrorKind::Io`] if the
+    /// memory cannot be had (a full `/dev/shm` or memory cgroup, `ulimit
+    /// -v`, the descriptor limit).
+    pub fn new(value: T) -> Result<Self> {
+        let mut out = Out {
+            vec: SharedVec::new()?,
+            failed: None,
+        };
+        let done = postcard::serialize_with_flavor(&value, &mut out);
+        if let Some(e) = out.failed {
+            return Err(e);
+        }
+        done.map_err(|e| {
+            Error::new(
+                ErrorKind::Encode,
+                format!(
+                    "could not encode a value of type {} into shared memory",
+                    std::any::type_name::<T>()
+                ),
+            )
+            .with_source(e)
+        })?;
+        Ok(Self {
+            value: Arc::new(value),
+            segment: out.vec.freeze()?,
+        })
+    }
+}
+
+impl<T> Frozen<T> {
+    /// The encoded value's size in bytes (what each receiver maps).
+    pub fn encoded_len(&self) -> usize {
+        self.segment.len()
+    }
+}
+
+/// postcard's output: straight into the shared vector.
+struct Out {
+    vec: SharedVec<u8>,
+    failed: Option<Error>,
+}
+
+impl postcard::ser_flavors::Flavor for &mut Out {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.try_extend(&[byte])
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.vec.extend_from_slice(bytes).map_err(|e| {
+            self.failed = Some(e);
+            postcard::Error::SerializeBufferFull
+        })
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+impl<T> Deref for Frozen<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Frozen<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Frozen").field(&*self.value).finish()
+    }
+}
+
+impl<T> Serialize for Frozen<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.segment.serialize(s)
+    }
+}
+
+impl<'de, T: DeserializeOwned + Send + Sync + 'static> Deserialize<'de> for Frozen<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let segment = SharedSlice::<u8>::deserialize(d)?;
+        let id = segment.identity().ok();
+        if let Some(id) = id {
+            let hit = with_table(|t| {
+                t.iter()
+                    .find(|k| k.id == id)
+                    .and_then(|k| k.value.clone().downcast::<T>().ok())
+            })
+            .flatten();
+            if let Some(value) = hit {
+                return Ok(Self { value, segment });
+            }
+        }
+        // The bytes are sealed, so they are what the sender encoded (or a
+        // hostile sender's, which decode as any other bytes: postcard's
+        // lengths are bounded by the bytes present).
+        let value: T = postcard::from_bytes(&segment).map_err(|e| {
+            crate::codec::refuse::<D::Error>(format!(
+                "could not decode a Frozen<{}> of {} bytes: {e}",
+                std::any::type_name::<T>(),
+                segment.len()
+            ))
+        })?;
+        let value = Arc::new(value);
+        if let Some(id) = id {
+            with_table(|t| {
+                t.retain(|k| k.id != id);
+                if t.len() == KEEP {
+                    t.pop_front();
+                }
+                t.push_back(Kept {
+                    id,
+                    value: value.clone(),
+                    _segment: segment.clone(),
+                });
+            });
+        }
+        Ok(Self { value, segment })
+    }
+}
