@@ -53,6 +53,12 @@ pub(crate) fn why(e: &postcard::Error) -> String {
         .unwrap_or_else(|| e.to_string())
 }
 
+/// Makes `message` the reason of the next decoding failure on this thread
+/// (for bytes that could not be had at all).
+pub(crate) fn explain_next_failure(message: String) {
+    REFUSED.with(|r| *r.borrow_mut() = Some(message));
+}
+
 /// Forgets a message [`refuse`] left from an earlier decoding.
 fn forget_refusal() {
     REFUSED.with(|r| r.borrow_mut().take());

@@ -61,6 +61,21 @@ const TESTS: isolated::Tests = &[
         true,
     ),
     ("bad_arguments_are_errors", bad_arguments_are_errors, false),
+    (
+        "large_arguments_and_results_travel_as_shared_memory",
+        large_arguments_and_results_travel_as_shared_memory,
+        true,
+    ),
+    (
+        "borrowed_receives_lend_the_bytes",
+        borrowed_receives_lend_the_bytes,
+        true,
+    ),
+    (
+        "a_large_item_survives_its_workers_death",
+        a_large_item_survives_its_workers_death,
+        true,
+    ),
 ];
 
 fn main() {
@@ -468,4 +483,157 @@ fn bad_arguments_are_errors(_: StartMethod) {
     assert_eq!(err.kind(), ErrorKind::Encode, "{err}");
     pool.close();
     pool.join().unwrap();
+}
+
+/// Whether this process maps or holds a segment labelled `label` now.
+fn holds(label: &str) -> bool {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let fds = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .any(|l| l.to_string_lossy().contains(label));
+    fds || maps.contains(label)
+}
+
+/// Echoes a byte string `times` as long; says whether the arguments came
+/// in shared memory (mapped while the task runs).
+fn stretch((b, times): (serde_bytes::ByteBuf, usize)) -> (bool, serde_bytes::ByteBuf) {
+    let out = b.repeat(times);
+    (holds("multiproc-task"), serde_bytes::ByteBuf::from(out))
+}
+
+/// Which segments this worker holds after its tasks.
+fn leftovers(_: u32) -> (bool, bool) {
+    (holds("multiproc-task"), holds("multiproc-result"))
+}
+
+fn large_arguments_and_results_travel_as_shared_memory(method: StartMethod) {
+    let pool = Pool::builder()
+        .processes(2)
+        .start_method(method)
+        .shared_memory_above(64 << 10)
+        .build()
+        .unwrap();
+    let big = serde_bytes::ByteBuf::from((0..1_000_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+    let small = serde_bytes::ByteBuf::from(vec![3u8; 100]);
+    // Large and small items mixed in chunks; results large and small.
+    let items: Vec<_> = (0..24)
+        .map(|i| match i % 3 {
+            0 => (big.clone(), 1),
+            1 => (small.clone(), 2),
+            _ => (small.clone(), 5000),
+        })
+        .collect();
+    let out = pool.chunksize(4).map(stretch, items.clone()).unwrap();
+    for (i, ((b, times), (mapped, got))) in items.iter().zip(&out).enumerate() {
+        assert_eq!(got.len(), b.len() * times, "item {i}");
+        assert_eq!(&got[..b.len()], &b[..], "item {i}");
+        assert_eq!(
+            *mapped,
+            b.len() > 64 << 10,
+            "item {i}: arguments in shared memory"
+        );
+    }
+    // Every form of call takes the same path.
+    let r = pool
+        .apply_async(stretch, (big.clone(), 2))
+        .unwrap()
+        .get()
+        .unwrap();
+    assert!(r.0 && r.1.len() == 2_000_000);
+    let lazy: Vec<_> = pool
+        .imap_unordered(stretch, vec![(big.clone(), 1); 6])
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(lazy.iter().all(|(m, b)| *m && b[..] == big[..]));
+    // Nothing is left on either side once the items are answered.
+    assert!(!holds("multiproc-task") && !holds("multiproc-result"));
+    for (task, result) in pool.chunksize(1).map(leftovers, 0..10).unwrap() {
+        assert!(!task && !result, "a worker kept a segment");
+    }
+    pool.close();
+    pool.join().unwrap();
+    // Turned off: everything takes the socket.
+    let pool = Pool::builder()
+        .processes(2)
+        .start_method(method)
+        .shared_memory_above(usize::MAX)
+        .build()
+        .unwrap();
+    let (mapped, got) = pool.apply(stretch, (big.clone(), 3)).unwrap();
+    assert!(!mapped);
+    assert_eq!(got.len(), 3_000_000);
+    pool.close();
+    pool.join().unwrap();
+}
+
+/// Dies the first time it runs (a marker file says whether it did).
+fn die_once((b, marker): (serde_bytes::ByteBuf, String)) -> usize {
+    if std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&marker)
+        .is_ok()
+    {
+        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL)
+            .unwrap();
+    }
+    b.len()
+}
+
+fn a_large_item_survives_its_workers_death(method: StartMethod) {
+    let pool = Pool::builder()
+        .processes(2)
+        .start_method(method)
+        .shared_memory_above(64 << 10)
+        .retries(1)
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("multiproc-shared-data-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("died").to_string_lossy().into_owned();
+    let big = serde_bytes::ByteBuf::from(vec![1u8; 300_000]);
+    // Sent again after the death: the pool kept the segment for it.
+    assert_eq!(pool.apply(die_once, (big, marker)).unwrap(), 300_000);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(!holds("multiproc-task"));
+    for (task, result) in pool.chunksize(1).map(leftovers, 0..10).unwrap() {
+        assert!(!task && !result, "a worker kept a segment");
+    }
+    pool.close();
+    pool.join().unwrap();
+}
+
+/// Sends messages of these sizes (byte `i` is `i as u8`), then closes.
+fn send_sizes(conn: multiproc::connection::Connection<()>) {
+    for n in [10usize, 100_000, 3 << 20, 0, 64] {
+        let msg: Vec<u8> = (0..n).map(|i| i as u8).collect();
+        conn.send_bytes(&msg).unwrap();
+    }
+}
+
+fn borrowed_receives_lend_the_bytes(method: StartMethod) {
+    let (here, there) = multiproc::connection::pipe::<()>().unwrap();
+    let child = multiproc::get_context(method)
+        .process(send_sizes, there)
+        .start()
+        .unwrap();
+    let check = |bytes: &[u8]| {
+        assert!(bytes.iter().enumerate().all(|(i, &b)| b == i as u8));
+        bytes.len()
+    };
+    assert_eq!(here.recv_bytes_with(check).unwrap(), 10);
+    assert_eq!(here.recv_bytes_with(check).unwrap(), 100_000);
+    // Over 2 MiB: the socket's message, lent as well.
+    assert_eq!(here.recv_bytes_with(check).unwrap(), 3 << 20);
+    // `f` may use the connection: no lock is held while it runs.
+    let (outer, inner) = here
+        .recv_bytes_with(|outer| (outer.len(), here.recv_bytes().unwrap().len()))
+        .unwrap();
+    assert_eq!((outer, inner), (0, 64));
+    child.join().unwrap();
+    // The other end is gone: an error, and `f` is not called.
+    let err = here.recv_bytes_with(|_| panic!("called")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Eof, "{err}");
 }

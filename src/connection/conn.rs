@@ -213,6 +213,53 @@ impl<T> Connection<T> {
             .map(|m| m.expect("no deadline").0)
     }
 
+    /// Receives one message and lends its bytes to `f`, returning what `f`
+    /// returns: [`recv_bytes`](Self::recv_bytes) without a `Vec` per
+    /// message. A pipe's messages up to 2 MiB are copied once, from its
+    /// shared memory into a buffer this end keeps and reuses, and `f`
+    /// reads them there; larger ones (and a `Listener`/`Client`
+    /// connection's) are lent from the buffer they were received into.
+    /// `f` runs with no lock held, so it may use the connection.
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let (a, b) = multiproc::connection::pipe::<()>()?;
+    /// a.send_bytes(b"hello world")?;
+    /// let words = b.recv_bytes_with(|bytes| bytes.split(|&c| c == b' ').count())?;
+    /// assert_eq!(words, 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_bytes`](Self::recv_bytes); `f` is not called then.
+    pub fn recv_bytes_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        let Some(rx) = self.rx() else {
+            return self.recv_bytes().map(|body| f(&body));
+        };
+        let mut st = self.reader()?;
+        let max = st.max as u64;
+        let got = rings::take(rx, self.sock.as_fd(), &mut st, max, false, None)?;
+        match got.expect("no deadline") {
+            Got::Owned(body, _fds) => {
+                drop(st);
+                Ok(f(&body))
+            }
+            Got::Inline(n) => {
+                // Out of the state while `f` runs, back (unless another
+                // receive made a larger one meanwhile) after.
+                let buf = std::mem::take(&mut st.scratch);
+                drop(st);
+                let out = f(&buf[..n]);
+                let mut st = self.read.lock().unwrap_or_else(|p| p.into_inner());
+                if st.scratch.capacity() < buf.capacity() {
+                    st.scratch = buf;
+                }
+                Ok(out)
+            }
+        }
+    }
+
     /// Like [`recv_bytes`](Self::recv_bytes), refusing messages longer than
     /// `max` bytes (or than the connection's limit, if lower) before
     /// reading them (Python's `recv_bytes(maxlength)`).

@@ -68,7 +68,8 @@ where
         job = core.new_job(Box::new(sink), describe::<F>(call), per_call);
         let func = core.job_func(job, task.task, task.captured);
         let mut index = 0u64;
-        let mut chunk = Chunk::new(job, func, 0);
+        let shm_above = core.config.shm_above;
+        let mut chunk = Chunk::new(job, func, 0, shm_above);
         for args in input {
             if let Err(e) = chunk.push(&args) {
                 core.cancel(job);
@@ -76,7 +77,10 @@ where
             }
             index += 1;
             if chunk.count as usize >= chunksize {
-                core.submit(std::mem::replace(&mut chunk, Chunk::new(job, func, index)));
+                core.submit(std::mem::replace(
+                    &mut chunk,
+                    Chunk::new(job, func, index, shm_above),
+                ));
             }
         }
         core.submit(chunk);

@@ -10,7 +10,7 @@
 //! | FUNC | function id (u32), a postcard `TaskRef`, then the postcard values it was given with `partial` (nothing for a plain function): "id N is this function" |
 //! | FORGET | function id (u32): "id N is gone" (its job ended; the id may be given again) |
 //! | TASK | function id (u32), item count (u32; its top bit, `TIMED`, asks the worker to time each item), then the items' postcard arguments back to back (postcard values delimit themselves) |
-//! | TASK_FDS | function id (u32), item count (u32, always 1, with the flags), descriptor count (u32, at most `sys::socket::MAX_FDS`), the item's postcard arguments; the descriptors came first on the worker's descriptor socket |
+//! | TASK_FDS | function id (u32), item count (u32, always 1, with the flags), descriptor count (u32, at most `sys::socket::MAX_FDS`), the item's postcard arguments; the descriptors came first on the worker's descriptor socket. With the `SHM` flag in the descriptor count: one descriptor, a sealed segment holding the arguments' bytes, whose length (u64) follows |
 //! | STOP | empty: leave once everything before it is answered |
 //!
 //! A chunk whose items carry descriptors is sent as several frames (a
@@ -26,7 +26,7 @@
 //! | FAILED | the next item failed: a tag (PANIC, ERROR) and a postcard `PanicReport` or a UTF-8 message |
 //! | INIT_FAILED | UTF-8 message: the initializer panicked; the worker leaves |
 //! | RETIRE | empty: the worker passed its memory cap and leaves without starting the tasks it still holds |
-//! | RESULTS_FDS | a descriptor count (u32, at most `sys::socket::MAX_FDS`), then one postcard result that holds that many descriptors (a `SharedSlice`, a `Pipe` end): the next item of the current chunk; the descriptors came first on the worker's descriptor socket |
+//! | RESULTS_FDS | a descriptor count (u32, at most `sys::socket::MAX_FDS`), then one postcard result that holds that many descriptors (a `SharedSlice`, a `Pipe` end): the next item of the current chunk; the descriptors came first on the worker's descriptor socket. With the `SHM` flag in the count: one descriptor, a sealed segment holding the result's bytes, whose length (u64) follows |
 //!
 //! Parsing never reads past what has arrived and never allocates by a
 //! length found in the bytes: a header that announces more than is there
@@ -64,6 +64,18 @@ pub(crate) const INIT_FAILED: u8 = 2;
 pub(crate) const RETIRE: u8 = 3;
 pub(crate) const FAILED: u8 = 4;
 pub(crate) const RESULTS_FDS: u8 = 5;
+
+/// In a TASK_FDS or RESULTS_FDS descriptor count: the item's arguments
+/// (the result) are the contents of the one descriptor, a sealed
+/// shared-memory segment, and the frame's bytes are their length (u64):
+/// how large values travel (`PoolBuilder::shared_memory_above`).
+pub(crate) const SHM: u32 = 1 << 31;
+
+/// The length (u64) in the bytes of a frame flagged [`SHM`].
+pub(crate) fn shm_len(bytes: &[u8]) -> Option<usize> {
+    let len = u64::from_le_bytes(bytes.try_into().ok()?);
+    usize::try_from(len).ok()
+}
 
 // The first byte of a FAILED body.
 pub(crate) const TAG_PANIC: u8 = 1;
@@ -254,6 +266,7 @@ pub(crate) fn fuzz(data: &[u8]) {
     }
     let _ = results_body(data);
     let _ = failed_body(data);
+    let _ = shm_len(data);
 }
 
 #[cfg(test)]

@@ -112,7 +112,10 @@ where
             return Ok(());
         }
         let workers = self.processes as u64;
-        let item_ns = self.shared.lock().item_ns.max(1.0);
+        let (item_ns, shm_above) = {
+            let core = self.shared.lock();
+            (core.item_ns.max(1.0), core.config.shm_above)
+        };
         let cs = match self.chunking {
             Chunking::Fixed(n) => n as u64,
             Chunking::Adaptive => (CHUNK_NS / item_ns).clamp(1.0, 16384.0) as u64,
@@ -127,7 +130,7 @@ where
         let mut failed = Vec::new();
         let mut batched = 0u64;
         while self.submitted - self.yielded < bound {
-            let mut chunk = Chunk::new(self.job, self.func, self.submitted);
+            let mut chunk = Chunk::new(self.job, self.func, self.submitted, shm_above);
             while (chunk.count as u64) < cs && self.submitted - self.yielded < bound {
                 let Some(args) = self.input.next() else {
                     self.input_done = true;
@@ -138,7 +141,7 @@ where
                 if let Err(e) = chunk.push(&args) {
                     chunks.push(std::mem::replace(
                         &mut chunk,
-                        Chunk::new(self.job, self.func, index + 1),
+                        Chunk::new(self.job, self.func, index + 1, shm_above),
                     ));
                     failed.push((index, e));
                 }

@@ -25,9 +25,9 @@ use crate::sys::page::SharedPage;
 use crate::target::Target;
 
 use super::frame::{
-    FAILED, FORGET, FUNC, HEADER, INIT_FAILED, MORE, RESULTS, RESULTS_FDS, RETIRE, STOP, TAG_ERROR,
-    TAG_PANIC, TASK, TASK_FDS, TIMED, announced, append, begin_frame, end_frame, forget_body,
-    func_body, parse_frame, task_body, task_fds_body,
+    FAILED, FORGET, FUNC, HEADER, INIT_FAILED, MORE, RESULTS, RESULTS_FDS, RETIRE, SHM, STOP,
+    TAG_ERROR, TAG_PANIC, TASK, TASK_FDS, TIMED, announced, append, begin_frame, end_frame,
+    forget_body, func_body, parse_frame, task_body, task_fds_body,
 };
 
 /// Shared-page words: tasks started, start time of the latest (ns,
@@ -187,6 +187,7 @@ fn run_items<A: DeserializeOwned, R: Serialize, const TIMED: bool>(
             Ok(result) => {
                 let mark = ctx.out.len();
                 match append(&result, &mut ctx.out) {
+                    Ok(()) if ctx.out.len() - mark > ctx.shm_above => ctx.ok_in_shm(mark),
                     Ok(()) => ctx.ok(),
                     Err(e) => {
                         ctx.out.truncate(mark);
@@ -240,6 +241,31 @@ fn take_fds(fds_sock: std::os::fd::BorrowedFd<'_>, announced: u32) -> Result<Vec
     }
 }
 
+/// Where a TASK or TASK_FDS frame's items are.
+enum Input<'a> {
+    /// In the frame.
+    Plain(&'a [u8]),
+    /// In the frame, with the descriptors inside them.
+    WithFds(&'a [u8], Vec<OwnedFd>),
+    /// In a sealed segment, mapped here (and its length).
+    Mapped((sys::shm::SealedMapping, usize)),
+    /// They cannot be had: the items fail with this.
+    Failed(String),
+}
+
+/// Maps the sealed segment that holds an item's bytes (a TASK_FDS frame
+/// flagged SHM: its one descriptor, and the length in the frame).
+fn map_item(fds: Vec<OwnedFd>, len: &[u8]) -> Result<(sys::shm::SealedMapping, usize), String> {
+    let (Some(len), [fd]) = (super::frame::shm_len(len), fds.as_slice()) else {
+        return Err(
+            "could not decode the task's arguments: a shared-memory item without its one segment and length".into(),
+        );
+    };
+    sys::shm::SealedMapping::new(fd.as_fd(), len.max(1), true)
+        .map(|map| (map, len))
+        .map_err(|e| format!("could not map the task's arguments ({len} bytes): {e}"))
+}
+
 /// What a worker process is given.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct WorkerArgs {
@@ -256,6 +282,8 @@ pub(crate) struct WorkerArgs {
     pub(crate) timed: bool,
     /// Time waits, tasks and encoding (`PoolBuilder::insights`).
     pub(crate) insights: bool,
+    /// Results longer than this go back as shared memory.
+    pub(crate) shm_above: u64,
 }
 
 /// Records panics instead of printing them: a task's panic is reported to
@@ -276,6 +304,8 @@ pub(crate) struct Ctx {
     /// Where the descriptors of RESULTS_FDS frames go (none for the
     /// initializer).
     fds_sock: Option<Rc<OwnedFd>>,
+    /// Results whose encoding is longer go back as shared memory.
+    shm_above: usize,
     page: Rc<SharedPage>,
     timed: bool,
     started: u64,
@@ -304,6 +334,7 @@ impl Ctx {
             frame: None,
             sock,
             fds_sock: None,
+            shm_above: usize::MAX,
             started: page.word(WORD_STARTED).load(Ordering::Relaxed),
             page,
             timed,
@@ -383,6 +414,35 @@ impl Ctx {
         self.out.extend_from_slice(&encoded.bytes);
         end_frame(&mut self.out, at);
         Ok(())
+    }
+
+    /// The result just appended at `mark` is large: its bytes go back in a
+    /// sealed segment (one copy), its descriptor on the descriptor socket
+    /// and a RESULTS_FDS frame flagged SHM with the length. If no segment
+    /// can be had, the bytes stay in the batch.
+    #[cold]
+    fn ok_in_shm(&mut self, mark: usize) {
+        let len = self.out.len() - mark;
+        let sent = self.fds_sock.clone().and_then(|sock| {
+            let fd = sys::shm::sealed_copy("multiproc-result", &self.out[mark..]).ok()?;
+            match sys::socket::send_all(sock.as_fd(), &[&[0]], &[fd.as_fd()]) {
+                Ok(()) => Some(()),
+                Err(_) => {
+                    self.broken = true;
+                    None
+                }
+            }
+        });
+        if sent.is_none() {
+            self.ok();
+            return;
+        }
+        self.out.truncate(mark);
+        self.close_frame();
+        let at = begin_frame(&mut self.out, RESULTS_FDS);
+        self.out.extend_from_slice(&(1 | SHM).to_le_bytes());
+        self.out.extend_from_slice(&(len as u64).to_le_bytes());
+        end_frame(&mut self.out, at);
     }
 
     fn close_frame(&mut self) {
@@ -548,6 +608,7 @@ fn serve(mut args: WorkerArgs) {
     let mut ctx = Ctx::new(Some(sock_fd.clone()), page.clone(), args.timed);
     ctx.insights = args.insights;
     ctx.fds_sock = Some(fds_sock_fd.clone());
+    ctx.shm_above = usize::try_from(args.shm_above).unwrap_or(usize::MAX);
     let mut wait_ns = 0u64;
     let mut funcs: Vec<Option<(TaskFn, Captured)>> = Vec::new();
     let mut inbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
@@ -583,11 +644,11 @@ fn serve(mut args: WorkerArgs) {
                     }
                 }
                 TASK | TASK_FDS => {
-                    let (id, count, items, fds) = if kind == TASK {
+                    let (id, count, input) = if kind == TASK {
                         let Some((id, count, items)) = task_body(&inbuf[body]) else {
                             return;
                         };
-                        (id, count, items, None)
+                        (id, count, Input::Plain(items))
                     } else {
                         let Some((id, count, n, item)) = task_fds_body(&inbuf[body]) else {
                             return;
@@ -597,7 +658,16 @@ fn serve(mut args: WorkerArgs) {
                         if count & !(TIMED | MORE) != 1 {
                             return;
                         }
-                        (id, count, item, Some(take_fds(fds_sock, n)))
+                        let fds = take_fds(fds_sock, n & !SHM);
+                        let input = match fds {
+                            Err(message) => Input::Failed(message),
+                            Ok(fds) if n & SHM != 0 => match map_item(fds, item) {
+                                Ok(mapped) => Input::Mapped(mapped),
+                                Err(message) => Input::Failed(message),
+                            },
+                            Ok(fds) => Input::WithFds(item, fds),
+                        };
+                        (id, count, input)
                     };
                     // Results that have waited long enough go out before
                     // the next chunk, which may run for long: otherwise a
@@ -610,16 +680,22 @@ fn serve(mut args: WorkerArgs) {
                     ctx.timed = args.timed || count & TIMED != 0;
                     let more = count & MORE != 0;
                     let count = count & !(TIMED | MORE);
-                    match (funcs.get_mut(id as usize).and_then(Option::as_mut), fds) {
+                    match (funcs.get_mut(id as usize).and_then(Option::as_mut), input) {
                         (None, _) => ctx.fail_rest(
                             count,
                             "the worker could not find the task function (a different executable?)",
                         ),
-                        (Some((f, captured)), None) => f(captured, items, count, &mut ctx),
-                        (Some((f, captured)), Some(Ok(fds))) => {
+                        (Some((f, captured)), Input::Plain(items)) => {
+                            f(captured, items, count, &mut ctx)
+                        }
+                        (Some((f, captured)), Input::WithFds(items, fds)) => {
                             crate::codec::with_incoming(fds, || f(captured, items, count, &mut ctx))
                         }
-                        (Some(_), Some(Err(message))) => ctx.fail_rest(count, &message),
+                        (Some((f, captured)), Input::Mapped((map, len))) => {
+                            // Unmapped as soon as the item is done.
+                            f(captured, &map.bytes()[..len], count, &mut ctx)
+                        }
+                        (Some(_), Input::Failed(message)) => ctx.fail_rest(count, &message),
                     }
                     ctx.close_frame();
                     if ctx.broken {

@@ -485,7 +485,7 @@ impl<T: Pod> SharedSlice<T> {
         let bytes = len
             .checked_mul(size_of::<T>())
             .ok_or_else(|| bad(format!("{len} elements overflow the address space")))?;
-        let map = SealedMapping::new(fd.as_fd(), bytes.max(1))?;
+        let map = SealedMapping::new(fd.as_fd(), bytes.max(1), false)?;
         Ok(Self {
             inner: Arc::new(SliceInner { fd, map }),
             len,

@@ -58,6 +58,26 @@ pub(crate) fn seal_read_only(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// A new anonymous segment holding a copy of `bytes`, sealed read-only:
+/// one copy, its pages reserved first (a full `/dev/shm` or memory cgroup
+/// is `ENOSPC` here, never a SIGBUS). `name` labels it in `/proc/PID/fd`.
+pub(crate) fn sealed_copy(name: &str, bytes: &[u8]) -> io::Result<OwnedFd> {
+    // write(2), not a mapping: the kernel allocates and fills the pages in
+    // one pass, with no page faults (a full segment is ENOSPC from write).
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    let mut rest = if bytes.is_empty() { &[0u8][..] } else { bytes };
+    while !rest.is_empty() {
+        match rustix::io::write(&fd, rest) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => rest = &rest[n..],
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    seal_read_only(fd.as_fd())?;
+    Ok(fd)
+}
+
 /// Whether the segment behind `fd` is sealed read-only (its bytes and size
 /// can never change again). False for anything that is not such a memfd.
 pub(crate) fn is_sealed_read_only(fd: BorrowedFd<'_>) -> bool {
@@ -360,7 +380,9 @@ impl SealedMapping {
     /// including a plain file or pipe, is `InvalidData`) and at least `len`
     /// long (else `InvalidData`: the seals keep it from shrinking, so no
     /// access can be a SIGBUS later).
-    pub(crate) fn new(fd: BorrowedFd<'_>, len: usize) -> io::Result<Self> {
+    /// `populate`: map every page now (`MAP_POPULATE`), for a reader of
+    /// all of it; else pages are mapped as they are read.
+    pub(crate) fn new(fd: BorrowedFd<'_>, len: usize, populate: bool) -> io::Result<Self> {
         if len == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -388,7 +410,11 @@ impl SealedMapping {
                 std::ptr::null_mut(),
                 len,
                 ProtFlags::READ,
-                MapFlags::SHARED,
+                if populate {
+                    MapFlags::SHARED | MapFlags::POPULATE
+                } else {
+                    MapFlags::SHARED
+                },
                 fd,
                 0,
             )?

@@ -34,11 +34,21 @@ pub(crate) struct Chunk {
     ends: Vec<u32>,
     /// The items that carry descriptors (index in the chunk, ascending),
     /// with them; the indices in an item's bytes are into its own table.
-    fds: Vec<(u32, ItemFds)>,
+    /// `true`: the item's bytes are in its one descriptor, a sealed
+    /// segment, and its bytes here are their length (u64).
+    fds: Vec<(u32, ItemFds, bool)>,
+    /// Items whose encoding is longer travel in shared memory.
+    shm_above: usize,
 }
 
+/// An item's descriptors, and whether they are its bytes (a sealed
+/// segment).
+pub(crate) type ItemExtra = (ItemFds, bool);
+
 impl Chunk {
-    pub(crate) fn new(job: u64, func: u32, first: u64) -> Self {
+    /// An empty chunk whose items of more than `shm_above` encoded bytes
+    /// travel in shared memory (`usize::MAX`: never).
+    pub(crate) fn new(job: u64, func: u32, first: u64, shm_above: usize) -> Self {
         Self {
             job,
             func,
@@ -47,6 +57,7 @@ impl Chunk {
             data: Vec::new(),
             ends: Vec::new(),
             fds: Vec::new(),
+            shm_above,
         }
     }
 
@@ -59,6 +70,10 @@ impl Chunk {
         let at = self.data.len();
         match frame::append(args, &mut self.data) {
             Ok(()) => {
+                if self.data.len() - at > self.shm_above {
+                    self.move_to_shm(at);
+                    return Ok(());
+                }
                 self.ends.push(self.data.len() as u32);
                 self.count += 1;
                 Ok(())
@@ -70,21 +85,44 @@ impl Chunk {
         }
     }
 
+    /// The item just appended at `at` is large: its bytes go into a sealed
+    /// segment (one copy) that the worker maps, instead of through the
+    /// socket. If the segment cannot be had (a full `/dev/shm`, the
+    /// descriptor limit), the bytes stay and take the socket.
+    #[cold]
+    fn move_to_shm(&mut self, at: usize) {
+        let len = self.data.len() - at;
+        match crate::sys::shm::sealed_copy("multiproc-task", &self.data[at..]) {
+            Ok(fd) => {
+                self.data.truncate(at);
+                self.push_item(
+                    &(len as u64).to_le_bytes(),
+                    Some((Arc::new(vec![fd]), true)),
+                );
+            }
+            Err(e) => {
+                log::debug!(target: "multiproc", "a task's {len} bytes take the socket: no shared memory ({e})");
+                self.ends.push(self.data.len() as u32);
+                self.count += 1;
+            }
+        }
+    }
+
     #[cold]
     fn push_with_fds<T: serde::Serialize>(&mut self, args: &T) -> Result<()> {
         // Its error names the type, and the OS error of a descriptor that
         // could not be duplicated, or the descriptor count over the cap.
         let encoded = codec::encode(args)?;
-        let fds = (!encoded.fds.is_empty()).then(|| Arc::new(encoded.fds));
+        let fds = (!encoded.fds.is_empty()).then(|| (Arc::new(encoded.fds), false));
         self.push_item(&encoded.bytes, fds);
         Ok(())
     }
 
     /// Appends one item's bytes and descriptors (sent again after a death
     /// or a panic).
-    pub(super) fn push_item(&mut self, item: &[u8], fds: Option<ItemFds>) {
-        if let Some(fds) = fds {
-            self.fds.push((self.count, fds));
+    pub(super) fn push_item(&mut self, item: &[u8], fds: Option<ItemExtra>) {
+        if let Some((fds, shm)) = fds {
+            self.fds.push((self.count, fds, shm));
         }
         self.data.extend_from_slice(item);
         self.ends.push(self.data.len() as u32);
@@ -92,15 +130,15 @@ impl Chunk {
     }
 
     /// The descriptors of item `j`, if it carries some.
-    pub(super) fn item_fds(&self, j: usize) -> Option<ItemFds> {
+    pub(super) fn item_fds(&self, j: usize) -> Option<ItemExtra> {
         if self.fds.is_empty() {
             return None;
         }
         let j = j as u32;
         self.fds
-            .binary_search_by_key(&j, |(k, _)| *k)
+            .binary_search_by_key(&j, |(k, _, _)| *k)
             .ok()
-            .map(|at| self.fds[at].1.clone())
+            .map(|at| (self.fds[at].1.clone(), self.fds[at].2))
     }
 
     /// How many of the items carry descriptors.
@@ -142,13 +180,13 @@ impl Chunk {
         // Each item with descriptors is a frame of its own; the plain
         // items between them go as TASK frames. All but the chunk's last
         // frame say MORE: the worker counts the chunk once.
-        let mut frames: Vec<(usize, usize, Option<ItemFds>)> = Vec::new();
-        for (k, fds) in &self.fds {
+        let mut frames: Vec<(usize, usize, Option<ItemExtra>)> = Vec::new();
+        for (k, fds, shm) in &self.fds {
             let k = *k as usize;
             if k > run_start {
                 frames.push((run_start, k, None));
             }
-            frames.push((k, k + 1, Some(fds.clone())));
+            frames.push((k, k + 1, Some((fds.clone(), *shm))));
             run_start = k + 1;
         }
         if run_start < last {
@@ -162,12 +200,13 @@ impl Chunk {
             byte_start += len;
             match fds {
                 None => task_frame(out, self.func, (to - from) as u32 | flag | more, bytes),
-                Some(fds) => {
+                Some((fds, shm)) => {
                     marks.push_back((out.len(), fds.clone()));
                     let at = frame::begin_frame(out, frame::TASK_FDS);
                     out.extend_from_slice(&self.func.to_le_bytes());
                     out.extend_from_slice(&(1 | flag | more).to_le_bytes());
-                    out.extend_from_slice(&(fds.len() as u32).to_le_bytes());
+                    let n = fds.len() as u32 | if shm { frame::SHM } else { 0 };
+                    out.extend_from_slice(&n.to_le_bytes());
                     out.extend_from_slice(bytes);
                     frame::end_frame(out, at);
                 }

@@ -58,6 +58,7 @@ impl Core {
             max_memory: self.config.max_memory,
             timed: self.config.timeout.is_some(),
             insights: self.config.insights,
+            shm_above: self.config.shm_above as u64,
         };
         // The first workers are forked here; replacements (under the fork
         // start method) by the forker, since this process may have threads
@@ -242,7 +243,7 @@ impl Core {
                     self.deliver_err(chunk.job, index, e);
                 } else {
                     again
-                        .get_or_insert_with(|| Chunk::new(chunk.job, chunk.func, index))
+                        .get_or_insert_with(|| Chunk::new(chunk.job, chunk.func, index, usize::MAX))
                         .push_item(item, chunk.item_fds(j));
                 }
                 k += 1;

@@ -124,6 +124,9 @@ pub(crate) struct Config {
     pub(crate) nested: bool,
     /// Workers time their waits and tasks (`PoolBuilder::insights`).
     pub(crate) insights: bool,
+    /// Arguments and results longer than this travel as shared memory
+    /// (`PoolBuilder::shared_memory_above`).
+    pub(crate) shm_above: usize,
     /// Called as calls advance (`PoolBuilder::on_progress`).
     pub(crate) on_progress: Option<crate::pool::progress::OnProgress>,
     pub(crate) setup: crate::runtime::config::WorkerSetup,
@@ -822,7 +825,7 @@ impl Core {
             match self.retry(id, index) {
                 Ok(()) => {
                     // Run it again, first: this item's bytes alone.
-                    let mut again = Chunk::new(id, chunk.func, index);
+                    let mut again = Chunk::new(id, chunk.func, index, usize::MAX);
                     let j = w.front_answered as usize;
                     again.push_item(chunk.items()[j], chunk.item_fds(j));
                     log::info!(target: "multiproc", "task {index} of {what} runs again: it panicked in {}", w.who());

@@ -1,12 +1,22 @@
 //! Results from a worker: RESULTS frames (a batch of encoded results) and
 //! RESULTS_FDS frames (one result that holds descriptors, which came first
-//! on the worker's descriptor socket), handed to their job's sink.
+//! on the worker's descriptor socket, or, flagged SHM, one large result in
+//! a sealed segment), handed to their job's sink.
 
 use std::os::fd::{AsFd, OwnedFd};
 
 use super::{Core, Worker};
 use crate::pool::frame;
 use crate::sys;
+
+/// Where the results' bytes are.
+enum Bytes {
+    /// In the worker's read buffer.
+    InBuf(std::ops::Range<usize>),
+    /// In a sealed segment mapped here (unmapped once decoded), and their
+    /// length.
+    Mapped((sys::shm::SealedMapping, usize)),
+}
 
 impl Core {
     /// A RESULTS frame: the next `n` items of the front chunk succeeded.
@@ -15,7 +25,7 @@ impl Core {
         let Some((n, _)) = frame::results_body(&w.inbuf[body.clone()]) else {
             return false;
         };
-        self.deliver(w, n, body.start + 4..body.end, None)
+        self.deliver(w, n, Bytes::InBuf(body.start + 4..body.end), None)
     }
 
     /// A RESULTS_FDS frame: the next item succeeded with a result that
@@ -28,25 +38,42 @@ impl Core {
         w: &mut Worker,
         body: std::ops::Range<usize>,
     ) -> bool {
-        if frame::results_fds_body(&w.inbuf[body.clone()]).is_none() {
+        let Some((n, rest)) = frame::results_fds_body(&w.inbuf[body.clone()]) else {
             return false;
-        }
+        };
         let mut fds = Vec::new();
         let mut byte = [0u8; 1];
         let _ = sys::socket::recv_with(w.fds_sock.as_fd(), &mut byte, &mut fds, false);
-        self.deliver(w, 1, body.start + 4..body.end, Some(fds))
+        if n & frame::SHM == 0 {
+            return self.deliver(w, 1, Bytes::InBuf(body.start + 4..body.end), Some(fds));
+        }
+        // A large result: its bytes are the one segment's. A segment that
+        // is missing, unsealed or short leaves the item with no bytes,
+        // which fails its decoding with the reason.
+        let mapped = match (frame::shm_len(rest), fds.as_slice()) {
+            (Some(len), [fd]) => sys::shm::SealedMapping::new(fd.as_fd(), len.max(1), true)
+                .map(|m| (m, len))
+                .map_err(|e| {
+                    format!("the result's shared memory ({len} bytes) could not be mapped: {e}")
+                }),
+            _ => Err("a shared-memory result came without its one segment and length".to_string()),
+        };
+        match mapped {
+            Ok(mapped) => self.deliver(w, 1, Bytes::Mapped(mapped), None),
+            Err(why) => {
+                crate::codec::explain_next_failure(why);
+                self.deliver(w, 1, Bytes::InBuf(body.end..body.end), None)
+            }
+        }
     }
 
     /// The next `n` items of `w`'s front chunk returned these bytes (and,
     /// for one result that holds them, these descriptors).
-    fn deliver(
-        &mut self,
-        w: &mut Worker,
-        n: u32,
-        bytes: std::ops::Range<usize>,
-        fds: Option<Vec<OwnedFd>>,
-    ) -> bool {
-        let bytes = &w.inbuf[bytes];
+    fn deliver(&mut self, w: &mut Worker, n: u32, bytes: Bytes, fds: Option<Vec<OwnedFd>>) -> bool {
+        let bytes = match &bytes {
+            Bytes::InBuf(range) => &w.inbuf[range.clone()],
+            Bytes::Mapped((map, len)) => &map.bytes()[..*len],
+        };
         let Some(chunk) = w.sent.front() else {
             return false;
         };
