@@ -255,6 +255,50 @@ fn pool_section() -> Result<(), multiproc::Error> {
     Ok(())
 }
 
+/// Sums one 8 KiB row of the shared array; says how much memory the worker holds.
+fn row_sum((a, row): (multiproc::shared::SharedSlice<f64>, usize)) -> (f64, u64) {
+    let sum = a[row * 1024..(row + 1) * 1024].iter().sum();
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_string();
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0);
+    (sum, rss)
+}
+
+/// Looks a word up in a table the pool put in shared memory once.
+fn lookup((table, word): (multiproc::shared::Frozen<Vec<String>>, usize)) -> String {
+    table[word].clone()
+}
+
+fn big_data() -> Result<(), multiproc::Error> {
+    use multiproc::Pool;
+    use multiproc::shared::SharedVec;
+    section("Sharing big data: a 256 MiB array reaches the workers without a copy");
+    let mut v = SharedVec::<f64>::zeroed(32 << 20)?; // built in place, in shared memory
+    v.fill(0.5);
+    let array = v.freeze()?; // sealed read-only: every process maps the same pages
+    let pool = Pool::new(2)?;
+    let t = Instant::now();
+    let out = pool.map(row_sum, (0..4).map(|r| (array.clone(), r * 1000)))?;
+    println!(
+        "4 rows summed to {:?} in {:.2} ms; the workers hold {:?} KiB each (the array is 262 144 KiB)",
+        out.iter().map(|o| o.0).collect::<Vec<_>>(),
+        t.elapsed().as_secs_f64() * 1e3,
+        out.iter().map(|o| o.1).collect::<Vec<_>>()
+    );
+    let table = pool.put((0..10_000).map(|i| format!("word-{i}")).collect::<Vec<_>>())?;
+    let words = pool.map(lookup, [(table.clone(), 7), (table.clone(), 9_999)])?;
+    println!(
+        "pool.put (ray.put): {} bytes encoded once, decoded once per worker: {words:?}",
+        table.encoded_len()
+    );
+    pool.close();
+    pool.join()
+}
+
 fn tally(word: String, counts: multiproc::manager::DictProxy<String, u64>) {
     counts.modify(word, |n| n.unwrap_or(0) + 1).unwrap();
 }
@@ -435,6 +479,7 @@ fn main() -> Result<(), multiproc::Error> {
 
     sync_and_shared()?;
     pool_section()?;
+    big_data()?;
     tour_manager()?;
 
     println!(

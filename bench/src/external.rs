@@ -35,6 +35,7 @@ pub const REQUIREMENTS: &[&str] = &[
     "loky==3.7.0",
     "pebble==5.2.3",
     "joblib==1.6.0",
+    "numpy==2.2.6",
 ];
 
 /// Longest `pip install` may take.

@@ -18,6 +18,7 @@ mod pool_executor;
 mod pool_faults;
 pub mod process_start;
 mod queue;
+mod shared_data;
 mod sync;
 
 /// An implementation a scenario can be measured with; also the table's
@@ -513,6 +514,18 @@ pub const SCENARIOS: &[Scenario] = &[
         pending: None,
     },
     Scenario {
+        name: "pool_array",
+        variants: &["1gib"],
+        unit: "ms",
+        iters: shared_data::array_iters,
+        entries: &[
+            Entry::all(Impl::Multiproc, Runner::Native(shared_data::array)),
+            Entry::python_best("pool_array.py"),
+            Entry::peer(Impl::Joblib, "pool_array.py", &["joblib"]),
+        ],
+        pending: None,
+    },
+    Scenario {
         name: "pool_imap_unordered",
         variants: &["forkserver"],
         unit: "us_per_task",
@@ -915,6 +928,43 @@ pub const SWEEPS: &[Sweep] = &[
         },
         quick: QUICK_SIZES,
         title: "Pool per-task cost vs argument size (map, chunksize 1, 2 workers)",
+        param: "bytes",
+        chart: true,
+    },
+    Sweep {
+        scenario: Scenario {
+            name: "pool_argsize_shared",
+            variants: SIZES,
+            unit: "us_per_task",
+            iters: pool::argsize_iters,
+            entries: &[
+                Entry::all(Impl::Multiproc, Runner::Native(shared_data::argsize_shared)),
+                Entry::python_best("pool_argsize.py"),
+            ],
+            pending: None,
+        },
+        quick: QUICK_SIZES,
+        title: "Pool per-task cost vs argument size, the argument in shared memory (a SharedSlice made once; Python: bytes)",
+        param: "bytes",
+        chart: true,
+    },
+    Sweep {
+        scenario: Scenario {
+            name: "pool_resultsize",
+            variants: SIZES,
+            unit: "us_per_task",
+            iters: pool::argsize_iters,
+            entries: &[
+                Entry::all(Impl::Multiproc, Runner::Native(shared_data::resultsize)),
+                Entry::python_best("pool_resultsize.py"),
+                Entry::peer(Impl::Futures, "pool_resultsize.py", &["futures"]),
+                Entry::peer(Impl::Mpire, "pool_resultsize.py", &["mpire"]),
+                Entry::peer(Impl::Loky, "pool_resultsize.py", &["loky"]),
+            ],
+            pending: None,
+        },
+        quick: QUICK_SIZES,
+        title: "Pool per-task cost vs result size (map, chunksize 1, 2 workers)",
         param: "bytes",
         chart: true,
     },

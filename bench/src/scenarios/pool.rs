@@ -47,7 +47,7 @@ pub fn auto_iters(_: &str, quick: bool) -> usize {
 
 fn pool(method: &str) -> Result<Pool, String> {
     let method: StartMethod = method.parse().map_err(err)?;
-    let pool = Pool::builder()
+    let pool = super::shared_data::with_shm_above(Pool::builder())
         .processes(WORKERS)
         .start_method(method)
         .build()
