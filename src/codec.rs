@@ -60,7 +60,7 @@ pub(crate) fn explain_next_failure(message: String) {
 }
 
 /// Forgets a message [`refuse`] left from an earlier decoding.
-fn forget_refusal() {
+pub(crate) fn forget_refusal() {
     REFUSED.with(|r| r.borrow_mut().take());
 }
 

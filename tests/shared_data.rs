@@ -366,6 +366,21 @@ fn unsealed_short_or_foreign_descriptors_are_refused(_: StartMethod) {
     let msg = refused(Forged(Fd::new(short), 1 << 40));
     assert!(msg.contains("4096 bytes"), "{msg}");
     refused(Forged(Fd::new(short2), u64::MAX));
+    // Sealed and long enough, but sparse: 1 GiB that cost its sender
+    // nothing would cost the reader a page per page read.
+    let sparse = rustix::fs::memfd_create(
+        "sparse",
+        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+    )
+    .unwrap();
+    rustix::fs::ftruncate(&sparse, 1 << 30).unwrap();
+    rustix::fs::fcntl_add_seals(
+        &sparse,
+        rustix::fs::SealFlags::WRITE | rustix::fs::SealFlags::SHRINK | rustix::fs::SealFlags::GROW,
+    )
+    .unwrap();
+    let msg = refused(Forged(Fd::new(sparse), 1 << 30));
+    assert!(msg.contains("holes"), "{msg}");
     // Not shared memory at all.
     let (r, _w) = std::io::pipe().unwrap();
     refused(Forged(Fd::new(r.into()), 1));
@@ -547,6 +562,17 @@ fn large_arguments_and_results_travel_as_shared_memory(method: StartMethod) {
         .map(|r| r.unwrap())
         .collect();
     assert!(lazy.iter().all(|(m, b)| *m && b[..] == big[..]));
+    // Many large items at once (more than the process keeps segments
+    // for: the rest take the socket), all answered.
+    let many = pool
+        .map_async(
+            stretch,
+            vec![(serde_bytes::ByteBuf::from(vec![9u8; 100_000]), 1); 300],
+        )
+        .unwrap()
+        .get()
+        .unwrap();
+    assert!(many.iter().all(|(_, b)| b.len() == 100_000 && b[0] == 9));
     // Nothing is left on either side once the items are answered.
     assert!(!holds("multiproc-task") && !holds("multiproc-result"));
     for (task, result) in pool.chunksize(1).map(leftovers, 0..10).unwrap() {

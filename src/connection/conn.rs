@@ -766,7 +766,7 @@ impl<T> Serialize for Connection<T> {
 
 impl<'de, T> Deserialize<'de> for Connection<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let w = Wire::deserialize(deserializer).map_err(crate::codec::refuse::<D::Error>)?;
+        let w = Wire::deserialize(deserializer)?;
         if !w.ring {
             return Ok(Connection::new(
                 w.fd.into_owned(),

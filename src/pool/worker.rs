@@ -403,9 +403,19 @@ impl Ctx {
                 "could not encode the task's result: it holds descriptors, which cannot travel from here".into(),
             ));
         };
-        if sys::socket::send_all(fds_sock.as_fd(), &[&[0]], &encoded.borrowed_fds()).is_err() {
-            self.broken = true;
-            return Err(Some("the pool is gone".into()));
+        match sys::socket::send_all(fds_sock.as_fd(), &[&[0]], &encoded.borrowed_fds()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.broken = true;
+                return Err(Some("the pool is gone".into()));
+            }
+            // ETOOMANYREFS (too many descriptors in flight), ENOBUFS:
+            // this result cannot go; the worker can.
+            Err(e) => {
+                return Err(Some(format!(
+                    "could not send the task's result's descriptors: {e}"
+                )));
+            }
         }
         self.close_frame();
         let at = begin_frame(&mut self.out, RESULTS_FDS);
@@ -413,6 +423,11 @@ impl Ctx {
             .extend_from_slice(&(encoded.fds.len() as u32).to_le_bytes());
         self.out.extend_from_slice(&encoded.bytes);
         end_frame(&mut self.out, at);
+        // At once: the pool takes the descriptors when it reads the frame,
+        // so a frame held back here (results are batched) would leave them
+        // in the socket, which fills after a few hundred and blocks this
+        // worker while the pool waits for the frames.
+        self.flush();
         Ok(())
     }
 
@@ -427,8 +442,10 @@ impl Ctx {
             let fd = sys::shm::sealed_copy("multiproc-result", &self.out[mark..]).ok()?;
             match sys::socket::send_all(sock.as_fd(), &[&[0]], &[fd.as_fd()]) {
                 Ok(()) => Some(()),
-                Err(_) => {
-                    self.broken = true;
+                Err(e) => {
+                    // Gone, or no room for descriptors: the bytes stay in
+                    // the batch (and the next write finds a gone pool).
+                    self.broken |= e.kind() == std::io::ErrorKind::BrokenPipe;
                     None
                 }
             }
@@ -443,6 +460,8 @@ impl Ctx {
         self.out.extend_from_slice(&(1 | SHM).to_le_bytes());
         self.out.extend_from_slice(&(len as u64).to_le_bytes());
         end_frame(&mut self.out, at);
+        // At once, as in `ok_with_fds`.
+        self.flush();
     }
 
     fn close_frame(&mut self) {

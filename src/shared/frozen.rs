@@ -4,8 +4,10 @@
 //! ## The per-process table
 //!
 //! A receiver keys what it decoded by the segment's identity (device and
-//! inode, the same in every process) and keeps the last [`KEEP`] values,
-//! each with its segment (so the identity cannot be reused while kept).
+//! inode, the same in every process) and the 16 random bytes `Frozen::new`
+//! writes first in the segment (inode numbers of memfds repeat on kernels
+//! before 5.9), and keeps the last [`KEEP`] values, each with its segment
+//! (so the identity cannot be reused while kept).
 //! Every task that takes the same `Frozen` after the first one in a worker
 //! costs a descriptor and a table lookup, not a decode. The price: a worker
 //! holds up to [`KEEP`] such values after the caller has dropped them,
@@ -30,8 +32,14 @@ use crate::error::{Error, ErrorKind, Result};
 /// How many decoded values a process keeps.
 pub(crate) const KEEP: usize = 4;
 
+/// The segment's identity and its tag.
+type Id = ((u64, u64), [u8; TAG]);
+
+/// The random bytes at the start of every `Frozen` segment.
+const TAG: usize = 16;
+
 struct Kept {
-    id: (u64, u64),
+    id: Id,
     value: Arc<dyn Any + Send + Sync>,
     _segment: SharedSlice<u8>,
 }
@@ -107,6 +115,7 @@ impl<T: Serialize> Frozen<T> {
             vec: SharedVec::new()?,
             failed: None,
         };
+        out.vec.extend_from_slice(&crate::sys::shm::random_tag())?;
         let done = postcard::serialize_with_flavor(&value, &mut out);
         if let Some(e) = out.failed {
             return Err(e);
@@ -183,7 +192,14 @@ impl<T> Serialize for Frozen<T> {
 impl<'de, T: DeserializeOwned + Send + Sync + 'static> Deserialize<'de> for Frozen<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let segment = SharedSlice::<u8>::deserialize(d)?;
-        let id = segment.identity().ok();
+        let Some((tag, bytes)) = segment.split_first_chunk::<TAG>() else {
+            return Err(crate::codec::refuse::<D::Error>(format!(
+                "a Frozen<{}> of {} bytes is too short to be one",
+                std::any::type_name::<T>(),
+                segment.len()
+            )));
+        };
+        let id = segment.identity().ok().map(|ino| (ino, *tag));
         if let Some(id) = id {
             let hit = with_table(|t| {
                 t.iter()
@@ -197,27 +213,36 @@ impl<'de, T: DeserializeOwned + Send + Sync + 'static> Deserialize<'de> for Froz
         }
         // The bytes are sealed, so they are what the sender encoded (or a
         // hostile sender's, which decode as any other bytes: postcard's
-        // lengths are bounded by the bytes present).
-        let value: T = postcard::from_bytes(&segment).map_err(|e| {
-            crate::codec::refuse::<D::Error>(format!(
-                "could not decode a Frozen<{}> of {} bytes: {e}",
-                std::any::type_name::<T>(),
-                segment.len()
-            ))
-        })?;
+        // lengths are bounded by the bytes present, and the segment has
+        // its pages). No descriptor of the message around it can be taken.
+        let value: T = crate::codec::with_incoming(Vec::new(), || postcard::from_bytes(bytes))
+            .map_err(|e| {
+                crate::codec::refuse::<D::Error>(format!(
+                    "could not decode a Frozen<{}> of {} bytes: {}",
+                    std::any::type_name::<T>(),
+                    segment.len(),
+                    crate::codec::why(&e)
+                ))
+            })?;
         let value = Arc::new(value);
         if let Some(id) = id {
-            with_table(|t| {
-                t.retain(|k| k.id != id);
+            let evicted = with_table(|t| {
+                let mut out = Vec::new();
+                if let Some(at) = t.iter().position(|k| k.id == id) {
+                    out.extend(t.remove(at));
+                }
                 if t.len() == KEEP {
-                    t.pop_front();
+                    out.extend(t.pop_front());
                 }
                 t.push_back(Kept {
                     id,
                     value: value.clone(),
                     _segment: segment.clone(),
                 });
+                out
             });
+            // Dropped outside the lock: a large value takes a while.
+            drop(evicted);
         }
         Ok(Self { value, segment })
     }

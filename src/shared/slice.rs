@@ -34,7 +34,8 @@
 //! its descriptor or a mapping, and goes back to the system when the last
 //! one drops it, however that process ends. In flight it is a descriptor
 //! in a socket, which the kernel frees with the socket. A receiver maps it
-//! lazily: its resident memory grows only by the pages it touches.
+//! lazily: its resident set grows only by the pages it reads, and they are
+//! the same physical pages in every process (the system holds one copy).
 
 // The two slices over shared memory (argued in "Why it is sound" above)
 // and one copy between mappings.
@@ -174,9 +175,11 @@ impl<T: Pod> SharedVec<T> {
     }
 
     /// A vector of `len` zeroes (every `Pod` type has an all-zero value),
-    /// to fill in place: `v.fill(..)`, `v[i] = ..`, or one process per
-    /// chunk through `chunks_mut` before freezing. Zero pages cost nothing
-    /// until written.
+    /// to fill in place: `v.fill(..)`, `v[i] = ..`, or threads each
+    /// filling a part through `chunks_mut` (rayon's `par_chunks_mut`)
+    /// before freezing. The pages are reserved at once (`fallocate`: a
+    /// full `/dev/shm` is an error here, not a SIGBUS later), so they count
+    /// against memory from the start.
     ///
     /// # Errors
     ///
@@ -326,9 +329,15 @@ impl<T: Pod> SharedVec<T> {
         let keep = round_to_page(len * size_of::<T>()).unwrap_or(PAGE);
         let io = |e| Error::io("could not seal a shared vector's memory", e);
         let SharedVec { fd, map, .. } = self;
+        let had = map.as_ref().map_or(0, Mapping::len);
         // The writable mapping must go before the segment can be sealed.
         drop(map);
         rustix::fs::ftruncate(&fd, keep as u64).map_err(|e| io(e.into()))?;
+        if had < keep {
+            // An empty vector's one page: receivers refuse segments with
+            // holes.
+            sys::shm::reserve(fd.as_fd(), had as u64, (keep - had) as u64).map_err(io)?;
+        }
         let fd = match sys::shm::seal_read_only(fd.as_fd()) {
             Ok(()) => fd,
             // A forked child maps the pages writable: copy them once.

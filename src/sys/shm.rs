@@ -78,8 +78,28 @@ pub(crate) fn sealed_copy(name: &str, bytes: &[u8]) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Whether the segment behind `fd` is sealed read-only (its bytes and size
-/// can never change again). False for anything that is not such a memfd.
+/// 16 random bytes (`getrandom(2)`), to tell apart segments whose inode
+/// numbers may repeat (kernels before 5.9 number memfd inodes with a 32-bit
+/// counter that wraps). Falls back to the clock and pid if the kernel's
+/// pool is not ready.
+pub(crate) fn random_tag() -> [u8; 16] {
+    let mut tag = [0u8; 16];
+    if rustix::rand::getrandom(&mut tag, rustix::rand::GetRandomFlags::empty()).is_err() {
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        tag[..8].copy_from_slice(&(now.tv_nsec as u64 ^ (now.tv_sec as u64) << 30).to_le_bytes());
+        tag[8..12].copy_from_slice(
+            &rustix::process::getpid()
+                .as_raw_nonzero()
+                .get()
+                .to_le_bytes(),
+        );
+    }
+    tag
+}
+
+/// Whether the segment behind `fd` is sealed read-only: its bytes can never
+/// change and it can never shrink (it may still grow, which no mapping of
+/// a fixed length sees). False for anything that is not such a memfd.
 pub(crate) fn is_sealed_read_only(fd: BorrowedFd<'_>) -> bool {
     let need = rustix::fs::SealFlags::WRITE | rustix::fs::SealFlags::SHRINK;
     rustix::fs::fcntl_get_seals(fd).is_ok_and(|s| s.contains(need))
@@ -362,6 +382,11 @@ impl Drop for Mapping {
 /// A read-only mapping of a segment sealed read-only: its bytes can never
 /// change while it exists, in any process, so it hands them out as `&[u8]`.
 /// Unmapped on drop.
+///
+/// The mapping is `MAP_PRIVATE`: a read-only private mapping of a file
+/// reads its page-cache pages, so it is the same memory as every other
+/// process's (no copy) — and kernels before 6.7 refuse `MAP_SHARED` of a
+/// segment sealed against writes even read-only (`EPERM`).
 #[derive(Debug)]
 pub(crate) struct SealedMapping {
     ptr: NonNull<u8>,
@@ -377,9 +402,12 @@ unsafe impl Sync for SealedMapping {}
 impl SealedMapping {
     /// Maps the first `len` bytes (not 0) of the segment behind `fd`, which
     /// must be sealed read-only ([`is_sealed_read_only`]; anything else,
-    /// including a plain file or pipe, is `InvalidData`) and at least `len`
+    /// including a plain file or pipe, is `InvalidData`), at least `len`
     /// long (else `InvalidData`: the seals keep it from shrinking, so no
-    /// access can be a SIGBUS later).
+    /// access can be a SIGBUS later) and have its pages: a sparse segment
+    /// (holes, which cost its sender nothing and this process a fresh page
+    /// each on reading) is `InvalidData`, so that a peer cannot make this
+    /// process allocate memory it did not pay for.
     /// `populate`: map every page now (`MAP_POPULATE`), for a reader of
     /// all of it; else pages are mapped as they are read.
     pub(crate) fn new(fd: BorrowedFd<'_>, len: usize, populate: bool) -> io::Result<Self> {
@@ -395,11 +423,21 @@ impl SealedMapping {
                 "the descriptor received is not a segment sealed read-only",
             ));
         }
-        let have = size(fd)?;
+        let st = rustix::fs::fstat(fd)?;
+        let have = usize::try_from(st.st_size).unwrap_or(0);
         if have < len {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("the segment has {have} bytes, {len} were expected"),
+            ));
+        }
+        let pages = (st.st_blocks as u64).saturating_mul(512);
+        if pages < len as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the segment of {have} bytes holds only {pages} bytes of pages (it has holes)"
+                ),
             ));
         }
         // SAFETY: a fresh mapping at an address the kernel picks cannot
@@ -411,9 +449,9 @@ impl SealedMapping {
                 len,
                 ProtFlags::READ,
                 if populate {
-                    MapFlags::SHARED | MapFlags::POPULATE
+                    MapFlags::PRIVATE | MapFlags::POPULATE
                 } else {
-                    MapFlags::SHARED
+                    MapFlags::PRIVATE
                 },
                 fd,
                 0,

@@ -39,6 +39,25 @@ pub(crate) struct Chunk {
     fds: Vec<(u32, ItemFds, bool)>,
     /// Items whose encoding is longer travel in shared memory.
     shm_above: usize,
+    /// The bytes of its items that are in shared memory, and how many
+    /// such items it holds (counted in [`LIVE_SEGMENTS`]).
+    shm_bytes: usize,
+    shm_items: usize,
+}
+
+/// Task segments alive in this process (made by a chunk, not yet dropped
+/// by every chunk that holds them). Past [`MAX_LIVE_SEGMENTS`], items take
+/// the socket: a `map_async` of thousands of large items must not take
+/// thousands of descriptors (the process's limit is often 1 024).
+static LIVE_SEGMENTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+const MAX_LIVE_SEGMENTS: usize = 128;
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        if self.shm_items > 0 {
+            LIVE_SEGMENTS.fetch_sub(self.shm_items, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 /// An item's descriptors, and whether they are its bytes (a sealed
@@ -58,7 +77,15 @@ impl Chunk {
             ends: Vec::new(),
             fds: Vec::new(),
             shm_above,
+            shm_bytes: 0,
+            shm_items: 0,
         }
+    }
+
+    /// Its arguments' size, in the socket or in shared memory: what the
+    /// in-flight bound counts.
+    pub(crate) fn weight(&self) -> usize {
+        self.data.len() + self.shm_bytes
     }
 
     /// Appends one item's encoded arguments. Arguments holding descriptors
@@ -91,7 +118,13 @@ impl Chunk {
     /// descriptor limit), the bytes stay and take the socket.
     #[cold]
     fn move_to_shm(&mut self, at: usize) {
+        use std::sync::atomic::Ordering;
         let len = self.data.len() - at;
+        if LIVE_SEGMENTS.load(Ordering::Relaxed) >= MAX_LIVE_SEGMENTS {
+            self.ends.push(self.data.len() as u32);
+            self.count += 1;
+            return;
+        }
         match crate::sys::shm::sealed_copy("multiproc-task", &self.data[at..]) {
             Ok(fd) => {
                 self.data.truncate(at);
@@ -122,6 +155,13 @@ impl Chunk {
     /// or a panic).
     pub(super) fn push_item(&mut self, item: &[u8], fds: Option<ItemExtra>) {
         if let Some((fds, shm)) = fds {
+            if shm {
+                // Counted while this chunk holds it (a chunk sent again
+                // after a death holds it too).
+                LIVE_SEGMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.shm_items += 1;
+                self.shm_bytes += frame::shm_len(item).unwrap_or(0);
+            }
             self.fds.push((self.count, fds, shm));
         }
         self.data.extend_from_slice(item);

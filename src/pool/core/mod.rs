@@ -615,7 +615,7 @@ impl Core {
             }
             let item_ns = self.item_ns;
             let items = chunk.count;
-            let bytes = chunk.data.len();
+            let bytes = chunk.weight();
             let fd_items = chunk.fd_items();
             let quota = self.config.max_tasks;
             let best = self
@@ -655,7 +655,7 @@ impl Core {
             }
             w.chunks_sent += 1;
             w.inflight += chunk.count as u64;
-            w.inflight_bytes += chunk.data.len();
+            w.inflight_bytes += chunk.weight();
             if quota.is_some_and(|q| w.chunks_sent >= q) {
                 w.leaving = true;
             }
@@ -792,7 +792,7 @@ impl Core {
         w.front_answered += n;
         if w.sent.front().is_some_and(|c| w.front_answered == c.count) {
             if let Some(done) = w.sent.pop_front() {
-                w.inflight_bytes -= done.data.len();
+                w.inflight_bytes -= done.weight();
             }
             w.front_answered = 0;
         }

@@ -62,7 +62,10 @@ impl Core {
             Ok(mapped) => self.deliver(w, 1, Bytes::Mapped(mapped), None),
             Err(why) => {
                 crate::codec::explain_next_failure(why);
-                self.deliver(w, 1, Bytes::InBuf(body.end..body.end), None)
+                let ok = self.deliver(w, 1, Bytes::InBuf(body.end..body.end), None);
+                // Not left for an unrelated failure if nothing decoded.
+                crate::codec::forget_refusal();
+                ok
             }
         }
     }
