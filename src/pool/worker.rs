@@ -392,6 +392,7 @@ impl Ctx {
     /// just before on the descriptor socket. `Err(None)` if it holds none
     /// (postcard's error stands), `Err(Some(why))` if they cannot go.
     #[cold]
+    #[inline(never)]
     fn ok_with_fds<T: Serialize>(&mut self, result: &T) -> Result<(), Option<String>> {
         let encoded = crate::codec::encode(result)
             .map_err(|e| Some(format!("could not encode the task's result: {e}")))?;
@@ -436,6 +437,7 @@ impl Ctx {
     /// and a RESULTS_FDS frame flagged SHM with the length. If no segment
     /// can be had, the bytes stay in the batch.
     #[cold]
+    #[inline(never)]
     fn ok_in_shm(&mut self, mark: usize) {
         let len = self.out.len() - mark;
         let sent = self.fds_sock.clone().and_then(|sock| {

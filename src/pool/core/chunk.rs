@@ -36,13 +36,11 @@ pub(crate) struct Chunk {
     /// with them; the indices in an item's bytes are into its own table.
     /// `true`: the item's bytes are in its one descriptor, a sealed
     /// segment, and its bytes here are their length (u64).
-    fds: Vec<(u32, ItemFds, bool)>,
+    fds: Vec<(u32, ItemFds, Option<Arc<LiveSegment>>)>,
     /// Items whose encoding is longer travel in shared memory.
     shm_above: usize,
-    /// The bytes of its items that are in shared memory, and how many
-    /// such items it holds (counted in [`LIVE_SEGMENTS`]).
+    /// The bytes of its items that are in shared memory.
     shm_bytes: usize,
-    shm_items: usize,
 }
 
 /// Task segments alive in this process (made by a chunk, not yet dropped
@@ -52,17 +50,26 @@ pub(crate) struct Chunk {
 static LIVE_SEGMENTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 const MAX_LIVE_SEGMENTS: usize = 128;
 
-impl Drop for Chunk {
-    fn drop(&mut self) {
-        if self.shm_items > 0 {
-            LIVE_SEGMENTS.fetch_sub(self.shm_items, std::sync::atomic::Ordering::Relaxed);
-        }
+/// One task segment counted in [`LIVE_SEGMENTS`] while some chunk (the
+/// first, or one sent again after a death) holds it.
+pub(crate) struct LiveSegment(());
+
+impl LiveSegment {
+    fn new() -> Arc<Self> {
+        LIVE_SEGMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Arc::new(LiveSegment(()))
     }
 }
 
-/// An item's descriptors, and whether they are its bytes (a sealed
-/// segment).
-pub(crate) type ItemExtra = (ItemFds, bool);
+impl Drop for LiveSegment {
+    fn drop(&mut self) {
+        LIVE_SEGMENTS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// An item's descriptors, and, if they are its bytes (a sealed segment),
+/// its count in [`LIVE_SEGMENTS`].
+pub(crate) type ItemExtra = (ItemFds, Option<Arc<LiveSegment>>);
 
 impl Chunk {
     /// An empty chunk whose items of more than `shm_above` encoded bytes
@@ -78,7 +85,6 @@ impl Chunk {
             fds: Vec::new(),
             shm_above,
             shm_bytes: 0,
-            shm_items: 0,
         }
     }
 
@@ -117,6 +123,7 @@ impl Chunk {
     /// socket. If the segment cannot be had (a full `/dev/shm`, the
     /// descriptor limit), the bytes stay and take the socket.
     #[cold]
+    #[inline(never)]
     fn move_to_shm(&mut self, at: usize) {
         use std::sync::atomic::Ordering;
         let len = self.data.len() - at;
@@ -130,7 +137,7 @@ impl Chunk {
                 self.data.truncate(at);
                 self.push_item(
                     &(len as u64).to_le_bytes(),
-                    Some((Arc::new(vec![fd]), true)),
+                    Some((Arc::new(vec![fd]), Some(LiveSegment::new()))),
                 );
             }
             Err(e) => {
@@ -142,11 +149,12 @@ impl Chunk {
     }
 
     #[cold]
+    #[inline(never)]
     fn push_with_fds<T: serde::Serialize>(&mut self, args: &T) -> Result<()> {
         // Its error names the type, and the OS error of a descriptor that
         // could not be duplicated, or the descriptor count over the cap.
         let encoded = codec::encode(args)?;
-        let fds = (!encoded.fds.is_empty()).then(|| (Arc::new(encoded.fds), false));
+        let fds = (!encoded.fds.is_empty()).then(|| (Arc::new(encoded.fds), None));
         self.push_item(&encoded.bytes, fds);
         Ok(())
     }
@@ -154,15 +162,11 @@ impl Chunk {
     /// Appends one item's bytes and descriptors (sent again after a death
     /// or a panic).
     pub(super) fn push_item(&mut self, item: &[u8], fds: Option<ItemExtra>) {
-        if let Some((fds, shm)) = fds {
-            if shm {
-                // Counted while this chunk holds it (a chunk sent again
-                // after a death holds it too).
-                LIVE_SEGMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.shm_items += 1;
+        if let Some((fds, live)) = fds {
+            if live.is_some() {
                 self.shm_bytes += frame::shm_len(item).unwrap_or(0);
             }
-            self.fds.push((self.count, fds, shm));
+            self.fds.push((self.count, fds, live));
         }
         self.data.extend_from_slice(item);
         self.ends.push(self.data.len() as u32);
@@ -178,7 +182,7 @@ impl Chunk {
         self.fds
             .binary_search_by_key(&j, |(k, _, _)| *k)
             .ok()
-            .map(|at| (self.fds[at].1.clone(), self.fds[at].2))
+            .map(|at| (self.fds[at].1.clone(), self.fds[at].2.clone()))
     }
 
     /// How many of the items carry descriptors.
@@ -226,7 +230,7 @@ impl Chunk {
             if k > run_start {
                 frames.push((run_start, k, None));
             }
-            frames.push((k, k + 1, Some((fds.clone(), *shm))));
+            frames.push((k, k + 1, Some((fds.clone(), shm.clone()))));
             run_start = k + 1;
         }
         if run_start < last {
@@ -245,7 +249,7 @@ impl Chunk {
                     let at = frame::begin_frame(out, frame::TASK_FDS);
                     out.extend_from_slice(&self.func.to_le_bytes());
                     out.extend_from_slice(&(1 | flag | more).to_le_bytes());
-                    let n = fds.len() as u32 | if shm { frame::SHM } else { 0 };
+                    let n = fds.len() as u32 | if shm.is_some() { frame::SHM } else { 0 };
                     out.extend_from_slice(&n.to_le_bytes());
                     out.extend_from_slice(bytes);
                     frame::end_frame(out, at);

@@ -21,6 +21,7 @@ enum Bytes {
 impl Core {
     /// A RESULTS frame: the next `n` items of the front chunk succeeded.
     /// False if the worker answered more than it was given.
+    #[inline]
     pub(super) fn handle_results(&mut self, w: &mut Worker, body: std::ops::Range<usize>) -> bool {
         let Some((n, _)) = frame::results_body(&w.inbuf[body.clone()]) else {
             return false;
