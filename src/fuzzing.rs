@@ -37,6 +37,11 @@ pub fn decode_everything(data: &[u8]) {
     crate::logging::fuzz_packet(data);
     // A queue whose shared memory another process scribbled over.
     crate::shm::ring::fuzz(data);
+    // A shared slice or a `Frozen` value whose descriptors did not come,
+    // and the bytes of a sealed segment decoded as a `Frozen` value.
+    let _ = crate::codec::decode::<crate::shared::SharedSlice<u64>>(data, Vec::new());
+    let _ = crate::codec::decode::<crate::shared::Frozen<Vec<u8>>>(data, Vec::new());
+    crate::shared::frozen::fuzz(data);
 }
 
 #[cfg(test)]
@@ -61,7 +66,12 @@ mod tests {
     fn random_inputs_never_panic() {
         let mut seed = 0x243f_6a88_85a3_08d3u64;
         let mut data = Vec::new();
-        for round in 0..20_000 {
+        // MULTIPROC_FUZZ_ROUNDS=1000000 for a long run.
+        let rounds = std::env::var("MULTIPROC_FUZZ_ROUNDS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(20_000);
+        for round in 0..rounds {
             data.clear();
             for _ in 0..(round % 97) {
                 seed ^= seed << 13;

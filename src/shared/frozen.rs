@@ -247,3 +247,15 @@ impl<'de, T: DeserializeOwned + Send + Sync + 'static> Deserialize<'de> for Froz
         Ok(Self { value, segment })
     }
 }
+
+/// Decodes `data` as the bytes of a `Frozen` segment would be decoded (for
+/// `crate::fuzzing`): the tag, then postcard values of a few types.
+#[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+pub(crate) fn fuzz(data: &[u8]) {
+    if let Some((_, bytes)) = data.split_first_chunk::<TAG>() {
+        let _ = crate::codec::with_incoming(Vec::new(), || {
+            postcard::from_bytes::<(Vec<u64>, String, Option<Vec<u8>>)>(bytes)
+        });
+        let _ = postcard::from_bytes::<std::collections::HashMap<u32, String>>(bytes);
+    }
+}
