@@ -387,6 +387,26 @@ impl Serialize for Fd {
     }
 }
 
+/// Serializes the pair (descriptor, length) that a shared segment travels
+/// as (a `Region`, a `SharedSlice`): deserialize it as `(Fd, u64)`.
+pub(crate) fn serialize_segment<S: Serializer>(
+    fd: BorrowedFd<'_>,
+    len: u64,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeTuple;
+    struct AsFdValue<'a>(BorrowedFd<'a>);
+    impl Serialize for AsFdValue<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            serialize_fd(self.0, s)
+        }
+    }
+    let mut t = s.serialize_tuple(2)?;
+    t.serialize_element(&AsFdValue(fd))?;
+    t.serialize_element(&len)?;
+    t.end()
+}
+
 /// Serializes a duplicate of `fd` the way [`Fd`] does, for types that hold
 /// a descriptor without being an `Fd` (deserialize it as an `Fd`).
 pub(crate) fn serialize_fd<S: Serializer>(

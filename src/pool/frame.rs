@@ -77,6 +77,22 @@ pub(crate) fn shm_len(bytes: &[u8]) -> Option<usize> {
     usize::try_from(len).ok()
 }
 
+/// Maps the sealed segment of a frame flagged [`SHM`] (its one descriptor,
+/// and the length in its bytes), on either side; the mapping and the
+/// length of the value's bytes in it. The error says what was wrong.
+pub(crate) fn map_shm(
+    fds: &[std::os::fd::OwnedFd],
+    bytes: &[u8],
+) -> std::result::Result<(crate::sys::shm::SealedMapping, usize), String> {
+    use std::os::fd::AsFd;
+    let (Some(len), [fd]) = (shm_len(bytes), fds) else {
+        return Err("it came without its one shared-memory segment and length".into());
+    };
+    crate::sys::shm::SealedMapping::new(fd.as_fd(), len.max(1), true)
+        .map(|map| (map, len))
+        .map_err(|e| format!("its shared memory ({len} bytes) could not be mapped: {e}"))
+}
+
 // The first byte of a FAILED body.
 pub(crate) const TAG_PANIC: u8 = 1;
 pub(crate) const TAG_ERROR: u8 = 2;

@@ -27,7 +27,7 @@ use crate::target::Target;
 use super::frame::{
     FAILED, FORGET, FUNC, HEADER, INIT_FAILED, MORE, RESULTS, RESULTS_FDS, RETIRE, SHM, STOP,
     TAG_ERROR, TAG_PANIC, TASK, TASK_FDS, TIMED, announced, append, begin_frame, end_frame,
-    forget_body, func_body, parse_frame, task_body, task_fds_body,
+    forget_body, func_body, map_shm, parse_frame, task_body, task_fds_body,
 };
 
 /// Shared-page words: tasks started, start time of the latest (ns,
@@ -253,19 +253,6 @@ enum Input<'a> {
     Failed(String),
 }
 
-/// Maps the sealed segment that holds an item's bytes (a TASK_FDS frame
-/// flagged SHM: its one descriptor, and the length in the frame).
-fn map_item(fds: Vec<OwnedFd>, len: &[u8]) -> Result<(sys::shm::SealedMapping, usize), String> {
-    let (Some(len), [fd]) = (super::frame::shm_len(len), fds.as_slice()) else {
-        return Err(
-            "could not decode the task's arguments: a shared-memory item without its one segment and length".into(),
-        );
-    };
-    sys::shm::SealedMapping::new(fd.as_fd(), len.max(1), true)
-        .map(|map| (map, len))
-        .map_err(|e| format!("could not map the task's arguments ({len} bytes): {e}"))
-}
-
 /// What a worker process is given.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct WorkerArgs {
@@ -399,70 +386,66 @@ impl Ctx {
         if encoded.fds.is_empty() {
             return Err(None);
         }
-        let Some(fds_sock) = &self.fds_sock else {
-            return Err(Some(
-                "could not encode the task's result: it holds descriptors, which cannot travel from here".into(),
-            ));
-        };
-        match sys::socket::send_all(fds_sock.as_fd(), &[&[0]], &encoded.borrowed_fds()) {
+        match self.send_result_fds(&encoded.borrowed_fds()) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                self.broken = true;
-                return Err(Some("the pool is gone".into()));
-            }
-            // ETOOMANYREFS (too many descriptors in flight), ENOBUFS:
-            // this result cannot go; the worker can.
+            Err(e) if self.broken => return Err(Some(format!("the pool is gone ({e})"))),
             Err(e) => {
                 return Err(Some(format!(
                     "could not send the task's result's descriptors: {e}"
                 )));
             }
         }
-        self.close_frame();
-        let at = begin_frame(&mut self.out, RESULTS_FDS);
-        self.out
-            .extend_from_slice(&(encoded.fds.len() as u32).to_le_bytes());
-        self.out.extend_from_slice(&encoded.bytes);
-        end_frame(&mut self.out, at);
-        // At once: the pool takes the descriptors when it reads the frame,
-        // so a frame held back here (results are batched) would leave them
-        // in the socket, which fills after a few hundred and blocks this
-        // worker while the pool waits for the frames.
-        self.flush();
+        self.results_fds_frame(encoded.fds.len() as u32, &encoded.bytes);
         Ok(())
     }
 
     /// The result just appended at `mark` is large: its bytes go back in a
     /// sealed segment (one copy), its descriptor on the descriptor socket
     /// and a RESULTS_FDS frame flagged SHM with the length. If no segment
-    /// can be had, the bytes stay in the batch.
+    /// can be had or sent, the bytes stay in the batch.
     #[cold]
     #[inline(never)]
     fn ok_in_shm(&mut self, mark: usize) {
         let len = self.out.len() - mark;
-        let sent = self.fds_sock.clone().and_then(|sock| {
-            let fd = sys::shm::sealed_copy("multiproc-result", &self.out[mark..]).ok()?;
-            match sys::socket::send_all(sock.as_fd(), &[&[0]], &[fd.as_fd()]) {
-                Ok(()) => Some(()),
-                Err(e) => {
-                    // Gone, or no room for descriptors: the bytes stay in
-                    // the batch (and the next write finds a gone pool).
-                    self.broken |= e.kind() == std::io::ErrorKind::BrokenPipe;
-                    None
-                }
-            }
-        });
-        if sent.is_none() {
+        let sent = sys::shm::sealed_copy("multiproc-result", &self.out[mark..])
+            .and_then(|fd| self.send_result_fds(&[fd.as_fd()]));
+        if sent.is_err() {
             self.ok();
             return;
         }
         self.out.truncate(mark);
+        self.results_fds_frame(1 | SHM, &(len as u64).to_le_bytes());
+    }
+
+    /// Sends a result's descriptors on the descriptor socket, just before
+    /// its frame. A pool that is gone also marks the worker broken;
+    /// another failure (ETOOMANYREFS: too many descriptors in flight,
+    /// ENOBUFS) is only this result's.
+    fn send_result_fds(&mut self, fds: &[std::os::fd::BorrowedFd<'_>]) -> std::io::Result<()> {
+        let Some(sock) = &self.fds_sock else {
+            return Err(std::io::Error::other(
+                "descriptors cannot travel from the initializer",
+            ));
+        };
+        let sent = sys::socket::send_all(sock.as_fd(), &[&[0]], fds);
+        if let Err(e) = &sent {
+            self.broken |= e.kind() == std::io::ErrorKind::BrokenPipe;
+        }
+        sent
+    }
+
+    /// Writes the RESULTS_FDS frame of a result whose descriptors were
+    /// sent: `count` (with its flags), then `body`. At once: the pool takes
+    /// the descriptors when it reads the frame, so a frame held back here
+    /// (results are batched) would leave them in the socket, which fills
+    /// after a few hundred and blocks this worker while the pool waits for
+    /// the frames.
+    fn results_fds_frame(&mut self, count: u32, body: &[u8]) {
         self.close_frame();
         let at = begin_frame(&mut self.out, RESULTS_FDS);
-        self.out.extend_from_slice(&(1 | SHM).to_le_bytes());
-        self.out.extend_from_slice(&(len as u64).to_le_bytes());
+        self.out.extend_from_slice(&count.to_le_bytes());
+        self.out.extend_from_slice(body);
         end_frame(&mut self.out, at);
-        // At once, as in `ok_with_fds`.
         self.flush();
     }
 
@@ -682,9 +665,11 @@ fn serve(mut args: WorkerArgs) {
                         let fds = take_fds(fds_sock, n & !SHM);
                         let input = match fds {
                             Err(message) => Input::Failed(message),
-                            Ok(fds) if n & SHM != 0 => match map_item(fds, item) {
+                            Ok(fds) if n & SHM != 0 => match map_shm(&fds, item) {
                                 Ok(mapped) => Input::Mapped(mapped),
-                                Err(message) => Input::Failed(message),
+                                Err(why) => Input::Failed(format!(
+                                    "could not decode the task's arguments: {why}"
+                                )),
                             },
                             Ok(fds) => Input::WithFds(item, fds),
                         };

@@ -24,6 +24,10 @@
 //!   cannot be had (`EBUSY`): `freeze` then copies into a fresh segment
 //!   once and seals that.
 //!
+//! Both rules are enforced in `src/sys/shm.rs` (`SoleSegment`,
+//! `SealedMapping`), which holds the only unsafe code behind these types;
+//! this file casts the bytes they lend to `T` with bytemuck.
+//!
 //! `T` is [`Pod`]: any bytes are a valid `T`, so what another process
 //! wrote is never undefined behaviour to read. Its alignment must not pass
 //! a page (mappings start on one).
@@ -37,14 +41,10 @@
 //! lazily: its resident set grows only by the pages it reads, and they are
 //! the same physical pages in every process (the system holds one copy).
 
-// The two slices over shared memory (argued in "Why it is sound" above)
-// and one copy between mappings.
-#![allow(unsafe_code)]
-
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -52,7 +52,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::codec::{self, Fd};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
-use crate::sys::shm::{Mapping, SealedMapping};
+use crate::sys::shm::{SealedMapping, SoleSegment};
 use bytemuck::Pod;
 
 /// The label of the segments in `/proc/PID/fd` and `/proc/PID/maps`.
@@ -129,15 +129,9 @@ fn too_large<T>(len: usize) -> Error {
 /// owner. In a child forked while it exists, every access to the child's
 /// copy panics (the pages are the parent's).
 pub struct SharedVec<T: Pod> {
-    fd: OwnedFd,
-    /// The writable mapping of the whole segment; `None` while it has no
-    /// capacity.
-    map: Option<Mapping>,
+    /// The pages, only this process's (`sys::shm::SoleSegment`).
+    seg: SoleSegment,
     len: usize,
-    /// In elements.
-    cap: usize,
-    /// The process that made it: the only one that may touch it.
-    owner: u32,
     _t: PhantomData<T>,
 }
 
@@ -151,14 +145,11 @@ impl<T: Pod> SharedVec<T> {
     /// (descriptor limit).
     pub fn new() -> Result<Self> {
         check_type::<T>()?;
-        let fd = sys::shm::sealable_memfd(LABEL, 0)
+        let seg = SoleSegment::new(LABEL)
             .map_err(|e| Error::io("could not create a shared-memory segment", e))?;
         Ok(Self {
-            fd,
-            map: None,
+            seg,
             len: 0,
-            cap: 0,
-            owner: sys::process::cached_pid(),
             _t: PhantomData,
         })
     }
@@ -214,7 +205,7 @@ impl<T: Pod> SharedVec<T> {
 
     /// Elements it can hold before it must grow.
     pub fn capacity(&self) -> usize {
-        self.cap
+        self.seg.len() / size_of::<T>()
     }
 
     /// Makes room for at least `additional` more elements. Growth doubles
@@ -232,36 +223,22 @@ impl<T: Pod> SharedVec<T> {
             .len
             .checked_add(additional)
             .ok_or_else(|| too_large::<T>(usize::MAX))?;
-        if need <= self.cap {
+        let cap = self.capacity();
+        if need <= cap {
             return Ok(());
         }
-        let want = need.max(self.cap.saturating_mul(2));
+        let want = need.max(cap.saturating_mul(2));
         let bytes = want
             .checked_mul(size_of::<T>())
             .and_then(round_to_page)
             .filter(|&b| b <= isize::MAX as usize)
             .ok_or_else(|| too_large::<T>(want))?;
-        let old = self.map.as_ref().map_or(0, Mapping::len);
-        let grown = || -> std::io::Result<Mapping> {
-            rustix::fs::ftruncate(&self.fd, bytes as u64)?;
-            sys::shm::reserve(self.fd.as_fd(), old as u64, (bytes - old) as u64)?;
-            Mapping::new(self.fd.as_fd(), bytes)
-        };
-        match grown() {
-            Ok(map) => {
-                self.map = Some(map);
-                self.cap = bytes / size_of::<T>();
-                Ok(())
-            }
-            Err(e) => {
-                // Back to the old size; the pages past it are given back.
-                let _ = rustix::fs::ftruncate(&self.fd, old as u64);
-                Err(Error::io(
-                    format!("could not grow a shared vector to {bytes} bytes"),
-                    e,
-                ))
-            }
-        }
+        self.seg.grow(bytes).map_err(|e| {
+            Error::io(
+                format!("could not grow a shared vector to {bytes} bytes"),
+                e,
+            )
+        })
     }
 
     /// Appends `item`.
@@ -328,30 +305,13 @@ impl<T: Pod> SharedVec<T> {
         let len = self.len;
         let keep = round_to_page(len * size_of::<T>()).unwrap_or(PAGE);
         let io = |e| Error::io("could not seal a shared vector's memory", e);
-        let SharedVec { fd, map, .. } = self;
-        let had = map.as_ref().map_or(0, Mapping::len);
-        // The writable mapping must go before the segment can be sealed.
-        drop(map);
-        rustix::fs::ftruncate(&fd, keep as u64).map_err(|e| io(e.into()))?;
-        if had < keep {
-            // An empty vector's one page: receivers refuse segments with
-            // holes.
-            sys::shm::reserve(fd.as_fd(), had as u64, (keep - had) as u64).map_err(io)?;
-        }
-        let fd = match sys::shm::seal_read_only(fd.as_fd()) {
-            Ok(()) => fd,
-            // A forked child maps the pages writable: copy them once.
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                copy_sealed(fd.as_fd(), keep).map_err(io)?
-            }
-            Err(e) => return Err(io(e)),
-        };
+        let fd = self.seg.seal(LABEL, keep).map_err(io)?;
         SharedSlice::from_sealed(fd, len).map_err(io)
     }
 
     fn check_owner(&self) {
-        if self.owner != sys::process::cached_pid() {
-            owned_elsewhere(self.owner);
+        if !self.seg.is_mine() {
+            owned_elsewhere(self.seg.owner());
         }
     }
 }
@@ -365,53 +325,34 @@ fn owned_elsewhere(owner: u32) -> ! {
     )
 }
 
-/// A new sealed segment holding the first `len` bytes of `from`.
-fn copy_sealed(from: BorrowedFd<'_>, len: usize) -> std::io::Result<OwnedFd> {
-    let to = sys::shm::sealable_memfd(LABEL, len)?;
-    sys::shm::reserve(to.as_fd(), 0, len as u64)?;
-    {
-        let src = Mapping::new(from, len)?;
-        let dst = Mapping::new(to.as_fd(), len)?;
-        // SAFETY: `src` is this process's own unsealed segment, which no
-        // other process writes (a forked child's copy refuses access);
-        // `dst` is fresh and private; both are `len` bytes long.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_ptr(), len) };
-    }
-    sys::shm::seal_read_only(to.as_fd())?;
-    Ok(to)
-}
-
 impl<T: Pod> Deref for SharedVec<T> {
     type Target = [T];
 
     fn deref(&self) -> &[T] {
-        self.check_owner();
-        match &self.map {
-            // SAFETY: the mapping holds `cap >= len` elements, is
-            // page-aligned (alignment of T checked at creation) and lives
-            // as long as `&self`; no other process writes it (see the
-            // module docs) and `&self` excludes `&mut` here.
-            Some(map) => unsafe { std::slice::from_raw_parts(map.as_ptr().cast(), self.len) },
-            None => &[],
+        let len = self.len * size_of::<T>();
+        match self.seg.bytes() {
+            // Page-aligned (the alignment of T was checked at creation)
+            // and a whole number of elements: never panics.
+            Some(bytes) => bytemuck::cast_slice(&bytes[..len]),
+            None => owned_elsewhere(self.seg.owner()),
         }
     }
 }
 
 impl<T: Pod> DerefMut for SharedVec<T> {
     fn deref_mut(&mut self) -> &mut [T] {
-        self.check_owner();
-        match &self.map {
-            // SAFETY: as in `deref`, and `&mut self` makes the borrow
-            // exclusive: no other process or reference reaches the bytes.
-            Some(map) => unsafe { std::slice::from_raw_parts_mut(map.as_ptr().cast(), self.len) },
-            None => &mut [],
+        let len = self.len * size_of::<T>();
+        let owner = self.seg.owner();
+        match self.seg.bytes_mut() {
+            Some(bytes) => bytemuck::cast_slice_mut(&mut bytes[..len]),
+            None => owned_elsewhere(owner),
         }
     }
 }
 
 impl<T: Pod + fmt::Debug> fmt::Debug for SharedVec<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.owner != sys::process::cached_pid() {
+        if !self.seg.is_mine() {
             return f.write_str("SharedVec(<another process's>)");
         }
         f.debug_list().entries(self.iter()).finish()
@@ -543,17 +484,7 @@ impl<T: Pod + PartialEq> PartialEq<[T]> for SharedSlice<T> {
 
 impl<T: Pod> Serialize for SharedSlice<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeTuple;
-        struct AsFdValue<'a>(BorrowedFd<'a>);
-        impl Serialize for AsFdValue<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                codec::serialize_fd(self.0, s)
-            }
-        }
-        let mut t = s.serialize_tuple(2)?;
-        t.serialize_element(&AsFdValue(self.inner.fd.as_fd()))?;
-        t.serialize_element(&(self.len as u64))?;
-        t.end()
+        codec::serialize_segment(self.inner.fd.as_fd(), self.len as u64, s)
     }
 }
 

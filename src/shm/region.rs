@@ -138,17 +138,7 @@ impl Region {
 
 impl Serialize for Region {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeTuple;
-        struct AsFdValue<'a>(BorrowedFd<'a>);
-        impl Serialize for AsFdValue<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                codec::serialize_fd(self.0, s)
-            }
-        }
-        let mut t = serializer.serialize_tuple(2)?;
-        t.serialize_element(&AsFdValue(self.fd()))?;
-        t.serialize_element(&(self.len() as u64))?;
-        t.end()
+        codec::serialize_segment(self.fd(), self.len() as u64, serializer)
     }
 }
 

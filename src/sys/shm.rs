@@ -263,35 +263,14 @@ impl Mapping {
     /// as in [`new`](Self::new); `offset` must be a multiple of the page
     /// size.
     pub(crate) fn at(fd: BorrowedFd<'_>, offset: usize, len: usize) -> io::Result<Self> {
-        if len == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "cannot map 0 bytes",
-            ));
-        }
-        let have = size(fd)?;
-        let end = offset.saturating_add(len);
-        if have < end {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("the segment has {have} bytes, {end} were expected"),
-            ));
-        }
-        // SAFETY: a fresh mapping at an address the kernel picks cannot
-        // overlap any Rust object; the segment is at least `len` long, so
-        // every mapped page is backed.
-        let ptr = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-                fd,
-                offset as u64,
-            )?
-        };
-        let ptr =
-            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        let ptr = map_checked(
+            fd,
+            size(fd)?,
+            offset,
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED,
+        )?;
         Ok(Self { ptr, len })
     }
 
@@ -379,6 +358,175 @@ impl Drop for Mapping {
     }
 }
 
+/// A segment that only this process holds, mapped writable, that grows
+/// in place and ends sealed read-only ([`seal`](Self::seal)): the storage
+/// of a `SharedVec`. Its descriptor never leaves it, so no other process
+/// can map it — except a child forked while it exists, which inherits the
+/// mapping; [`bytes`](Self::bytes) and [`bytes_mut`](Self::bytes_mut) give
+/// nothing there (`None`), so no two processes ever reach the bytes, and
+/// they can be lent as Rust slices.
+#[derive(Debug)]
+pub(crate) struct SoleSegment {
+    fd: OwnedFd,
+    /// The whole segment, mapped; `None` while it is 0 bytes long.
+    map: Option<Mapping>,
+    /// The process that made it.
+    owner: u32,
+}
+
+impl SoleSegment {
+    /// An empty segment labelled `name`.
+    pub(crate) fn new(name: &str) -> io::Result<Self> {
+        Ok(Self {
+            fd: sealable_memfd(name, 0)?,
+            map: None,
+            owner: super::process::cached_pid(),
+        })
+    }
+
+    /// Its length in bytes (a multiple of the page size).
+    pub(crate) fn len(&self) -> usize {
+        self.map.as_ref().map_or(0, Mapping::len)
+    }
+
+    /// The process that made it.
+    pub(crate) fn owner(&self) -> u32 {
+        self.owner
+    }
+
+    /// Whether this process made it (false in a forked child).
+    #[inline]
+    pub(crate) fn is_mine(&self) -> bool {
+        self.owner == super::process::cached_pid()
+    }
+
+    /// Lengthens it to `bytes` (a multiple of the page size, more than its
+    /// length): the new pages reserved (a full `/dev/shm` or memory cgroup
+    /// is an error here, not a SIGBUS later) and the whole segment mapped
+    /// again; the bytes stay where they are in the segment (no copy). On
+    /// failure it is as before.
+    pub(crate) fn grow(&mut self, bytes: usize) -> io::Result<()> {
+        let old = self.len();
+        let grown = || -> io::Result<Mapping> {
+            rustix::fs::ftruncate(&self.fd, bytes as u64)?;
+            reserve(self.fd.as_fd(), old as u64, (bytes - old) as u64)?;
+            Mapping::new(self.fd.as_fd(), bytes)
+        };
+        match grown() {
+            Ok(map) => {
+                self.map = Some(map);
+                Ok(())
+            }
+            Err(e) => {
+                // Back to the old size; the pages past it are given back.
+                let _ = rustix::fs::ftruncate(&self.fd, old as u64);
+                Err(e)
+            }
+        }
+    }
+
+    /// Its bytes, in the process that made it; `None` in a forked child.
+    #[inline]
+    pub(crate) fn bytes(&self) -> Option<&[u8]> {
+        match &self.map {
+            _ if !self.is_mine() => None,
+            // SAFETY: the mapping is `len` bytes for as long as `self`; no
+            // other process reaches them (see the type's docs) and `&self`
+            // excludes `&mut` in this one.
+            Some(map) => Some(unsafe { std::slice::from_raw_parts(map.as_ptr(), map.len()) }),
+            None => Some(&[]),
+        }
+    }
+
+    /// Its bytes, writable, in the process that made it; `None` in a
+    /// forked child.
+    #[inline]
+    pub(crate) fn bytes_mut(&mut self) -> Option<&mut [u8]> {
+        match &self.map {
+            _ if !self.is_mine() => None,
+            // SAFETY: as in `bytes`, and `&mut self` makes the borrow
+            // exclusive.
+            Some(map) => Some(unsafe { std::slice::from_raw_parts_mut(map.as_ptr(), map.len()) }),
+            None => Some(&mut []),
+        }
+    }
+
+    /// Cuts it to `keep` bytes (a multiple of the page size, at least one
+    /// page), seals it read-only and gives its descriptor, for a
+    /// [`SealedMapping`]: no copy, unless a child forked while it existed
+    /// still maps it writable (the seal is then refused, `EBUSY`), when a
+    /// fresh sealed segment gets a copy (by the kernel: `copy_file_range`).
+    pub(crate) fn seal(self, name: &str, keep: usize) -> io::Result<OwnedFd> {
+        let had = self.len();
+        let SoleSegment { fd, map, .. } = self;
+        // The writable mapping must go before the segment can be sealed.
+        drop(map);
+        rustix::fs::ftruncate(&fd, keep as u64)?;
+        if had < keep {
+            // An empty segment's one page: receivers refuse segments with
+            // holes.
+            reserve(fd.as_fd(), had as u64, (keep - had) as u64)?;
+        }
+        match seal_read_only(fd.as_fd()) {
+            Ok(()) => Ok(fd),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                let to = sealable_memfd(name, keep)?;
+                let (mut from_at, mut to_at) = (0u64, 0u64);
+                while (to_at as usize) < keep {
+                    let left = keep - to_at as usize;
+                    match rustix::fs::copy_file_range(
+                        &fd,
+                        Some(&mut from_at),
+                        &to,
+                        Some(&mut to_at),
+                        left,
+                    ) {
+                        Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+                        Ok(_) => {}
+                        Err(rustix::io::Errno::INTR) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                seal_read_only(to.as_fd())?;
+                Ok(to)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Maps bytes `offset..offset + len` (not 0) of the segment behind `fd`,
+/// which is `have` bytes long: a shorter one than the range is
+/// `InvalidData` rather than a SIGBUS later.
+fn map_checked(
+    fd: BorrowedFd<'_>,
+    have: usize,
+    offset: usize,
+    len: usize,
+    prot: ProtFlags,
+    flags: MapFlags,
+) -> io::Result<NonNull<u8>> {
+    if len == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "cannot map 0 bytes",
+        ));
+    }
+    let end = offset.saturating_add(len);
+    if have < end {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the segment has {have} bytes, {end} were expected"),
+        ));
+    }
+    // SAFETY: a fresh mapping at an address the kernel picks cannot overlap
+    // any Rust object; the segment is at least `offset + len` long, so
+    // every mapped page is backed.
+    let ptr =
+        unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, flags, fd, offset as u64)? };
+    NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))
+}
+
 /// A read-only mapping of a segment sealed read-only: its bytes can never
 /// change while it exists, in any process, so it hands them out as `&[u8]`.
 /// Unmapped on drop.
@@ -411,12 +559,6 @@ impl SealedMapping {
     /// `populate`: map every page now (`MAP_POPULATE`), for a reader of
     /// all of it; else pages are mapped as they are read.
     pub(crate) fn new(fd: BorrowedFd<'_>, len: usize, populate: bool) -> io::Result<Self> {
-        if len == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "cannot map 0 bytes",
-            ));
-        }
         if !is_sealed_read_only(fd) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -425,14 +567,10 @@ impl SealedMapping {
         }
         let st = rustix::fs::fstat(fd)?;
         let have = usize::try_from(st.st_size).unwrap_or(0);
-        if have < len {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("the segment has {have} bytes, {len} were expected"),
-            ));
-        }
+        // Every page of the segment, not only of the part mapped: a hole
+        // anywhere means its sender did not fill it.
         let pages = (st.st_blocks as u64).saturating_mul(512);
-        if pages < len as u64 {
+        if pages < have as u64 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
@@ -440,25 +578,13 @@ impl SealedMapping {
                 ),
             ));
         }
-        // SAFETY: a fresh mapping at an address the kernel picks cannot
-        // overlap any Rust object; the segment is at least `len` long and
-        // sealed against shrinking, so every mapped page stays backed.
-        let ptr = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ,
-                if populate {
-                    MapFlags::PRIVATE | MapFlags::POPULATE
-                } else {
-                    MapFlags::PRIVATE
-                },
-                fd,
-                0,
-            )?
+        let flags = if populate {
+            MapFlags::PRIVATE | MapFlags::POPULATE
+        } else {
+            MapFlags::PRIVATE
         };
-        let ptr =
-            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        // Sealed against shrinking: the pages stay backed.
+        let ptr = map_checked(fd, have, 0, len, ProtFlags::READ, flags)?;
         Ok(Self { ptr, len })
     }
 

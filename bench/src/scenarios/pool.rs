@@ -21,7 +21,7 @@ fn square(x: u64) -> u64 {
 
 fn noop(_: ()) {}
 
-fn err(e: impl std::fmt::Display) -> String {
+pub(super) fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
@@ -45,9 +45,22 @@ pub fn auto_iters(_: &str, quick: bool) -> usize {
     if quick { 20_000 } else { 1_000_000 }
 }
 
-fn pool(method: &str) -> Result<Pool, String> {
+/// The pools' `shared_memory_above`, from `MULTIPROC_BENCH_SHM_ABOVE` when
+/// set (bytes; `max` for off), to choose the default by measurement.
+fn with_shm_above(b: multiproc::PoolBuilder) -> multiproc::PoolBuilder {
+    match std::env::var("MULTIPROC_BENCH_SHM_ABOVE").ok().as_deref() {
+        Some("max") => b.shared_memory_above(usize::MAX),
+        Some(n) => match n.parse() {
+            Ok(n) => b.shared_memory_above(n),
+            Err(_) => b,
+        },
+        None => b,
+    }
+}
+
+pub(super) fn pool(method: &str) -> Result<Pool, String> {
     let method: StartMethod = method.parse().map_err(err)?;
-    let pool = super::shared_data::with_shm_above(Pool::builder())
+    let pool = with_shm_above(Pool::builder())
         .processes(WORKERS)
         .start_method(method)
         .build()

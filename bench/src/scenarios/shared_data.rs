@@ -10,31 +10,10 @@ use multiproc::shared::{SharedSlice, SharedVec};
 
 use crate::report::median;
 
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
-/// The pools' `shared_memory_above`, from `MULTIPROC_BENCH_SHM_ABOVE` when
-/// set (bytes; `max` for off), to choose the default by measurement.
-pub fn with_shm_above(b: multiproc::PoolBuilder) -> multiproc::PoolBuilder {
-    match std::env::var("MULTIPROC_BENCH_SHM_ABOVE").ok().as_deref() {
-        Some("max") => b.shared_memory_above(usize::MAX),
-        Some(n) => match n.parse() {
-            Ok(n) => b.shared_memory_above(n),
-            Err(_) => b,
-        },
-        None => b,
-    }
-}
+use super::pool::err;
 
 fn pool() -> Result<Pool, String> {
-    let pool = with_shm_above(Pool::builder())
-        .processes(2)
-        .start_method(multiproc::StartMethod::Forkserver)
-        .build()
-        .map_err(err)?;
-    pool.map(|x: u64| x, 0..100u64).map_err(err)?;
-    Ok(pool)
+    super::pool::pool("forkserver")
 }
 
 fn slice_len(s: SharedSlice<u8>) -> u64 {
@@ -68,26 +47,14 @@ pub fn argsize_shared(variant: &str, iters: usize) -> Result<f64, String> {
 /// Columns of the `pool_array` array: one row is 8 KiB.
 const COLS: usize = 1024;
 
-/// This process's resident memory in KiB.
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
-
 /// Sums row `row` of the array; returns the sum and the worker's resident
-/// memory afterwards (KiB).
-fn row_sum((a, row): (SharedSlice<f64>, usize)) -> (f64, u64) {
+/// memory afterwards (MiB).
+fn row_sum((a, row): (SharedSlice<f64>, usize)) -> (f64, f64) {
     let sum = a[row * COLS..(row + 1) * COLS].iter().sum();
-    (sum, rss_kib())
+    (
+        sum,
+        super::idle_rss::rss_mib(std::process::id()).unwrap_or(0.0),
+    )
 }
 
 /// Handovers per run of `pool_array`.
@@ -122,8 +89,8 @@ pub fn array(variant: &str, iters: usize) -> Result<f64, String> {
             if sum != COLS as f64 {
                 return Err(format!("a row summed to {sum}"));
             }
-            if rss > 256 << 10 {
-                return Err(format!("a worker holds {rss} KiB: the array was copied"));
+            if rss > 256.0 {
+                return Err(format!("a worker holds {rss:.0} MiB: the array was copied"));
             }
         }
         if i > 0 {

@@ -103,12 +103,10 @@ impl Chunk {
         let at = self.data.len();
         match frame::append(args, &mut self.data) {
             Ok(()) => {
-                if self.data.len() - at > self.shm_above {
-                    self.move_to_shm(at);
-                    return Ok(());
+                if self.data.len() - at <= self.shm_above || !self.move_to_shm(at) {
+                    self.ends.push(self.data.len() as u32);
+                    self.count += 1;
                 }
-                self.ends.push(self.data.len() as u32);
-                self.count += 1;
                 Ok(())
             }
             Err(_) => {
@@ -120,17 +118,16 @@ impl Chunk {
 
     /// The item just appended at `at` is large: its bytes go into a sealed
     /// segment (one copy) that the worker maps, instead of through the
-    /// socket. If the segment cannot be had (a full `/dev/shm`, the
-    /// descriptor limit), the bytes stay and take the socket.
+    /// socket, and the item is pushed. False if no segment can be had (too
+    /// many alive, a full memory cgroup, the descriptor limit): the bytes
+    /// stay, for the socket.
     #[cold]
     #[inline(never)]
-    fn move_to_shm(&mut self, at: usize) {
+    fn move_to_shm(&mut self, at: usize) -> bool {
         use std::sync::atomic::Ordering;
         let len = self.data.len() - at;
         if LIVE_SEGMENTS.load(Ordering::Relaxed) >= MAX_LIVE_SEGMENTS {
-            self.ends.push(self.data.len() as u32);
-            self.count += 1;
-            return;
+            return false;
         }
         match crate::sys::shm::sealed_copy("multiproc-task", &self.data[at..]) {
             Ok(fd) => {
@@ -139,11 +136,11 @@ impl Chunk {
                     &(len as u64).to_le_bytes(),
                     Some((Arc::new(vec![fd]), Some(LiveSegment::new()))),
                 );
+                true
             }
             Err(e) => {
                 log::debug!(target: "multiproc", "a task's {len} bytes take the socket: no shared memory ({e})");
-                self.ends.push(self.data.len() as u32);
-                self.count += 1;
+                false
             }
         }
     }

@@ -51,18 +51,10 @@ impl Core {
         // A large result: its bytes are the one segment's. A segment that
         // is missing, unsealed or short leaves the item with no bytes,
         // which fails its decoding with the reason.
-        let mapped = match (frame::shm_len(rest), fds.as_slice()) {
-            (Some(len), [fd]) => sys::shm::SealedMapping::new(fd.as_fd(), len.max(1), true)
-                .map(|m| (m, len))
-                .map_err(|e| {
-                    format!("the result's shared memory ({len} bytes) could not be mapped: {e}")
-                }),
-            _ => Err("a shared-memory result came without its one segment and length".to_string()),
-        };
-        match mapped {
+        match frame::map_shm(&fds, rest) {
             Ok(mapped) => self.deliver(w, 1, Bytes::Mapped(mapped), None),
             Err(why) => {
-                crate::codec::explain_next_failure(why);
+                crate::codec::explain_next_failure(format!("the result: {why}"));
                 let ok = self.deliver(w, 1, Bytes::InBuf(body.end..body.end), None);
                 // Not left for an unrelated failure if nothing decoded.
                 crate::codec::forget_refusal();
