@@ -20,7 +20,19 @@
 //! **Memory.** The storage is zeroed only when it grows and is reused from
 //! frame to frame; a new buffer's first read offers [`FIRST_ROOM`] bytes
 //! (a fresh child touches one page), and [`CHUNK`] once a read has filled
-//! all it was offered. An empty buffer larger than [`RETAIN`] is freed.
+//! all it was offered; a reader that gets long runs of frames may let it
+//! double from there, each time a read fills all it was offered, up to a
+//! room of its choosing ([`RecvBuf::with_sizes`]: the pool's 256 KiB,
+//! about a socket's whole buffer, so that one read takes what is queued). An empty buffer larger than [`RETAIN`] (or the
+//! size its owner chose, [`RecvBuf::with_sizes`]) is freed.
+//!
+//! **Two ways to take frames.** [`ready`](RecvBuf::ready) /
+//! [`body`](RecvBuf::body) / [`take_body`](RecvBuf::take_body) hand out
+//! one frame at a time, as an owned body where that saves a copy; readers
+//! that handle frames where they lie (the pool) call
+//! [`next_frame`](RecvBuf::next_frame), which returns where the body is,
+//! valid until the next read, and [`release`](RecvBuf::release) when done
+//! with them.
 //!
 //! **Descriptors** (`SCM_RIGHTS`) that come with the bytes are queued in
 //! arrival order; each format says how many a frame claims. Each is
@@ -110,6 +122,10 @@ impl From<FrameError> for io::Error {
     }
 }
 
+/// A frame taken where it lies ([`RecvBuf::next_frame`]): what its header
+/// says besides the length, and where its body is in the buffer.
+pub(crate) type Lying<M> = (M, std::ops::Range<usize>);
+
 /// What one read from the socket got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fill {
@@ -133,8 +149,17 @@ pub(crate) struct RecvBuf<F: Format> {
     /// The longest body accepted.
     max_body: usize,
     /// The least room offered to a read: [`FIRST_ROOM`], then [`CHUNK`]
-    /// once a read filled all it was offered.
+    /// once a read filled all it was offered, then doubling on each such
+    /// read up to `max_room`.
     min_room: usize,
+    max_room: usize,
+    /// An empty buffer larger than this is freed.
+    retain: usize,
+    /// Large bodies are moved to the front when their header is read, for
+    /// [`take_body`](Self::take_body) to hand the storage out (false for
+    /// readers that take frames where they lie: the move would be a copy
+    /// for nothing).
+    hand_over: bool,
     /// Descriptors received and not taken, each with the stream position
     /// (`received`) after the read that brought it.
     fds: VecDeque<(u64, OwnedFd)>,
@@ -165,9 +190,29 @@ impl<F: Format> RecvBuf<F> {
             head: None,
             max_body,
             min_room: FIRST_ROOM,
+            max_room: CHUNK,
+            retain: RETAIN,
+            hand_over: true,
             fds: VecDeque::new(),
             received: 0,
             eof: false,
+        }
+    }
+
+    /// An empty buffer that refuses bodies longer than `max_body` bytes,
+    /// offers reads up to `max_room` bytes once they fill what they are
+    /// offered, and keeps its storage, once empty, up to `retain` bytes:
+    /// for a reader that gets long runs of frames (fewer reads) and large
+    /// frames often (without growing, zeroing and freeing the same storage
+    /// for each), and takes them where they lie
+    /// ([`next_frame`](Self::next_frame); large bodies are not moved to
+    /// the front to be handed out).
+    pub(crate) fn with_sizes(max_body: usize, max_room: usize, retain: usize) -> Self {
+        Self {
+            max_room: max_room.max(CHUNK),
+            retain,
+            hand_over: false,
+            ..Self::new(max_body)
         }
     }
 
@@ -230,7 +275,7 @@ impl<F: Format> RecvBuf<F> {
             })?;
         self.start += h.header_len;
         self.head = Some((len, h.meta));
-        if len >= HAND_OVER && self.start > 0 {
+        if self.hand_over && len >= HAND_OVER && self.start > 0 {
             // So that the body can be handed out in this storage.
             self.compact();
         }
@@ -264,6 +309,34 @@ impl<F: Format> RecvBuf<F> {
             .map_or(0, |(len, _)| len)
             .min(self.end - self.start);
         &self.buf[self.start..self.start + len]
+    }
+
+    /// The next complete frame, taken out where it lies: what its header
+    /// says and where its body is, for [`slice`](Self::slice). The range
+    /// stays valid until the next read into the buffer or
+    /// [`release`](Self::release); call that once done with the frames.
+    #[inline]
+    pub(crate) fn next_frame(&mut self) -> Result<Option<Lying<F::Meta>>, FrameError> {
+        let Some((len, meta)) = self.ready()? else {
+            return Ok(None);
+        };
+        let body = self.start..self.start + len;
+        self.start = body.end;
+        self.head = None;
+        Ok(Some((meta, body)))
+    }
+
+    /// The bytes of a body [`next_frame`](Self::next_frame) returned.
+    #[inline]
+    pub(crate) fn slice(&self, body: std::ops::Range<usize>) -> &[u8] {
+        &self.buf[body]
+    }
+
+    /// Done with the frames taken by [`next_frame`](Self::next_frame): an
+    /// empty buffer starts again at the front, and one larger than the
+    /// size kept is freed.
+    pub(crate) fn release(&mut self) {
+        self.settle();
     }
 
     /// Drops the frame at the front (its header and what arrived of its
@@ -367,7 +440,7 @@ impl<F: Format> RecvBuf<F> {
         if self.start == self.end && self.head.is_none() {
             self.start = 0;
             self.end = 0;
-            if self.buf.len() > RETAIN {
+            if self.buf.len() > self.retain {
                 self.buf = Vec::new();
             }
         }
@@ -401,13 +474,18 @@ impl<F: Format> RecvBuf<F> {
             .need()
             .min(pending.max(CHUNK))
             .min(cap.saturating_sub(pending));
-        if self.buf.len() - self.end >= need {
-            return self.buf.len() - self.end;
+        // A read is offered what the front frame needs and at least a
+        // quarter of the least room: what is pending moves to the front
+        // (and the storage grows) before reads get small, so that frames
+        // that straddle reads do not make the reads many.
+        let room = self.buf.len() - self.end;
+        if room >= need && room >= self.min_room / 4 {
+            return room;
         }
         self.compact();
-        if self.buf.len() - self.end < need {
-            // `end + need <= cap`: no overflow.
-            let len = (self.end + need).max(self.min_room.min(cap));
+        // `end + need <= cap`: no overflow.
+        let len = (self.end + need).max(self.min_room.min(cap));
+        if self.buf.len() < len {
             self.buf.resize(len, 0);
         }
         self.buf.len() - self.end
@@ -469,7 +547,11 @@ impl<F: Format> RecvBuf<F> {
                 self.end += n;
                 self.received = self.received.saturating_add(n as u64);
                 if n == offered {
-                    self.min_room = CHUNK;
+                    self.min_room = if self.min_room < CHUNK {
+                        CHUNK
+                    } else {
+                        self.min_room.saturating_mul(2).min(self.max_room)
+                    };
                 }
                 if self.fds.len() > MAX_CLAIM {
                     self.trim_fds();
@@ -597,6 +679,41 @@ mod tests {
         assert_eq!(b.ready().unwrap().unwrap().0, 5);
         assert_eq!(b.take_body(), b"after");
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn frames_taken_where_they_lie_and_reads_that_grow_with_runs_of_frames() {
+        // 120 KB of 100-byte frames queued on a socket (all of it fits
+        // in the socket's buffer): a buffer made for runs of frames lets
+        // its reads grow past CHUNK (doubling after each read that filled
+        // what it was offered).
+        let (a, s) = socket::stream_pair().unwrap();
+        let mut stream = Vec::new();
+        for i in 0..1200u32 {
+            stream.extend(frame(&[i as u8; 98]));
+        }
+        socket::send_all(a.as_fd(), &[&stream], &[]).unwrap();
+        drop(a);
+        let mut b = RecvBuf::<Two>::with_sizes(1000, 4 * CHUNK, 4 * CHUNK);
+        let (mut got, mut largest) = (0u32, 0);
+        while b.fill_bytes(s.as_fd(), true).unwrap() == Fill::Data {
+            largest = largest.max(b.storage());
+            while let Some(((), body)) = b.next_frame().unwrap() {
+                assert_eq!(b.slice(body), &[got as u8; 98][..]);
+                got += 1;
+            }
+            b.release();
+        }
+        assert_eq!(got, 1200);
+        assert!(largest > CHUNK, "reads never grew: {largest}");
+        assert!(b.is_empty());
+        // The storage is kept up to what the owner asked, then freed.
+        let mut b = RecvBuf::<Two>::with_sizes(40_000, CHUNK, 10_000);
+        b.feed(&frame(&[1; 30_000]));
+        let (_, body) = b.next_frame().unwrap().unwrap();
+        assert_eq!(b.slice(body).len(), 30_000);
+        b.release();
+        assert_eq!(b.storage(), 0, "over the size kept: freed");
     }
 
     #[test]

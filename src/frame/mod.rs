@@ -12,16 +12,19 @@
 //!     [`Listener`](crate::connection::Listener)/[`Client`](crate::connection::Client)
 //!     connections and by the manager;
 //!   - [`pipe`]: what a pipe's socket carries beside its rings (doorbell
-//!     bytes and frames numbered in the rings' order).
+//!     bytes and frames numbered in the rings' order);
+//!   - [`pool`]: a pool and its workers (5-byte header; the bodies are
+//!     `crate::pool::frame`'s).
 //!
-//! A new format (the pool's 5-byte frames, say) is one more [`Format`]: a
-//! `decode` that reads a header from a slice, nothing else.
+//! A new format is one more [`Format`]: a `decode` that reads a header
+//! from a slice, nothing else.
 //!
 //! Every decoder here is reached from `crate::fuzzing::decode_everything`.
 
 pub(crate) mod buffer;
 pub(crate) mod control;
 pub(crate) mod pipe;
+pub(crate) mod pool;
 pub(crate) mod python;
 
 pub(crate) use self::buffer::{Fill, Format, FrameError, RecvBuf};

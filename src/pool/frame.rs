@@ -3,7 +3,7 @@
 //! `crate::fuzzing::decode_everything`).
 //!
 //! A frame is a 5-byte header — body length (u32, little-endian) and a kind
-//! byte — and the body. From the pool:
+//! byte, cut by `crate::frame::pool` — and the body. From the pool:
 //!
 //! | kind | body |
 //! |------|------|
@@ -30,9 +30,8 @@
 //!
 //! Parsing never reads past what has arrived and never allocates by a
 //! length found in the bytes: a header that announces more than is there
-//! is an incomplete frame, a body too short for its fields is `None`.
-
-use std::ops::Range;
+//! is an incomplete frame (the one receive buffer, `crate::frame::RecvBuf`,
+//! grows with what arrives), a body too short for its fields is `None`.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -40,8 +39,8 @@ use serde::de::DeserializeOwned;
 use crate::codec;
 use crate::error::{Error, ErrorKind, PanicReport, Result};
 
-/// Length (u32) and kind (u8).
-pub(crate) const HEADER: usize = 5;
+// The header (length and kind) is the framing layer's.
+pub(crate) use crate::frame::pool::{HEADER, begin_frame, end_frame};
 
 // Kinds, pool to worker.
 pub(crate) const FUNC: u8 = 1;
@@ -97,41 +96,10 @@ pub(crate) fn map_shm(
 pub(crate) const TAG_PANIC: u8 = 1;
 pub(crate) const TAG_ERROR: u8 = 2;
 
-/// Appends a frame header; returns where its length goes.
-pub(crate) fn begin_frame(buf: &mut Vec<u8>, kind: u8) -> usize {
-    let at = buf.len();
-    buf.extend_from_slice(&[0, 0, 0, 0, kind]);
-    at
-}
-
-/// Writes the length of the frame that began at `at` (from
-/// [`begin_frame`] on this buffer).
-pub(crate) fn end_frame(buf: &mut [u8], at: usize) {
-    let len = buf.len().saturating_sub(at + HEADER) as u32;
-    if let Some(field) = buf.get_mut(at..at + 4) {
-        field.copy_from_slice(&len.to_le_bytes());
-    }
-}
-
 /// The little-endian u32 at `at`, if the buffer holds it.
 pub(crate) fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
     let bytes = buf.get(at..at.checked_add(4)?)?;
     Some(u32::from_le_bytes(bytes.try_into().ok()?))
-}
-
-/// The whole length (header included) the frame at the start of `buf`
-/// announces, once its header is there.
-pub(crate) fn announced(buf: &[u8]) -> Option<usize> {
-    let len = read_u32(buf, 0)? as usize;
-    len.checked_add(HEADER)
-}
-
-/// The next complete frame in `buf`: (kind, body range, total length).
-/// `None` until all of it has arrived.
-pub(crate) fn parse_frame(buf: &[u8]) -> Option<(u8, Range<usize>, usize)> {
-    let total = announced(buf)?;
-    let kind = *buf.get(4)?;
-    (buf.len() >= total).then_some((kind, HEADER..total, total))
 }
 
 /// A RESULTS body: the count and the values' bytes.
@@ -252,10 +220,10 @@ pub(crate) fn append<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> pos
 /// Runs every decoder of this file over `data` (for `crate::fuzzing`).
 #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
 pub(crate) fn fuzz(data: &[u8]) {
-    let mut at = 0;
-    while let Some((kind, body, total)) = data.get(at..).and_then(parse_frame) {
-        let body = &data[at + body.start..at + body.end];
-        at += total;
+    let mut frames = crate::frame::RecvBuf::<crate::frame::pool::Pool>::new(1 << 20);
+    frames.feed(data);
+    while let Ok(Some((kind, body))) = frames.next_frame() {
+        let body = frames.slice(body);
         let _ = task_body(body);
         let _ = task_fds_body(body);
         let _ = func_body(body);
@@ -290,23 +258,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_frame_is_complete_only_when_all_of_it_is_there() {
+    fn a_results_frame_holds_its_values() {
         let mut buf = Vec::new();
         let at = begin_frame(&mut buf, RESULTS);
         buf.extend_from_slice(&2u32.to_le_bytes());
         buf.extend_from_slice(&[7, 8]);
         end_frame(&mut buf, at);
-        for cut in 0..buf.len() {
-            assert!(parse_frame(&buf[..cut]).is_none(), "cut at {cut}");
-        }
-        let (kind, body, total) = parse_frame(&buf).unwrap();
-        assert_eq!((kind, total), (RESULTS, buf.len()));
-        let (count, values) = results_body(&buf[body]).unwrap();
+        let mut frames = crate::frame::RecvBuf::<crate::frame::pool::Pool>::new(1 << 20);
+        frames.feed(&buf);
+        let (kind, body) = frames.next_frame().unwrap().unwrap();
+        assert_eq!(kind, RESULTS);
+        let (count, values) = results_body(frames.slice(body)).unwrap();
         let mut got = Vec::new();
         decode_batch::<u8>(10, count, values, |i, v| got.push((i, v.unwrap())));
         assert_eq!(got, [(10, 7), (11, 8)]);
-        // A header announcing 4 GiB is an incomplete frame, not a panic.
-        assert!(parse_frame(&[0xff, 0xff, 0xff, 0xff, RESULTS, 1]).is_none());
         assert!(task_body(&[1, 0, 0, 0, 2, 0, 0]).is_none());
         assert!(task_fds_body(&[1, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0]).is_none());
         assert_eq!(

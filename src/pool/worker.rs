@@ -26,9 +26,10 @@ use crate::target::Target;
 
 use super::frame::{
     FAILED, FORGET, FUNC, HEADER, INIT_FAILED, MORE, RESULTS, RESULTS_FDS, RETIRE, SHM, STOP,
-    TAG_ERROR, TAG_PANIC, TASK, TASK_FDS, TIMED, announced, append, begin_frame, end_frame,
-    forget_body, func_body, map_shm, parse_frame, task_body, task_fds_body,
+    TAG_ERROR, TAG_PANIC, TASK, TASK_FDS, TIMED, append, begin_frame, end_frame, forget_body,
+    func_body, map_shm, task_body, task_fds_body,
 };
+use crate::frame::{self, Fill, RecvBuf};
 
 /// Shared-page words: tasks started, start time of the latest (ns,
 /// monotonic; only with a time limit), tasks finished.
@@ -615,17 +616,15 @@ fn serve(mut args: WorkerArgs) {
     ctx.shm_above = usize::try_from(args.shm_above).unwrap_or(usize::MAX);
     let mut wait_ns = 0u64;
     let mut funcs: Vec<Option<(TaskFn, Captured)>> = Vec::new();
-    let mut inbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut start = 0usize;
+    let mut inbuf = RecvBuf::<frame::pool::Pool>::with_sizes(u32::MAX as usize, ROOM, KEEP);
     let mut chunks = 0u64;
     let mut last_memory_check = Instant::now();
     loop {
-        while let Some((kind, body, total)) = parse_frame(&inbuf[start..]) {
-            let body = start + body.start..start + body.end;
-            start += total;
+        // The format announces at most 4 GiB, and so accepts every header.
+        while let Ok(Some((kind, body))) = inbuf.next_frame() {
             match kind {
                 FUNC => {
-                    let Some((id, bytes)) = func_body(&inbuf[body]) else {
+                    let Some((id, bytes)) = func_body(inbuf.slice(body)) else {
                         return;
                     };
                     // The function, then the values given with it.
@@ -640,7 +639,7 @@ fn serve(mut args: WorkerArgs) {
                     funcs[id] = f;
                 }
                 FORGET => {
-                    let Some(id) = forget_body(&inbuf[body]) else {
+                    let Some(id) = forget_body(inbuf.slice(body)) else {
                         return;
                     };
                     if let Some(slot) = funcs.get_mut(id as usize) {
@@ -649,12 +648,12 @@ fn serve(mut args: WorkerArgs) {
                 }
                 TASK | TASK_FDS => {
                     let (id, count, input) = if kind == TASK {
-                        let Some((id, count, items)) = task_body(&inbuf[body]) else {
+                        let Some((id, count, items)) = task_body(inbuf.slice(body)) else {
                             return;
                         };
                         (id, count, Input::Plain(items))
                     } else {
-                        let Some((id, count, n, item)) = task_fds_body(&inbuf[body]) else {
+                        let Some((id, count, n, item)) = task_fds_body(inbuf.slice(body)) else {
                             return;
                         };
                         // One item per TASK_FDS frame; anything else is
@@ -738,21 +737,7 @@ fn serve(mut args: WorkerArgs) {
         if ctx.broken {
             return;
         }
-        if start == inbuf.len() {
-            inbuf.clear();
-            start = 0;
-        } else if start > 0 {
-            inbuf.drain(..start);
-            start = 0;
-        }
-        // Room for more of a large frame, growing with what has arrived
-        // (at most doubling), never to what its header announces at once:
-        // amortised as a Vec's own growth, and a corrupt header costs no
-        // more than the bytes that came.
-        if let Some(total) = announced(&inbuf) {
-            let missing = total.saturating_sub(inbuf.len());
-            inbuf.reserve(missing.min(inbuf.len().max(1 << 20)));
-        }
+        inbuf.release();
         if ctx.insights {
             let before = sys::io::monotonic_ns();
             let more = read_more(sock, &mut inbuf);
@@ -771,25 +756,33 @@ fn serve(mut args: WorkerArgs) {
 /// Reads what the pool sent: spins briefly (waking a sleeping process costs
 /// tens of microseconds on some machines), then blocks. False at end of
 /// file or on error: the pool is gone.
-fn read_more(sock: std::os::fd::BorrowedFd<'_>, inbuf: &mut Vec<u8>) -> bool {
-    if inbuf.capacity() - inbuf.len() < 16 * 1024 {
-        inbuf.reserve(64 * 1024);
-    }
+fn read_more(sock: std::os::fd::BorrowedFd<'_>, inbuf: &mut RecvBuf<frame::pool::Pool>) -> bool {
     let spin_until = Instant::now() + Duration::from_micros(SPIN_US);
     let mut blocking = false;
     loop {
-        match sys::io::recv_spare(sock, inbuf, !blocking) {
-            Ok(sys::io::Read::Data) => return true,
-            Ok(sys::io::Read::WouldBlock) => {
+        match inbuf.fill_bytes(sock, blocking) {
+            Ok(Fill::Data) => return true,
+            Ok(Fill::WouldBlock) => {
                 if !blocking && Instant::now() >= spin_until {
                     blocking = true;
                 }
                 std::hint::spin_loop();
             }
-            Ok(sys::io::Read::Eof) | Err(_) => return false,
+            Ok(Fill::Eof) | Err(_) => return false,
         }
     }
 }
+
+/// The most a worker's (and the pool's, per worker) read is offered once
+/// reads fill what they are offered: about what a socket buffers, so that
+/// a run of frames is read, handled and answered in one batch.
+pub(crate) const ROOM: usize = 256 << 10;
+
+/// How much of its receive buffer a worker (and the pool, per worker)
+/// keeps once empty: frames up to the default shared-memory threshold
+/// (4 MiB) and beyond arrive without growing, zeroing and freeing the
+/// same storage for each.
+pub(crate) const KEEP: usize = 8 << 20;
 
 /// How long a worker spins for more input before it sleeps.
 const SPIN_US: u64 = 50;

@@ -1,8 +1,9 @@
-//! Non-blocking reads and writes on stream sockets, and `poll(2)` for
-//! reading and writing at once: what the pool's event loop and its workers
-//! are built on.
+//! Non-blocking writes on stream sockets, and `poll(2)` for reading and
+//! writing at once: what the pool's event loop and its workers are built
+//! on (their reads go through the one receive buffer, `crate::frame`, over
+//! `sys::socket`).
 //!
-//! `recv(2)`/`send(2)` with `MSG_DONTWAIT` make one call non-blocking
+//! `send(2)` (like `recv(2)`) with `MSG_DONTWAIT` makes one call non-blocking
 //! without changing the socket's mode, so the same socket can be used
 //! blocking elsewhere; `MSG_NOSIGNAL` turns a vanished peer into `EPIPE`
 //! instead of SIGPIPE (<https://man7.org/linux/man-pages/man2/send.2.html>).
@@ -13,43 +14,7 @@ use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
-use rustix::net::{RecvFlags, SendFlags};
-
-/// What one read got.
-pub(crate) enum Read {
-    /// Some bytes arrived.
-    Data,
-    /// The peer closed its end (or reset it).
-    Eof,
-    /// Nothing now.
-    WouldBlock,
-}
-
-/// One `recv(2)` into the spare capacity of `buf` (which must have some),
-/// extending it by what arrived; blocking unless `nonblocking`. Nothing is
-/// zeroed first.
-pub(crate) fn recv_spare(
-    sock: BorrowedFd<'_>,
-    buf: &mut Vec<u8>,
-    nonblocking: bool,
-) -> io::Result<Read> {
-    let flags = if nonblocking {
-        RecvFlags::DONTWAIT
-    } else {
-        RecvFlags::empty()
-    };
-    debug_assert!(buf.capacity() > buf.len());
-    loop {
-        match rustix::net::recv(sock, rustix::buffer::spare_capacity(buf), flags) {
-            Ok((0, _)) => return Ok(Read::Eof),
-            Ok(_) => return Ok(Read::Data),
-            Err(Errno::INTR) => continue,
-            Err(Errno::AGAIN) => return Ok(Read::WouldBlock),
-            Err(Errno::CONNRESET) => return Ok(Read::Eof),
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
+use rustix::net::SendFlags;
 
 /// One `send(2)` of `buf`; blocking unless `nonblocking`. Returns how many
 /// bytes went (0 when a non-blocking send would block). A peer that is gone
@@ -159,27 +124,27 @@ mod tests {
     #[test]
     fn nonblocking_calls_report_would_block_and_eof() {
         let (a, b) = crate::sys::socket::stream_pair().unwrap();
-        let mut buf = Vec::with_capacity(8);
-        assert!(matches!(
-            recv_spare(b.as_fd(), &mut buf, true).unwrap(),
-            Read::WouldBlock
-        ));
+        use crate::sys::socket::{Received, recv_bytes};
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            recv_bytes(b.as_fd(), &mut buf, false).unwrap(),
+            Received::WouldBlock
+        );
         send_all(a.as_fd(), b"hi").unwrap();
         let ready = poll(&[(b.as_fd(), true, false)], Some(Duration::from_secs(5)))
             .unwrap()
             .unwrap();
         assert!(ready[0].read);
-        assert!(matches!(
-            recv_spare(b.as_fd(), &mut buf, true).unwrap(),
-            Read::Data
-        ));
-        assert_eq!(buf, b"hi");
+        assert_eq!(
+            recv_bytes(b.as_fd(), &mut buf, false).unwrap(),
+            Received::Bytes(2)
+        );
+        assert_eq!(&buf[..2], b"hi");
         drop(a);
-        buf.reserve(8);
-        assert!(matches!(
-            recv_spare(b.as_fd(), &mut buf, true).unwrap(),
-            Read::Eof
-        ));
+        assert_eq!(
+            recv_bytes(b.as_fd(), &mut buf, false).unwrap(),
+            Received::Eof
+        );
         assert_eq!(
             send(b.as_fd(), b"x", true).unwrap_err().kind(),
             io::ErrorKind::BrokenPipe

@@ -106,6 +106,7 @@ pub(crate) fn send_all(
 }
 
 /// What one [`recv`] got.
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Received {
     /// This many bytes (more than zero) were written into the buffer.
     Bytes(usize),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::codec::Fd;
 use crate::error::{Error, ErrorKind, Result};
+use crate::frame::RecvBuf;
 use crate::pool::worker::{self, WorkerArgs};
 use crate::process::{ExitStatus, Process};
 use crate::sys;
@@ -95,8 +96,11 @@ impl Core {
             fds_sock: fds_ours,
             fd_marks: Default::default(),
             page,
-            inbuf: Vec::with_capacity(64 * 1024),
-            in_start: 0,
+            inbuf: RecvBuf::with_sizes(
+                u32::MAX as usize,
+                crate::pool::worker::ROOM,
+                crate::pool::worker::KEEP,
+            ),
             out: Vec::new(),
             out_start: 0,
             sent: VecDeque::new(),

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use super::worker::TaskRef;
 use crate::context::StartMethod;
 use crate::error::{Error, ErrorKind, Result};
+use crate::frame::{Fill, RecvBuf};
 use crate::process::Process;
 use crate::runtime::zygote::Zygote;
 use crate::sys;
@@ -143,8 +144,8 @@ struct Worker {
     /// Frames in `out` whose descriptors go first.
     fd_marks: chunk::FdMarks,
     page: SharedPage,
-    inbuf: Vec<u8>,
-    in_start: usize,
+    /// What the worker sent and was not handled yet.
+    inbuf: RecvBuf<crate::frame::pool::Pool>,
     out: Vec<u8>,
     out_start: usize,
     sent: VecDeque<Chunk>,
@@ -722,23 +723,15 @@ impl Core {
         let mut reads = 0;
         while !w.eof && reads < 64 {
             reads += 1;
-            if w.in_start == w.inbuf.len() {
-                w.inbuf.clear();
-                w.in_start = 0;
-            } else if w.in_start > 0 && w.in_start * 2 > w.inbuf.len() {
-                w.inbuf.drain(..w.in_start);
-                w.in_start = 0;
-            }
-            if w.inbuf.capacity() - w.inbuf.len() < 16 * 1024 {
-                w.inbuf.reserve(64 * 1024);
-            }
-            match sys::io::recv_spare(w.sock.as_fd(), &mut w.inbuf, true) {
-                Ok(sys::io::Read::Data) => {
+            match w.inbuf.fill_bytes(w.sock.as_fd(), false) {
+                Ok(Fill::Data) => {
                     progress = true;
-                    self.handle_frames(w)?;
+                    let handled = self.handle_frames(w);
+                    w.inbuf.release();
+                    handled?;
                 }
-                Ok(sys::io::Read::WouldBlock) => break,
-                Ok(sys::io::Read::Eof) | Err(_) => {
+                Ok(Fill::WouldBlock) => break,
+                Ok(Fill::Eof) | Err(_) => {
                     w.eof = true;
                     progress = true;
                 }
@@ -748,9 +741,8 @@ impl Core {
     }
 
     fn handle_frames(&mut self, w: &mut Worker) -> Result<()> {
-        while let Some((kind, body, total)) = frame::parse_frame(&w.inbuf[w.in_start..]) {
-            let body = w.in_start + body.start..w.in_start + body.end;
-            w.in_start += total;
+        // The format announces at most 4 GiB, and so accepts every header.
+        while let Ok(Some((kind, body))) = w.inbuf.next_frame() {
             match kind {
                 frame::RESULTS => {
                     if !self.handle_results(w, body) {
@@ -770,7 +762,7 @@ impl Core {
                 }
                 frame::FAILED => self.handle_failed(w, body),
                 frame::INIT_FAILED => {
-                    let message = String::from_utf8_lossy(&w.inbuf[body]).into_owned();
+                    let message = String::from_utf8_lossy(w.inbuf.slice(body)).into_owned();
                     let message = format!("{} could not start: {message}", w.who());
                     w.eof = true;
                     self.stop(ErrorKind::Panicked, message);
@@ -817,7 +809,7 @@ impl Core {
         let id = chunk.job;
         let index = chunk.first + w.front_answered as u64;
         let what = self.what(id);
-        let failure = frame::failed_body(&w.inbuf[body]);
+        let failure = frame::failed_body(w.inbuf.slice(body));
         let mut tries = String::new();
         if matches!(failure, Failure::Panic(_))
             && self.jobs.get(&id).is_some_and(|j| j.retry_panics)

@@ -23,7 +23,7 @@ impl Core {
     /// False if the worker answered more than it was given.
     #[inline]
     pub(super) fn handle_results(&mut self, w: &mut Worker, body: std::ops::Range<usize>) -> bool {
-        let Some((n, _)) = frame::results_body(&w.inbuf[body.clone()]) else {
+        let Some((n, _)) = frame::results_body(w.inbuf.slice(body.clone())) else {
             return false;
         };
         self.deliver(w, n, Bytes::InBuf(body.start + 4..body.end), None)
@@ -39,7 +39,7 @@ impl Core {
         w: &mut Worker,
         body: std::ops::Range<usize>,
     ) -> bool {
-        let Some((n, rest)) = frame::results_fds_body(&w.inbuf[body.clone()]) else {
+        let Some((n, rest)) = frame::results_fds_body(w.inbuf.slice(body.clone())) else {
             return false;
         };
         let mut fds = Vec::new();
@@ -67,7 +67,7 @@ impl Core {
     /// for one result that holds them, these descriptors).
     fn deliver(&mut self, w: &mut Worker, n: u32, bytes: Bytes, fds: Option<Vec<OwnedFd>>) -> bool {
         let bytes = match &bytes {
-            Bytes::InBuf(range) => &w.inbuf[range.clone()],
+            Bytes::InBuf(range) => w.inbuf.slice(range.clone()),
             Bytes::Mapped((map, len)) => &map.bytes()[..*len],
         };
         let Some(chunk) = w.sent.front() else {
