@@ -12,7 +12,7 @@
 use crate::process::{Process, ProcessBuilder};
 use crate::task::Task;
 
-pub use crate::runtime::forkserver::set_forkserver_preload;
+pub use crate::runtime::forkserver::{Preload, preload, set_forkserver_preload};
 pub use crate::runtime::method::{
     StartMethod, force_start_method, get_all_start_methods, get_start_method, set_start_method,
 };

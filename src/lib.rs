@@ -417,8 +417,8 @@ mod wire;
 pub use codec::Fd;
 pub use connection::{Client, Connection, Listener, pipe};
 pub use context::{
-    Context, StartMethod, force_start_method, get_all_start_methods, get_context, get_start_method,
-    set_forkserver_preload, set_start_method,
+    Context, Preload, StartMethod, force_start_method, get_all_start_methods, get_context,
+    get_start_method, preload, set_forkserver_preload, set_start_method,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use logging::log_to_stderr;

@@ -222,7 +222,12 @@ where
 }
 
 /// The child's [`Entry`] for a [`Partial`]: the function is made (it is
-/// zero-sized), its values and arguments decoded, and it runs.
+/// zero-sized), its values and arguments decoded, and it runs. A
+/// registered entry point: an [`Entry`], in `sys::image::Entries`.
+// Placement only; the section holds functions of this signature alone
+// (`sys::image::Section`'s contract).
+#[allow(unsafe_code)]
+#[unsafe(link_section = "multiproc_entry")]
 fn partial_trampoline<F, C, A, R>(
     io: &ChildIo,
     bytes: Vec<u8>,

@@ -459,7 +459,7 @@ fn table() -> u32 {
 }
 
 fn preload(_: StartMethod) {
-    multiproc::set_forkserver_preload(&[load_the_table]).unwrap();
+    multiproc::set_forkserver_preload(&[multiproc::preload(load_the_table)]).unwrap();
     for _ in 0..2 {
         let p = Process::new(table, ())
             .start_method(StartMethod::Forkserver)
@@ -469,7 +469,7 @@ fn preload(_: StartMethod) {
         assert_eq!(p.join().unwrap(), 42);
     }
     assert_eq!(table(), 0, "the preload runs in the server only");
-    let too_many = vec![load_the_table as fn(); 65];
+    let too_many = vec![multiproc::preload(load_the_table); 65];
     let err = multiproc::set_forkserver_preload(&too_many).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
 }
@@ -479,7 +479,7 @@ fn panics() {
 }
 
 fn preload_panics(_: StartMethod) {
-    multiproc::set_forkserver_preload(&[panics]).unwrap();
+    multiproc::set_forkserver_preload(&[multiproc::preload(panics)]).unwrap();
     let err = Process::new(table, ())
         .start_method(StartMethod::Forkserver)
         .start()
@@ -501,7 +501,7 @@ fn starts_a_thread() {
 }
 
 fn preload_thread(_: StartMethod) {
-    multiproc::set_forkserver_preload(&[starts_a_thread]).unwrap();
+    multiproc::set_forkserver_preload(&[multiproc::preload(starts_a_thread)]).unwrap();
     let err = Process::new(table, ())
         .start_method(StartMethod::Forkserver)
         .start()

@@ -99,7 +99,6 @@ use crate::connection::{Address, Listener};
 use crate::context::StartMethod;
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::Process;
-use crate::sys::image::FnRef;
 use crate::tempdir::PrivateDir;
 
 /// A manager: owns a server process (made by [`Manager::new`] or
@@ -132,7 +131,7 @@ impl std::fmt::Debug for Manager {
 #[derive(Default)]
 #[must_use = "a ManagerBuilder does nothing until start() or serve_forever()"]
 pub struct ManagerBuilder {
-    registry: Vec<(String, FnRef<server::Constructor>)>,
+    registry: Vec<(String, server::ConstructorRef)>,
     address: Option<Address>,
     authkey: Option<Vec<u8>>,
     method: Option<StartMethod>,
@@ -151,12 +150,7 @@ impl std::fmt::Debug for ManagerBuilder {
 }
 
 /// The arguments of the server process.
-type ServerArgs = (
-    Fd,
-    Address,
-    Vec<u8>,
-    Vec<(String, FnRef<server::Constructor>)>,
-);
+type ServerArgs = (Fd, Address, Vec<u8>, Vec<(String, server::ConstructorRef)>);
 
 fn run_server(args: ServerArgs) {
     let (fd, address, authkey, registry) = args;
@@ -177,8 +171,10 @@ impl ManagerBuilder {
     /// (Python's `BaseManager.register(typeid, callable)`); clients make
     /// them with [`Manager::create`].
     pub fn register<T: SharedObject>(mut self, typeid: &str) -> Self {
-        self.registry
-            .push((typeid.to_string(), FnRef::new(server::construct::<T>)));
+        self.registry.push((
+            typeid.to_string(),
+            server::ConstructorRef::new(server::construct::<T>),
+        ));
         self
     }
 

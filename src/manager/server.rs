@@ -25,6 +25,7 @@ use super::protocol::{Bytes, ErrorReply, Kind, MAX_BATCH_DEPTH, Op, Reply, Reque
 use super::wire::{SPIN, Wire};
 use crate::connection::{Address, Connection, Listener};
 use crate::error::ErrorKind;
+use crate::sys::image::FnRef;
 
 /// Makes a registered object from its encoded initial value.
 pub(crate) type Constructor = fn(&[u8]) -> Result<Box<dyn ErasedObject>, String>;
@@ -65,7 +66,15 @@ impl<T: SharedObject> ErasedObject for T {
     }
 }
 
-/// The [`Constructor`] for `T`.
+/// How a constructor travels to the manager's process.
+pub(crate) type ConstructorRef = FnRef<Constructor, crate::sys::image::Constructors>;
+
+/// The [`Constructor`] for `T`. A registered entry point, in
+/// `sys::image::Constructors`.
+// Placement only; the section holds functions of this signature alone
+// (`sys::image::Section`'s contract).
+#[allow(unsafe_code)]
+#[unsafe(link_section = "multiproc_ctor")]
 pub(crate) fn construct<T: SharedObject>(init: &[u8]) -> Result<Box<dyn ErasedObject>, String> {
     postcard::from_bytes::<T>(init)
         .map(|t| Box::new(t) as Box<dyn ErasedObject>)

@@ -39,6 +39,8 @@ type ExitMsg = std::result::Result<Vec<u8>, String>;
 /// The exit hook as it crosses to a worker: takes the state out of the
 /// slot, runs the hook on it.
 type ExitFn = fn(&()) -> ExitMsg;
+/// How an exit hook travels to the workers.
+type ExitRef = FnRef<ExitFn, crate::sys::image::ExitHooks>;
 
 /// The initializer's arguments when the pool has a worker state.
 #[derive(Serialize, Deserialize)]
@@ -48,11 +50,11 @@ struct StateArgs<A> {
     /// and how many descriptors of the table are its (the last ones).
     init: Option<(TaskRef, Vec<u8>, u32)>,
     build: A,
-    exit: Option<(FnRef<ExitFn>, Queue<ExitMsg>)>,
+    exit: Option<(ExitRef, Queue<ExitMsg>)>,
 }
 
 /// Makes the pool's initializer once the exit hook is known.
-type MakeInit = Box<dyn FnOnce(Option<(FnRef<ExitFn>, Queue<ExitMsg>)>) -> Result<InitCall> + Send>;
+type MakeInit = Box<dyn FnOnce(Option<(ExitRef, Queue<ExitMsg>)>) -> Result<InitCall> + Send>;
 
 /// Options for a pool whose workers keep a state of type `S` (made by
 /// [`PoolBuilder::worker_state`]); `E` is what the exit hook returns
@@ -61,7 +63,7 @@ type MakeInit = Box<dyn FnOnce(Option<(FnRef<ExitFn>, Queue<ExitMsg>)>) -> Resul
 pub struct StatePoolBuilder<S, E = ()> {
     base: PoolBuilder,
     make: MakeInit,
-    exit: Option<FnRef<ExitFn>>,
+    exit: Option<ExitRef>,
     _types: PhantomData<fn() -> (S, E)>,
 }
 
@@ -426,7 +428,12 @@ impl<S: 'static, E: DeserializeOwned> StatePool<S, E> {
 
 /// The pool's initializer when it has a worker state (a [`TaskFn`], run
 /// in the worker as any initializer): the user's initializer, then the
-/// state, then the exit hook.
+/// state, then the exit hook. A registered entry point: a [`TaskFn`], in
+/// `sys::image::Tasks`.
+// Placement only; the section holds functions of this signature alone
+// (`sys::image::Section`'s contract).
+#[allow(unsafe_code)]
+#[unsafe(link_section = "multiproc_task")]
 fn state_init<B, A, S>(_: &mut Captured, input: &[u8], _count: u32, ctx: &mut Ctx)
 where
     B: Fn(A) -> S + Copy + 'static,
@@ -495,7 +502,12 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     format!("panicked{at}: {}", report.message)
 }
 
-/// Runs the exit hook `H` on the worker's state (an [`ExitFn`]).
+/// Runs the exit hook `H` on the worker's state (an [`ExitFn`]). A
+/// registered entry point, in `sys::image::ExitHooks`.
+// Placement only; the section holds functions of this signature alone
+// (`sys::image::Section`'s contract).
+#[allow(unsafe_code)]
+#[unsafe(link_section = "multiproc_exit")]
 fn exit_entry<S, H, E>(_: &()) -> ExitMsg
 where
     S: 'static,

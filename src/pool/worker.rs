@@ -53,7 +53,7 @@ pub(crate) const WORD_CODEC_NS: usize = 7;
 pub(crate) type TaskFn = fn(&mut Captured, &[u8], u32, &mut Ctx);
 
 /// A [`TaskFn`] as it crosses to a worker.
-pub(crate) type TaskRef = FnRef<TaskFn>;
+pub(crate) type TaskRef = FnRef<TaskFn, sys::image::Tasks>;
 
 /// The values a task function was given with [`crate::partial`], as its
 /// FUNC frame brought them: decoded on first use and kept for the next
@@ -93,7 +93,12 @@ impl Captured {
 
 /// The [`TaskFn`] for target type `F` (zero-sized: a function item or a
 /// closure capturing nothing). Monomorphised, so that decoding, the call
-/// and encoding are one loop over the chunk.
+/// and encoding are one loop over the chunk. A registered entry point: a
+/// [`TaskFn`], in `sys::image::Tasks`.
+// Placement only; the section holds functions of this signature alone
+// (`sys::image::Section`'s contract).
+#[allow(unsafe_code)]
+#[unsafe(link_section = "multiproc_task")]
 pub(crate) fn task_entry<F: Target<M> + Copy, M>(
     _: &mut Captured,
     input: &[u8],
@@ -116,7 +121,12 @@ pub(crate) fn task_entry<F: Target<M> + Copy, M>(
 }
 
 /// The [`TaskFn`] of a [`crate::Partial`]: `f(&captured, item)` for each
-/// item, with the captured values decoded once per worker.
+/// item, with the captured values decoded once per worker. A registered
+/// entry point: a [`TaskFn`], in `sys::image::Tasks`.
+// Placement only; the section holds functions of this signature alone
+// (`sys::image::Section`'s contract).
+#[allow(unsafe_code)]
+#[unsafe(link_section = "multiproc_task")]
 pub(crate) fn partial_entry<F, C, A, R>(
     captured: &mut Captured,
     input: &[u8],

@@ -36,7 +36,12 @@ pub(crate) fn run_target<F: Target<M>, M>(f: F, args: F::Args, io: &ChildIo) -> 
 }
 
 /// The [`Entry`] for target type `F`: makes an `F` (it is zero-sized),
-/// decodes its arguments and runs it.
+/// decodes its arguments and runs it. A registered entry point: an
+/// [`Entry`], in the section of entries (`sys::image::Entries`).
+// Placement only; the section holds functions of this signature alone
+// (`sys::image::Section`'s contract).
+#[allow(unsafe_code)]
+#[unsafe(link_section = "multiproc_entry")]
 pub(crate) fn trampoline<F: Target<M> + Copy, M>(
     io: &ChildIo,
     bytes: Vec<u8>,

@@ -33,18 +33,67 @@ const MAX_PRELOAD: usize = 64;
 /// The largest `PRELOAD` packet the server reads.
 pub(super) const PRELOAD_PACKET: usize = 4096;
 
+/// How a preload function travels to the fork server.
+type PreloadRef = FnRef<fn(), sys::image::Preloads>;
+
 /// What a `PRELOAD` packet carries after its kind byte.
-pub(super) type Preload = (ImageId, Vec<FnRef<fn()>>);
+pub(super) type PreloadList = (ImageId, Vec<PreloadRef>);
 
-static PRELOAD_FNS: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
+static PRELOAD_FNS: Mutex<Vec<Preload>> = Mutex::new(Vec::new());
 
-/// Has every fork server started from now on call `functions`, in order,
-/// before it forks its first child (Python's `set_forkserver_preload`,
-/// with functions where Python takes module names): what they load —
-/// a model, a large table in a `static`, a native library that is slow
-/// to initialise — is then in every forkserver child from its first
-/// instruction, shared copy-on-write, instead of loaded by each. Replaces
-/// the list given before; a fork server already running keeps its own.
+/// A function for the fork server to run before it forks
+/// ([`set_forkserver_preload`]), made by [`preload`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Preload(PreloadRef);
+
+/// Names `f`, a function (or a closure that captures nothing), for
+/// [`set_forkserver_preload`]: `set_forkserver_preload(&[preload(load_model)])`.
+///
+/// # Errors
+///
+/// None at run time; an `f` that captures variables does not build (the
+/// fork server is another process, with `f`'s code but not its captures).
+pub fn preload<F: Fn() + Copy + 'static>(f: F) -> Preload {
+    let _ = f;
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0,
+            "a preload function must be a function or a closure that captures nothing: the fork \
+             server is another process, which has its code but not its captured values"
+        )
+    };
+    Preload(FnRef::new(preload_entry::<F> as fn()))
+}
+
+/// Runs preload function `F` in the fork server: a registered entry point
+/// (`fn()`, in `sys::image::Preloads`), so that the server never calls an
+/// address it was merely sent.
+// Placement only; the section holds functions of this signature alone
+// (`sys::image::Section`'s contract).
+#[allow(unsafe_code)]
+#[unsafe(link_section = "multiproc_preload")]
+fn preload_entry<F: Fn() + Copy + 'static>() {
+    if let Some(f) = sys::image::conjure::<F>() {
+        f()
+    }
+}
+
+/// Has every fork server started from now on call `functions` (each made
+/// by [`preload`]), in order, before it forks its first child (Python's
+/// `set_forkserver_preload`, with functions where Python takes module
+/// names): what they load — a model, a large table in a `static`, a
+/// native library that is slow to initialise — is then in every
+/// forkserver child from its first instruction, shared copy-on-write,
+/// instead of loaded by each. Replaces the list given before; a fork
+/// server already running keeps its own.
+///
+/// ```
+/// # multiproc::init();
+/// fn load_model() { /* fill a static */ }
+/// multiproc::set_forkserver_preload(&[multiproc::preload(load_model)])?;
+/// # multiproc::set_forkserver_preload(&[])?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 ///
 /// A preload function must not start threads (the fork server must stay
 /// single-threaded to fork safely). If one panics, starts a thread or is
@@ -55,7 +104,7 @@ static PRELOAD_FNS: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
 /// # Errors
 ///
 /// [`ErrorKind::InvalidArgument`] for more than 64 functions.
-pub fn set_forkserver_preload(functions: &[fn()]) -> Result<(), Error> {
+pub fn set_forkserver_preload(functions: &[Preload]) -> Result<(), Error> {
     if functions.len() > MAX_PRELOAD {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
@@ -72,11 +121,11 @@ pub fn set_forkserver_preload(functions: &[fn()]) -> Result<(), Error> {
 /// The `PRELOAD` packet for a server starting now.
 fn preload_packet() -> Result<Vec<u8>, Error> {
     let image = super::protocol::image_id()?;
-    let fns: Vec<FnRef<fn()>> = PRELOAD_FNS
+    let fns: Vec<PreloadRef> = PRELOAD_FNS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
-        .map(|&f| FnRef::new(f))
+        .map(|p| p.0)
         .collect();
     let body = postcard::to_allocvec(&(image, fns)).map_err(|e| {
         Error::new(

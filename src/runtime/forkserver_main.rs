@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::sys;
 
 use super::child;
-use super::forkserver::{FAILED, FORK, PRELOAD, PRELOAD_PACKET, Preload, READY};
+use super::forkserver::{FAILED, FORK, PRELOAD, PRELOAD_PACKET, PreloadList, READY};
 
 /// The fork server's life. Never returns.
 pub(crate) fn serve(parent: i32) -> ! {
@@ -51,7 +51,7 @@ fn preload(ctrl: &OwnedFd) -> Result<(), String> {
     if n == 0 || buf[0] != PRELOAD || n >= PRELOAD_PACKET {
         return Err("its first message was not the preload list".into());
     }
-    let (image, fns): Preload = postcard::from_bytes(&buf[1..n])
+    let (image, fns): PreloadList = postcard::from_bytes(&buf[1..n])
         .map_err(|e| format!("could not read the preload list: {e}"))?;
     let same_image = sys::image::ImageId::current().is_ok_and(|id| id == image);
     for (i, f) in fns.iter().enumerate() {

@@ -43,6 +43,9 @@ pub(crate) const MAX_FRAME: u64 = 1 << 40;
 /// the target, sends the result.
 pub(crate) type Entry = fn(&ChildIo, Vec<u8>, Vec<OwnedFd>) -> Result<(), Error>;
 
+/// How an [`Entry`] travels to the child.
+pub(crate) type EntryRef = FnRef<Entry, crate::sys::image::Entries>;
+
 /// Who the child is, as the parent tells it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct ChildInfo {
@@ -66,7 +69,7 @@ pub(crate) struct ChildInfo {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Boot {
     pub(crate) image: ImageId,
-    pub(crate) entry: FnRef<Entry>,
+    pub(crate) entry: EntryRef,
     pub(crate) info: ChildInfo,
     /// What the child applies before its target runs.
     pub(crate) config: super::config::ChildConfig,

@@ -27,3 +27,4 @@ pub(crate) mod signal;
 pub(crate) mod socket;
 pub(crate) mod thread;
 pub(crate) mod title;
+pub(crate) mod unwind;

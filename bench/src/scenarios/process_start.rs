@@ -115,9 +115,8 @@ pub fn preload_main(args: &[String]) -> Result<(), String> {
     let iters: usize = iters.parse().map_err(|e| format!("{e}"))?;
     match variant.as_str() {
         "cold" => {}
-        "preloaded" => {
-            multiproc::set_forkserver_preload(&[build_table]).map_err(|e| e.to_string())?
-        }
+        "preloaded" => multiproc::set_forkserver_preload(&[multiproc::preload(build_table)])
+            .map_err(|e| e.to_string())?,
         other => return Err(format!("unknown variant {other:?}")),
     }
     let mut i = 0;

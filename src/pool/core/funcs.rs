@@ -170,6 +170,9 @@ impl Core {
 mod tests {
     use super::*;
 
+    // A TaskFn, so registered as one (`sys::image::Section`'s contract).
+    #[allow(unsafe_code)]
+    #[unsafe(link_section = "multiproc_task")]
     fn task_a(
         _: &mut crate::pool::worker::Captured,
         _: &[u8],
