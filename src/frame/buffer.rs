@@ -683,17 +683,18 @@ mod tests {
 
     #[test]
     fn frames_taken_where_they_lie_and_reads_that_grow_with_runs_of_frames() {
-        // 120 KB of 100-byte frames queued on a socket (all of it fits
-        // in the socket's buffer): a buffer made for runs of frames lets
-        // its reads grow past CHUNK (doubling after each read that filled
-        // what it was offered).
+        // 120 KB of 100-byte frames written to a socket at once: a buffer
+        // made for runs of frames lets its reads grow past CHUNK (doubling
+        // after each read that filled what it was offered). The writer is
+        // a thread, so that a small socket buffer cannot block the test.
         let (a, s) = socket::stream_pair().unwrap();
         let mut stream = Vec::new();
         for i in 0..1200u32 {
             stream.extend(frame(&[i as u8; 98]));
         }
-        socket::send_all(a.as_fd(), &[&stream], &[]).unwrap();
-        drop(a);
+        let writer = std::thread::spawn(move || {
+            socket::send_all(a.as_fd(), &[&stream], &[]).unwrap();
+        });
         let mut b = RecvBuf::<Two>::with_sizes(1000, 4 * CHUNK, 4 * CHUNK);
         let (mut got, mut largest) = (0u32, 0);
         while b.fill_bytes(s.as_fd(), true).unwrap() == Fill::Data {
@@ -704,6 +705,7 @@ mod tests {
             }
             b.release();
         }
+        writer.join().unwrap();
         assert_eq!(got, 1200);
         assert!(largest > CHUNK, "reads never grew: {largest}");
         assert!(b.is_empty());
