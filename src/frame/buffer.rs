@@ -23,8 +23,9 @@
 //! all it was offered; a reader that gets long runs of frames may let it
 //! double from there, each time a read fills all it was offered, up to a
 //! room of its choosing ([`RecvBuf::with_sizes`]: the pool's 256 KiB,
-//! about a socket's whole buffer, so that one read takes what is queued). An empty buffer larger than [`RETAIN`] (or the
-//! size its owner chose, [`RecvBuf::with_sizes`]) is freed.
+//! about a socket's whole buffer, so that one read takes what is queued).
+//! An empty buffer larger than [`RETAIN`] (or the size its owner chose) is
+//! freed.
 //!
 //! **Two ways to take frames.** [`ready`](RecvBuf::ready) /
 //! [`body`](RecvBuf::body) / [`take_body`](RecvBuf::take_body) hand out

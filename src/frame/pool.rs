@@ -3,10 +3,27 @@
 //! the body. Descriptors never ride on this socket (the pool sends them on
 //! a socket of their own), so the format claims none.
 
-use super::buffer::{Format, FrameError, Head};
+use super::buffer::{Format, FrameError, Head, RecvBuf};
 
 /// Length (u32) and kind (u8).
 pub(crate) const HEADER: usize = 5;
+
+/// The most a read is offered once reads fill what they are offered:
+/// about what a socket buffers, so that a run of frames is read, handled
+/// and answered in one batch.
+const ROOM: usize = 256 << 10;
+
+/// How much storage a buffer keeps once empty: frames up to the default
+/// shared-memory threshold (4 MiB) and beyond arrive without growing,
+/// zeroing and freeing the same storage for each.
+const KEEP: usize = 8 << 20;
+
+/// The receive buffer of either side (a worker's, the pool's for each
+/// worker). It accepts every header (the format announces at most
+/// 4 GiB), so its frames are never an error.
+pub(crate) fn buffer() -> RecvBuf<Pool> {
+    RecvBuf::with_sizes(u32::MAX as usize, ROOM, KEEP)
+}
 
 /// The pool's format, for [`super::RecvBuf`]: the meta is the kind byte
 /// (what each kind means is the reader's business).
@@ -48,7 +65,6 @@ pub(crate) fn end_frame(buf: &mut [u8], at: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::RecvBuf;
 
     #[test]
     fn a_frame_is_complete_only_when_all_of_it_is_there() {
@@ -56,7 +72,7 @@ mod tests {
         let at = begin_frame(&mut stream, 7);
         stream.extend_from_slice(b"body");
         end_frame(&mut stream, at);
-        let mut b = RecvBuf::<Pool>::new(u32::MAX as usize);
+        let mut b = buffer();
         for &byte in &stream[..stream.len() - 1] {
             b.feed(&[byte]);
             assert!(b.next_frame().unwrap().is_none());
@@ -67,7 +83,7 @@ mod tests {
         assert!(b.next_frame().unwrap().is_none());
         // A header announcing 4 GiB is an incomplete frame, not an
         // allocation.
-        let mut b = RecvBuf::<Pool>::new(u32::MAX as usize);
+        let mut b = buffer();
         b.feed(&[0xff, 0xff, 0xff, 0xff, 1, 2]);
         assert!(b.next_frame().unwrap().is_none());
         assert!(b.storage() <= crate::frame::buffer::FIRST_ROOM);

@@ -626,11 +626,10 @@ fn serve(mut args: WorkerArgs) {
     ctx.shm_above = usize::try_from(args.shm_above).unwrap_or(usize::MAX);
     let mut wait_ns = 0u64;
     let mut funcs: Vec<Option<(TaskFn, Captured)>> = Vec::new();
-    let mut inbuf = RecvBuf::<frame::pool::Pool>::with_sizes(u32::MAX as usize, ROOM, KEEP);
+    let mut inbuf = frame::pool::buffer();
     let mut chunks = 0u64;
     let mut last_memory_check = Instant::now();
     loop {
-        // The format announces at most 4 GiB, and so accepts every header.
         while let Ok(Some((kind, body))) = inbuf.next_frame() {
             match kind {
                 FUNC => {
@@ -782,17 +781,6 @@ fn read_more(sock: std::os::fd::BorrowedFd<'_>, inbuf: &mut RecvBuf<frame::pool:
         }
     }
 }
-
-/// The most a worker's (and the pool's, per worker) read is offered once
-/// reads fill what they are offered: about what a socket buffers, so that
-/// a run of frames is read, handled and answered in one batch.
-pub(crate) const ROOM: usize = 256 << 10;
-
-/// How much of its receive buffer a worker (and the pool, per worker)
-/// keeps once empty: frames up to the default shared-memory threshold
-/// (4 MiB) and beyond arrive without growing, zeroing and freeing the
-/// same storage for each.
-pub(crate) const KEEP: usize = 8 << 20;
 
 /// How long a worker spins for more input before it sleeps.
 const SPIN_US: u64 = 50;

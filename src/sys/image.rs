@@ -34,7 +34,8 @@
 //! is run one of the program's own entry points with bytes it chose, which
 //! every entry already treats as untrusted input. An executable without an
 //! unwind table (built with `-C force-unwind-tables=no`) resolves nothing:
-//! the start fails with a message that says so.
+//! every start that needs a reference fails saying its function was not
+//! found (SECURITY.md states this).
 //!
 //! Only then is the address turned back into a function pointer.
 
@@ -240,12 +241,9 @@ section!(
 );
 
 /// Whether `addr` is the first byte of a function of this executable, by
-/// the unwinder's sorted table of function starts (`.eh_frame_hdr`, found
-/// with `dl_iterate_phdr`; format: the LSB's "Exception Frame Header",
-/// <https://refspecs.linuxfoundation.org/LSB_5.0.0/LSB-Core-generic/LSB-Core-generic/ehframechpt.html>).
-/// `None` if there is no such table, or it is not in the one layout every
-/// Linux linker writes (`udata4` count, `datarel|sdata4` table): then
-/// nothing can be checked, and nothing is resolved.
+/// the unwinder's table of function starts ([`super::unwind`]). `None` if
+/// there is no such table (or not one in the layout Linux linkers write):
+/// then nothing can be checked, and nothing is resolved.
 pub(crate) fn is_function_start(addr: usize) -> Option<bool> {
     let table = super::unwind::function_starts()?;
     Some(table.binary_search(addr))

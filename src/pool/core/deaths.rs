@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use crate::codec::Fd;
 use crate::error::{Error, ErrorKind, Result};
-use crate::frame::RecvBuf;
 use crate::pool::worker::{self, WorkerArgs};
 use crate::process::{ExitStatus, Process};
 use crate::sys;
@@ -96,11 +95,7 @@ impl Core {
             fds_sock: fds_ours,
             fd_marks: Default::default(),
             page,
-            inbuf: RecvBuf::with_sizes(
-                u32::MAX as usize,
-                crate::pool::worker::ROOM,
-                crate::pool::worker::KEEP,
-            ),
+            inbuf: crate::frame::pool::buffer(),
             out: Vec::new(),
             out_start: 0,
             sent: VecDeque::new(),

@@ -741,7 +741,6 @@ impl Core {
     }
 
     fn handle_frames(&mut self, w: &mut Worker) -> Result<()> {
-        // The format announces at most 4 GiB, and so accepts every header.
         while let Ok(Some((kind, body))) = w.inbuf.next_frame() {
             match kind {
                 frame::RESULTS => {
