@@ -317,6 +317,12 @@ impl Error {
         Self::new(ErrorKind::Io, context).with_source(err)
     }
 
+    /// The panic report, for sending the error on (the cluster engine).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn panic_report(&self) -> Option<PanicReport> {
+        self.inner.panic.clone()
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         self.inner.kind

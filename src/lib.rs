@@ -450,10 +450,34 @@ pub mod __fuzz {
 /// sent, and exits. That is why nothing may come before it: whatever does
 /// would run again in every child.
 ///
+/// With the `cluster` feature, a program started with
+/// `MULTIPROC_WORKER=<broker URL>` in its environment becomes a cluster
+/// agent here ([`cluster::Worker`], with `MULTIPROC_WORKER_PROCESSES`
+/// processes if set): it serves callers of this same program until
+/// SIGTERM, then exits (code 1, with the reason on stderr, if it could not
+/// start).
+///
 /// Calling it more than once is harmless.
 pub fn init() {
     shared::tracker::serve_if_asked();
-    runtime::init()
+    runtime::init();
+    #[cfg(feature = "cluster")]
+    if let Some(url) = std::env::var_os("MULTIPROC_WORKER") {
+        let mut w = cluster::Worker::new(url.to_string_lossy());
+        if let Some(n) = std::env::var("MULTIPROC_WORKER_PROCESSES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+        {
+            w = w.processes(n);
+        }
+        match w.run() {
+            Ok(()) => std::process::exit(0),
+            Err(e) => {
+                eprintln!("multiproc cluster agent: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
 }
 
 /// Makes a test binary usable with `multiproc`: put `multiproc::test_support!();`

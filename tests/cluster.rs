@@ -1,36 +1,241 @@
-//! The cluster engine's broker connection (issue 17's first slice). Each
-//! test starts its own redis-server on a Unix socket (`--port 0`) in a
-//! fresh temp dir, killed and removed at the end.
+//! The cluster engine: the Pool over Redis Streams with local agents.
+//!
+//! Every test runs in a process of its own (the `isolated` harness, a
+//! watchdog each) with its own redis-server on a Unix socket (`--port 0`)
+//! in a fresh temp dir, and its own agents: this same binary started as
+//! `cluster agent URL NAME`, each in a process group of its own (a test
+//! SIGKILLs a whole agent, its local workers with it). Servers and agents
+//! die with the test process (`PR_SET_PDEATHSIG`) and are killed and
+//! waited for at the end. A test that needs the broker fails, not skips,
+//! when redis-server cannot be started (`.ci/run` installs it).
 
-#![cfg(feature = "cluster")]
-
-mod common;
-
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use multiproc::ErrorKind;
-use multiproc::cluster::Broker;
+use multiproc::cluster::{Broker, ClusterOptions, Worker};
+use multiproc::{ErrorKind, Pool, StartMethod, partial};
+
+mod isolated;
+
+const TESTS: isolated::Tests = &[
+    (
+        "connects_to_a_live_broker",
+        connects_to_a_live_broker,
+        false,
+    ),
+    (
+        "unreachable_url_is_a_clear_error",
+        unreachable_url_is_a_clear_error,
+        false,
+    ),
+    (
+        "the_pool_api_over_two_agents",
+        the_pool_api_over_two_agents,
+        false,
+    ),
+    (
+        "an_agent_killed_mid_map_is_rerun_elsewhere",
+        an_agent_killed_mid_map_is_rerun_elsewhere,
+        false,
+    ),
+    (
+        "a_long_task_on_a_live_agent_is_not_stolen",
+        a_long_task_on_a_live_agent_is_not_stolen,
+        false,
+    ),
+    (
+        "no_agent_of_this_build_is_a_clear_error",
+        no_agent_of_this_build_is_a_clear_error,
+        false,
+    ),
+    (
+        "an_agent_sigtermed_mid_map_drains",
+        an_agent_sigtermed_mid_map_drains,
+        false,
+    ),
+    (
+        "terminate_mid_map_leaves_no_keys",
+        terminate_mid_map_leaves_no_keys,
+        false,
+    ),
+    (
+        "a_dead_callers_keys_expire",
+        a_dead_callers_keys_expire,
+        false,
+    ),
+    (
+        "an_agent_added_mid_map_gets_work",
+        an_agent_added_mid_map_gets_work,
+        false,
+    ),
+    (
+        "a_broker_restart_without_persistence_loses_nothing",
+        a_broker_restart_without_persistence_loses_nothing,
+        false,
+    ),
+    (
+        "a_hundred_thousand_small_tasks",
+        a_hundred_thousand_small_tasks,
+        false,
+    ),
+];
+
+/// `CLUSTER_TEST_LOG=1`: the engine's log records on stderr (debugging).
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        eprintln!("[{} {}] {}", std::process::id(), r.level(), r.args());
+    }
+    fn flush(&self) {}
+}
+
+fn main() {
+    if std::env::var_os("CLUSTER_TEST_LOG").is_some() {
+        log::set_logger(&StderrLog).unwrap();
+        log::set_max_level(log::LevelFilter::Debug);
+    }
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("agent") => return agent_main(&args[2..]),
+        Some("redis") => return redis_main(&args[2..]),
+        Some("caller") => return caller_main(&args[2..]),
+        _ => {}
+    }
+    isolated::main("cluster", TESTS);
+}
+
+/// Dies with the test process that started it.
+fn die_with_parent() {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .expect("prctl");
+}
+
+/// `cluster agent URL NAME [other-build]`: an agent until SIGTERM.
+fn agent_main(args: &[String]) {
+    die_with_parent();
+    multiproc::init();
+    let mut w = Worker::new(&args[0])
+        .processes(2)
+        .lease(Duration::from_millis(600))
+        .name(&args[1]);
+    if args.get(2).map(String::as_str) == Some("other-build") {
+        w = w.__build_id("0000000000000000");
+    }
+    w.run().expect("the agent runs");
+}
+
+/// `cluster redis ARGS...`: redis-server, dying with the test process.
+fn redis_main(args: &[String]) {
+    die_with_parent();
+    let e = Command::new("redis-server").args(args).exec();
+    eprintln!("cannot start redis-server: {e} (apt-get install redis-server)");
+    std::process::exit(127);
+}
+
+/// `cluster caller URL`: starts slow work on the cluster and stays until
+/// killed.
+fn caller_main(args: &[String]) {
+    die_with_parent();
+    multiproc::init();
+    let pool = Pool::builder()
+        .cluster_with(
+            &args[0],
+            ClusterOptions::default().caller_ttl(Duration::from_secs(1)),
+        )
+        .build()
+        .unwrap();
+    let _r = pool.map_async(sleep_ms, vec![400u64; 40]).unwrap();
+    println!("started");
+    std::thread::sleep(Duration::from_secs(60)); // killed long before
+}
+
+// ---------------------------------------------------------------- tasks
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+fn scaled(k: &u64, x: u64) -> u64 {
+    k * x
+}
+
+fn panics_on_7(x: u64) -> u64 {
+    assert!(x != 7, "seven is refused");
+    x
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// Sleeps, and says which process ran it.
+fn slow_square(x: u64) -> (u64, u32) {
+    std::thread::sleep(Duration::from_millis(20));
+    (x * x, std::process::id())
+}
+
+/// Appends a line to `path` (a count of runs), then sleeps `ms`.
+fn record_then_sleep(path: &String, ms: u64) -> u64 {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
+    writeln!(f, "ran").unwrap();
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+// ---------------------------------------------------------------- harness
 
 /// A private redis-server; killed and its directory removed on drop.
 struct Server {
     child: Child,
     dir: PathBuf,
+    sock: PathBuf,
     url: String,
 }
 
+static SERVERS: AtomicU64 = AtomicU64::new(0);
+
 impl Server {
-    /// `None` (with a message) only when redis-server is not installed.
-    fn start() -> Option<Server> {
+    fn start() -> Server {
         let dir = std::env::temp_dir().join(format!(
-            "multiproc-cluster-{}-{:?}",
+            "multiproc-cluster-{}-{}",
             std::process::id(),
-            std::thread::current().id()
+            SERVERS.fetch_add(1, Ordering::SeqCst)
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let sock = dir.join("redis.sock");
-        let child = match Command::new("redis-server")
+        let url = format!("redis+unix://{}", sock.display());
+        let child = Self::spawn(&dir, &sock);
+        let mut server = Server {
+            child,
+            dir,
+            sock,
+            url,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn spawn(dir: &PathBuf, sock: &PathBuf) -> Child {
+        Command::new(std::env::current_exe().unwrap())
+            .arg("redis")
             .args([
                 "--port",
                 "0",
@@ -40,38 +245,86 @@ impl Server {
                 "no",
                 "--unixsocket",
             ])
-            .arg(&sock)
+            .arg(sock)
             .arg("--dir")
-            .arg(&dir)
+            .arg(dir)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
-        {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::remove_dir_all(&dir).ok();
-                eprintln!("SKIPPED: redis-server not found (apt-get install redis-server)");
-                return None;
-            }
-            Err(e) => panic!("cannot start redis-server: {e}"),
-        };
-        let url = format!("redis+unix://{}", sock.display());
-        let mut server = Server { child, dir, url };
-        // Wait for the server to answer: bounded, each try a real PING.
+            .expect("start redis-server")
+    }
+
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if Broker::connect(&server.url).is_ok() {
-                return Some(server);
+            if Broker::connect(&self.url).is_ok() {
+                return;
             }
-            if let Ok(Some(st)) = server.child.try_wait() {
-                panic!("redis-server exited at start: {st}");
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!(
+                    "redis-server exited at start ({st}): is it installed? (apt-get install redis-server)"
+                );
             }
             assert!(
                 Instant::now() < deadline,
                 "redis-server did not answer in 10 s"
             );
-            std::thread::sleep(Duration::from_millis(10)); // polling, not synchronisation
+            std::thread::sleep(Duration::from_millis(10)); // polling a start-up, not synchronisation
         }
+    }
+
+    /// Kills the server (SIGKILL: nothing saved) and starts a fresh one on
+    /// the same socket.
+    fn restart_empty(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::fs::remove_file(&self.sock).ok();
+        self.child = Self::spawn(&self.dir, &self.sock);
+        self.wait_ready();
+    }
+
+    fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    fn dbsize(&self) -> u64 {
+        Broker::connect(&self.url).unwrap().dbsize().unwrap()
+    }
+
+    /// Waits (bounded) until `f` holds, polling the broker.
+    fn until(&self, what: &str, mut f: impl FnMut(&Server) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f(self) {
+            assert!(Instant::now() < deadline, "waited 20 s for {what}");
+            std::thread::sleep(Duration::from_millis(20)); // polling the broker
+        }
+    }
+
+    /// Starts an agent of this build (or another) and waits until it is
+    /// registered.
+    fn agent(&self, name: &str, other_build: bool) -> Agent {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["agent", &self.url, name]);
+        if other_build {
+            cmd.arg("other-build");
+        }
+        let child = cmd.process_group(0).spawn().expect("start an agent");
+        let build = if other_build {
+            "0000000000000000".to_string()
+        } else {
+            multiproc::cluster::build_id().unwrap()
+        };
+        let key = format!("mp:{build}:agents");
+        self.until("the agent to register", |s| {
+            redis::cmd("HEXISTS")
+                .arg(&key)
+                .arg(name)
+                .query::<bool>(&mut s.conn())
+                .unwrap()
+        });
+        Agent { child }
     }
 }
 
@@ -83,19 +336,59 @@ impl Drop for Server {
     }
 }
 
-#[test]
-fn connects_to_a_live_broker() {
-    let _w = common::watchdog("connects_to_a_live_broker");
-    let Some(server) = Server::start() else {
-        return;
-    };
+/// An agent process (its own process group); SIGKILLed with its group on
+/// drop.
+struct Agent {
+    child: Child,
+}
+
+impl Agent {
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn kill_group(&mut self) {
+        let pg = rustix::process::Pid::from_raw(self.pid()).unwrap();
+        let _ = rustix::process::kill_process_group(pg, rustix::process::Signal::KILL);
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM; returns how it exited.
+    fn term_and_wait(&mut self) -> std::process::ExitStatus {
+        let pid = rustix::process::Pid::from_raw(self.pid()).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill_group();
+    }
+}
+
+fn fast_options() -> ClusterOptions {
+    ClusterOptions::default()
+        .agent_wait(Duration::from_secs(5))
+        .caller_ttl(Duration::from_secs(2))
+}
+
+fn cluster_pool(server: &Server) -> Pool {
+    Pool::builder()
+        .cluster_with(&server.url, fast_options())
+        .build()
+        .unwrap()
+}
+
+// ---------------------------------------------------------------- tests
+
+fn connects_to_a_live_broker(_: StartMethod) {
+    let server = Server::start();
     let mut b = Broker::connect(&server.url).unwrap();
     assert_eq!(b.dbsize().unwrap(), 0);
 }
 
-#[test]
-fn unreachable_url_is_a_clear_error_not_a_hang() {
-    let _w = common::watchdog("unreachable_url_is_a_clear_error_not_a_hang");
+fn unreachable_url_is_a_clear_error(_: StartMethod) {
     let dir = std::env::temp_dir().join(format!("multiproc-cluster-none-{}", std::process::id()));
     let url = format!("redis+unix://{}/absent.sock", dir.display());
     let e = Broker::connect(&url).unwrap_err();
@@ -105,6 +398,259 @@ fn unreachable_url_is_a_clear_error_not_a_hang() {
     let e = Broker::connect("redis://user:hunter2@127.0.0.1:1/").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Io);
     assert!(!e.to_string().contains("hunter2"), "{e}");
+    let e = Pool::builder()
+        .cluster("redis://user:hunter2@127.0.0.1:1/")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io);
+    assert!(!e.to_string().contains("hunter2"), "{e}");
     let e = Broker::connect("notaurl").unwrap_err();
     assert!(e.to_string().contains("bad URL"), "{e}");
+}
+
+fn the_pool_api_over_two_agents(_: StartMethod) {
+    let server = Server::start();
+    let _a = server.agent("a", false);
+    let _b = server.agent("b", false);
+    let before = server.dbsize();
+    let pool = cluster_pool(&server);
+    assert_eq!(pool.processes(), 4, "what the two agents offer");
+
+    let xs: Vec<u64> = (0..1000).collect();
+    let want: Vec<u64> = xs.iter().map(|x| x * x).collect();
+    assert_eq!(pool.map(square, xs.clone()).unwrap(), want);
+    assert_eq!(pool.chunksize(7).map(square, xs.clone()).unwrap(), want);
+    let got: Vec<u64> = pool
+        .imap(square, xs.clone())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, want);
+    let mut got: Vec<u64> = pool
+        .imap_unordered(square, xs.clone())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, want);
+    // One at a time: each answer may come back before its send returns.
+    for i in 0..200u64 {
+        assert_eq!(pool.apply(square, i).unwrap(), i * i);
+    }
+    assert_eq!(pool.starmap(add, vec![(1, 2), (3, 4)]).unwrap(), vec![3, 7]);
+    assert_eq!(
+        pool.map(partial(scaled, 3u64), vec![1, 2]).unwrap(),
+        vec![3, 6]
+    );
+
+    // apply_async with a callback; map_async.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let r = pool
+        .apply_async_with(square, 9, move |v: &u64| s.lock().unwrap().push(*v), |_| {})
+        .unwrap();
+    assert_eq!(r.get().unwrap(), 81);
+    let m = pool.map_async(square, vec![2u64, 3]).unwrap();
+    assert_eq!(m.get().unwrap(), vec![4, 9]);
+
+    // A panic is blamed on its item, with its message, as on one machine.
+    let e = pool.map(panics_on_7, 0..20u64).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Panicked);
+    assert!(e.to_string().contains("task 7"), "{e}");
+    assert_eq!(e.panic_message(), Some("seven is refused"));
+    assert!(e.to_string().contains("cluster agent"), "{e}");
+    let each: Vec<_> = pool.imap(panics_on_7, 5..9u64).unwrap().collect();
+    assert_eq!(each[0].as_ref().unwrap(), &5);
+    assert_eq!(each[2].as_ref().unwrap_err().kind(), ErrorKind::Panicked);
+    assert_eq!(each[3].as_ref().unwrap(), &8);
+
+    // A per-call time limit is enforced by the agent's local pool.
+    let e = pool
+        .task_timeout(Duration::from_millis(200))
+        .apply_async(sleep_ms, 5_000)
+        .unwrap()
+        .get()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimeLimit, "{e}");
+
+    pool.close();
+    pool.join().unwrap();
+    assert_eq!(seen.lock().unwrap().as_slice(), &[81]);
+    assert!(pool.stats().tasks_done >= 4000, "{:?}", pool.stats());
+    server.until("the caller's keys to go", |s| s.dbsize() == before);
+}
+
+fn an_agent_killed_mid_map_is_rerun_elsewhere(_: StartMethod) {
+    let server = Server::start();
+    let mut a = server.agent("a", false);
+    let _b = server.agent("b", false);
+    let pool = cluster_pool(&server);
+    let mut results = pool.chunksize(2).imap(slow_square, 0..200u64).unwrap();
+    let mut got = Vec::new();
+    let mut killed = false;
+    for r in &mut results {
+        let (v, pid) = r.unwrap();
+        got.push((v, pid));
+        if !killed && got.len() == 10 {
+            a.kill_group();
+            killed = true;
+        }
+    }
+    drop(results);
+    let want: Vec<u64> = (0..200u64).map(|x| x * x).collect();
+    assert_eq!(
+        got.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
+        want,
+        "each result once, in order"
+    );
+    pool.close();
+    pool.join().unwrap();
+}
+
+fn a_long_task_on_a_live_agent_is_not_stolen(_: StartMethod) {
+    let server = Server::start();
+    let _a = server.agent("a", false);
+    let _b = server.agent("b", false);
+    let log = server.dir.join("runs.log").display().to_string();
+    let pool = cluster_pool(&server);
+    // 2 s: more than three leases of 600 ms.
+    let r = pool
+        .apply(partial(record_then_sleep, log.clone()), 2000)
+        .unwrap();
+    assert_eq!(r, 2000);
+    let runs = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(runs.lines().count(), 1, "ran once: {runs:?}");
+}
+
+fn no_agent_of_this_build_is_a_clear_error(_: StartMethod) {
+    let server = Server::start();
+    // An agent of another build is there, and takes nothing.
+    let _other = server.agent("other", true);
+    let e = Pool::builder()
+        .cluster_with(
+            &server.url,
+            ClusterOptions::default().agent_wait(Duration::from_millis(300)),
+        )
+        .build()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    assert!(
+        e.to_string().contains("no cluster agent runs this program"),
+        "{e}"
+    );
+    // Once an agent of this build joins, the work is done by it alone.
+    let _a = server.agent("a", false);
+    let pool = cluster_pool(&server);
+    let got = pool.map(slow_square, 0..20u64).unwrap();
+    assert_eq!(got.len(), 20);
+    let other_key = "mp:0000000000000000:tasks";
+    let len: u64 = redis::cmd("XLEN")
+        .arg(other_key)
+        .query(&mut server.conn())
+        .unwrap();
+    assert_eq!(len, 0, "nothing went to the other build");
+}
+
+fn an_agent_sigtermed_mid_map_drains(_: StartMethod) {
+    let server = Server::start();
+    let mut a = server.agent("a", false);
+    let _b = server.agent("b", false);
+    let pool = cluster_pool(&server);
+    let mut it = pool.chunksize(2).imap(slow_square, 0..100u64).unwrap();
+    let first = it.next().unwrap().unwrap();
+    let status = a.term_and_wait();
+    assert!(status.success(), "a drained agent exits cleanly: {status}");
+    let mut got = vec![first.0];
+    got.extend(it.map(|r| r.unwrap().0));
+    assert_eq!(got, (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+fn terminate_mid_map_leaves_no_keys(_: StartMethod) {
+    let server = Server::start();
+    let _a = server.agent("a", false);
+    let before = server.dbsize();
+    let pool = cluster_pool(&server);
+    let r = pool.map_async(sleep_ms, vec![300u64; 40]).unwrap();
+    server.until("work to start", |s| s.dbsize() > before);
+    pool.terminate();
+    assert_eq!(r.get().unwrap_err().kind(), ErrorKind::PoolClosed);
+    drop(pool);
+    // The agent stops the work and acknowledges it: the stream empties.
+    server.until("the caller's keys and entries to go", |s| {
+        let len: u64 = redis::cmd("XLEN")
+            .arg(format!(
+                "mp:{}:tasks",
+                multiproc::cluster::build_id().unwrap()
+            ))
+            .query(&mut s.conn())
+            .unwrap();
+        s.dbsize() == before && len == 0
+    });
+}
+
+fn a_dead_callers_keys_expire(_: StartMethod) {
+    let server = Server::start();
+    let _a = server.agent("a", false);
+    let before = server.dbsize();
+    let mut caller = Command::new(std::env::current_exe().unwrap())
+        .args(["caller", &server.url])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(caller.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "started");
+    caller.kill().unwrap();
+    caller.wait().unwrap();
+    server.until("the dead caller's keys to expire", |s| s.dbsize() == before);
+}
+
+fn an_agent_added_mid_map_gets_work(_: StartMethod) {
+    let server = Server::start();
+    let a = server.agent("a", false);
+    let pool = cluster_pool(&server);
+    let mut it = pool.chunksize(1).imap(slow_square, 0..300u64).unwrap();
+    let mut pids = std::collections::HashSet::new();
+    let mut b = None;
+    let mut n = 0;
+    for r in &mut it {
+        let (_, pid) = r.unwrap();
+        pids.insert(pid);
+        n += 1;
+        if n == 5 {
+            b = Some(server.agent("b", false));
+        }
+    }
+    assert_eq!(n, 300);
+    assert!(pids.len() > 2, "workers of both agents ran tasks: {pids:?}");
+    drop((a, b));
+}
+
+fn a_broker_restart_without_persistence_loses_nothing(_: StartMethod) {
+    let mut server = Server::start();
+    let _a = server.agent("a", false);
+    let pool = cluster_pool(&server);
+    let mut it = pool.chunksize(2).imap(slow_square, 0..100u64).unwrap();
+    let mut got = vec![it.next().unwrap().unwrap().0];
+    server.restart_empty();
+    got.extend(it.map(|r| r.unwrap().0));
+    assert_eq!(got, (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+fn a_hundred_thousand_small_tasks(_: StartMethod) {
+    let server = Server::start();
+    let _a = server.agent("a", false);
+    let _b = server.agent("b", false);
+    let pool = cluster_pool(&server);
+    let got = pool.map(square, 0..100_000u64).unwrap();
+    assert_eq!(got.len(), 100_000);
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, v)| *v == (i as u64) * (i as u64))
+    );
 }

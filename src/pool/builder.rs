@@ -40,6 +40,9 @@ pub struct PoolBuilder {
     /// The workers' stdout and stderr, opened in `build`.
     streams: [Option<Stdio>; 2],
     setup: WorkerSetup,
+    /// The broker's URL and options of a cluster pool.
+    #[cfg(feature = "cluster")]
+    cluster: Option<(String, crate::cluster::ClusterOptions)>,
 }
 
 impl fmt::Debug for PoolBuilder {
@@ -343,6 +346,47 @@ impl PoolBuilder {
         self
     }
 
+    /// Runs the pool's work on the machines of a cluster instead of local
+    /// workers: agents of this same program ([`crate::cluster::Worker`])
+    /// take it from the Redis (or Valkey) broker at `url`. Every method of
+    /// the pool works as on one machine; `processes` (default: what the
+    /// live agents offer) sizes the chunks. Needs the `cluster` feature.
+    ///
+    /// Tasks run at least once: the work of a lost agent runs again
+    /// elsewhere, so **a task's side effects may happen twice**; each
+    /// result reaches the caller once. An initializer, per-worker state,
+    /// `maxtasksperchild`, memory caps and the worker options (`worker_env`
+    /// and its neighbours) are not carried to the agents: `build` refuses
+    /// them with [`ErrorKind::InvalidArgument`]. Arguments that hold
+    /// descriptors (a `Queue`, `SharedSlice`, pipe end) cannot cross
+    /// machines: such an item fails with [`ErrorKind::Encode`].
+    ///
+    /// ```no_run
+    /// # fn square(x: u64) -> u64 { x * x }
+    /// # fn main() -> multiproc::Result<()> {
+    /// use multiproc::Pool;
+    /// let pool = Pool::builder().cluster("redis://head:6379/").build()?;
+    /// let squares = pool.map(square, 0..1_000u64)?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "cluster")]
+    pub fn cluster(self, url: impl Into<String>) -> Self {
+        self.cluster_with(url, crate::cluster::ClusterOptions::default())
+    }
+
+    /// [`cluster`](PoolBuilder::cluster) with options: how long to wait
+    /// for an agent or a lost broker, how many lost agents a chunk
+    /// survives, how long the caller's keys outlive it.
+    #[cfg(feature = "cluster")]
+    pub fn cluster_with(
+        mut self,
+        url: impl Into<String>,
+        options: crate::cluster::ClusterOptions,
+    ) -> Self {
+        self.cluster = Some((url.into(), options));
+        self
+    }
+
     /// Starts the workers.
     ///
     /// # Errors
@@ -357,6 +401,10 @@ impl PoolBuilder {
     ///   fails with (for example [`ErrorKind::NotInitialized`] without
     ///   `multiproc::init()`).
     pub fn build(self) -> Result<Pool> {
+        #[cfg(feature = "cluster")]
+        if self.cluster.is_some() {
+            return self.build_cluster();
+        }
         let processes = self.processes.unwrap_or_else(crate::cpu_count);
         if processes == 0 {
             return Err(Error::new(
@@ -404,6 +452,58 @@ impl PoolBuilder {
     }
 }
 
+impl PoolBuilder {
+    /// `build` for a cluster pool: the core with the broker link as its
+    /// remote.
+    #[cfg(feature = "cluster")]
+    fn build_cluster(mut self) -> Result<Pool> {
+        let (url, options) = self.cluster.take().expect("a cluster pool");
+        let unsupported = [
+            (self.init.is_some(), "an initializer"),
+            (self.max_tasks.is_some(), "maxtasksperchild"),
+            (self.max_memory.is_some(), "max_memory_per_worker"),
+            (self.method.is_some(), "a start method"),
+            (
+                self.streams.iter().any(Option::is_some),
+                "worker_stdout/worker_stderr",
+            ),
+        ];
+        if let Some((_, what)) = unsupported.iter().find(|(set, _)| *set) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "a cluster pool does not carry {what} to its agents: set it on the agents' side"
+                ),
+            ));
+        }
+        let (link, offered) = crate::cluster::link::Link::connect(&url, options)?;
+        let processes = self.processes.unwrap_or(offered).max(1);
+        let core = Core::with_remote(
+            Config {
+                processes,
+                method: None,
+                init: None,
+                max_tasks: None,
+                timeout: self.timeout,
+                retries: self.retries,
+                retry_panics: self.retry_panics,
+                max_memory: None,
+                progress: self.progress,
+                nested: false,
+                insights: false,
+                shm_above: usize::MAX,
+                on_progress: self.on_progress,
+                setup: WorkerSetup::default(),
+            },
+            Box::new(link),
+        )?;
+        Ok(Pool {
+            shared: Shared::new(core)?,
+            processes,
+        })
+    }
+}
+
 impl Pool {
     /// A builder for the options: process count, initializer,
     /// `maxtasksperchild`, start method, time limit, memory cap, progress.
@@ -424,6 +524,8 @@ impl Pool {
             on_progress: None,
             streams: [None, None],
             setup: WorkerSetup::default(),
+            #[cfg(feature = "cluster")]
+            cluster: None,
         }
     }
 }

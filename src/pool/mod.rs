@@ -105,7 +105,9 @@
 mod api;
 mod async_result;
 mod builder;
-mod core;
+#[cfg(feature = "cluster")]
+pub(crate) use builder::DEFAULT_SHM_ABOVE;
+pub(crate) mod core;
 pub(crate) mod frame;
 mod futures;
 mod insights;

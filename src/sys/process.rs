@@ -339,3 +339,14 @@ pub(crate) fn is_dead(pid: u32) -> bool {
         Err(e) => e.kind() == io::ErrorKind::NotFound,
     }
 }
+
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster agent
+/// This machine's host name (`/proc/sys/kernel/hostname`), or `"host"` if
+/// it cannot be read.
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "host".into())
+}

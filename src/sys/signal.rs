@@ -129,3 +129,51 @@ pub(crate) fn drain_wake() {
         }
     }
 }
+
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster agent
+static SIGTERMS: AtomicU64 = AtomicU64::new(0);
+
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster agent
+extern "C" fn on_sigterm(_: c_int) {
+    SIGTERMS.fetch_add(1, Ordering::SeqCst);
+}
+
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster agent
+/// Makes SIGTERM a request instead of the end (a cluster agent drains on
+/// it): if SIGTERM has its default action, a handler that only counts it
+/// is installed. Returns false if the program handles or ignores SIGTERM
+/// itself (then nothing is installed and [`sigterms`] stays 0).
+///
+/// # Errors
+///
+/// The OS refused `sigaction`.
+pub(crate) fn count_sigterm() -> io::Result<bool> {
+    let _guard = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
+    // SAFETY: an all-zero sigaction is a valid value of this plain C struct.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only reads the current one into `old`.
+    if unsafe { libc::sigaction(libc::SIGTERM, std::ptr::null(), &mut old) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let ours = on_sigterm as extern "C" fn(c_int) as usize;
+    if old.sa_sigaction == ours {
+        return Ok(true);
+    }
+    if old.sa_sigaction != libc::SIG_DFL {
+        return Ok(false);
+    }
+    let mut new = old;
+    new.sa_sigaction = ours;
+    new.sa_flags = libc::SA_RESTART;
+    // SAFETY: the handler only adds to an atomic, which is async-signal-safe.
+    if unsafe { libc::sigaction(libc::SIGTERM, &new, std::ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(true)
+}
+
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster agent
+/// How many SIGTERMs the handler of [`count_sigterm`] has seen.
+pub(crate) fn sigterms() -> u64 {
+    SIGTERMS.load(Ordering::SeqCst)
+}

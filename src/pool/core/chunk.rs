@@ -158,7 +158,7 @@ impl Chunk {
 
     /// Appends one item's bytes and descriptors (sent again after a death
     /// or a panic).
-    pub(super) fn push_item(&mut self, item: &[u8], fds: Option<ItemExtra>) {
+    pub(crate) fn push_item(&mut self, item: &[u8], fds: Option<ItemExtra>) {
         if let Some((fds, live)) = fds {
             if live.is_some() {
                 self.shm_bytes += frame::shm_len(item).unwrap_or(0);
@@ -183,12 +183,12 @@ impl Chunk {
     }
 
     /// How many of the items carry descriptors.
-    pub(super) fn fd_items(&self) -> usize {
+    pub(crate) fn fd_items(&self) -> usize {
         self.fds.len()
     }
 
     /// The items as byte slices.
-    pub(super) fn items(&self) -> Vec<&[u8]> {
+    pub(crate) fn items(&self) -> Vec<&[u8]> {
         let mut start = 0;
         self.ends
             .iter()

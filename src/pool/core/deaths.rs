@@ -374,6 +374,7 @@ impl Core {
     /// Kills every worker, waits for them, and fails every unanswered task
     /// with `error()`.
     pub(crate) fn shutdown(&mut self, error: impl Fn() -> Error) {
+        self.shutdown_remote(&error);
         self.state = PoolState::Terminated;
         for w in self.workers.iter().flatten() {
             let _ = w.process.kill();

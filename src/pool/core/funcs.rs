@@ -70,6 +70,16 @@ impl Funcs {
         }
     }
 
+    /// Function `id` as it travels to another machine (`remote.rs`).
+    pub(crate) fn parts(&self, id: u32) -> Option<super::remote::FuncParts<'_>> {
+        let slot = self.slots.get(id as usize)?.as_ref()?;
+        Some(super::remote::FuncParts {
+            task: slot.task,
+            captured: slot.captured.as_deref(),
+            what: "",
+        })
+    }
+
     /// Writes function `id`'s FUNC frame to a worker's `out` unless `knows`
     /// says it has it.
     #[inline]

@@ -39,6 +39,9 @@ mod chunk;
 mod deaths;
 mod funcs;
 mod insight;
+// Only the cluster engine makes a remote today.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+pub(crate) mod remote;
 mod results;
 
 pub(crate) use self::chunk::Chunk;
@@ -231,6 +234,9 @@ pub(crate) struct Core {
     /// Under the fork start method: the forker that forks replacement
     /// workers (`runtime::zygote`), made before the first worker.
     zygote: Option<Arc<Zygote>>,
+    /// Where the work runs instead of local workers (the cluster engine,
+    /// `remote.rs`).
+    remote: Option<Box<dyn remote::Remote>>,
 }
 
 /// The token of the background thread's doorbell in its wait set.
@@ -268,8 +274,9 @@ impl Core {
             epoll: Arc::new(Epoll::new().map_err(io_err("could not create an epoll set"))?),
             background: false,
             zygote: None,
+            remote: None,
         };
-        if core.method() == StartMethod::Fork {
+        if core.method() == StartMethod::Fork && !core.workers.is_empty() {
             core.zygote = Some(Zygote::fork(false)?);
         }
         for i in 0..core.workers.len() {
@@ -444,6 +451,9 @@ impl Core {
     pub(crate) fn cancel(&mut self, id: u64) {
         self.remove_job(id);
         self.pending.retain(|c| c.job != id);
+        if let Some(r) = self.remote.as_mut() {
+            r.forget(id);
+        }
     }
 
     /// Cancels job `id` for its handle: its queued chunks are dropped, a
@@ -456,6 +466,9 @@ impl Core {
             return false;
         };
         self.pending.retain(|c| c.job != id);
+        if let Some(r) = self.remote.as_mut() {
+            r.forget(id);
+        }
         for w in self.workers.iter_mut().flatten() {
             if w.cancel_killed || !w.sent.iter().any(|c| c.job == id) {
                 continue;
@@ -538,6 +551,9 @@ impl Core {
     /// Whether some item of job `id` was sent to a worker (Python's
     /// `running()`: it can no longer be dropped from the queue).
     pub(crate) fn job_sent(&self, id: u64) -> bool {
+        if self.remote.is_some() {
+            return self.jobs.contains_key(&id) && !self.pending.iter().any(|c| c.job == id);
+        }
         self.jobs.contains_key(&id)
             && self
                 .workers
@@ -578,6 +594,9 @@ impl Core {
     }
 
     pub(crate) fn workers_alive(&self) -> usize {
+        if self.remote.is_some() {
+            return self.config.processes;
+        }
         self.workers.iter().flatten().count()
     }
 
@@ -590,23 +609,29 @@ impl Core {
                 let finished = w.page.word(worker::WORD_FINISHED).load(Ordering::Acquire);
                 started.saturating_sub(finished)
             })
-            .sum()
+            .sum::<u64>()
+            + self.remote_in_flight()
     }
 
     /// Whether nothing is queued or in a worker.
     pub(crate) fn idle(&self) -> bool {
-        self.pending.is_empty() && self.workers.iter().flatten().all(|w| w.sent.is_empty())
+        self.pending.is_empty()
+            && self.workers.iter().flatten().all(|w| w.sent.is_empty())
+            && self.remote_in_flight() == 0
     }
 
     /// Whether every worker has exited.
     pub(crate) fn all_exited(&self) -> bool {
-        self.workers.iter().all(Option::is_none)
+        self.workers.iter().all(Option::is_none) && self.remote.is_none()
     }
 
     /// Hands queued chunks to workers with room.
     fn dispatch(&mut self) {
         if self.state == PoolState::Terminated {
             return;
+        }
+        if self.remote.is_some() {
+            return self.dispatch_remote();
         }
         self.forget_ended();
         while let Some(chunk) = self.pending.front() {
@@ -863,6 +888,12 @@ impl Core {
 
     /// Tells every worker to leave once it has answered what it holds.
     pub(crate) fn send_stop(&mut self) {
+        if let Some(mut remote) = self.remote.take() {
+            // Everything was answered (`join` waits for that first): what
+            // the remote left on the other side goes.
+            self.epoll.remove(remote.wake());
+            remote.close();
+        }
         for w in self.workers.iter_mut().flatten() {
             if !w.leaving || w.sent.is_empty() {
                 w.leaving = true;
@@ -896,6 +927,9 @@ impl Core {
         }
         if self.state == PoolState::Terminated {
             return Err(self.refuse().expect("terminated"));
+        }
+        if self.remote.is_some() {
+            return self.pump_remote(wait);
         }
         self.refill()?;
         self.dispatch();
@@ -970,7 +1004,7 @@ impl Core {
 
 impl Drop for Core {
     fn drop(&mut self) {
-        if self.workers.iter().any(Option::is_some) {
+        if self.workers.iter().any(Option::is_some) || self.remote.is_some() {
             self.shutdown(|| Error::new(ErrorKind::PoolClosed, "the pool was dropped"));
         }
     }

@@ -1,0 +1,680 @@
+//! The caller's side: [`Link`], the pool core's [`Remote`] over the
+//! broker. `send` adds a chunk to the build's task stream at once (one
+//! round trip, on the calling thread's connection); a reader thread, on a
+//! connection of its own, blocks on the caller's reply stream, checks each
+//! answer against the chunk it answers (every item once, nothing else),
+//! drops duplicates (a chunk run twice after an agent was lost), and rings
+//! the core's wake descriptor. The same thread keeps the caller's keys
+//! alive, watches that some agent runs this build, and, when the broker
+//! comes back empty after a restart, sends again what was in flight.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use redis::streams::StreamReadReply;
+
+use super::broker::{self, Broker, Keys};
+use super::wire::{self, Part, Reply, TaskEntry};
+use crate::error::{Error, ErrorKind, Result};
+use crate::pool::core::Chunk;
+use crate::pool::core::remote::{Answer, FuncParts, JobLimits, Remote, cannot_travel};
+use crate::sys;
+use crate::sys::epoll::Doorbell;
+
+/// How a cluster pool waits for the cluster and how long it bears losses.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    pub(crate) agent_wait: Duration,
+    pub(crate) broker_timeout: Duration,
+    pub(crate) max_losses: u32,
+    pub(crate) caller_ttl: Duration,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            agent_wait: Duration::from_secs(10),
+            broker_timeout: Duration::from_secs(30),
+            max_losses: 2,
+            caller_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ClusterOptions {
+    /// How long `build`, and later a call with work in flight, waits for
+    /// an agent of this build before it fails (default 10 s).
+    pub fn agent_wait(mut self, d: Duration) -> Self {
+        self.agent_wait = d;
+        self
+    }
+
+    /// How long the broker may be unreachable before every call fails
+    /// with [`ErrorKind::Io`] ("lost the broker"; default 30 s).
+    pub fn broker_timeout(mut self, d: Duration) -> Self {
+        self.broker_timeout = d;
+        self
+    }
+
+    /// How many times a chunk is run again after the agent running it was
+    /// lost; past that its items fail with [`ErrorKind::WorkerLost`]
+    /// naming the last agent (default 2).
+    pub fn max_losses(mut self, n: u32) -> Self {
+        self.max_losses = n;
+        self
+    }
+
+    /// How long the caller's keys outlive it if it dies without closing
+    /// its pool (default 30 s; refreshed every tenth of it). Agents stop
+    /// its work once they are gone.
+    pub fn caller_ttl(mut self, d: Duration) -> Self {
+        self.caller_ttl = d.max(Duration::from_millis(300));
+        self
+    }
+}
+
+/// A chunk sent and not answered.
+struct Sent {
+    job: u64,
+    first: u64,
+    count: u32,
+    entry: Arc<Vec<u8>>,
+    /// Its entry id in the task stream; `None` while it waits to be sent
+    /// (the broker was unreachable, or came back without it).
+    id: Option<String>,
+    /// `send` is adding it (the reader thread leaves it alone).
+    sending: bool,
+}
+
+#[derive(Default)]
+struct State {
+    sent: HashMap<u64, Sent>,
+    answers: Vec<Answer>,
+    failure: Option<(ErrorKind, String)>,
+    in_flight: u64,
+    /// Answers to chunks already answered (or forgotten).
+    duplicates: u64,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    bell: Doorbell,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What the reader thread needs to know.
+#[derive(Clone)]
+struct Where {
+    url: String,
+    keys: Keys,
+    caller: String,
+    options: ClusterOptions,
+}
+
+/// The caller's link to the broker: the pool core's [`Remote`].
+pub(crate) struct Link {
+    /// The connection `send` uses; `None` after it failed, until the next
+    /// reconnect (tried at most every [`RECONNECT`]).
+    conn: Option<redis::Connection>,
+    last_connect: Instant,
+    at: Where,
+    shared: Arc<Shared>,
+    reader: Option<JoinHandle<()>>,
+    next_seq: u64,
+    max_chunks: usize,
+}
+
+/// How often `send` tries to reconnect a lost connection (meanwhile the
+/// reader thread sends what waits).
+const RECONNECT: Duration = Duration::from_millis(500);
+
+fn broker_err(at: &Where, what: &str, e: redis::RedisError) -> Error {
+    Error::new(
+        ErrorKind::Io,
+        format!("cluster broker {}: {what}: {e}", broker::redact(&at.url)),
+    )
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
+}
+
+impl Link {
+    /// Connects to the broker at `url`, registers this caller and waits
+    /// (up to `options.agent_wait`) for an agent of this build. Returns
+    /// the link and the processes the live agents offer.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] when the broker cannot be reached; `Timeout` when
+    /// no agent of this build shows up in time.
+    pub(crate) fn connect(url: &str, options: ClusterOptions) -> Result<(Link, usize)> {
+        let build = broker::build_id()?;
+        let keys = Keys::new(&build);
+        let tag: String = sys::shm::random_tag()[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let caller = format!("{}-{}-{tag}", sys::process::hostname(), std::process::id());
+        let at = Where {
+            url: url.to_owned(),
+            keys,
+            caller,
+            options,
+        };
+        let mut conn = Broker::connect(url)?.into_connection();
+        let keep_alive = |conn: &mut redis::Connection| -> redis::RedisResult<()> {
+            redis::cmd("SET")
+                .arg(at.keys.caller(&at.caller))
+                .arg(1)
+                .arg("PX")
+                .arg(ms(at.options.caller_ttl))
+                .query(conn)
+        };
+        keep_alive(&mut conn).map_err(|e| broker_err(&at, "SET", e))?;
+        let start = Instant::now();
+        let procs = loop {
+            let now = broker::broker_ms(&mut conn).map_err(|e| broker_err(&at, "TIME", e))?;
+            let (n, procs) = broker::live_agents(&mut conn, &at.keys, now)
+                .map_err(|e| broker_err(&at, "HGETALL", e))?;
+            if n > 0 {
+                break procs.max(1);
+            }
+            if start.elapsed() >= at.options.agent_wait {
+                let _: redis::RedisResult<()> = redis::cmd("DEL")
+                    .arg(at.keys.caller(&at.caller))
+                    .query(&mut conn);
+                return Err(no_agent(&at, &build));
+            }
+            std::thread::sleep(Duration::from_millis(50)); // polling the broker, bounded by agent_wait
+        };
+        let bell = Doorbell::new().map_err(|e| Error::io("could not create an eventfd", e))?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            bell,
+            stop: AtomicBool::new(false),
+        });
+        let reader_conn = Broker::connect(url)?.into_connection();
+        let (sh, w) = (shared.clone(), at.clone());
+        let reader = std::thread::Builder::new()
+            .name("multiproc-cluster".into())
+            .spawn(move || read_loop(Some(reader_conn), &w, &sh, build))
+            .map_err(|e| Error::io("could not start the cluster reader thread", e))?;
+        let link = Link {
+            conn: Some(conn),
+            last_connect: Instant::now(),
+            at,
+            shared,
+            reader: Some(reader),
+            next_seq: 0,
+            max_chunks: (procs * 4).max(8),
+        };
+        Ok((link, procs))
+    }
+
+    /// The connection for commands, reconnected if it was lost (at most
+    /// every [`RECONNECT`]).
+    fn conn(&mut self) -> Option<&mut redis::Connection> {
+        if self.conn.is_none() && self.last_connect.elapsed() >= RECONNECT {
+            self.last_connect = Instant::now();
+            self.conn = match Broker::connect(&self.at.url) {
+                Ok(b) => Some(b.into_connection()),
+                Err(e) => {
+                    log::debug!(target: "multiproc", "{e}");
+                    None
+                }
+            };
+        }
+        self.conn.as_mut()
+    }
+
+    /// Runs `cmd`; a failure drops the connection (the next call
+    /// reconnects).
+    fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Option<T> {
+        let r = cmd.query(self.conn()?);
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                log::debug!(target: "multiproc", "cluster broker: {e}");
+                self.conn = None;
+                None
+            }
+        }
+    }
+
+    fn del_entries(&mut self, ids: Vec<String>) {
+        if ids.is_empty() {
+            return;
+        }
+        let mut cmd = redis::cmd("XDEL");
+        cmd.arg(self.at.keys.tasks()).arg(ids);
+        let _: Option<()> = self.query(&cmd);
+    }
+}
+
+fn no_agent(at: &Where, build: &str) -> Error {
+    Error::new(
+        ErrorKind::Timeout,
+        format!(
+            "no cluster agent runs this program (build {build}) at {}: waited {:?}; start agents of this same binary with multiproc::cluster::Worker (or MULTIPROC_WORKER=<url>)",
+            broker::redact(&at.url),
+            at.options.agent_wait
+        ),
+    )
+}
+
+impl Remote for Link {
+    fn has_room(&self) -> bool {
+        self.shared.lock().sent.len() < self.max_chunks
+    }
+
+    fn send(&mut self, chunk: Chunk, func: FuncParts<'_>, limits: JobLimits) -> Result<()> {
+        if chunk.fd_items() > 0 {
+            return Err(cannot_travel(
+                "an argument holds descriptors (a Queue, lock, SharedSlice, pipe end), which cannot cross machines",
+            ));
+        }
+        let items = chunk.items();
+        let mut ends = Vec::with_capacity(items.len());
+        let mut bytes = Vec::with_capacity(chunk.data.len());
+        for item in &items {
+            bytes.extend_from_slice(item);
+            ends.push(bytes.len() as u32);
+        }
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        let entry = TaskEntry {
+            caller: self.at.caller.clone(),
+            seq,
+            job: chunk.job,
+            what: func.what.to_owned(),
+            first: chunk.first,
+            func: postcard::to_allocvec(&func.task).unwrap_or_default(),
+            captured: func.captured.map(<[u8]>::to_vec),
+            items: bytes,
+            ends,
+            timeout_ns: limits
+                .timeout
+                .map(|d| d.as_nanos().min(u64::MAX as u128) as u64),
+            retries: limits.retries,
+            retry_panics: limits.retry_panics,
+            max_losses: self.at.options.max_losses,
+            reply_ttl_ms: ms(self.at.options.caller_ttl),
+        };
+        let entry = Arc::new(wire::encode(&entry)?);
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(self.at.keys.tasks())
+            .arg("*")
+            .arg(wire::FIELD)
+            .arg(entry.as_slice());
+        // Known before it is sent: its answer can come back before XADD's.
+        {
+            let mut st = self.shared.lock();
+            st.in_flight += chunk.count as u64;
+            st.sent.insert(
+                seq,
+                Sent {
+                    job: chunk.job,
+                    first: chunk.first,
+                    count: chunk.count,
+                    entry,
+                    id: None,
+                    sending: true,
+                },
+            );
+        }
+        // Unsent, the reader thread sends it when the broker is back.
+        let id: Option<String> = self.query(&xadd);
+        if let Some(s) = self.shared.lock().sent.get_mut(&seq) {
+            s.id = id;
+            s.sending = false;
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, into: &mut Vec<Answer>) {
+        // Cleared first: an answer pushed after the take rings again.
+        self.shared.bell.clear();
+        into.append(&mut self.shared.lock().answers);
+    }
+
+    fn wake(&self) -> BorrowedFd<'_> {
+        self.shared.bell.as_fd()
+    }
+
+    fn in_flight(&self) -> u64 {
+        self.shared.lock().in_flight
+    }
+
+    fn forget(&mut self, job: u64) {
+        let ids: Vec<String> = {
+            let mut st = self.shared.lock();
+            let seqs: Vec<u64> = st
+                .sent
+                .iter()
+                .filter(|(_, s)| s.job == job)
+                .map(|(&k, _)| k)
+                .collect();
+            let mut ids = Vec::new();
+            for k in seqs {
+                let s = st.sent.remove(&k).expect("listed");
+                st.in_flight -= s.count as u64;
+                ids.extend(s.id);
+            }
+            ids
+        };
+        if ids.is_empty() {
+            return;
+        }
+        // Entries no agent took yet go; agents running one stop it.
+        self.del_entries(ids);
+        let cancel = self.at.keys.cancel(&self.at.caller);
+        let ttl = ms(self.at.options.caller_ttl);
+        if let Some(c) = self.conn() {
+            let _: redis::RedisResult<()> = redis::pipe()
+                .cmd("SADD")
+                .arg(&cancel)
+                .arg(job)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&cancel)
+                .arg(ttl)
+                .ignore()
+                .query(c);
+        }
+    }
+
+    fn abandon(&mut self) -> Vec<(u64, u64)> {
+        let (items, ids) = {
+            let mut st = self.shared.lock();
+            st.in_flight = 0;
+            let mut items = Vec::new();
+            let mut ids = Vec::new();
+            for (_, s) in st.sent.drain() {
+                items.extend((0..s.count as u64).map(|j| (s.job, s.first + j)));
+                ids.extend(s.id);
+            }
+            st.answers.clear();
+            (items, ids)
+        };
+        self.del_entries(ids);
+        items
+    }
+
+    fn failure(&self) -> Option<Error> {
+        let st = self.shared.lock();
+        st.failure.as_ref().map(|(k, m)| Error::new(*k, m.clone()))
+    }
+
+    fn close(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.reader.take() {
+            let _ = t.join();
+        }
+        let ids: Vec<String> = self
+            .shared
+            .lock()
+            .sent
+            .drain()
+            .filter_map(|(_, s)| s.id)
+            .collect();
+        self.del_entries(ids);
+        // The caller's key goes first: agents running its work stop.
+        let mut del = redis::cmd("DEL");
+        del.arg(self.at.keys.caller(&self.at.caller))
+            .arg(self.at.keys.reply(&self.at.caller))
+            .arg(self.at.keys.cancel(&self.at.caller));
+        let _: Option<()> = self.query(&del);
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        if self.reader.is_some() {
+            self.close();
+        }
+    }
+}
+
+/// Checks `reply` against the chunk it answers: every item once, within
+/// the chunk. What is missing fails as a protocol error naming the agent.
+fn answers_of(s: &Sent, reply: Reply, out: &mut Vec<Answer>) {
+    let mut seen = vec![false; s.count as usize];
+    let end = s.first + s.count as u64;
+    let agent: String = reply.agent.chars().take(128).collect();
+    for part in reply.parts {
+        match part {
+            Part::Ok {
+                first,
+                count,
+                bytes,
+            } => {
+                let Some(last) = first.checked_add(count as u64) else {
+                    continue;
+                };
+                if count == 0 || first < s.first || last > end {
+                    continue;
+                }
+                let range = (first - s.first) as usize..(last - s.first) as usize;
+                if seen[range.clone()].iter().any(|&b| b) {
+                    continue;
+                }
+                seen[range].iter_mut().for_each(|b| *b = true);
+                out.push(Answer::Ok {
+                    job: s.job,
+                    first,
+                    count,
+                    bytes,
+                });
+            }
+            Part::Err {
+                index,
+                kind,
+                message,
+                panic,
+            } => {
+                if index < s.first || index >= end || seen[(index - s.first) as usize] {
+                    continue;
+                }
+                seen[(index - s.first) as usize] = true;
+                out.push(Answer::Err {
+                    job: s.job,
+                    index,
+                    error: wire::error_of(kind, message, panic),
+                });
+            }
+        }
+    }
+    for (j, _) in seen.iter().enumerate().filter(|(_, b)| !**b) {
+        let index = s.first + j as u64;
+        out.push(Answer::Err {
+            job: s.job,
+            index,
+            error: Error::new(
+                ErrorKind::Protocol,
+                format!("cluster agent {agent:?} answered the chunk of task {index} without it"),
+            ),
+        });
+    }
+}
+
+/// The reader thread: answers in, keys kept alive, agents watched, the
+/// broker's loss borne for `broker_timeout`.
+fn read_loop(mut conn: Option<redis::Connection>, at: &Where, sh: &Shared, build: String) {
+    let reply_key = at.keys.reply(&at.caller);
+    let caller_key = at.keys.caller(&at.caller);
+    let refresh = (at.options.caller_ttl / 10).max(Duration::from_millis(100));
+    let mut last = "0-0".to_string();
+    let mut next_refresh = Instant::now();
+    let mut lost_since: Option<Instant> = None;
+    let mut no_agent_since: Option<Instant> = None;
+    let fail = |kind: ErrorKind, message: String| {
+        let mut st = sh.lock();
+        if st.failure.is_none() {
+            st.failure = Some((kind, message));
+        }
+        drop(st);
+        sh.bell.ring();
+    };
+    while !sh.stop.load(Ordering::SeqCst) {
+        let Some(c) = conn.as_mut() else {
+            let since = *lost_since.get_or_insert_with(Instant::now);
+            match Broker::connect(&at.url) {
+                Ok(b) => {
+                    let mut c = b.into_connection();
+                    // A broker that came back without this caller's key
+                    // lost its data: everything in flight is sent again.
+                    let known: bool = redis::cmd("EXISTS")
+                        .arg(&caller_key)
+                        .query(&mut c)
+                        .unwrap_or(false);
+                    if !known {
+                        log::warn!(target: "multiproc", "the cluster broker came back without this caller's work: sending it again");
+                        last = "0-0".into();
+                        for s in sh.lock().sent.values_mut() {
+                            s.id = None;
+                        }
+                    }
+                    conn = Some(c);
+                    lost_since = None;
+                    next_refresh = Instant::now();
+                }
+                Err(e) => {
+                    if since.elapsed() >= at.options.broker_timeout {
+                        fail(
+                            ErrorKind::Io,
+                            format!(
+                                "lost the cluster broker for {:?}: {e}",
+                                at.options.broker_timeout
+                            ),
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(100)); // reconnect back-off
+                }
+            }
+            continue;
+        };
+        let round = (|| -> redis::RedisResult<()> {
+            if Instant::now() >= next_refresh {
+                next_refresh = Instant::now() + refresh;
+                let ttl = ms(at.options.caller_ttl);
+                redis::pipe()
+                    .cmd("SET")
+                    .arg(&caller_key)
+                    .arg(1)
+                    .arg("PX")
+                    .arg(ttl)
+                    .ignore()
+                    .cmd("PEXPIRE")
+                    .arg(&reply_key)
+                    .arg(ttl)
+                    .ignore()
+                    .query::<()>(c)?;
+                let now = broker::broker_ms(c)?;
+                let (n, _) = broker::live_agents(c, &at.keys, now)?;
+                let busy = sh.lock().in_flight > 0;
+                if n > 0 || !busy {
+                    no_agent_since = None;
+                } else if no_agent_since.get_or_insert_with(Instant::now).elapsed()
+                    >= at.options.agent_wait
+                {
+                    fail(ErrorKind::Timeout, no_agent(at, &build).to_string());
+                }
+            }
+            // What waits to be sent (after a broker restart).
+            let unsent: Vec<(u64, Arc<Vec<u8>>)> = sh
+                .lock()
+                .sent
+                .iter()
+                .filter(|(_, s)| s.id.is_none() && !s.sending)
+                .map(|(&k, s)| (k, s.entry.clone()))
+                .collect();
+            if !unsent.is_empty() {
+                log::debug!(target: "multiproc", "cluster: sending {} chunks again", unsent.len());
+            }
+            for (k, entry) in unsent {
+                let id: String = redis::cmd("XADD")
+                    .arg(at.keys.tasks())
+                    .arg("*")
+                    .arg(wire::FIELD)
+                    .arg(entry.as_slice())
+                    .query(c)?;
+                if let Some(s) = sh.lock().sent.get_mut(&k) {
+                    s.id = Some(id);
+                }
+            }
+            let read: Option<StreamReadReply> = redis::cmd("XREAD")
+                .arg("COUNT")
+                .arg(256)
+                .arg("BLOCK")
+                .arg(100)
+                .arg("STREAMS")
+                .arg(&reply_key)
+                .arg(&last)
+                .query(c)?;
+            let Some(read) = read else {
+                return Ok(());
+            };
+            let mut ids = Vec::new();
+            let mut answers = Vec::new();
+            for key in read.keys {
+                for e in key.ids {
+                    last = e.id.clone();
+                    ids.push(e.id);
+                    let bytes = match e.map.get(wire::FIELD) {
+                        Some(redis::Value::BulkString(b)) => b.as_slice(),
+                        _ => &[],
+                    };
+                    let reply: Reply = match wire::decode(bytes, "reply") {
+                        Ok(r) => r,
+                        Err(e) => {
+                            log::warn!(target: "multiproc", "dropped a cluster answer: {e}");
+                            continue;
+                        }
+                    };
+                    let mut st = sh.lock();
+                    match st.sent.remove(&reply.seq) {
+                        Some(s) => {
+                            st.in_flight -= s.count as u64;
+                            drop(st);
+                            // (The agent deleted the task entry.)
+                            answers_of(&s, reply, &mut answers);
+                        }
+                        None => {
+                            log::debug!(target: "multiproc", "cluster: dropped a second answer to chunk {}", reply.seq);
+                            st.duplicates += 1;
+                        }
+                    }
+                }
+            }
+            if !answers.is_empty() {
+                sh.lock().answers.append(&mut answers);
+                sh.bell.ring();
+            }
+            // After the caller was woken: not on its path.
+            if !ids.is_empty() {
+                redis::cmd("XDEL").arg(&reply_key).arg(ids).query::<()>(c)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = round {
+            if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                log::warn!(target: "multiproc", "lost the cluster broker: {e}; reconnecting");
+                conn = None;
+            } else {
+                log::warn!(target: "multiproc", "cluster broker: {e}");
+                std::thread::sleep(Duration::from_millis(100)); // a refused command, not a hot loop
+            }
+        }
+    }
+}
