@@ -48,6 +48,11 @@ const TESTS: isolated::Tests = &[
         false,
     ),
     (
+        "past_max_losses_a_chunk_fails_naming_the_agent",
+        past_max_losses_a_chunk_fails_naming_the_agent,
+        false,
+    ),
+    (
         "no_agent_of_this_build_is_a_clear_error",
         no_agent_of_this_build_is_a_clear_error,
         false,
@@ -520,6 +525,33 @@ fn a_long_task_on_a_live_agent_is_not_stolen(_: StartMethod) {
     assert_eq!(r, 2000);
     let runs = std::fs::read_to_string(&log).unwrap();
     assert_eq!(runs.lines().count(), 1, "ran once: {runs:?}");
+}
+
+fn past_max_losses_a_chunk_fails_naming_the_agent(_: StartMethod) {
+    let server = Server::start();
+    let mut a = server.agent("lost-one", false);
+    let pool = Pool::builder()
+        .cluster_with(&server.url, fast_options().max_losses(0))
+        .build()
+        .unwrap();
+    let r = pool.apply_async(sleep_ms, 10_000).unwrap();
+    let tasks = format!("mp:{}:tasks", multiproc::cluster::build_id().unwrap());
+    server.until("agent lost-one to hold the task", |s| {
+        let p: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg(&tasks)
+            .arg("agents")
+            .arg("-")
+            .arg("+")
+            .arg(10)
+            .query(&mut s.conn())
+            .unwrap();
+        p.ids.len() == 1
+    });
+    let _b = server.agent("b", false);
+    a.kill_group();
+    let e = r.get().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WorkerLost, "{e}");
+    assert!(e.to_string().contains("lost-one"), "{e}");
 }
 
 fn no_agent_of_this_build_is_a_clear_error(_: StartMethod) {

@@ -354,10 +354,14 @@ impl PoolBuilder {
     ///
     /// Tasks run at least once: the work of a lost agent runs again
     /// elsewhere, so **a task's side effects may happen twice**; each
-    /// result reaches the caller once. An initializer, per-worker state,
-    /// `maxtasksperchild`, memory caps and the worker options (`worker_env`
-    /// and its neighbours) are not carried to the agents: `build` refuses
-    /// them with [`ErrorKind::InvalidArgument`]. Arguments that hold
+    /// result reaches the caller once. An initializer, `maxtasksperchild`,
+    /// a memory cap, a start method and worker streams are not carried to
+    /// the agents: `build` refuses them with [`ErrorKind::InvalidArgument`]
+    /// (set them on the agents' side); the other worker options
+    /// (`worker_env` and its neighbours) are not carried either. `build`
+    /// fails with [`ErrorKind::Timeout`] when no agent of this build shows
+    /// up within [`ClusterOptions::agent_wait`](crate::cluster::ClusterOptions::agent_wait),
+    /// and with [`ErrorKind::Io`] when the broker cannot be reached. Arguments that hold
     /// descriptors (a `Queue`, `SharedSlice`, pipe end) cannot cross
     /// machines: such an item fails with [`ErrorKind::Encode`].
     ///
