@@ -168,6 +168,9 @@ struct Running {
     caller: String,
     caller_job: u64,
     seq: u64,
+    /// The chunk's items: `first..first + count`.
+    first: u64,
+    count: u32,
     reply_ttl_ms: u64,
     parts: Arc<Mutex<Collected>>,
 }
@@ -373,6 +376,8 @@ impl Agent {
             caller: entry.caller.clone(),
             caller_job: entry.job,
             seq: entry.seq,
+            first: entry.first,
+            count: entry.ends.len() as u32,
             reply_ttl_ms: entry.reply_ttl_ms,
             parts: Arc::default(),
         };
@@ -487,7 +492,10 @@ impl Agent {
         let bytes = match wire::encode(&reply) {
             Ok(b) => b,
             Err(e) => {
-                let parts = (0..1).map(|_| Part::from_error(0, &e)).collect();
+                // Too large to answer: each item says so.
+                let parts = (run.first..run.first + run.count as u64)
+                    .map(|i| Part::from_error(i, &e))
+                    .collect();
                 wire::encode(&Reply {
                     seq: run.seq,
                     agent: self.name.clone(),

@@ -151,7 +151,9 @@ impl Core {
                     count,
                     bytes,
                 } => {
-                    self.counters.done += count as u64;
+                    if self.jobs.contains_key(&job) {
+                        self.counters.done += count as u64;
+                    }
                     let finished = self.jobs.get_mut(&job).is_some_and(|j| {
                         j.outstanding = j.outstanding.saturating_sub(count as u64);
                         j.sink.ok_batch(first, count, &bytes);
