@@ -23,7 +23,7 @@ use redis::streams::{StreamClaimReply, StreamPendingCountReply, StreamReadReply}
 use super::broker::{self, Broker, GROUP, Keys};
 use super::wire::{self, Part, Reply, TaskEntry};
 use crate::error::{Error, ErrorKind, Result};
-use crate::pool::core::{Callback, Chunk, Config, Core, PerCall, Sink};
+use crate::pool::core::{Callback, Chunk, Core, PerCall, Sink};
 use crate::pool::worker::TaskRef;
 use crate::sys;
 
@@ -198,25 +198,6 @@ struct Agent {
 /// How long a caller seen alive is believed to be.
 const ALIVE_FOR: Duration = Duration::from_millis(100);
 
-fn local_config(processes: usize) -> Config {
-    Config {
-        processes,
-        method: None,
-        init: None,
-        max_tasks: None,
-        timeout: None,
-        retries: 0,
-        retry_panics: false,
-        max_memory: None,
-        progress: false,
-        nested: false,
-        insights: false,
-        shm_above: crate::pool::DEFAULT_SHM_ABOVE,
-        on_progress: None,
-        setup: Default::default(),
-    }
-}
-
 impl Agent {
     fn start(w: Worker) -> Result<Agent> {
         let build = match w.build {
@@ -230,7 +211,8 @@ impl Agent {
         let processes = w.processes.unwrap_or_else(crate::cpu_count);
         let mut conn = Broker::connect(&w.url)?.into_connection();
         ensure_group(&mut conn, &keys);
-        let core = Core::new(local_config(processes))?;
+        // Its local pool: a plain pool's settings (its engine, driven here).
+        let core = Core::new(crate::Pool::builder().processes(processes).into_config()?)?;
         let held = Arc::new(AtomicUsize::new(0));
         let stop_fetch = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();

@@ -409,6 +409,25 @@ impl PoolBuilder {
         if self.cluster.is_some() {
             return self.build_cluster();
         }
+        let config = self.into_config()?;
+        let processes = config.processes;
+        let core = Core::new(config)?;
+        Ok(Pool {
+            shared: Shared::new(core)?,
+            processes,
+        })
+    }
+}
+
+impl PoolBuilder {
+    /// The engine's settings, checked, with the workers' streams opened:
+    /// what `build` starts a local engine with (and a cluster agent its
+    /// local pool).
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](PoolBuilder::build), before any worker starts.
+    pub(crate) fn into_config(self) -> Result<Config> {
         let processes = self.processes.unwrap_or_else(crate::cpu_count);
         if processes == 0 {
             return Err(Error::new(
@@ -433,7 +452,7 @@ impl PoolBuilder {
                 setup.streams[i] = WorkerStream::open(s, name)?;
             }
         }
-        let core = Core::new(Config {
+        Ok(Config {
             processes,
             method: self.method,
             init,
@@ -448,15 +467,9 @@ impl PoolBuilder {
             shm_above: self.shm_above,
             on_progress: self.on_progress,
             setup,
-        })?;
-        Ok(Pool {
-            shared: Shared::new(core)?,
-            processes,
         })
     }
-}
 
-impl PoolBuilder {
     /// `build` for a cluster pool: the core with the broker link as its
     /// remote.
     #[cfg(feature = "cluster")]
@@ -480,27 +493,12 @@ impl PoolBuilder {
                 ),
             ));
         }
+        let explicit = self.processes;
+        let mut config = self.into_config()?;
         let (link, offered) = crate::cluster::link::Link::connect(&url, options)?;
-        let processes = self.processes.unwrap_or(offered).max(1);
-        let core = Core::with_remote(
-            Config {
-                processes,
-                method: None,
-                init: None,
-                max_tasks: None,
-                timeout: self.timeout,
-                retries: self.retries,
-                retry_panics: self.retry_panics,
-                max_memory: None,
-                progress: self.progress,
-                nested: false,
-                insights: false,
-                shm_above: usize::MAX,
-                on_progress: self.on_progress,
-                setup: WorkerSetup::default(),
-            },
-            Box::new(link),
-        )?;
+        let processes = explicit.unwrap_or(offered).max(1);
+        config.processes = processes;
+        let core = Core::with_remote(config, Box::new(link))?;
         Ok(Pool {
             shared: Shared::new(core)?,
             processes,

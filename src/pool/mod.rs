@@ -105,8 +105,6 @@
 mod api;
 mod async_result;
 mod builder;
-#[cfg(feature = "cluster")]
-pub(crate) use builder::DEFAULT_SHM_ABOVE;
 pub(crate) mod core;
 pub(crate) mod frame;
 mod futures;

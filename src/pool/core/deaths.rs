@@ -374,12 +374,11 @@ impl Core {
     /// Kills every worker, waits for them, and fails every unanswered task
     /// with `error()`.
     pub(crate) fn shutdown(&mut self, error: impl Fn() -> Error) {
-        self.shutdown_remote(&error);
         self.state = PoolState::Terminated;
         for w in self.workers.iter().flatten() {
             let _ = w.process.kill();
         }
-        let mut failed: Vec<(u64, u64)> = Vec::new();
+        let mut failed = self.abandon_remote();
         for i in 0..self.workers.len() {
             if let Some(w) = self.unplace(i) {
                 let _ = w.process.join_timeout(Duration::from_secs(10));

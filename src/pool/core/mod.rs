@@ -888,12 +888,9 @@ impl Core {
 
     /// Tells every worker to leave once it has answered what it holds.
     pub(crate) fn send_stop(&mut self) {
-        if let Some(mut remote) = self.remote.take() {
-            // Everything was answered (`join` waits for that first): what
-            // the remote left on the other side goes.
-            self.epoll.remove(remote.wake());
-            remote.close();
-        }
+        // Everything was answered (`join` waits for that first): what a
+        // remote left on the other side goes.
+        self.abandon_remote();
         for w in self.workers.iter_mut().flatten() {
             if !w.leaving || w.sent.is_empty() {
                 w.leaving = true;

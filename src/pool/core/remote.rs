@@ -14,7 +14,7 @@
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
-use super::{Chunk, Config, Core, PoolState};
+use super::{Chunk, Config, Core};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pool::worker::TaskRef;
 use crate::sys;
@@ -199,23 +199,16 @@ impl Core {
         self.remote.as_ref().map_or(0, |r| r.in_flight())
     }
 
-    /// Fails what the remote still holds with `error()` and closes it.
-    pub(super) fn shutdown_remote(&mut self, error: &dyn Fn() -> Error) {
+    /// Takes the remote out and closes it; returns the items it held
+    /// unanswered, for `shutdown` to fail with the rest.
+    pub(super) fn abandon_remote(&mut self) -> Vec<(u64, u64)> {
         let Some(mut remote) = self.remote.take() else {
-            return;
+            return Vec::new();
         };
-        self.state = PoolState::Terminated;
         self.epoll.remove(remote.wake().as_fd());
-        let mut failed = remote.abandon();
+        let failed = remote.abandon();
         remote.close();
-        for c in std::mem::take(&mut self.pending) {
-            failed.extend((0..c.count as u64).map(|j| (c.job, c.first + j)));
-        }
-        let counted = self.counters.failed;
-        for (job, index) in failed {
-            self.deliver_err(job, index, error());
-        }
-        self.counters.failed = counted;
+        failed
     }
 }
 
