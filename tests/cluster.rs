@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use multiproc::cluster::{Broker, ClusterOptions, Worker};
-use multiproc::{ErrorKind, Pool, StartMethod, partial};
+use multiproc::shared::{Frozen, SharedSlice, SharedVec, Value};
+use multiproc::{ErrorKind, Pool, Queue, StartMethod, partial};
+use serde_bytes::ByteBuf;
 
 mod isolated;
 
@@ -85,6 +87,26 @@ const TESTS: isolated::Tests = &[
     (
         "a_hundred_thousand_small_tasks",
         a_hundred_thousand_small_tasks,
+        false,
+    ),
+    (
+        "a_put_value_is_fetched_once_per_agent",
+        a_put_value_is_fetched_once_per_agent,
+        false,
+    ),
+    (
+        "a_large_argument_repeated_is_stored_once",
+        a_large_argument_repeated_is_stored_once,
+        false,
+    ),
+    (
+        "sealed_memory_crosses_machines_a_queue_does_not",
+        sealed_memory_crosses_machines_a_queue_does_not,
+        false,
+    ),
+    (
+        "a_broker_restart_with_persistence_loses_nothing",
+        a_broker_restart_with_persistence_loses_nothing,
         false,
     ),
 ];
@@ -205,6 +227,36 @@ fn record_then_sleep(path: &String, ms: u64) -> u64 {
     ms
 }
 
+fn sum_bytes((data, i): (ByteBuf, u64)) -> u64 {
+    data.iter().map(|&b| b as u64).sum::<u64>() + i
+}
+
+fn sum_frozen((data, i): (Frozen<ByteBuf>, u64)) -> (u64, u32) {
+    (
+        data.iter().map(|&b| b as u64).sum::<u64>() + i,
+        std::process::id(),
+    )
+}
+
+fn sum_slice(s: SharedSlice<u64>) -> u64 {
+    s.iter().sum()
+}
+
+fn value_arg(v: Value<u64>) -> u64 {
+    v.get().unwrap()
+}
+
+fn queue_arg(q: Queue<u8>) -> bool {
+    q.empty()
+}
+
+/// 8 MiB of bytes and their sum.
+fn eight_mib() -> (ByteBuf, u64) {
+    let data: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    let sum = data.iter().map(|&b| b as u64).sum();
+    (ByteBuf::from(data), sum)
+}
+
 // ---------------------------------------------------------------- harness
 
 /// A private redis-server; killed and its directory removed on drop.
@@ -213,12 +265,24 @@ struct Server {
     dir: PathBuf,
     sock: PathBuf,
     url: String,
+    /// `appendonly yes` (what it held survives a restart).
+    persistent: bool,
 }
 
 static SERVERS: AtomicU64 = AtomicU64::new(0);
 
 impl Server {
     fn start() -> Server {
+        Self::start_with(false)
+    }
+
+    /// A server with an append-only file (fsync'ed every second, as
+    /// deployments run it).
+    fn start_persistent() -> Server {
+        Self::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> Server {
         let dir = std::env::temp_dir().join(format!(
             "multiproc-cluster-{}-{}",
             std::process::id(),
@@ -227,18 +291,19 @@ impl Server {
         std::fs::create_dir_all(&dir).unwrap();
         let sock = dir.join("redis.sock");
         let url = format!("redis+unix://{}", sock.display());
-        let child = Self::spawn(&dir, &sock);
+        let child = Self::spawn(&dir, &sock, persistent);
         let mut server = Server {
             child,
             dir,
             sock,
             url,
+            persistent,
         };
         server.wait_ready();
         server
     }
 
-    fn spawn(dir: &PathBuf, sock: &PathBuf) -> Child {
+    fn spawn(dir: &PathBuf, sock: &PathBuf, persistent: bool) -> Child {
         Command::new(std::env::current_exe().unwrap())
             .arg("redis")
             .args([
@@ -247,7 +312,7 @@ impl Server {
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                if persistent { "yes" } else { "no" },
                 "--unixsocket",
             ])
             .arg(sock)
@@ -280,10 +345,17 @@ impl Server {
     /// Kills the server (SIGKILL: nothing saved) and starts a fresh one on
     /// the same socket.
     fn restart_empty(&mut self) {
+        assert!(!self.persistent);
+        self.restart();
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same socket
+    /// and directory: empty, or with what its append-only file holds.
+    fn restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
         std::fs::remove_file(&self.sock).ok();
-        self.child = Self::spawn(&self.dir, &self.sock);
+        self.child = Self::spawn(&self.dir, &self.sock, self.persistent);
         self.wait_ready();
     }
 
@@ -685,4 +757,112 @@ fn a_hundred_thousand_small_tasks(_: StartMethod) {
             .enumerate()
             .all(|(i, v)| *v == (i as u64) * (i as u64))
     );
+}
+
+/// The first number after `tag` in the broker's `INFO section`.
+fn stat(server: &Server, section: &str, tag: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg(section)
+        .query(&mut server.conn())
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(tag))
+        .map_or(0, |rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().unwrap()
+        })
+}
+
+/// How many times the broker ran `command`.
+fn calls(server: &Server, command: &str) -> u64 {
+    stat(server, "commandstats", &format!("cmdstat_{command}:calls="))
+}
+
+fn a_put_value_is_fetched_once_per_agent(_: StartMethod) {
+    let server = Server::start();
+    let _a = server.agent("a", false);
+    let _b = server.agent("b", false);
+    let before = server.dbsize();
+    let pool = cluster_pool(&server);
+    let (data, sum) = eight_mib();
+    let shared = pool.put(data).unwrap();
+    let got = pool
+        .chunksize(1)
+        .map(sum_frozen, (0..100u64).map(|i| (shared.clone(), i)))
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|r| r.0).collect::<Vec<_>>(),
+        (0..100u64).map(|i| sum + i).collect::<Vec<_>>()
+    );
+    let workers: std::collections::HashSet<u32> = got.iter().map(|r| r.1).collect();
+    assert!(
+        workers.len() > 2,
+        "both agents' workers ran tasks: {workers:?}"
+    );
+    // Fetched by each agent once, not by each task or worker.
+    let gets = calls(&server, "get");
+    assert!((1..=2).contains(&gets), "{gets} GETs for 2 agents");
+    pool.close();
+    pool.join().unwrap();
+    drop(pool);
+    assert_eq!(server.dbsize(), before, "the blob went with the pool");
+}
+
+fn a_large_argument_repeated_is_stored_once(_: StartMethod) {
+    let server = Server::start();
+    let _a = server.agent("a", false);
+    let pool = Pool::builder()
+        .cluster_with(
+            &server.url,
+            fast_options().caller_ttl(Duration::from_secs(60)),
+        )
+        .build()
+        .unwrap();
+    let (data, sum) = eight_mib();
+    let before = stat(&server, "stats", "total_net_input_bytes:");
+    // Each item is its own segment (a large argument), with the same bytes.
+    let got = pool
+        .chunksize(1)
+        .map(sum_bytes, std::iter::repeat_n((data, 1), 12))
+        .unwrap();
+    assert_eq!(got, vec![sum + 1; 12]);
+    assert_eq!(calls(&server, "get"), 1, "the agent fetched it once");
+    let sent = stat(&server, "stats", "total_net_input_bytes:") - before;
+    assert!(
+        sent < 12 << 20,
+        "{sent} bytes reached the broker for 12 items of the same 8 MiB"
+    );
+}
+
+fn sealed_memory_crosses_machines_a_queue_does_not(_: StartMethod) {
+    let server = Server::start();
+    let _a = server.agent("a", false);
+    let pool = cluster_pool(&server);
+    let mut v = SharedVec::<u64>::new().unwrap();
+    v.extend_from_slice(&(1..=1000u64).collect::<Vec<_>>())
+        .unwrap();
+    let slice = v.freeze().unwrap();
+    assert_eq!(pool.apply(sum_slice, slice).unwrap(), 500_500);
+    // Not sealed: refused before anything is sent.
+    let open = Value::new(7u64).unwrap();
+    let e = pool.apply(value_arg, open).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Encode, "{e}");
+    let q = Queue::<u8>::new().unwrap();
+    let e = pool.apply(queue_arg, q).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Encode, "{e}");
+    assert!(e.to_string().contains("cannot cross machines"), "{e}");
+}
+
+fn a_broker_restart_with_persistence_loses_nothing(_: StartMethod) {
+    let mut server = Server::start_persistent();
+    let _a = server.agent("a", false);
+    let _b = server.agent("b", false);
+    let pool = cluster_pool(&server);
+    let mut it = pool.chunksize(2).imap(slow_square, 0..100u64).unwrap();
+    let mut got = vec![it.next().unwrap().unwrap().0];
+    // SIGKILL: what the append-only file holds survives (up to the last
+    // second of writes may not: the caller checks what it sent).
+    server.restart();
+    got.extend(it.map(|r| r.unwrap().0));
+    assert_eq!(got, (0..100u64).map(|x| x * x).collect::<Vec<_>>());
 }

@@ -10,9 +10,12 @@
 //! time, so two agents never both take one). The main thread runs them,
 //! renews the lease of every entry it holds (`XCLAIM … JUSTID`, which does
 //! not count as a delivery) every third of a lease, stops the work of a
-//! caller whose key is gone or who cancelled a job, and answers.
+//! caller whose key is gone or who cancelled a job, and answers. The
+//! blobs an entry names (large arguments, `pool.put` values) are fetched
+//! once per agent and kept as sealed segments its workers map (`blob.rs`).
 
 use std::collections::{HashMap, HashSet};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -20,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use redis::streams::{StreamClaimReply, StreamPendingCountReply, StreamReadReply};
 
+use super::blob::{self, Miss};
 use super::broker::{self, Broker, GROUP, Keys};
 use super::wire::{self, Part, Reply, TaskEntry};
 use crate::error::{Error, ErrorKind, Result};
@@ -193,6 +197,11 @@ struct Agent {
     rx: mpsc::Receiver<Taken>,
     /// Callers seen alive, and when.
     alive: HashMap<String, Instant>,
+    /// Argument blobs fetched (each once).
+    blobs: blob::Cache,
+    /// Entries taken whose blobs could not be fetched yet (the broker was
+    /// unreachable): tried again, their lease renewed meanwhile.
+    waiting: Vec<Taken>,
 }
 
 /// How long a caller seen alive is believed to be.
@@ -246,6 +255,8 @@ impl Agent {
             fetch: Some(fetch),
             rx,
             alive: HashMap::new(),
+            blobs: blob::Cache::default(),
+            waiting: Vec::new(),
         };
         agent.heartbeat();
         log::info!(target: "multiproc", "cluster agent {} serves build {build} with {processes} processes", agent.name);
@@ -303,8 +314,15 @@ impl Agent {
                 self.stop_fetch.store(true, Ordering::SeqCst);
                 log::info!(target: "multiproc", "cluster agent {} drains: finishing {} chunks", self.name, self.running.len());
             }
-            if draining && self.running.is_empty() && self.unsent.is_empty() {
+            if draining
+                && self.running.is_empty()
+                && self.unsent.is_empty()
+                && self.waiting.is_empty()
+            {
                 break;
+            }
+            for t in std::mem::take(&mut self.waiting) {
+                self.take(t);
             }
             let first = if self.running.is_empty() && !draining {
                 self.rx.recv_timeout(Duration::from_millis(100)).ok()
@@ -331,7 +349,10 @@ impl Agent {
                 self.heartbeat();
                 self.renew();
             }
-            if draining && self.running.is_empty() && !self.unsent.is_empty() {
+            if draining
+                && self.running.is_empty()
+                && !(self.unsent.is_empty() && self.waiting.is_empty())
+            {
                 std::thread::sleep(Duration::from_millis(50)); // waiting for the broker
             }
         }
@@ -386,6 +407,19 @@ impl Agent {
             let parts = fail_all(ErrorKind::Decode, "a malformed cluster chunk".into());
             return self.reply(run, parts);
         };
+        let mut fds = match self.fetch_blobs(&entry) {
+            Ok(fds) => fds,
+            Err(Miss::Broker(e)) => {
+                log::debug!(target: "multiproc", "cluster agent {}: cannot fetch blobs: {e}", self.name);
+                self.conn = None;
+                self.waiting.push(t);
+                return;
+            }
+            Err(Miss::Failed(e)) => {
+                let parts = fail_all(e.kind(), format!("{}: {e}", entry.what));
+                return self.reply(run, parts);
+            }
+        };
         let func = postcard::from_bytes::<TaskRef>(&entry.func)
             .ok()
             .and_then(|r| r.resolve(true));
@@ -410,12 +444,53 @@ impl Agent {
             .new_job(Box::new(sink), entry.what.clone(), per_call);
         let f = self.core.job_func(job, func, entry.captured.clone());
         let mut chunk = Chunk::new(job, f, entry.first, usize::MAX);
-        for item in items {
-            chunk.push_item(item, None);
+        let mut blobs = entry.blobs.iter().peekable();
+        for (j, item) in items.into_iter().enumerate() {
+            match blobs.next_if(|b| b.item as usize == j) {
+                Some(b) => chunk.push_received(item, std::mem::take(&mut fds[j]), b.shm),
+                None => chunk.push_item(item, None),
+            }
         }
         self.core.submit(chunk);
         self.core.seal(job);
         self.running.insert(job, run);
+    }
+
+    /// The descriptors of each item of `entry` (none for most): a
+    /// descriptor of this agent's segment of each blob it names, fetched
+    /// unless kept.
+    fn fetch_blobs(&mut self, entry: &TaskEntry) -> std::result::Result<Vec<Vec<OwnedFd>>, Miss> {
+        let n = entry.ends.len();
+        let mut out: Vec<Vec<OwnedFd>> = Vec::new();
+        if entry.blobs.is_empty() {
+            return Ok(out);
+        }
+        out.resize_with(n, Vec::new);
+        if !entry.blobs_valid() {
+            return Err(Miss::Failed(Error::new(
+                ErrorKind::Decode,
+                "a malformed cluster chunk (its blobs)",
+            )));
+        }
+        for b in &entry.blobs {
+            let j = b.item as usize;
+            for r in &b.refs {
+                let key = self.keys.blob(&entry.caller, &r.hex());
+                if self.conn().is_none() {
+                    return Err(Miss::Broker(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "no connection to the broker",
+                    ))));
+                }
+                let conn = self.conn.as_mut().expect("connected");
+                let fd = self.blobs.get(conn, &key, *r)?;
+                let dup = sys::socket::dup(std::os::fd::AsFd::as_fd(&*fd)).map_err(|e| {
+                    Miss::Failed(Error::io("cannot hold a cluster argument's segment", e))
+                })?;
+                out[j].push(dup);
+            }
+        }
+        Ok(out)
     }
 
     /// Whether `caller`'s key exists, asked at most every [`ALIVE_FOR`]
@@ -492,10 +567,13 @@ impl Agent {
             self.unsent.push((run, reply.parts));
             return;
         };
-        // One round trip. A caller gone meanwhile finds nothing: the reply
-        // stream expires with the caller's own time to live.
+        // One round trip, one transaction: the answer is there exactly
+        // when the entry is gone (a caller checking what a restarted
+        // broker lost relies on it). A caller gone meanwhile finds
+        // nothing: the reply stream expires with its own time to live.
         let mut pipe = redis::pipe();
-        pipe.cmd("XADD")
+        pipe.atomic()
+            .cmd("XADD")
             .arg(&reply_key)
             .arg("*")
             .arg(wire::FIELD)
@@ -546,7 +624,12 @@ impl Agent {
 
     /// Renews the lease of every entry it holds.
     fn renew(&mut self) {
-        let ids: Vec<String> = self.running.values().map(|r| r.id.clone()).collect();
+        let ids: Vec<String> = self
+            .running
+            .values()
+            .map(|r| r.id.clone())
+            .chain(self.waiting.iter().map(|t| t.id.clone()))
+            .collect();
         if ids.is_empty() {
             return;
         }

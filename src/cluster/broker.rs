@@ -60,6 +60,10 @@ impl Keys {
     pub(crate) fn reply(&self, id: &str) -> String {
         format!("{}reply:{id}", self.prefix)
     }
+    /// A blob of caller `id`'s arguments, named by its hash (hex).
+    pub(crate) fn blob(&self, id: &str, hash: &str) -> String {
+        format!("{}blob:{id}:{hash}", self.prefix)
+    }
     /// The set of caller `id`'s cancelled job ids.
     pub(crate) fn cancel(&self, id: &str) -> String {
         format!("{}cancel:{id}", self.prefix)

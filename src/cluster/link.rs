@@ -5,10 +5,11 @@
 //! answer against the chunk it answers (every item once, nothing else),
 //! drops duplicates (a chunk run twice after an agent was lost), and rings
 //! the core's wake descriptor. The same thread keeps the caller's keys
-//! alive, watches that some agent runs this build, and, when the broker
-//! comes back empty after a restart, sends again what was in flight.
+//! alive (and the blobs of what is in flight: `blob.rs`), watches that
+//! some agent runs this build, and, when the broker comes back having
+//! lost some or all of its data, sends again what was in flight.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,11 +18,12 @@ use std::time::{Duration, Instant};
 
 use redis::streams::StreamReadReply;
 
+use super::blob::{self, Blob, ItemBlobs, Stored, Uploads};
 use super::broker::{self, Broker, Keys};
 use super::wire::{self, Part, Reply, TaskEntry};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pool::core::Chunk;
-use crate::pool::core::remote::{Answer, FuncParts, JobLimits, Remote, cannot_travel};
+use crate::pool::core::remote::{Answer, FuncParts, JobLimits, Remote};
 use crate::sys;
 use crate::sys::epoll::Doorbell;
 
@@ -83,6 +85,9 @@ struct Sent {
     first: u64,
     count: u32,
     entry: Arc<Vec<u8>>,
+    /// The blobs its items name (kept alive, and stored again after a
+    /// broker restart, while it is in flight).
+    blobs: Vec<Arc<Blob>>,
     /// Its entry id in the task stream; `None` while it waits to be sent
     /// (the broker was unreachable, or came back without it).
     id: Option<String>,
@@ -98,6 +103,8 @@ struct State {
     in_flight: u64,
     /// Answers to chunks already answered (or forgotten).
     duplicates: u64,
+    /// The blobs the broker holds for this caller.
+    stored: Stored,
 }
 
 struct Shared {
@@ -132,6 +139,7 @@ pub(crate) struct Link {
     reader: Option<JoinHandle<()>>,
     next_seq: u64,
     max_chunks: usize,
+    uploads: Uploads,
 }
 
 /// How often `send` tries to reconnect a lost connection (meanwhile the
@@ -218,6 +226,7 @@ impl Link {
             reader: Some(reader),
             next_seq: 0,
             max_chunks: (procs * 4).max(8),
+            uploads: Uploads::default(),
         };
         Ok((link, procs))
     }
@@ -279,10 +288,29 @@ impl Remote for Link {
     }
 
     fn send(&mut self, chunk: Chunk, func: FuncParts<'_>, limits: JobLimits) -> Result<()> {
-        if chunk.fd_items() > 0 {
-            return Err(cannot_travel(
-                "an argument holds descriptors (a Queue, lock, SharedSlice, pipe end), which cannot cross machines",
-            ));
+        // Sealed segments (large arguments, pool.put, SharedSlice) go as
+        // blobs; any other descriptor cannot travel.
+        let ttl = self.at.options.caller_ttl;
+        let mut item_blobs = Vec::new();
+        let mut held: Vec<Arc<Blob>> = Vec::new();
+        let mut uploads = Vec::new();
+        for (item, fds, shm) in chunk.fd_item_list() {
+            let mut refs = Vec::with_capacity(fds.len());
+            for fd in fds.iter() {
+                let b = self.uploads.blob_of(fd.as_fd())?;
+                refs.push(b.blob.at);
+                held.push(b.blob.clone());
+                uploads.push(b);
+            }
+            item_blobs.push(ItemBlobs { item, shm, refs });
+        }
+        if !uploads.is_empty() {
+            // What the broker holds already is not sent again.
+            let st = self.shared.lock();
+            let mut seen = HashSet::new();
+            uploads.retain(|u| {
+                seen.insert(u.blob.at.hash) && !blob::fresh(&st.stored, &u.blob.at.hash, ttl)
+            });
         }
         let items = chunk.items();
         let mut ends = Vec::with_capacity(items.len());
@@ -303,6 +331,7 @@ impl Remote for Link {
             captured: func.captured.map(<[u8]>::to_vec),
             items: bytes,
             ends,
+            blobs: item_blobs,
             timeout_ns: limits
                 .timeout
                 .map(|d| d.as_nanos().min(u64::MAX as u128) as u64),
@@ -312,14 +341,34 @@ impl Remote for Link {
             reply_ttl_ms: ms(self.at.options.caller_ttl),
         };
         let entry = Arc::new(wire::encode(&entry)?);
-        let mut xadd = redis::cmd("XADD");
-        xadd.arg(self.at.keys.tasks())
+        // Blobs first, in one transaction with the entry: an agent never
+        // sees an entry whose blobs the broker refused.
+        let mut pipe = redis::pipe();
+        if !uploads.is_empty() {
+            pipe.atomic();
+        }
+        for u in &mut uploads {
+            let key = self.at.keys.blob(&self.at.caller, &u.blob.at.hex());
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(u.bytes()?)
+                .arg("PX")
+                .arg(ms(ttl))
+                .ignore();
+        }
+        pipe.cmd("XADD")
+            .arg(self.at.keys.tasks())
             .arg("*")
             .arg(wire::FIELD)
             .arg(entry.as_slice());
+        let stored: Vec<[u8; 32]> = uploads.iter().map(|u| u.blob.at.hash).collect();
+        drop(uploads);
         // Known before it is sent: its answer can come back before XADD's.
         {
             let mut st = self.shared.lock();
+            for h in &stored {
+                blob::note_stored(&mut st.stored, *h, ttl);
+            }
             st.in_flight += chunk.count as u64;
             st.sent.insert(
                 seq,
@@ -328,13 +377,35 @@ impl Remote for Link {
                     first: chunk.first,
                     count: chunk.count,
                     entry,
+                    blobs: held,
                     id: None,
                     sending: true,
                 },
             );
         }
         // Unsent, the reader thread sends it when the broker is back.
-        let id: Option<String> = self.query(&xadd);
+        let mut id = None;
+        if let Some(c) = self.conn() {
+            match pipe.query::<(String,)>(c) {
+                Ok((got,)) => id = Some(got),
+                Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
+                    log::debug!(target: "multiproc", "cluster broker: {e}");
+                    self.conn = None;
+                }
+                Err(e) => {
+                    // Refused (out of memory, say): not sent, and not
+                    // believed stored.
+                    let mut st = self.shared.lock();
+                    if let Some(s) = st.sent.remove(&seq) {
+                        st.in_flight -= s.count as u64;
+                    }
+                    for h in &stored {
+                        st.stored.remove(h);
+                    }
+                    return Err(broker_err(&self.at, "XADD", e));
+                }
+            }
+        }
         if let Some(s) = self.shared.lock().sent.get_mut(&seq) {
             s.id = id;
             s.sending = false;
@@ -435,6 +506,18 @@ impl Remote for Link {
             .arg(self.at.keys.reply(&self.at.caller))
             .arg(self.at.keys.cancel(&self.at.caller));
         let _: Option<()> = self.query(&del);
+        let blobs: Vec<String> = self
+            .shared
+            .lock()
+            .stored
+            .drain()
+            .map(|(h, _)| self.at.keys.blob(&self.at.caller, &blob::hex(&h)))
+            .collect();
+        for some in blobs.chunks(256) {
+            let mut del = redis::cmd("DEL");
+            del.arg(some);
+            let _: Option<()> = self.query(&del);
+        }
     }
 }
 
@@ -508,6 +591,93 @@ fn answers_of(s: &Sent, reply: Reply, out: &mut Vec<Answer>) {
     }
 }
 
+/// Stores `blobs` (again).
+fn store_blobs(
+    c: &mut redis::Connection,
+    at: &Where,
+    blobs: &[&Arc<Blob>],
+) -> redis::RedisResult<()> {
+    for b in blobs {
+        let key = at.keys.blob(&at.caller, &b.at.hex());
+        let ttl = ms(at.options.caller_ttl);
+        let stored = blob::with_bytes(b, |bytes| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(bytes)
+                .arg("PX")
+                .arg(ttl)
+                .query::<()>(c)
+        });
+        match stored {
+            Ok(r) => r?,
+            // Its items fail on the agent, naming the blob.
+            Err(e) => log::warn!(target: "multiproc", "cluster: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Reads the answers on `reply_key` after `last` (waiting up to `block`
+/// ms for the first), hands them to the caller and deletes them.
+fn read_replies(
+    c: &mut redis::Connection,
+    reply_key: &str,
+    last: &mut String,
+    block: Option<u64>,
+    sh: &Shared,
+) -> redis::RedisResult<()> {
+    let mut cmd = redis::cmd("XREAD");
+    cmd.arg("COUNT").arg(256);
+    if let Some(ms) = block {
+        cmd.arg("BLOCK").arg(ms);
+    }
+    let read: Option<StreamReadReply> = cmd.arg("STREAMS").arg(reply_key).arg(&*last).query(c)?;
+    let Some(read) = read else {
+        return Ok(());
+    };
+    let mut ids = Vec::new();
+    let mut answers = Vec::new();
+    for key in read.keys {
+        for e in key.ids {
+            *last = e.id.clone();
+            ids.push(e.id);
+            let bytes = match e.map.get(wire::FIELD) {
+                Some(redis::Value::BulkString(b)) => b.as_slice(),
+                _ => &[],
+            };
+            let reply: Reply = match wire::decode(bytes, "reply") {
+                Ok(r) => r,
+                Err(e) => {
+                    log::warn!(target: "multiproc", "dropped a cluster answer: {e}");
+                    continue;
+                }
+            };
+            let mut st = sh.lock();
+            match st.sent.remove(&reply.seq) {
+                Some(s) => {
+                    st.in_flight -= s.count as u64;
+                    drop(st);
+                    // (The agent deleted the task entry.)
+                    answers_of(&s, reply, &mut answers);
+                }
+                None => {
+                    log::debug!(target: "multiproc", "cluster: dropped a second answer to chunk {}", reply.seq);
+                    st.duplicates += 1;
+                }
+            }
+        }
+    }
+    if !answers.is_empty() {
+        sh.lock().answers.append(&mut answers);
+        sh.bell.ring();
+    }
+    // After the caller was woken: not on its path.
+    if !ids.is_empty() {
+        redis::cmd("XDEL").arg(reply_key).arg(ids).query::<()>(c)?;
+    }
+    Ok(())
+}
+
 /// The reader thread: answers in, keys kept alive, agents watched, the
 /// broker's loss borne for `broker_timeout`.
 fn read_loop(mut conn: Option<redis::Connection>, at: &Where, sh: &Shared, build: String) {
@@ -518,6 +688,8 @@ fn read_loop(mut conn: Option<redis::Connection>, at: &Where, sh: &Shared, build
     let mut next_refresh = Instant::now();
     let mut lost_since: Option<Instant> = None;
     let mut no_agent_since: Option<Instant> = None;
+    // Check that what was sent is still there (after a reconnect).
+    let mut verify = false;
     let fail = |kind: ErrorKind, message: String| {
         let mut st = sh.lock();
         if st.failure.is_none() {
@@ -538,10 +710,13 @@ fn read_loop(mut conn: Option<redis::Connection>, at: &Where, sh: &Shared, build
                         .arg(&caller_key)
                         .query(&mut c)
                         .unwrap_or(false);
+                    verify = known;
                     if !known {
                         log::warn!(target: "multiproc", "the cluster broker came back without this caller's work: sending it again");
                         last = "0-0".into();
-                        for s in sh.lock().sent.values_mut() {
+                        let mut st = sh.lock();
+                        st.stored.clear();
+                        for s in st.sent.values_mut() {
                             s.id = None;
                         }
                     }
@@ -580,6 +755,35 @@ fn read_loop(mut conn: Option<redis::Connection>, at: &Where, sh: &Shared, build
                     .arg(ttl)
                     .ignore()
                     .query::<()>(c)?;
+                // The blobs of what is in flight live as long as it does
+                // (stored again if the broker lost them).
+                let mut blobs: HashMap<[u8; 32], Arc<Blob>> = HashMap::new();
+                for s in sh.lock().sent.values() {
+                    for b in &s.blobs {
+                        blobs.entry(b.at.hash).or_insert_with(|| b.clone());
+                    }
+                }
+                let blobs: Vec<Arc<Blob>> = blobs.into_values().collect();
+                for some in blobs.chunks(256) {
+                    let mut pipe = redis::pipe();
+                    for b in some {
+                        pipe.cmd("PEXPIRE")
+                            .arg(at.keys.blob(&at.caller, &b.at.hex()))
+                            .arg(ttl);
+                    }
+                    let kept: Vec<bool> = pipe.query(c)?;
+                    let gone: Vec<&Arc<Blob>> = some
+                        .iter()
+                        .zip(&kept)
+                        .filter(|(_, k)| !**k)
+                        .map(|(b, _)| b)
+                        .collect();
+                    store_blobs(c, at, &gone)?;
+                    let mut st = sh.lock();
+                    for b in some {
+                        blob::note_stored(&mut st.stored, b.at.hash, at.options.caller_ttl);
+                    }
+                }
                 let now = broker::broker_ms(c)?;
                 let (n, _) = broker::live_agents(c, &at.keys, now)?;
                 let busy = sh.lock().in_flight > 0;
@@ -592,17 +796,26 @@ fn read_loop(mut conn: Option<redis::Connection>, at: &Where, sh: &Shared, build
                 }
             }
             // What waits to be sent (after a broker restart).
-            let unsent: Vec<(u64, Arc<Vec<u8>>)> = sh
+            type Unsent = (u64, Arc<Vec<u8>>, Vec<Arc<Blob>>);
+            let unsent: Vec<Unsent> = sh
                 .lock()
                 .sent
                 .iter()
                 .filter(|(_, s)| s.id.is_none() && !s.sending)
-                .map(|(&k, s)| (k, s.entry.clone()))
+                .map(|(&k, s)| (k, s.entry.clone(), s.blobs.clone()))
                 .collect();
             if !unsent.is_empty() {
                 log::debug!(target: "multiproc", "cluster: sending {} chunks again", unsent.len());
             }
-            for (k, entry) in unsent {
+            for (k, entry, blobs) in unsent {
+                // Its blobs again (the broker may have lost them too).
+                store_blobs(c, at, &blobs.iter().collect::<Vec<_>>())?;
+                {
+                    let mut st = sh.lock();
+                    for b in &blobs {
+                        blob::note_stored(&mut st.stored, b.at.hash, at.options.caller_ttl);
+                    }
+                }
                 let id: String = redis::cmd("XADD")
                     .arg(at.keys.tasks())
                     .arg("*")
@@ -613,57 +826,47 @@ fn read_loop(mut conn: Option<redis::Connection>, at: &Where, sh: &Shared, build
                     s.id = Some(id);
                 }
             }
-            let read: Option<StreamReadReply> = redis::cmd("XREAD")
-                .arg("COUNT")
-                .arg(256)
-                .arg("BLOCK")
-                .arg(100)
-                .arg("STREAMS")
-                .arg(&reply_key)
-                .arg(&last)
-                .query(c)?;
-            let Some(read) = read else {
-                return Ok(());
-            };
-            let mut ids = Vec::new();
-            let mut answers = Vec::new();
-            for key in read.keys {
-                for e in key.ids {
-                    last = e.id.clone();
-                    ids.push(e.id);
-                    let bytes = match e.map.get(wire::FIELD) {
-                        Some(redis::Value::BulkString(b)) => b.as_slice(),
-                        _ => &[],
-                    };
-                    let reply: Reply = match wire::decode(bytes, "reply") {
-                        Ok(r) => r,
-                        Err(e) => {
-                            log::warn!(target: "multiproc", "dropped a cluster answer: {e}");
-                            continue;
-                        }
-                    };
+            read_replies(c, &reply_key, &mut last, Some(100), sh)?;
+            if verify {
+                // Back after a restart with its data: entries added in the
+                // last moments before it (not yet in its append-only file)
+                // may be gone. An agent deletes an entry in the same
+                // transaction that adds its answer, so an entry missing
+                // after the answers were read was lost: it is sent again.
+                verify = false;
+                let ids: Vec<(u64, String)> = sh
+                    .lock()
+                    .sent
+                    .iter()
+                    .filter(|(_, s)| !s.sending)
+                    .filter_map(|(&k, s)| Some((k, s.id.clone()?)))
+                    .collect();
+                let mut missing = Vec::new();
+                for some in ids.chunks(256) {
+                    let mut pipe = redis::pipe();
+                    for (_, id) in some {
+                        pipe.cmd("XRANGE").arg(at.keys.tasks()).arg(id).arg(id);
+                    }
+                    let found: Vec<Vec<redis::Value>> = pipe.query(c)?;
+                    missing.extend(
+                        some.iter()
+                            .zip(found)
+                            .filter(|(_, f)| f.is_empty())
+                            .map(|((k, _), _)| *k),
+                    );
+                }
+                read_replies(c, &reply_key, &mut last, None, sh)?;
+                if !missing.is_empty() {
                     let mut st = sh.lock();
-                    match st.sent.remove(&reply.seq) {
-                        Some(s) => {
-                            st.in_flight -= s.count as u64;
-                            drop(st);
-                            // (The agent deleted the task entry.)
-                            answers_of(&s, reply, &mut answers);
-                        }
-                        None => {
-                            log::debug!(target: "multiproc", "cluster: dropped a second answer to chunk {}", reply.seq);
-                            st.duplicates += 1;
+                    let mut again = 0;
+                    for k in missing {
+                        if let Some(s) = st.sent.get_mut(&k) {
+                            s.id = None;
+                            again += 1;
                         }
                     }
+                    log::warn!(target: "multiproc", "the cluster broker came back without {again} chunks: sending them again");
                 }
-            }
-            if !answers.is_empty() {
-                sh.lock().answers.append(&mut answers);
-                sh.bell.ring();
-            }
-            // After the caller was woken: not on its path.
-            if !ids.is_empty() {
-                redis::cmd("XDEL").arg(&reply_key).arg(ids).query::<()>(c)?;
             }
             Ok(())
         })();

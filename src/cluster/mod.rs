@@ -26,9 +26,10 @@
 //! [`Pool`]: crate::Pool
 
 mod agent;
+mod blob;
 mod broker;
 pub(crate) mod link;
-mod wire;
+pub(crate) mod wire;
 
 pub use self::agent::Worker;
 pub use self::broker::{Broker, CONNECT_TIMEOUT, build_id};

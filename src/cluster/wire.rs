@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::blob::ItemBlobs;
 use crate::error::{Error, ErrorKind, PanicReport};
 
 /// The field of every entry the cluster writes.
@@ -37,6 +38,8 @@ pub(crate) struct TaskEntry {
     pub(crate) items: Vec<u8>,
     /// Where each item's bytes end in `items`.
     pub(crate) ends: Vec<u32>,
+    /// The items whose descriptors travel as blobs (ascending items).
+    pub(crate) blobs: Vec<ItemBlobs>,
     /// The per-item time limit, in nanoseconds.
     pub(crate) timeout_ns: Option<u64>,
     pub(crate) retries: u32,
@@ -65,6 +68,34 @@ impl TaskEntry {
         }
         Some(out)
     }
+
+    /// Whether `blobs` names each item at most once, in order, inside the
+    /// chunk, with at most as many blobs as a message may carry
+    /// descriptors (and one for an item whose bytes are its blob).
+    pub(crate) fn blobs_valid(&self) -> bool {
+        let mut last = None;
+        self.blobs.iter().all(|b| {
+            let j = b.item as usize;
+            let ok = j < self.ends.len()
+                && last.is_none_or(|l| l < j)
+                && !b.refs.is_empty()
+                && b.refs.len() <= crate::sys::socket::MAX_FDS
+                && (!b.shm || b.refs.len() == 1);
+            last = Some(j);
+            ok
+        })
+    }
+}
+
+/// Decodes `data` as each kind of cluster entry, as agents and callers do
+/// (for `crate::fuzzing`).
+#[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+pub(crate) fn fuzz(data: &[u8]) {
+    if let Ok(e) = decode::<TaskEntry>(data, "task") {
+        let _ = e.item_slices();
+        let _ = e.blobs_valid();
+    }
+    let _ = decode::<Reply>(data, "reply");
 }
 
 /// The answer for some items of one chunk.
@@ -175,6 +206,7 @@ mod tests {
             captured: None,
             items: vec![1, 2, 3],
             ends: vec![1, 3],
+            blobs: vec![],
             timeout_ns: None,
             retries: 0,
             retry_panics: false,
@@ -186,6 +218,49 @@ mod tests {
         assert!(e.item_slices().is_none());
         e.ends = vec![4];
         assert!(e.item_slices().is_none());
+    }
+
+    #[test]
+    fn blobs_must_name_items_of_the_chunk_in_order() {
+        use super::super::blob::{BlobRef, ItemBlobs};
+        let r = BlobRef {
+            hash: [1; 32],
+            len: 8,
+        };
+        let item = |item, shm, n| ItemBlobs {
+            item,
+            shm,
+            refs: vec![r; n],
+        };
+        let mut e = TaskEntry {
+            caller: "c".into(),
+            seq: 1,
+            job: 1,
+            what: "map(f)".into(),
+            first: 0,
+            func: vec![],
+            captured: None,
+            items: vec![0; 16],
+            ends: vec![8, 16],
+            blobs: vec![item(0, true, 1), item(1, false, 3)],
+            timeout_ns: None,
+            retries: 0,
+            retry_panics: false,
+            max_losses: 2,
+            reply_ttl_ms: 1000,
+        };
+        assert!(e.blobs_valid());
+        for bad in [
+            vec![item(1, false, 1), item(0, false, 1)],
+            vec![item(0, false, 1), item(0, false, 1)],
+            vec![item(2, false, 1)],
+            vec![item(0, false, 0)],
+            vec![item(0, true, 2)],
+            vec![item(0, false, 254)],
+        ] {
+            e.blobs = bad;
+            assert!(!e.blobs_valid(), "{:?}", e.blobs);
+        }
     }
 
     #[test]

@@ -112,7 +112,9 @@ impl Pool {
     /// [`Frozen`](crate::shared::Frozen) in their arguments instead of the
     /// value, each worker maps it and decodes it once, and it dereferences
     /// to `&T` on both sides. The same as `Frozen::new(value)`; it works
-    /// with any pool, pipe or process.
+    /// with any pool, pipe or process. A cluster pool stores its bytes in
+    /// the broker once and each agent fetches them once (its workers map
+    /// the agent's copy).
     ///
     /// # Errors
     ///

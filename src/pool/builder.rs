@@ -361,9 +361,14 @@ impl PoolBuilder {
     /// (`worker_env` and its neighbours) are not carried either. `build`
     /// fails with [`ErrorKind::Timeout`] when no agent of this build shows
     /// up within [`ClusterOptions::agent_wait`](crate::cluster::ClusterOptions::agent_wait),
-    /// and with [`ErrorKind::Io`] when the broker cannot be reached. Arguments that hold
-    /// descriptors (a `Queue`, `SharedSlice`, pipe end) cannot cross
-    /// machines: such an item fails with [`ErrorKind::Encode`].
+    /// and with [`ErrorKind::Io`] when the broker cannot be reached.
+    /// Sealed shared memory crosses machines as a blob named by its
+    /// SHA-256, stored once and fetched once per agent: an argument over
+    /// [`shared_memory_above`](Self::shared_memory_above), a
+    /// [`Frozen`](crate::shared::Frozen) from [`Pool::put`](crate::Pool::put),
+    /// a [`SharedSlice`](crate::shared::SharedSlice). Other descriptors (a
+    /// `Queue`, lock, pipe end, `Value`) cannot: such an item fails with
+    /// [`ErrorKind::Encode`].
     ///
     /// ```no_run
     /// # fn square(x: u64) -> u64 { x * x }

@@ -182,6 +182,28 @@ impl Chunk {
             .map(|at| (self.fds[at].1.clone(), self.fds[at].2.clone()))
     }
 
+    /// The items that carry descriptors: their index in the chunk, the
+    /// descriptors, and whether these are the item's bytes (one sealed
+    /// segment, the item's bytes here being its length).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn fd_item_list(&self) -> impl Iterator<Item = (u32, &ItemFds, bool)> {
+        self.fds
+            .iter()
+            .map(|(k, fds, live)| (*k, fds, live.is_some()))
+    }
+
+    /// Pushes an item received from another machine: its bytes and, if
+    /// any, its descriptors (`shm`: they are its bytes, as
+    /// [`fd_item_list`](Self::fd_item_list) says).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn push_received(&mut self, item: &[u8], fds: Vec<OwnedFd>, shm: bool) {
+        if fds.is_empty() {
+            return self.push_item(item, None);
+        }
+        let live = shm.then(LiveSegment::new);
+        self.push_item(item, Some((Arc::new(fds), live)));
+    }
+
     /// How many of the items carry descriptors.
     pub(crate) fn fd_items(&self) -> usize {
         self.fds.len()

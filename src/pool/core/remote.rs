@@ -87,9 +87,10 @@ pub(crate) trait Remote: Send {
 }
 
 impl Core {
-    /// A core whose work runs on `remote`: no local workers.
+    /// A core whose work runs on `remote`: no local workers. Large items
+    /// still go into sealed segments (`shm_above`): the remote sends those
+    /// as blobs.
     pub(crate) fn with_remote(mut config: Config, remote: Box<dyn Remote>) -> Result<Self> {
-        config.shm_above = usize::MAX;
         let processes = config.processes;
         config.processes = 0;
         let mut core = Core::new(config)?;
