@@ -109,6 +109,11 @@ const TESTS: isolated::Tests = &[
         a_broker_restart_with_persistence_loses_nothing,
         false,
     ),
+    (
+        "a_tls_broker_with_a_password",
+        a_tls_broker_with_a_password,
+        false,
+    ),
 ];
 
 /// `CLUSTER_TEST_LOG=1`: the engine's log records on stderr (debugging).
@@ -134,6 +139,7 @@ fn main() {
         Some("agent") => return agent_main(&args[2..]),
         Some("redis") => return redis_main(&args[2..]),
         Some("caller") => return caller_main(&args[2..]),
+        Some("tls-caller") => return tls_caller_main(&args[2..]),
         _ => {}
     }
     isolated::main("cluster", TESTS);
@@ -182,6 +188,26 @@ fn caller_main(args: &[String]) {
     let _r = pool.map_async(sleep_ms, vec![400u64; 40]).unwrap();
     println!("started");
     std::thread::sleep(Duration::from_secs(60)); // killed long before
+}
+
+/// `cluster tls-caller URL`: maps over the cluster at URL (a `rediss://`
+/// broker whose CA `SSL_CERT_FILE` names), then checks that a wrong
+/// password is a clear error that does not show it; prints `ok`.
+fn tls_caller_main(args: &[String]) {
+    die_with_parent();
+    multiproc::init();
+    let url = &args[0];
+    let pool = Pool::builder()
+        .cluster_with(url, fast_options())
+        .build()
+        .unwrap();
+    let got = pool.map(square, 0..100u64).unwrap();
+    assert_eq!(got, (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+    drop(pool);
+    let wrong = url.replace(PASSWORD, "not-the-password");
+    let e = Broker::connect(&wrong).unwrap_err();
+    assert!(!e.to_string().contains("not-the-password"), "{e}");
+    println!("ok");
 }
 
 // ---------------------------------------------------------------- tasks
@@ -267,7 +293,16 @@ struct Server {
     url: String,
     /// `appendonly yes` (what it held survives a restart).
     persistent: bool,
+    /// More arguments for redis-server (TLS, a password).
+    extra: Vec<String>,
+    /// The URL the test itself uses (the Unix socket, with the password).
+    admin: String,
+    /// The environment of the agents it starts.
+    env: Vec<(String, PathBuf)>,
 }
+
+/// The password of [`Server::start_tls`].
+const PASSWORD: &str = "s3cret-pw";
 
 static SERVERS: AtomicU64 = AtomicU64::new(0);
 
@@ -283,6 +318,74 @@ impl Server {
     }
 
     fn start_with(persistent: bool) -> Server {
+        Self::start_full(persistent, |_| (Vec::new(), None, Vec::new()))
+    }
+
+    /// A server that speaks TLS on a TCP port of 127.0.0.1 (a certificate
+    /// for `localhost` signed by a CA made here) and wants a password;
+    /// `url` is its `rediss://` URL, and the agents trust the CA
+    /// (`SSL_CERT_FILE`). The Unix socket stays, for the test itself.
+    fn start_tls() -> Server {
+        Self::start_full(false, |dir| {
+            use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+            let ca_key = KeyPair::generate().unwrap();
+            let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+            ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            ca.distinguished_name
+                .push(DnType::CommonName, "multiproc test CA");
+            let ca = ca.self_signed(&ca_key).unwrap();
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(vec!["localhost".to_string()])
+                .unwrap()
+                .signed_by(&key, &ca, &ca_key)
+                .unwrap();
+            let write = |name: &str, text: String| {
+                let path = dir.join(name);
+                std::fs::write(&path, text).unwrap();
+                path.display().to_string()
+            };
+            let ca_file = write("ca.pem", ca.pem());
+            let cert_file = write("server.pem", cert.pem());
+            let key_file = write("server.key", key.serialize_pem());
+            // A free port: taken, then given back to redis-server.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let extra = [
+                "--bind",
+                "127.0.0.1",
+                "--tls-port",
+                &port.to_string(),
+                "--tls-cert-file",
+                &cert_file,
+                "--tls-key-file",
+                &key_file,
+                "--tls-ca-cert-file",
+                &ca_file,
+                "--tls-auth-clients",
+                "no",
+                "--requirepass",
+                PASSWORD,
+            ]
+            .map(String::from)
+            .to_vec();
+            let url = format!("rediss://:{PASSWORD}@localhost:{port}/");
+            (
+                extra,
+                Some(url),
+                vec![("SSL_CERT_FILE".to_string(), dir.join("ca.pem"))],
+            )
+        })
+    }
+
+    /// `setup(dir)` gives more redis-server arguments, the URL for pools
+    /// and agents (else the Unix socket's) and the agents' environment.
+    fn start_full(
+        persistent: bool,
+        setup: impl FnOnce(&PathBuf) -> (Vec<String>, Option<String>, Vec<(String, PathBuf)>),
+    ) -> Server {
         let dir = std::env::temp_dir().join(format!(
             "multiproc-cluster-{}-{}",
             std::process::id(),
@@ -290,20 +393,28 @@ impl Server {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let sock = dir.join("redis.sock");
-        let url = format!("redis+unix://{}", sock.display());
-        let child = Self::spawn(&dir, &sock, persistent);
+        let (extra, url, env) = setup(&dir);
+        let admin = if extra.iter().any(|a| a == "--requirepass") {
+            format!("redis+unix://{}?pass={PASSWORD}", sock.display())
+        } else {
+            format!("redis+unix://{}", sock.display())
+        };
+        let child = Self::spawn(&dir, &sock, persistent, &extra);
         let mut server = Server {
             child,
             dir,
             sock,
-            url,
+            url: url.unwrap_or_else(|| admin.clone()),
             persistent,
+            extra,
+            admin,
+            env,
         };
         server.wait_ready();
         server
     }
 
-    fn spawn(dir: &PathBuf, sock: &PathBuf, persistent: bool) -> Child {
+    fn spawn(dir: &PathBuf, sock: &PathBuf, persistent: bool, extra: &[String]) -> Child {
         Command::new(std::env::current_exe().unwrap())
             .arg("redis")
             .args([
@@ -318,6 +429,7 @@ impl Server {
             .arg(sock)
             .arg("--dir")
             .arg(dir)
+            .args(extra)
             .stdout(Stdio::null())
             .spawn()
             .expect("start redis-server")
@@ -326,7 +438,7 @@ impl Server {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if Broker::connect(&self.url).is_ok() {
+            if Broker::connect(&self.admin).is_ok() {
                 return;
             }
             if let Ok(Some(st)) = self.child.try_wait() {
@@ -355,19 +467,19 @@ impl Server {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
         std::fs::remove_file(&self.sock).ok();
-        self.child = Self::spawn(&self.dir, &self.sock, self.persistent);
+        self.child = Self::spawn(&self.dir, &self.sock, self.persistent, &self.extra);
         self.wait_ready();
     }
 
     fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.url.as_str())
+        redis::Client::open(self.admin.as_str())
             .unwrap()
             .get_connection()
             .unwrap()
     }
 
     fn dbsize(&self) -> u64 {
-        Broker::connect(&self.url).unwrap().dbsize().unwrap()
+        Broker::connect(&self.admin).unwrap().dbsize().unwrap()
     }
 
     /// Waits (bounded) until `f` holds, polling the broker.
@@ -387,6 +499,7 @@ impl Server {
         if other_build {
             cmd.arg("other-build");
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let child = cmd.process_group(0).spawn().expect("start an agent");
         let build = if other_build {
             "0000000000000000".to_string()
@@ -865,4 +978,27 @@ fn a_broker_restart_with_persistence_loses_nothing(_: StartMethod) {
     server.restart();
     got.extend(it.map(|r| r.unwrap().0));
     assert_eq!(got, (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+fn a_tls_broker_with_a_password(_: StartMethod) {
+    let server = Server::start_tls();
+    assert!(server.url.starts_with("rediss://"));
+    // Without its CA the broker is not trusted: a clear error, and the
+    // password is not shown.
+    let e = Broker::connect(&server.url).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(!e.to_string().contains(PASSWORD), "{e}");
+    let _a = server.agent("a", false);
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["tls-caller", &server.url])
+        .envs(server.env.iter().map(|(k, v)| (k, v)))
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the TLS caller failed: {}",
+        out.status
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 }

@@ -110,6 +110,7 @@ pub(crate) fn live_agents(
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A checked connection to the broker named by a `redis://`, `rediss://`
+/// (TLS: with the `cluster-tls` feature, else an `Io` error at connect)
 /// or `redis+unix://` URL.
 pub struct Broker {
     conn: redis::Connection,
@@ -157,6 +158,12 @@ impl Broker {
                 format!("cluster broker {shown}: {what}: {e}"),
             )
         };
+        #[cfg(feature = "cluster-tls")]
+        {
+            // rustls needs a process-wide crypto provider; a program that
+            // installed its own keeps it.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        }
         let client = redis::Client::open(url).map_err(|e| fail("bad URL", e))?;
         let mut conn = client
             .get_connection_with_timeout(CONNECT_TIMEOUT)
