@@ -18,11 +18,14 @@ at a time).
   to a few thousand jobs a second, so it maps ``min(ITERS, RQ_ITEMS)``
   items: the rate, not the whole 100 000.
 
-One untimed warm-up map of 1 000 items first (200 for RQ).
+One untimed warm-up map of 1 000 items first (200 for RQ). Under
+``--quick`` (MULTIPROC_BENCH_QUICK) Dask and RQ map 200 items after a
+warm-up of 20: the smoke test times nothing.
 
 Usage: python cluster_map.py VARIANT ITERS CONFIG — prints items/s.
 """
 
+import os
 import sys
 import time
 
@@ -37,6 +40,10 @@ RQ_ITEMS = 2000
 
 def main():
     variant, n = bench_common.args()
+    quick = os.environ.get("MULTIPROC_BENCH_QUICK") == "1"
+    warm = 20 if quick else None
+    if quick:
+        n = min(n, 200)
     peer, opt = cluster_peers.parse(sys.argv[3])
     if variant not in ("2x1", "2x2"):
         raise SystemExit(f"cluster_map has no variant {variant!r}")
@@ -59,7 +66,7 @@ def main():
                     del futures
                 assert out[-1] == (count - 1) ** 2
 
-            run(1000)
+            run(warm or 1000)
             t0 = time.perf_counter()
             run(n)
             value = n / (time.perf_counter() - t0)
@@ -76,7 +83,7 @@ def main():
                 out = [cluster_peers.rq_result(j) for j in jobs]
                 assert out[-1] == (count - 1) ** 2
 
-            run(200)
+            run(warm or 200)
             t0 = time.perf_counter()
             run(n)
             value = n / (time.perf_counter() - t0)
