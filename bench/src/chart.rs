@@ -68,6 +68,8 @@ fn color(imp: Impl) -> RGBColor {
         Impl::Loky => RGBColor(140, 86, 75),
         Impl::Pebble => RGBColor(227, 119, 194),
         Impl::Joblib => RGBColor(188, 189, 34),
+        Impl::Dask => RGBColor(255, 187, 120),
+        Impl::Rq => RGBColor(152, 223, 138),
         Impl::Procspawn => RGBColor(44, 160, 44),
         Impl::Rayon => RGBColor(255, 127, 14),
         Impl::Limit => RGBColor(90, 90, 90),

@@ -36,6 +36,10 @@ pub const REQUIREMENTS: &[&str] = &[
     "pebble==5.2.3",
     "joblib==1.6.0",
     "numpy==2.2.6",
+    // The cluster scenarios' peers (`cluster_peers.py`).
+    "dask[distributed]==2026.11.0",
+    "distributed==2026.11.0",
+    "rq==3.0.0",
 ];
 
 /// Longest `pip install` may take.
@@ -330,7 +334,7 @@ pub struct Started {
 }
 
 /// Starts `cmd ARGS...` in a process group of its own.
-fn start(mut cmd: Command, args: &[&str]) -> Result<Started, String> {
+pub(crate) fn start(mut cmd: Command, args: &[&str]) -> Result<Started, String> {
     let what = format!("{cmd:?} {}", args.join(" "));
     let child = cmd
         .args(args)
@@ -345,7 +349,9 @@ fn start(mut cmd: Command, args: &[&str]) -> Result<Started, String> {
 
 impl Started {
     /// Waits for the run and parses its single number (`hung`, printed by
-    /// a peer whose pool never reported a fault, is read as infinity).
+    /// a peer whose pool never reported a fault, is read as infinity;
+    /// `skipped: WHY`, printed by a peer that cannot run here, for
+    /// instance without redis-server, skips it with a note).
     /// Whatever the program leaves in its group (a hung pool's workers) is
     /// killed when it exits.
     pub fn wait(self) -> Result<f64, ExternalError> {
@@ -362,6 +368,9 @@ impl Started {
         }
         match stdout.trim() {
             "hung" => Ok(f64::INFINITY),
+            out if out.starts_with("skipped: ") => {
+                Err(ExternalError::Missing(out["skipped: ".len()..].to_string()))
+            }
             out => out.parse().map_err(|_| {
                 ExternalError::Failed(format!("{what} printed {stdout:?}, not a single number"))
             }),
@@ -458,6 +467,24 @@ mod tests {
             !dir.with_extension("pip.log").exists(),
             "pip was not even started"
         );
+    }
+
+    #[test]
+    fn a_peer_that_prints_skipped_is_skipped_not_failed() {
+        let run = |script: &str| {
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c");
+            start(cmd, &[script]).unwrap().wait()
+        };
+        match run("echo 'skipped: no redis-server'") {
+            Err(ExternalError::Missing(why)) => assert_eq!(why, "no redis-server"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(run("echo 1.5"), Ok(v) if v == 1.5));
+        assert!(matches!(
+            run("echo nonsense"),
+            Err(ExternalError::Failed(_))
+        ));
     }
 
     #[test]

@@ -1,4 +1,5 @@
 //! Benchmarks for multiproc, side by side with Python's `multiprocessing`,
+//! its add-ons, Dask distributed and RQ (the cluster scenarios),
 //! `procspawn` and the OS limit (small C programs).
 //!
 //! ```text
@@ -454,6 +455,7 @@ fn turn(
 ) -> Turn {
     match entry.runner {
         Runner::Native(f) => vec![(None, f(variant, iters).map_err(ExternalError::Failed))],
+        Runner::MaySkip(f) => vec![(None, f(variant, iters))],
         Runner::Python(script) => vec![(
             None,
             external
@@ -502,7 +504,7 @@ fn all_at_once(
     let started: Vec<_> = order
         .iter()
         .map(|entry| match entry.runner {
-            Runner::Native(_) => None,
+            Runner::Native(_) | Runner::MaySkip(_) => None,
             Runner::Python(script) => Some((None, external.start_python(script, variant, iters))),
             Runner::C(source) => Some((None, external.start_c(source, variant, iters))),
             Runner::PythonBest {
@@ -519,6 +521,7 @@ fn all_at_once(
         .iter()
         .map(|entry| match entry.runner {
             Runner::Native(f) => vec![(None, f(variant, iters).map_err(ExternalError::Failed))],
+            Runner::MaySkip(f) => vec![(None, f(variant, iters))],
             _ => Vec::new(),
         })
         .collect();

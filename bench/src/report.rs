@@ -65,7 +65,10 @@ impl Cell {
 
 /// Is a larger value better in `unit` (a rate)?
 pub fn higher_is_better(unit: &str) -> bool {
-    matches!(unit, "msgs_per_s" | "ops_per_s" | "GB_per_s")
+    matches!(
+        unit,
+        "msgs_per_s" | "ops_per_s" | "items_per_s" | "GB_per_s"
+    )
 }
 
 /// Is `a` better than `b` in `unit`?
@@ -140,6 +143,7 @@ pub fn display_unit(unit: &str) -> &str {
         "us_per_task" => "µs/task",
         "msgs_per_s" => "msg/s",
         "ops_per_s" => "op/s",
+        "items_per_s" => "item/s",
         "GB_per_s" => "GB/s",
         "MiB" => "MiB",
         other => other,

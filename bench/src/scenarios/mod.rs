@@ -9,6 +9,7 @@
 //! scenario's operation and returns one value in the scenario's unit; the
 //! harness repeats that several times and reports the median.
 
+mod cluster;
 mod idle_rss;
 pub mod logs;
 mod manager_dict;
@@ -39,6 +40,10 @@ pub enum Impl {
     Pebble,
     /// The `joblib` package (`Parallel`, its loky backend).
     Joblib,
+    /// Dask distributed (`LocalCluster`, `Client`): the cluster scenarios.
+    Dask,
+    /// RQ (Redis Queue): the cluster scenarios.
+    Rq,
     /// The `procspawn` crate.
     Procspawn,
     /// The `rayon` crate: the in-process limit.
@@ -49,7 +54,7 @@ pub enum Impl {
 
 impl Impl {
     /// All implementations, in column order.
-    pub const ALL: [Impl; 10] = [
+    pub const ALL: [Impl; 12] = [
         Impl::Multiproc,
         Impl::Python,
         Impl::Futures,
@@ -57,6 +62,8 @@ impl Impl {
         Impl::Loky,
         Impl::Pebble,
         Impl::Joblib,
+        Impl::Dask,
+        Impl::Rq,
         Impl::Procspawn,
         Impl::Rayon,
         Impl::Limit,
@@ -72,6 +79,8 @@ impl Impl {
             Impl::Loky => "loky",
             Impl::Pebble => "pebble",
             Impl::Joblib => "joblib",
+            Impl::Dask => "dask",
+            Impl::Rq => "rq",
             Impl::Procspawn => "procspawn",
             Impl::Rayon => "rayon",
             Impl::Limit => "limit",
@@ -91,6 +100,11 @@ impl Impl {
 pub enum Runner {
     /// A function in this binary: `(variant, iters)` to the run's value.
     Native(fn(&str, usize) -> Result<f64, String>),
+    /// A function in this binary that may find a tool it needs missing
+    /// (the cluster scenarios without redis-server): an
+    /// [`ExternalError::Missing`](crate::external::ExternalError) skips it
+    /// with a note instead of failing the run.
+    MaySkip(fn(&str, usize) -> Result<f64, crate::external::ExternalError>),
     /// A script in `bench/python`, run as `python3 SCRIPT VARIANT ITERS`;
     /// it prints the run's value as a single number on stdout.
     Python(&'static str),
@@ -187,6 +201,8 @@ const fn addon_module(imp: Impl) -> Option<&'static str> {
         Impl::Loky => Some("loky"),
         Impl::Pebble => Some("pebble"),
         Impl::Joblib => Some("joblib"),
+        Impl::Dask => Some("distributed"),
+        Impl::Rq => Some("rq"),
         _ => None,
     }
 }
@@ -542,6 +558,66 @@ pub const SCENARIOS: &[Scenario] = &[
         pending: None,
     },
     Scenario {
+        name: "cluster_round_trip",
+        variants: &["-"],
+        unit: "us",
+        iters: cluster::round_trip_iters,
+        entries: &[
+            Entry::all(Impl::Multiproc, Runner::MaySkip(cluster::round_trip)),
+            Entry::peer(Impl::Dask, "cluster_round_trip.py", &["dask/1"]),
+            Entry::peer(Impl::Rq, "cluster_round_trip.py", &["rq+simple", "rq"]),
+        ],
+        pending: None,
+    },
+    Scenario {
+        name: "cluster_map",
+        variants: &["2x1", "2x2"],
+        unit: "items_per_s",
+        iters: cluster::map_iters,
+        entries: &[
+            Entry::all(Impl::Multiproc, Runner::MaySkip(cluster::map)),
+            Entry::only(
+                Impl::Dask,
+                &["2x1"],
+                Runner::PythonBest {
+                    script: "cluster_map.py",
+                    configs: &["dask/1", "dask/1+bag"],
+                    module: Some("distributed"),
+                },
+            ),
+            Entry::only(
+                Impl::Dask,
+                &["2x2"],
+                Runner::PythonBest {
+                    script: "cluster_map.py",
+                    configs: &["dask/2", "dask/2+bag"],
+                    module: Some("distributed"),
+                },
+            ),
+            Entry::only(
+                Impl::Rq,
+                &["2x1"],
+                Runner::PythonBest {
+                    script: "cluster_map.py",
+                    configs: &["rq+simple", "rq"],
+                    module: Some("rq"),
+                },
+            ),
+        ],
+        pending: None,
+    },
+    Scenario {
+        name: "cluster_agent_killed",
+        variants: &["lease_1s", "lease_5s"],
+        unit: "ms",
+        iters: cluster::killed_iters,
+        entries: &[Entry::all(
+            Impl::Multiproc,
+            Runner::MaySkip(cluster::agent_killed),
+        )],
+        pending: None,
+    },
+    Scenario {
         name: "queue_small",
         variants: &["fork", "spawn", "forkserver"],
         unit: "msgs_per_s",
@@ -736,6 +812,24 @@ pub const NOTES: &[(&str, &str)] = &[
          but the task goes on and its worker stays busy, so the next task on its 1-worker pool \
          never runs (`hung`)",
     ),
+    (
+        "cluster_round_trip",
+        "Dask's client batches what it sends to the scheduler for up to 10 ms \
+         (BatchedSend(interval=\"10ms\") in distributed/client.py, not configurable): \
+         most of its round trip",
+    ),
+    (
+        "cluster_map",
+        "Dask's client.map maps min(N, 20 000) items and RQ min(N, 2 000) (a task or job \
+         per item; 100 000 would take minutes a run): their rate, not the whole map. \
+         dask+bag is the whole map batched by hand (dask.bag, 4 partitions per thread). \
+         RQ has no 2x2 (a worker runs one job at a time)",
+    ),
+    (
+        "cluster_agent_killed",
+        "multiproc only; goal: the kill to the map's end within lease + 1 s \
+         (2000 ms for lease_1s, 6000 ms for lease_5s)",
+    ),
 ];
 
 /// Looks a scenario up by name.
@@ -792,6 +886,9 @@ pub type FreshMain = fn(&[String]) -> Result<(), String>;
 pub const FRESH_COPY: &[(&str, FreshMain)] = &[
     (logs::FORWARD_ARG, logs::forward_main),
     (process_start::PRELOAD_ARG, process_start::preload_main),
+    (cluster::RUN_ARG, cluster::run_main),
+    (cluster::AGENT_ARG, cluster::agent_main),
+    (cluster::REDIS_ARG, cluster::redis_main),
 ];
 
 /// Runs this binary again as `ARG VARIANT ITERS` (see [`FRESH_COPY`]) and
