@@ -110,6 +110,11 @@ const TESTS: isolated::Tests = &[
         false,
     ),
     (
+        "the_executor_api_over_the_cluster",
+        the_executor_api_over_the_cluster,
+        false,
+    ),
+    (
         "a_tls_broker_with_a_password",
         a_tls_broker_with_a_password,
         false,
@@ -251,6 +256,35 @@ fn record_then_sleep(path: &String, ms: u64) -> u64 {
     writeln!(f, "ran").unwrap();
     std::thread::sleep(Duration::from_millis(ms));
     ms
+}
+
+/// Panics the first time it runs for `x` (a marker file in `dir` says it
+/// ran), returns `x` the next.
+fn fails_once(dir: &String, x: u64) -> u64 {
+    let marker = std::path::Path::new(dir).join(x.to_string());
+    if std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&marker)
+        .is_ok()
+    {
+        panic!("the first run of {x}");
+    }
+    x
+}
+
+/// Appends `x` to the file `path` (a record of runs), sleeps 20 ms and
+/// returns `x * x`.
+fn record_square(path: &String, x: u64) -> u64 {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
+    writeln!(f, "{x}").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    x * x
 }
 
 fn sum_bytes((data, i): (ByteBuf, u64)) -> u64 {
@@ -674,25 +708,36 @@ fn an_agent_killed_mid_map_is_rerun_elsewhere(_: StartMethod) {
     let server = Server::start();
     let mut a = server.agent("a", false);
     let _b = server.agent("b", false);
+    let runs = server.dir.join("runs").display().to_string();
     let pool = cluster_pool(&server);
-    let mut results = pool.chunksize(2).imap(slow_square, 0..200u64).unwrap();
+    let mut results = pool
+        .chunksize(2)
+        .imap(partial(record_square, runs.clone()), 0..200u64)
+        .unwrap();
     let mut got = Vec::new();
-    let mut killed = false;
     for r in &mut results {
-        let (v, pid) = r.unwrap();
-        got.push((v, pid));
-        if !killed && got.len() == 10 {
+        got.push(r.unwrap());
+        if got.len() == 10 {
             a.kill_group();
-            killed = true;
         }
     }
     drop(results);
     let want: Vec<u64> = (0..200u64).map(|x| x * x).collect();
-    assert_eq!(
-        got.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
-        want,
-        "each result once, in order"
+    assert_eq!(got, want, "each result once, in order");
+    // Every item ran, some twice: the killed agent's chunks ran again.
+    let ran: Vec<u64> = std::fs::read_to_string(&runs)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let distinct: std::collections::HashSet<u64> = ran.iter().copied().collect();
+    assert_eq!(distinct.len(), 200);
+    let redelivered = ran.len() - 200;
+    assert!(
+        redelivered > 0,
+        "the killed agent was running chunks: they ran again"
     );
+    eprintln!("{redelivered} items ran twice");
     pool.close();
     pool.join().unwrap();
 }
@@ -1001,4 +1046,58 @@ fn a_tls_broker_with_a_password(_: StartMethod) {
         out.status
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
+
+fn the_executor_api_over_the_cluster(_: StartMethod) {
+    use multiproc::pool::{ReturnWhen, as_completed, wait};
+    let server = Server::start();
+    let _a = server.agent("a", false);
+    let _b = server.agent("b", false);
+    let progress = Arc::new(Mutex::new(Vec::new()));
+    let seen = progress.clone();
+    let pool = Pool::builder()
+        .cluster_with(&server.url, fast_options())
+        .on_progress(move |u| seen.lock().unwrap().push((u.done, u.finished)))
+        .build()
+        .unwrap();
+    // Futures: as_completed gives each once, wait says all are done.
+    let futures: Vec<_> = (0..20u64)
+        .map(|x| pool.apply_async(sleep_ms, (20 - x) * 5).unwrap())
+        .collect();
+    let mut order: Vec<usize> = as_completed(&futures, Some(Duration::from_secs(60)))
+        .map(|r| r.unwrap().0)
+        .collect();
+    order.sort();
+    assert_eq!(order, (0..20).collect::<Vec<_>>());
+    let done = wait(&futures, None, ReturnWhen::AllCompleted).unwrap();
+    assert_eq!(done.done.len(), 20);
+    assert!(done.not_done.is_empty());
+    for (x, f) in futures.into_iter().enumerate() {
+        assert_eq!(f.get().unwrap(), (20 - x as u64) * 5);
+    }
+    // Cancel a running task: Cancelled, and the pool goes on.
+    let long = pool.apply_async(sleep_ms, 60_000).unwrap();
+    assert!(long.cancel());
+    assert!(long.cancelled());
+    assert_eq!(long.get().unwrap_err().kind(), ErrorKind::Cancelled);
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    // Retries, here of panics: each item panics once, then succeeds.
+    let marks = server.dir.join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    let marks = marks.display().to_string();
+    let got = pool
+        .chunksize(1)
+        .retries(1)
+        .retry_panics(true)
+        .map(partial(fails_once, marks.clone()), 0..6u64)
+        .unwrap();
+    assert_eq!(got, (0..6u64).collect::<Vec<_>>());
+    // Without retries the panic is the item's error.
+    let e = pool.map(partial(fails_once, marks), 6..7u64).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Panicked, "{e}");
+    // The progress callback saw a map through to its end.
+    progress.lock().unwrap().clear();
+    assert_eq!(pool.map(square, 0..100u64).unwrap().len(), 100);
+    let seen = progress.lock().unwrap().clone();
+    assert_eq!(seen.last(), Some(&(100, true)), "{seen:?}");
 }
