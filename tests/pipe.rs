@@ -35,7 +35,102 @@ const TESTS: isolated::Tests = &[
         little_address_space,
         false,
     ),
+    (
+        "large_messages_arrive_whole_by_every_receive",
+        large_messages,
+        false,
+    ),
+    (
+        "concurrent_writers_of_large_messages",
+        concurrent_large_writers,
+        false,
+    ),
 ];
+
+/// The sizes `large_messages` sends: through the ring (up to 64 MiB)
+/// and past it (the socket).
+const LARGE: [usize; 4] = [3 << 20, 16 << 20, 64 << 20, (64 << 20) + 1];
+
+fn large_body(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 253) as u8).collect()
+}
+
+/// Sends each of `LARGE` four times (one per receive form below), then
+/// a `ByteBuf` of each.
+fn send_large(conn: Connection, typed: Connection<serde_bytes::ByteBuf>) {
+    for len in LARGE {
+        let body = large_body(len);
+        for _ in 0..4 {
+            conn.send_bytes(&body).unwrap();
+        }
+        typed.send(&serde_bytes::ByteBuf::from(body)).unwrap();
+    }
+}
+
+fn large_messages(_: StartMethod) {
+    let (ours, theirs) = connection::pipe::<Vec<u8>>().unwrap();
+    let (typed, typed_theirs) = connection::pipe::<serde_bytes::ByteBuf>().unwrap();
+    let child = Process::new(send_large, (theirs, typed_theirs))
+        .start()
+        .unwrap();
+    for len in LARGE {
+        let want = large_body(len);
+        assert!(ours.recv_bytes().unwrap() == want, "recv_bytes of {len}");
+        assert!(
+            ours.recv_bytes_with(|b| b == want.as_slice()).unwrap(),
+            "recv_bytes_with of {len}"
+        );
+        // Too small a buffer: refused, and the message stays queued.
+        let mut small = vec![0u8; 1024];
+        let e = ours.recv_bytes_into(&mut small).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::MessageTooLarge, "{e}");
+        assert!(
+            ours.recv_bytes().unwrap() == want,
+            "the refused {len} again"
+        );
+        let mut exact = vec![0u8; len];
+        assert_eq!(ours.recv_bytes_into(&mut exact).unwrap(), len);
+        assert!(exact == want, "recv_bytes_into of {len}");
+        assert!(typed.recv().unwrap().into_vec() == want, "recv of {len}");
+    }
+    child.join().unwrap();
+}
+
+/// Three threads at once, each sending three 40 MiB messages of its own
+/// bytes.
+fn send_large_from_three_threads(conn: Connection) {
+    std::thread::scope(|s| {
+        for id in 1..=3u8 {
+            let conn = &conn;
+            s.spawn(move || {
+                for _ in 0..3 {
+                    conn.send_bytes(&vec![id; 40 << 20]).unwrap();
+                }
+            });
+        }
+    });
+}
+
+/// Three writers of 40 MiB messages at once: the ring holds up to 8 MiB
+/// unread plus a message per writer (and a writer that finds it full to
+/// its 256 MiB sends on the socket); every message arrives whole.
+fn concurrent_large_writers(_: StartMethod) {
+    let (ours, theirs) = connection::pipe::<Vec<u8>>().unwrap();
+    let child = Process::new(send_large_from_three_threads, theirs)
+        .start()
+        .unwrap();
+    let mut per_writer = [0; 4];
+    for _ in 0..9 {
+        let (len, id, whole) = ours
+            .recv_bytes_with(|b| (b.len(), b[0], b.iter().all(|&x| x == b[0])))
+            .unwrap();
+        assert_eq!(len, 40 << 20);
+        assert!(whole, "a message of writer {id} is mixed");
+        per_writer[id as usize] += 1;
+    }
+    assert_eq!(per_writer, [0, 3, 3, 3]);
+    child.join().unwrap();
+}
 
 /// This process's virtual size in bytes.
 fn vm_size() -> u64 {
@@ -104,8 +199,9 @@ fn my_tid() -> String {
 // ---- a writer killed in a tight send loop ---------------------------------
 
 /// Message `seq`: its number, and a body whose size and bytes follow from
-/// it; every 300th is larger than the ring takes inline (it travels on the
-/// socket), so some kills land in the middle of one.
+/// it; every 300th is larger than the writer lets the ring take inline (it
+/// travels on the socket: `__set_inline_max`), so some kills land in the
+/// middle of one.
 fn body(seq: u64) -> Vec<u8> {
     let len = if seq % 300 == 299 {
         3 << 20
@@ -116,6 +212,7 @@ fn body(seq: u64) -> Vec<u8> {
 }
 
 fn send_forever(conn: Connection<(u64, Vec<u8>)>) {
+    connection::__set_inline_max(2 << 20);
     let mut seq = 0;
     loop {
         conn.send(&(seq, body(seq))).unwrap();

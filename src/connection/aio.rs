@@ -12,7 +12,7 @@
 //! failed try is what says so (it drains stale doorbells, then sets the
 //! reader's *sleeps* flag, as [`wait`](super::wait) does), so a message
 //! put after it makes the socket readable; a stale doorbell only costs
-//! one more try. A pipe's large message (over 2 MiB, on the socket) is
+//! one more try. A pipe's large message (over 64 MiB, on the socket) is
 //! read as it arrives across tries, its ring record kept in the
 //! connection: a receive never blocks the task mid-message, and a future
 //! dropped between tries leaves the message for the next receive.

@@ -203,7 +203,7 @@ impl<T> Connection<T> {
     /// header; [`ErrorKind::Io`] for other failures. After
     /// `MessageTooLarge` or `Protocol` on a [`Listener`](super::Listener)
     /// or [`Client`](super::Client) connection (and for a pipe's messages
-    /// over 2 MiB, which travel on its socket) the stream cannot be
+    /// over 64 MiB, which travel on its socket) the stream cannot be
     /// resynchronised: every later receive fails with the same error, as
     /// Python's `recv_bytes(maxlength)` leaves its connection unusable.
     /// A pipe's smaller messages (carried in shared memory) stay queued
@@ -215,7 +215,7 @@ impl<T> Connection<T> {
 
     /// Receives one message and lends its bytes to `f`, returning what `f`
     /// returns: [`recv_bytes`](Self::recv_bytes) without a `Vec` per
-    /// message. A pipe's messages up to 2 MiB are copied once, from its
+    /// message. A pipe's messages up to 64 MiB are copied once, from its
     /// shared memory into a buffer this end keeps and reuses, and `f`
     /// reads them there; larger ones (and a `Listener`/`Client`
     /// connection's) are lent from the buffer they were received into.

@@ -11,7 +11,7 @@
 //!   unless the receiver sleeps; a receiver with nothing to read spins
 //!   ~20 µs, yields ~100 µs, then sets a flag and sleeps in `poll(2)` on
 //!   the socket, so a peer that closes or dies wakes it at once. Messages
-//!   with descriptors and bodies over 2 MiB go on the socket instead,
+//!   with descriptors and bodies over 64 MiB go on the socket instead,
 //!   numbered in the ring's order. A writer with 8 MiB unread in the ring
 //!   waits for the reader (as a socket's buffer makes it). Measured here:
 //!   7–10 M small messages/s (43–52× Python, 12–15× a C loop writing a
@@ -76,6 +76,16 @@ pub use self::conn::Connection;
 pub use self::listener::{Address, Client, Listener};
 pub use self::stream::DEFAULT_MAX_MESSAGE_SIZE;
 pub use self::wait::{Waitable, wait};
+
+/// Crash-test support, not part of the API: a pipe's bodies over `bytes`
+/// take its socket in this process (0: the default, 64 MiB, again).
+/// Exists only with the `test-hooks` feature, which multiproc's own tests
+/// enable.
+#[doc(hidden)]
+#[cfg(feature = "test-hooks")]
+pub fn __set_inline_max(bytes: usize) {
+    rings::set_inline_max(bytes);
+}
 
 use self::rings::Rings;
 

@@ -11,6 +11,8 @@
 //!   With [`RING_FULL`] bytes unread in the ring, the writer first waits
 //!   for the reader to take some (the ring's futex; a hang-up of the
 //!   socket, checked every 20 ms, ends the wait with `Eof`).
+//!   A ring that cannot grow for it (other writers' large messages fill
+//!   it to [`PIPE_MAX_CAP`]) sends the message as the next case does.
 //! - **Send** (with descriptors, or larger than [`INLINE_MAX`]): under the
 //!   producers' lock, number the message (`SOCK_SEQ`), put the record
 //!   `[seq][len][SOCKET]`, and, still holding the lock, write the frame
@@ -46,10 +48,11 @@ use crate::shm::ring::{self, Fail, Ring, Wait};
 use crate::sys;
 
 /// The largest a pipe's ring may grow. A pipe's writer waits while 8 MiB
-/// are unread and sends messages over 2 MiB through its socket, so its ring
-/// holds about 10 MiB per writer at most; 256 MiB leaves room for a hundred
-/// writers at that edge while reserving 64 times less address space than a
-/// queue (16 GiB per ring adds up: a process has 128 TiB).
+/// are unread and sends messages over 64 MiB through its socket, so its
+/// ring holds about 72 MiB per writer at most (a writer that finds no
+/// room past that takes the socket); 256 MiB reserves 64 times less
+/// address space than a queue (16 GiB per ring adds up: a process has
+/// 128 TiB).
 const PIPE_MAX_CAP: u64 = 1 << 28;
 
 /// `USER` word (u32): the reader of this ring may be asleep in `poll`:
@@ -64,9 +67,39 @@ const INLINE: u8 = 0;
 /// frame on the socket.
 const SOCKET: u8 = 1;
 
-/// Bodies up to this size go through the ring; larger ones through the
-/// socket (they would make the ring grow, and keep its memory).
-pub(crate) const INLINE_MAX: usize = 2 << 20;
+/// Bodies up to this size go through the ring, larger ones through the
+/// socket. Measured (`multiproc-bench pipe_size`, and 64 messages of 16
+/// MiB): the ring moves 16 MiB messages at 8 GB/s, the socket at 4, and a
+/// sealed memfd per message, handed over on the socket, at 2.6 (its pages
+/// are allocated and freed for every message; the ring's are reused).
+/// The ring grows to hold such a message (up to 64 + 8 MiB unread) and
+/// gives that memory back once emptied after 2 s without growing
+/// (`ring::shrink_at`).
+pub(crate) const INLINE_MAX: usize = 64 << 20;
+/// [`INLINE_MAX`], or what a crash test set ([`set_inline_max`]).
+#[inline]
+fn inline_max() -> usize {
+    #[cfg(feature = "test-hooks")]
+    {
+        let set = INLINE_MAX_SET.load(Ordering::Relaxed);
+        if set != 0 {
+            return set;
+        }
+    }
+    INLINE_MAX
+}
+
+#[cfg(feature = "test-hooks")]
+static INLINE_MAX_SET: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Crash-test support: bodies over `bytes` take the socket in this
+/// process (0: the default again), so that a test can kill a writer in
+/// the middle of a socket frame without sending 64 MiB messages.
+#[cfg(feature = "test-hooks")]
+pub(crate) fn set_inline_max(bytes: usize) {
+    INLINE_MAX_SET.store(bytes, Ordering::Relaxed);
+}
+
 /// With this many bytes waiting in the ring, a writer waits until the
 /// reader has taken some (backpressure, as a socket's buffer gives; it
 /// also keeps the ring small enough that its pages stay warm).
@@ -149,7 +182,7 @@ pub(crate) fn send(
     sends: &AtomicU32,
 ) -> Result<()> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
-    if fds.is_empty() && len <= INLINE_MAX && parts.len() < 4 {
+    if fds.is_empty() && len <= inline_max() && parts.len() < 4 {
         while tx.bytes_used() >= RING_FULL {
             if sys::socket::hung_up(sock).map_err(|e| Error::io("poll failed", e))? {
                 return Err(eof_error());
@@ -159,7 +192,15 @@ pub(crate) fn send(
         let mut all: [&[u8]; 4] = [&[]; 4];
         all[..parts.len()].copy_from_slice(parts);
         all[parts.len()] = &[INLINE];
-        tx.put_parts(&all[..=parts.len()]).map_err(fail)?;
+        match tx.put_parts(&all[..=parts.len()]) {
+            Ok(()) => {}
+            // Other writers' large messages fill the ring to its limit:
+            // this one takes the socket (nothing was published).
+            Err(Fail::Error(e)) if e.kind() == ErrorKind::MessageTooLarge => {
+                return send_on_socket(tx, sock, parts, fds, len);
+            }
+            Err(f) => return Err(fail(f)),
+        }
         doorbell(tx, sock)?;
         if sends.fetch_add(1, Ordering::Relaxed) % HUP_EVERY == HUP_EVERY - 1
             && sys::socket::hung_up(sock).map_err(|e| Error::io("poll failed", e))?
@@ -168,6 +209,17 @@ pub(crate) fn send(
         }
         return Ok(());
     }
+    send_on_socket(tx, sock, parts, fds, len)
+}
+
+/// Sends a message as a socket record and its frame.
+fn send_on_socket(
+    tx: &Ring,
+    sock: BorrowedFd<'_>,
+    parts: &[&[u8]],
+    fds: &[BorrowedFd<'_>],
+    len: usize,
+) -> Result<()> {
     let nfds = u8::try_from(fds.len())
         .map_err(|_| Error::new(ErrorKind::Encode, "too many descriptors in one message"))?;
     tx.put_built(

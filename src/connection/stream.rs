@@ -6,7 +6,7 @@
 //! [`RecvBuf`] of Python's framing), which grows with the bytes that
 //! arrive, never with what a header announces, and refuses a message over
 //! the connection's limit (`max`) from its header. A pipe's ring transport
-//! reads its socket's bytes (doorbells, and frames for messages over 2 MiB or
+//! reads its socket's bytes (doorbells, and frames for messages over 64 MiB or
 //! with descriptors) through a second buffer of the same kind (`pipe`).
 
 use std::os::fd::OwnedFd;
@@ -22,7 +22,7 @@ pub(crate) struct ReadState {
     /// The longest message this end accepts (both transports).
     pub(crate) max: usize,
     /// Ring transport: what was read from the socket and not handed out
-    /// (doorbells and frames of messages over 2 MiB or with descriptors).
+    /// (doorbells and frames of messages over 64 MiB or with descriptors).
     pub(crate) pipe: RecvBuf<PipeSocket>,
     /// Ring transport: the socket hung up.
     pub(crate) eof: bool,

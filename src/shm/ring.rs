@@ -114,6 +114,14 @@ pub(crate) const MAX_CAP: u64 = 1 << 34;
 /// (so a busy queue whose backlog comes and goes does not pay page faults
 /// to grow again and again).
 pub(crate) const SHRINK_AT: u64 = 64 << 20;
+/// The capacity from which an emptied ring of `max_cap` shrinks:
+/// [`SHRINK_AT`] for a queue, less for a ring reserved smaller (a pipe's
+/// 256 MiB: from 16 MiB, as a pipe carries large messages through its ring
+/// and should not keep their memory).
+pub(crate) fn shrink_at(max_cap: u64) -> u64 {
+    (max_cap / 16).clamp(MIN_CAP, SHRINK_AT)
+}
+
 /// See [`SHRINK_AT`].
 pub(crate) const SHRINK_AFTER_MS: u64 = 2000;
 
@@ -775,7 +783,7 @@ impl Ring {
         self.a64(HEAD).store(new_head, Ordering::Release);
         at(hook, Stage::GetRetired);
         self.a64(GOT_COUNT).store(got, Ordering::Release);
-        if cap >= SHRINK_AT && new_head == tail {
+        if cap >= shrink_at(self.max_cap) && new_head == tail {
             self.maybe_shrink(new_head);
         }
         Ok(Some(len))
@@ -1231,6 +1239,19 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(get_vec(&r, Wait::No).unwrap(), msg);
         }
+    }
+
+    #[test]
+    fn a_pipe_sized_ring_gives_back_its_memory_from_16_mib() {
+        assert_eq!(shrink_at(MAX_CAP), SHRINK_AT);
+        assert_eq!(shrink_at(1 << 28), 16 << 20);
+        let r = Ring::with_max_cap(0, 1 << 28).unwrap();
+        let msg = vec![5u8; 20 << 20];
+        r.put(&msg, Wait::No).unwrap();
+        assert!(r.capacity() >= 32 << 20);
+        r.a64(LAST_GROW).store(0, Ordering::Relaxed);
+        assert_eq!(get_vec(&r, Wait::No).unwrap(), msg);
+        assert_eq!(r.capacity(), MIN_CAP, "a queue's ring would keep 32 MiB");
     }
 
     #[test]
