@@ -615,21 +615,34 @@ impl Layout {
 ///
 /// ```
 /// # multiproc::init();
+/// use multiproc::ErrorKind;
 /// use multiproc::shared::{ListItem, ShareableList};
 ///
-/// let list = ShareableList::create(None, &["howdy".into(), b"HoWdY".into(), (-273.154).into(),
-///                                          100.into(), ().into(), true.into(), 42.into()])?;
+/// // Python: ShareableList(["howdy", b"HoWdY", -273.154, 100, None, True, 42])
+/// let items: [ListItem; 7] = [
+///     "howdy".into(),
+///     b"HoWdY".into(),
+///     (-273.154).into(),
+///     100.into(),
+///     ().into(),
+///     true.into(),
+///     42.into(),
+/// ];
+/// let list = ShareableList::create(None, &items)?;
 /// assert!(list.name().starts_with("psm_"));
-/// // Another process (Rust, or Python's `ShareableList(name=...)`) attaches by name.
+///
+/// // Another process (Rust, or Python's `ShareableList(name=...)`)
+/// // attaches by name.
 /// let other = ShareableList::attach(list.name())?;
 /// assert_eq!(other.get(0)?, ListItem::from("howdy"));
-/// other.set(2, "dry ice")?; // a str into a float's 8 bytes: fits
+/// other.set(2, "dry ice")?; // a str in a float's 8 bytes: it fits
 /// assert_eq!(list.get(2)?.as_str(), Some("dry ice"));
-/// assert_eq!(list.set(0, "a str longer than 8").unwrap_err().kind(),
-///            multiproc::ErrorKind::InvalidArgument);
-/// assert_eq!(list.count(&1.into())?, 1); // Python's `==`: the `true` equals 1
+/// let too_long = list.set(0, "more than 8 bytes").unwrap_err();
+/// assert_eq!(too_long.kind(), ErrorKind::InvalidArgument);
+///
+/// assert_eq!(list.count(&1.into())?, 1); // Python's `==`: `true` equals 1
 /// assert_eq!(list.index(&42.into())?, Some(6));
-/// assert_eq!(list.format()?, "8s8s8sqxxxxxx?xxxxxxx?q");
+/// assert_eq!(list.format()?, "8s8s8sqxxxxxx?xxxxxxxx?q");
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone)]
