@@ -42,6 +42,9 @@ pub fn decode_everything(data: &[u8]) {
     let _ = crate::codec::decode::<crate::shared::SharedSlice<u64>>(data, Vec::new());
     let _ = crate::codec::decode::<crate::shared::Frozen<Vec<u8>>>(data, Vec::new());
     crate::shared::frozen::fuzz(data);
+    // A ShareableList's segment written by another program (Python's
+    // layout): its header, then each item.
+    crate::shared::shareable_list::fuzz(data);
     // A cluster task entry (from the broker, to an agent) and an answer
     // (to a caller).
     #[cfg(feature = "cluster")]

@@ -10,6 +10,14 @@
 //! decoded once per process; `Pool::put`). See the crate tutorial's
 //! "Sharing big data".
 //!
+//! [`ShareableList`]: Python's `shared_memory.ShareableList` (ints, floats,
+//! bools, None, str and bytes in a named segment) in CPython 3.11's
+//! layout, attachable by name from Python programs and back.
+//!
+//! [`ShareableList`]: Python's `shared_memory.ShareableList` (ints, floats,
+//! bools, None, str and bytes in a named segment), in CPython 3.11's
+//! layout, attachable by name from Python programs and back.
+//!
 //! Each lives in its own anonymous shared-memory segment (memfd) unless you
 //! name a [`SharedMemory`]; handles are `Clone`, travel to children in their
 //! arguments under every start method, and are inherited under fork.
@@ -57,6 +65,7 @@ pub mod frozen;
 mod layout;
 mod memory;
 mod raw;
+pub(crate) mod shareable_list;
 mod slice;
 pub(crate) mod tracker;
 mod value;
@@ -66,6 +75,7 @@ pub use frozen::Frozen;
 pub use layout::SharedAtomic;
 pub use memory::SharedMemory;
 pub use raw::{RawArray, RawValue};
+pub use shareable_list::{ListItem, ShareableList};
 pub use slice::{SharedSlice, SharedVec};
 pub use value::{Array, ArrayGuard, Value, ValueGuard};
 
