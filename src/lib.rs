@@ -229,6 +229,7 @@
 //! | `shared_memory.SharedMemory` + `np.ndarray(buffer=shm.buf)` | [`shared::SharedVec`] built in place, then [`freeze`](shared::SharedVec::freeze) into a read-only [`shared::SharedSlice`] (with feature `ndarray`: [`view`](shared::SharedSlice::view) gives an `ArrayView`) |
 //! | joblib's automatic memmapping of large arrays | a `SharedSlice` in the task arguments: no file, no copy |
 //! | `ray.put(value)` | [`Pool::put`] → [`shared::Frozen`]: encoded once, decoded once per worker |
+//! | `shared_memory.ShareableList` | [`shared::ShareableList`]: the same layout, so a Python program attaches it by name (and back) |
 //!
 //! A `SharedSlice` is sealed (`F_SEAL_WRITE`): no process can change its
 //! bytes, which is what makes `&[T]` over shared memory sound; a received

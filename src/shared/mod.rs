@@ -11,10 +11,6 @@
 //! "Sharing big data".
 //!
 //! [`ShareableList`]: Python's `shared_memory.ShareableList` (ints, floats,
-//! bools, None, str and bytes in a named segment) in CPython 3.11's
-//! layout, attachable by name from Python programs and back.
-//!
-//! [`ShareableList`]: Python's `shared_memory.ShareableList` (ints, floats,
 //! bools, None, str and bytes in a named segment), in CPython 3.11's
 //! layout, attachable by name from Python programs and back.
 //!
