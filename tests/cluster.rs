@@ -253,7 +253,7 @@ fn record_then_sleep(path: &String, ms: u64) -> u64 {
         .create(true)
         .open(path)
         .unwrap();
-    writeln!(f, "ran").unwrap();
+    f.write_all(b"ran\n").unwrap(); // one write(2): lines do not mix
     std::thread::sleep(Duration::from_millis(ms));
     ms
 }
@@ -282,7 +282,8 @@ fn record_square(path: &String, x: u64) -> u64 {
         .create(true)
         .open(path)
         .unwrap();
-    writeln!(f, "{x}").unwrap();
+    // One write(2) (O_APPEND): lines of concurrent workers do not mix.
+    f.write_all(format!("{x}\n").as_bytes()).unwrap();
     std::thread::sleep(Duration::from_millis(20));
     x * x
 }
