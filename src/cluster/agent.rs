@@ -407,7 +407,7 @@ impl Agent {
             let parts = fail_all(ErrorKind::Decode, "a malformed cluster chunk".into());
             return self.reply(run, parts);
         };
-        let mut fds = match self.fetch_blobs(&entry) {
+        let fds = match self.fetch_blobs(&entry) {
             Ok(fds) => fds,
             Err(Miss::Broker(e)) => {
                 log::debug!(target: "multiproc", "cluster agent {}: cannot fetch blobs: {e}", self.name);
@@ -444,10 +444,11 @@ impl Agent {
             .new_job(Box::new(sink), entry.what.clone(), per_call);
         let f = self.core.job_func(job, func, entry.captured.clone());
         let mut chunk = Chunk::new(job, f, entry.first, usize::MAX);
-        let mut blobs = entry.blobs.iter().peekable();
+        // `blobs_valid`: ascending items of this chunk.
+        let mut blobs = entry.blobs.iter().zip(fds).peekable();
         for (j, item) in items.into_iter().enumerate() {
-            match blobs.next_if(|b| b.item as usize == j) {
-                Some(b) => chunk.push_received(item, std::mem::take(&mut fds[j]), b.shm),
+            match blobs.next_if(|(b, _)| b.item as usize == j) {
+                Some((b, fds)) => chunk.push_received(item, fds, b.shm),
                 None => chunk.push_item(item, None),
             }
         }
@@ -456,16 +457,11 @@ impl Agent {
         self.running.insert(job, run);
     }
 
-    /// The descriptors of each item of `entry` (none for most): a
-    /// descriptor of this agent's segment of each blob it names, fetched
-    /// unless kept.
+    /// The descriptors of the items `entry.blobs` names, in its order: a
+    /// descriptor of this agent's segment of each blob, fetched unless
+    /// kept.
     fn fetch_blobs(&mut self, entry: &TaskEntry) -> std::result::Result<Vec<Vec<OwnedFd>>, Miss> {
-        let n = entry.ends.len();
-        let mut out: Vec<Vec<OwnedFd>> = Vec::new();
-        if entry.blobs.is_empty() {
-            return Ok(out);
-        }
-        out.resize_with(n, Vec::new);
+        let mut out: Vec<Vec<OwnedFd>> = Vec::with_capacity(entry.blobs.len());
         if !entry.blobs_valid() {
             return Err(Miss::Failed(Error::new(
                 ErrorKind::Decode,
@@ -473,7 +469,7 @@ impl Agent {
             )));
         }
         for b in &entry.blobs {
-            let j = b.item as usize;
+            let mut fds = Vec::with_capacity(b.refs.len());
             for r in &b.refs {
                 let key = self.keys.blob(&entry.caller, &r.hex());
                 if self.conn().is_none() {
@@ -487,8 +483,9 @@ impl Agent {
                 let dup = sys::socket::dup(std::os::fd::AsFd::as_fd(&*fd)).map_err(|e| {
                     Miss::Failed(Error::io("cannot hold a cluster argument's segment", e))
                 })?;
-                out[j].push(dup);
+                fds.push(dup);
             }
+            out.push(fds);
         }
         Ok(out)
     }

@@ -208,7 +208,7 @@ pub(crate) fn with_bytes<R>(blob: &Blob, f: impl FnOnce(&[u8]) -> R) -> Result<R
 
 /// An agent's blobs: each hash fetched once, kept as a sealed segment that
 /// every local worker maps, the least recently used dropped past
-/// [`CACHE_BYTES`].
+/// [`CACHE_BYTES`] or [`CACHE_ENTRIES`].
 #[derive(Default)]
 pub(crate) struct Cache {
     kept: HashMap<[u8; 32], Kept>,
@@ -225,6 +225,8 @@ struct Kept {
 /// What an agent keeps of fetched blobs (in use or not: a segment a
 /// running chunk holds stays alive in it anyway).
 pub(crate) const CACHE_BYTES: u64 = 1 << 30;
+/// How many blobs an agent keeps at most: each holds a descriptor.
+pub(crate) const CACHE_ENTRIES: usize = 256;
 
 /// Why a blob could not be had.
 pub(crate) enum Miss {
@@ -279,9 +281,16 @@ impl Cache {
         }
         let fd = sys::shm::sealed_copy("multiproc-blob", &bytes)
             .map_err(|e| Miss::Failed(Error::io("no shared memory for a cluster argument", e)))?;
+        Ok(self.keep(blob, fd))
+    }
+
+    /// Keeps `fd` as the segment of `blob`, dropping the least recently
+    /// used past the bounds.
+    fn keep(&mut self, blob: BlobRef, fd: OwnedFd) -> Arc<OwnedFd> {
         let fd = Arc::new(fd);
-        self.bytes += blob.len;
-        while self.bytes > CACHE_BYTES && !self.kept.is_empty() {
+        while (self.bytes + blob.len > CACHE_BYTES || self.kept.len() >= CACHE_ENTRIES)
+            && !self.kept.is_empty()
+        {
             let oldest = *self
                 .kept
                 .iter()
@@ -291,6 +300,8 @@ impl Cache {
             let k = self.kept.remove(&oldest).expect("listed");
             self.bytes -= k.len;
         }
+        self.bytes += blob.len;
+        self.clock += 1;
         self.kept.insert(
             blob.hash,
             Kept {
@@ -299,7 +310,7 @@ impl Cache {
                 used: self.clock,
             },
         );
-        Ok(fd)
+        fd
     }
 }
 
@@ -332,6 +343,34 @@ mod tests {
         note_stored(&mut stored, hash, ttl);
         assert!(fresh(&stored, &hash, ttl));
         assert!(!fresh(&stored, &hash, Duration::ZERO));
+    }
+
+    #[test]
+    fn the_agent_keeps_at_most_its_bounds_least_recently_used_first() {
+        let mut cache = Cache::default();
+        let fd = || sys::shm::sealed_copy("t", &[1]).unwrap();
+        let at = |i: u32, len| BlobRef {
+            hash: {
+                let mut h = [0; 32];
+                h[..4].copy_from_slice(&i.to_le_bytes());
+                h
+            },
+            len,
+        };
+        for i in 0..CACHE_ENTRIES as u32 + 10 {
+            cache.keep(at(i, 1), fd());
+        }
+        assert_eq!(cache.kept.len(), CACHE_ENTRIES);
+        assert!(!cache.kept.contains_key(&at(0, 1).hash), "the oldest went");
+        assert!(
+            cache
+                .kept
+                .contains_key(&at(CACHE_ENTRIES as u32 + 9, 1).hash)
+        );
+        // Bytes: a blob of nearly all of them pushes the others out.
+        cache.keep(at(9999, CACHE_BYTES - 1), fd());
+        assert_eq!(cache.kept.len(), 2, "itself and one of 1 byte");
+        assert!(cache.bytes <= CACHE_BYTES);
     }
 
     #[test]
