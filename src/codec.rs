@@ -254,6 +254,32 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
     }
 }
 
+/// Reused byte buffers (a queue's per-thread encode and decode buffers, a
+/// pipe end's) are kept up to this size, so that small messages allocate
+/// nothing but their value.
+pub(crate) const KEEP_BUFFER: usize = 8 << 20;
+
+/// A buffer grown past [`KEEP_BUFFER`] for a large message is kept while
+/// its messages stay large, up to this size, and given back by the first
+/// message that fits in `KEEP_BUFFER`: a stream of 16 MiB messages must
+/// not pay 4 096 page faults for a fresh buffer on each one (that made a
+/// queue's 16 MiB messages 10× slower than its 2 MiB ones). The price: a
+/// buffer whose last message was large is held until the next one.
+pub(crate) const KEEP_LARGE: usize = 64 << 20;
+
+/// What [`trim_buffer`] is told when no message went through the buffer.
+pub(crate) const NO_MESSAGE: usize = usize::MAX;
+
+/// Gives `buf`'s memory back unless it is worth keeping, by the rule of
+/// [`KEEP_LARGE`]; `used`: the size of the message it just held
+/// ([`NO_MESSAGE`]: none, and it stays as it is unless past `KEEP_LARGE`).
+pub(crate) fn trim_buffer(buf: &mut Vec<u8>, used: usize) {
+    let cap = buf.capacity();
+    if cap > KEEP_LARGE || (cap > KEEP_BUFFER && used <= KEEP_BUFFER) {
+        *buf = Vec::new();
+    }
+}
+
 /// Decodes a `T` from `bytes`, handing it the descriptors that came with them.
 /// Descriptors the value does not claim are closed.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T, Error> {

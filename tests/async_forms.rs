@@ -191,6 +191,9 @@ fn pattern(i: usize, len: usize) -> Vec<u8> {
 }
 
 fn send_sized(conn: Connection, sizes: Vec<usize>) {
+    // Bodies over 2 MiB on the socket (a pipe's ring takes up to 64 MiB):
+    // the async receive must read them in pieces.
+    connection::__set_inline_max(2 << 20);
     for (i, &len) in sizes.iter().enumerate() {
         conn.send_bytes(&pattern(i, len)).unwrap();
     }
@@ -231,7 +234,8 @@ fn smol_receives_many_messages_from_a_child_then_eof() {
     assert_eq!(ours.recv().unwrap_err().kind(), ErrorKind::Eof);
 }
 
-/// Messages over the ring's 2 MiB travel on the socket in pieces; the
+/// Messages over 2 MiB (as the sender sets its ring's limit:
+/// `__set_inline_max`) travel on the socket in pieces; the
 /// async receive reads them as they come, between small ones, on a
 /// current-thread runtime (a receive that blocked mid-message could not
 /// let the timer task run).
@@ -339,6 +343,9 @@ fn a_future_dropped_mid_message_leaves_it_whole() {
     let writer = {
         let big = big.clone();
         std::thread::spawn(move || {
+            // On the socket, in pieces (this process's ring limit, set
+            // for every test of this binary: only the path changes).
+            connection::__set_inline_max(2 << 20);
             a.send_bytes(&big).unwrap();
             a.send_bytes(b"after").unwrap();
             a

@@ -26,8 +26,8 @@ const PYTHON_LIMIT: Duration = Duration::from_secs(30);
 /// What every script starts with: the version check and the imports.
 const PRELUDE: &str = r#"
 import sys
-if sys.version_info < (3, 8):
-    sys.exit("these tests need CPython 3.8 or later (3.11 on CI), not " + sys.version)
+if sys.version_info < (3, 11):
+    sys.exit("these tests need CPython 3.11 or later (3.8-3.10 lay a ShareableList out differently), not " + sys.version)
 from multiprocessing import resource_tracker, shared_memory
 "#;
 

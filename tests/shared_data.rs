@@ -634,6 +634,8 @@ fn a_large_item_survives_its_workers_death(method: StartMethod) {
 
 /// Sends messages of these sizes (byte `i` is `i as u8`), then closes.
 fn send_sizes(conn: multiproc::connection::Connection<()>) {
+    // Bodies over 2 MiB on the socket (the ring takes up to 64 MiB).
+    multiproc::connection::__set_inline_max(2 << 20);
     for n in [10usize, 100_000, 3 << 20, 0, 64] {
         let msg: Vec<u8> = (0..n).map(|i| i as u8).collect();
         conn.send_bytes(&msg).unwrap();
@@ -652,7 +654,7 @@ fn borrowed_receives_lend_the_bytes(method: StartMethod) {
     };
     assert_eq!(here.recv_bytes_with(check).unwrap(), 10);
     assert_eq!(here.recv_bytes_with(check).unwrap(), 100_000);
-    // Over 2 MiB: the socket's message, lent as well.
+    // Over the sender's 2 MiB: the socket's message, lent as well.
     assert_eq!(here.recv_bytes_with(check).unwrap(), 3 << 20);
     // `f` may use the connection: no lock is held while it runs.
     let (outer, inner) = here

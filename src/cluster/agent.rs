@@ -164,6 +164,8 @@ struct Taken {
     losses: u64,
     /// The agent that had it before.
     previous: Option<String>,
+    /// Since when it waits for the blobs it names (`Agent::waiting`).
+    waiting_since: Option<Instant>,
 }
 
 /// A chunk running in the local pool.
@@ -200,9 +202,17 @@ struct Agent {
     /// Argument blobs fetched (each once).
     blobs: blob::Cache,
     /// Entries taken whose blobs could not be fetched yet (the broker was
-    /// unreachable): tried again, their lease renewed meanwhile.
+    /// unreachable, or does not hold them yet): tried again every
+    /// [`RETRY_BLOBS`], their lease renewed meanwhile.
     waiting: Vec<Taken>,
+    last_retry: Instant,
+    last_connect: Instant,
 }
+
+/// How often entries waiting for their blobs are tried again.
+const RETRY_BLOBS: Duration = Duration::from_millis(100);
+/// How often the main connection is tried again after it was lost.
+const RECONNECT: Duration = Duration::from_millis(200);
 
 /// How long a caller seen alive is believed to be.
 const ALIVE_FOR: Duration = Duration::from_millis(100);
@@ -257,15 +267,24 @@ impl Agent {
             alive: HashMap::new(),
             blobs: blob::Cache::default(),
             waiting: Vec::new(),
+            last_retry: Instant::now(),
+            last_connect: Instant::now(),
         };
         agent.heartbeat();
         log::info!(target: "multiproc", "cluster agent {} serves build {build} with {processes} processes", agent.name);
         Ok(agent)
     }
 
+    /// The main connection, reconnected if it was lost (at most every
+    /// [`RECONNECT`]: a broker away must not make every pass of the loop a
+    /// connect attempt).
     fn conn(&mut self) -> Option<&mut redis::Connection> {
         if self.conn.is_none()
-            && let Ok(b) = Broker::connect(&self.url)
+            && self.last_connect.elapsed() >= RECONNECT
+            && let Ok(b) = {
+                self.last_connect = Instant::now();
+                Broker::connect(&self.url)
+            }
         {
             let mut c = b.into_connection();
             ensure_group(&mut c, &self.keys);
@@ -321,8 +340,13 @@ impl Agent {
             {
                 break;
             }
-            for t in std::mem::take(&mut self.waiting) {
-                self.take(t);
+            if !self.waiting.is_empty() && self.last_retry.elapsed() >= RETRY_BLOBS {
+                // Not on every pass: a broker away would make each retry
+                // a connect attempt.
+                self.last_retry = Instant::now();
+                for t in std::mem::take(&mut self.waiting) {
+                    self.take(t);
+                }
             }
             let first = if self.running.is_empty() && !draining {
                 self.rx.recv_timeout(Duration::from_millis(100)).ok()
@@ -407,15 +431,41 @@ impl Agent {
             let parts = fail_all(ErrorKind::Decode, "a malformed cluster chunk".into());
             return self.reply(run, parts);
         };
-        let fds = match self.fetch_blobs(&entry) {
+        // An item whose bytes are its blob holds the blob's length.
+        let lengths_agree = entry.blobs.iter().filter(|b| b.shm).all(|b| {
+            items.get(b.item as usize).is_some_and(|item| {
+                item.len() == 8
+                    && b.refs
+                        .first()
+                        .is_some_and(|r| **item == r.len.to_le_bytes()[..])
+            })
+        });
+        if !lengths_agree {
+            let parts = fail_all(
+                ErrorKind::Decode,
+                "a malformed cluster chunk (an item's length)".into(),
+            );
+            return self.reply(run, parts);
+        }
+        let fds = match self.fetch_blobs(&entry, &t.id) {
             Ok(fds) => fds,
             Err(Miss::Broker(e)) => {
                 log::debug!(target: "multiproc", "cluster agent {}: cannot fetch blobs: {e}", self.name);
                 self.conn = None;
-                self.waiting.push(t);
+                self.wait_for_blobs(t);
                 return;
             }
-            Err(Miss::Failed(e)) => {
+            // Its caller stores it again if the broker lost it: waited
+            // for as long as the caller's keys would outlive it.
+            Err(Miss::Absent(e))
+                if t.waiting_since
+                    .is_none_or(|at| at.elapsed() < Duration::from_millis(entry.reply_ttl_ms)) =>
+            {
+                log::debug!(target: "multiproc", "cluster agent {}: {e}; waiting", self.name);
+                self.wait_for_blobs(t);
+                return;
+            }
+            Err(Miss::Absent(e) | Miss::Failed(e)) => {
                 let parts = fail_all(e.kind(), format!("{}: {e}", entry.what));
                 return self.reply(run, parts);
             }
@@ -457,10 +507,25 @@ impl Agent {
         self.running.insert(job, run);
     }
 
+    /// Puts `t` aside until its blobs can be had (its lease renewed).
+    fn wait_for_blobs(&mut self, mut t: Taken) {
+        t.waiting_since.get_or_insert_with(Instant::now);
+        self.waiting.push(t);
+    }
+
     /// The descriptors of the items `entry.blobs` names, in its order: a
     /// descriptor of this agent's segment of each blob, fetched unless
     /// kept.
-    fn fetch_blobs(&mut self, entry: &TaskEntry) -> std::result::Result<Vec<Vec<OwnedFd>>, Miss> {
+    /// Fetching large blobs takes a while: every tenth of a lease spent on
+    /// it, the leases of what this agent holds (`id`, the entry being
+    /// started, included) are renewed and its heartbeat written, so that
+    /// no other agent takes them meanwhile.
+    fn fetch_blobs(
+        &mut self,
+        entry: &TaskEntry,
+        id: &str,
+    ) -> std::result::Result<Vec<Vec<OwnedFd>>, Miss> {
+        let mut renewed = Instant::now();
         let mut out: Vec<Vec<OwnedFd>> = Vec::with_capacity(entry.blobs.len());
         if !entry.blobs_valid() {
             return Err(Miss::Failed(Error::new(
@@ -484,6 +549,11 @@ impl Agent {
                     Miss::Failed(Error::io("cannot hold a cluster argument's segment", e))
                 })?;
                 fds.push(dup);
+                if renewed.elapsed() >= self.lease / 10 {
+                    self.renew_with(Some(id));
+                    self.heartbeat();
+                    renewed = Instant::now();
+                }
             }
             out.push(fds);
         }
@@ -621,11 +691,17 @@ impl Agent {
 
     /// Renews the lease of every entry it holds.
     fn renew(&mut self) {
+        self.renew_with(None);
+    }
+
+    /// [`renew`](Self::renew), and the entry `extra` being started.
+    fn renew_with(&mut self, extra: Option<&str>) {
         let ids: Vec<String> = self
             .running
             .values()
             .map(|r| r.id.clone())
             .chain(self.waiting.iter().map(|t| t.id.clone()))
+            .chain(extra.map(str::to_owned))
             .collect();
         if ids.is_empty() {
             return;
@@ -808,6 +884,7 @@ impl Fetcher {
             bytes,
             losses,
             previous,
+            waiting_since: None,
         });
     }
 

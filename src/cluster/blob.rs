@@ -112,24 +112,35 @@ pub(crate) struct Uploads {
     by_segment: HashMap<(u64, u64), Weak<Blob>>,
 }
 
-/// Which blobs the broker holds for this caller, and since when they were
-/// stored or refreshed there (shared by `send` and the reader thread,
-/// which refreshes those in flight and forgets all after a restart that
-/// lost the broker's data).
-pub(crate) type Stored = HashMap<[u8; 32], Instant>;
+/// Which blobs the broker may hold for this caller, and since when they
+/// were stored or refreshed there (`None`: the broker may have lost it —
+/// after a reconnect, or a send that failed — but it is still deleted at
+/// close). Shared by `send` and the reader thread, which refreshes those
+/// in flight.
+pub(crate) type Stored = HashMap<[u8; 32], Option<Instant>>;
 
 /// Whether the broker may be trusted to hold `hash` for a while yet:
 /// stored or refreshed less than `ttl / 2` ago.
 pub(crate) fn fresh(stored: &Stored, hash: &[u8; 32], ttl: Duration) -> bool {
-    stored.get(hash).is_some_and(|at| at.elapsed() < ttl / 2)
+    stored
+        .get(hash)
+        .is_some_and(|at| at.is_some_and(|at| at.elapsed() < ttl / 2))
 }
 
-/// Notes `hash` stored now (keeping the table bounded).
+/// Notes `hash` stored now (keeping the table bounded: what expired
+/// already needs no deleting).
 pub(crate) fn note_stored(stored: &mut Stored, hash: [u8; 32], ttl: Duration) {
     if stored.len() >= 4096 {
-        stored.retain(|_, at| at.elapsed() < ttl);
+        stored.retain(|_, at| at.is_some_and(|at| at.elapsed() < ttl));
     }
-    stored.insert(hash, Instant::now());
+    stored.insert(hash, Some(Instant::now()));
+}
+
+/// Notes that the broker may have lost `hash` (stored again before use).
+pub(crate) fn doubt(stored: &mut Stored, hash: &[u8; 32]) {
+    if let Some(at) = stored.get_mut(hash) {
+        *at = None;
+    }
 }
 
 /// A blob of a chunk being sent, with its bytes once mapped.
@@ -230,10 +241,26 @@ pub(crate) const CACHE_ENTRIES: usize = 256;
 
 /// Why a blob could not be had.
 pub(crate) enum Miss {
-    /// The broker could not be asked: try again later.
+    /// The connection to the broker failed: try again later.
     Broker(redis::RedisError),
-    /// The blob is not there, or not what its name says: the item fails.
+    /// The broker does not hold it (yet: a caller stores a blob it lost
+    /// again within a tenth of its time to live): try again, for a while.
+    Absent(Error),
+    /// Refused, or not what its name says: the items fail.
     Failed(Error),
+}
+
+/// A failed query as a [`Miss`]: a lost connection is worth trying again,
+/// a refusal (`NOPERM`, `WRONGTYPE`...) is not.
+fn miss(e: redis::RedisError) -> Miss {
+    if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+        Miss::Broker(e)
+    } else {
+        Miss::Failed(Error::new(
+            ErrorKind::Io,
+            format!("the broker refused an argument blob: {e}"),
+        ))
+    }
 }
 
 impl Cache {
@@ -255,15 +282,30 @@ impl Cache {
                 format!("a cluster argument blob of {} bytes is too long", blob.len),
             )));
         }
-        let got: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(key)
-            .query(conn)
-            .map_err(Miss::Broker)?;
+        // Its length first: a key holding something else is not fetched.
+        let (len, got): (u64, Option<Vec<u8>>) = {
+            let len: u64 = redis::cmd("STRLEN").arg(key).query(conn).map_err(miss)?;
+            if len != blob.len {
+                (len, None)
+            } else {
+                (len, redis::cmd("GET").arg(key).query(conn).map_err(miss)?)
+            }
+        };
         let Some(bytes) = got else {
-            return Err(Miss::Failed(Error::new(
+            if len != 0 {
+                return Err(Miss::Failed(Error::new(
+                    ErrorKind::Decode,
+                    format!(
+                        "the broker holds {len} bytes for the argument blob {} of {} bytes",
+                        blob.hex(),
+                        blob.len
+                    ),
+                )));
+            }
+            return Err(Miss::Absent(Error::new(
                 ErrorKind::Io,
                 format!(
-                    "the broker no longer holds the argument blob {} (its caller is gone, or the broker lost it)",
+                    "the broker does not hold the argument blob {} (its caller is gone, or the broker lost it)",
                     blob.hex()
                 ),
             )));
@@ -343,6 +385,10 @@ mod tests {
         note_stored(&mut stored, hash, ttl);
         assert!(fresh(&stored, &hash, ttl));
         assert!(!fresh(&stored, &hash, Duration::ZERO));
+        // Doubted (a reconnect): not fresh, still listed for deleting.
+        doubt(&mut stored, &hash);
+        assert!(!fresh(&stored, &hash, ttl));
+        assert!(stored.contains_key(&hash));
     }
 
     #[test]

@@ -391,6 +391,12 @@ impl Remote for Link {
                 Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
                     log::debug!(target: "multiproc", "cluster broker: {e}");
                     self.conn = None;
+                    // The reader sends it, blobs first; later chunks must
+                    // not count on them meanwhile.
+                    let mut st = self.shared.lock();
+                    for h in &stored {
+                        blob::doubt(&mut st.stored, h);
+                    }
                 }
                 Err(e) => {
                     // Refused (out of memory, say): not sent, and not
@@ -400,7 +406,7 @@ impl Remote for Link {
                         st.in_flight -= s.count as u64;
                     }
                     for h in &stored {
-                        st.stored.remove(h);
+                        blob::doubt(&mut st.stored, h);
                     }
                     return Err(broker_err(&self.at, "XADD", e));
                 }
@@ -625,7 +631,7 @@ fn read_replies(
     last: &mut String,
     block: Option<u64>,
     sh: &Shared,
-) -> redis::RedisResult<()> {
+) -> redis::RedisResult<usize> {
     let mut cmd = redis::cmd("XREAD");
     cmd.arg("COUNT").arg(256);
     if let Some(ms) = block {
@@ -633,7 +639,7 @@ fn read_replies(
     }
     let read: Option<StreamReadReply> = cmd.arg("STREAMS").arg(reply_key).arg(&*last).query(c)?;
     let Some(read) = read else {
-        return Ok(());
+        return Ok(0);
     };
     let mut ids = Vec::new();
     let mut answers = Vec::new();
@@ -672,10 +678,27 @@ fn read_replies(
         sh.bell.ring();
     }
     // After the caller was woken: not on its path.
+    let n = ids.len();
     if !ids.is_empty() {
         redis::cmd("XDEL").arg(reply_key).arg(ids).query::<()>(c)?;
     }
-    Ok(())
+    Ok(n)
+}
+
+#[cfg(feature = "test-hooks")]
+static VERIFIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+#[cfg(feature = "test-hooks")]
+static RESENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Test support: how many times this process's callers checked their
+/// entries after a broker came back with their keys, and how many
+/// entries they found lost and sent again.
+#[cfg(feature = "test-hooks")]
+pub(crate) fn verify_counts() -> (u64, u64) {
+    (
+        VERIFIES.load(Ordering::Relaxed),
+        RESENT.load(Ordering::Relaxed),
+    )
 }
 
 /// The reader thread: answers in, keys kept alive, agents watched, the
@@ -711,11 +734,19 @@ fn read_loop(mut conn: Option<redis::Connection>, at: &Where, sh: &Shared, build
                         .query(&mut c)
                         .unwrap_or(false);
                     verify = known;
+                    if known {
+                        // Its last moments may be lost, blobs included.
+                        for at in sh.lock().stored.values_mut() {
+                            *at = None;
+                        }
+                    }
                     if !known {
                         log::warn!(target: "multiproc", "the cluster broker came back without this caller's work: sending it again");
                         last = "0-0".into();
                         let mut st = sh.lock();
-                        st.stored.clear();
+                        for at in st.stored.values_mut() {
+                            *at = None;
+                        }
                         for s in st.sent.values_mut() {
                             s.id = None;
                         }
@@ -808,12 +839,24 @@ fn read_loop(mut conn: Option<redis::Connection>, at: &Where, sh: &Shared, build
                 log::debug!(target: "multiproc", "cluster: sending {} chunks again", unsent.len());
             }
             for (k, entry, blobs) in unsent {
-                // Its blobs again (the broker may have lost them too).
-                store_blobs(c, at, &blobs.iter().collect::<Vec<_>>())?;
+                // Its blobs again (the broker may have lost them too),
+                // each once.
+                let ttl = at.options.caller_ttl;
+                let need: Vec<&Arc<Blob>> = {
+                    let st = sh.lock();
+                    let mut seen = HashSet::new();
+                    blobs
+                        .iter()
+                        .filter(|b| {
+                            seen.insert(b.at.hash) && !blob::fresh(&st.stored, &b.at.hash, ttl)
+                        })
+                        .collect()
+                };
+                store_blobs(c, at, &need)?;
                 {
                     let mut st = sh.lock();
-                    for b in &blobs {
-                        blob::note_stored(&mut st.stored, b.at.hash, at.options.caller_ttl);
+                    for b in &need {
+                        blob::note_stored(&mut st.stored, b.at.hash, ttl);
                     }
                 }
                 let id: String = redis::cmd("XADD")
@@ -828,19 +871,25 @@ fn read_loop(mut conn: Option<redis::Connection>, at: &Where, sh: &Shared, build
             }
             read_replies(c, &reply_key, &mut last, Some(100), sh)?;
             if verify {
+                #[cfg(feature = "test-hooks")]
+                VERIFIES.fetch_add(1, Ordering::Relaxed);
                 // Back after a restart with its data: entries added in the
                 // last moments before it (not yet in its append-only file)
                 // may be gone. An agent deletes an entry in the same
                 // transaction that adds its answer, so an entry missing
                 // after the answers were read was lost: it is sent again.
-                verify = false;
-                let ids: Vec<(u64, String)> = sh
-                    .lock()
-                    .sent
-                    .iter()
-                    .filter(|(_, s)| !s.sending)
-                    .filter_map(|(&k, s)| Some((k, s.id.clone()?)))
-                    .collect();
+                // One being sent now is checked in the next round.
+                let (ids, busy): (Vec<(u64, String)>, bool) = {
+                    let st = sh.lock();
+                    let ids = st
+                        .sent
+                        .iter()
+                        .filter(|(_, s)| !s.sending)
+                        .filter_map(|(&k, s)| Some((k, s.id.clone()?)))
+                        .collect();
+                    (ids, st.sent.values().any(|s| s.sending))
+                };
+                verify = busy;
                 let mut missing = Vec::new();
                 for some in ids.chunks(256) {
                     let mut pipe = redis::pipe();
@@ -855,7 +904,9 @@ fn read_loop(mut conn: Option<redis::Connection>, at: &Where, sh: &Shared, build
                             .map(|((k, _), _)| *k),
                     );
                 }
-                read_replies(c, &reply_key, &mut last, None, sh)?;
+                // Every answer that came (not only a first batch), so that
+                // an answered chunk is not taken for a lost one.
+                while read_replies(c, &reply_key, &mut last, None, sh)? > 0 {}
                 if !missing.is_empty() {
                     let mut st = sh.lock();
                     let mut again = 0;
@@ -866,6 +917,8 @@ fn read_loop(mut conn: Option<redis::Connection>, at: &Where, sh: &Shared, build
                         }
                     }
                     log::warn!(target: "multiproc", "the cluster broker came back without {again} chunks: sending them again");
+                    #[cfg(feature = "test-hooks")]
+                    RESENT.fetch_add(again, Ordering::Relaxed);
                 }
             }
             Ok(())

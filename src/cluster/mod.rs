@@ -34,3 +34,13 @@ pub(crate) mod wire;
 pub use self::agent::Worker;
 pub use self::broker::{Broker, CONNECT_TIMEOUT, build_id};
 pub use self::link::ClusterOptions;
+
+/// Test support, not part of the API: how many times this process's
+/// cluster pools checked their entries after the broker came back with
+/// their keys, and how many entries they found lost and sent again.
+/// Exists only with the `test-hooks` feature.
+#[doc(hidden)]
+#[cfg(feature = "test-hooks")]
+pub fn __verify_counts() -> (u64, u64) {
+    link::verify_counts()
+}

@@ -571,9 +571,8 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
                     return None;
                 }
                 let done = self.ring_send(&[&[0u8], &buf], &[]).expect("a ring end");
-                if buf.capacity() > rings::INLINE_MAX {
-                    *buf = Vec::new();
-                }
+                let used = buf.len();
+                codec::trim_buffer(&mut buf, used);
                 Some(done)
             });
             if let Some(done) = plain {

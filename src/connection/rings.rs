@@ -337,6 +337,9 @@ fn take_with(
     if st.due.is_some() {
         return finish_due(rx, sock, st, max, nowait);
     }
+    // The last message lent from `scratch` is done with by now.
+    crate::codec::trim_buffer(&mut st.scratch, st.scratch_used);
+    st.scratch_used = crate::codec::NO_MESSAGE;
     loop {
         let mut fresh_buf = Vec::new();
         let got = if fresh {
@@ -363,6 +366,7 @@ fn take_with(
                             fresh_buf.truncate(len);
                             return Ok(Some(Got::Owned(fresh_buf, Vec::new())));
                         }
+                        st.scratch_used = len;
                         return Ok(Some(Got::Inline(len)));
                     }
                     Some(SOCKET) if n == 17 => {

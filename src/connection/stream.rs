@@ -32,6 +32,9 @@ pub(crate) struct ReadState {
     pub(crate) broken: Option<(ErrorKind, String)>,
     /// Ring transport: where small messages are copied out of the ring.
     pub(crate) scratch: Vec<u8>,
+    /// The size of the last message in `scratch` (`codec::trim_buffer`
+    /// gives a large one's memory back after a small one).
+    pub(crate) scratch_used: usize,
     /// Ring transport: a message taken out of the ring that the caller
     /// could not take (too large for its buffer); the next receive gets it.
     pub(crate) pending: Option<(Vec<u8>, Vec<OwnedFd>)>,
@@ -50,6 +53,7 @@ impl ReadState {
             eof: false,
             broken: None,
             scratch: Vec::new(),
+            scratch_used: 0,
             pending: None,
             due: None,
         }

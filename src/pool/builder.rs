@@ -367,8 +367,9 @@ impl PoolBuilder {
     /// [`shared_memory_above`](Self::shared_memory_above), a
     /// [`Frozen`](crate::shared::Frozen) from [`Pool::put`](crate::Pool::put),
     /// a [`SharedSlice`](crate::shared::SharedSlice). Other descriptors (a
-    /// `Queue`, lock, pipe end, `Value`) cannot: such an item fails with
-    /// [`ErrorKind::Encode`].
+    /// `Queue`, lock, pipe end, `Value`) cannot: every item of the chunk
+    /// holding one fails with [`ErrorKind::Encode`] (use `chunksize(1)` to
+    /// confine it to that item).
     ///
     /// ```no_run
     /// # fn square(x: u64) -> u64 { x * x }

@@ -84,26 +84,13 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::shm::region::Region;
 use crate::shm::ring::{Fail, Ring, Wait};
 
-/// Buffers kept per thread so that small messages allocate nothing but the
-/// decoded value.
-const KEEP_BUFFER: usize = 8 << 20;
-
-/// A buffer grown past [`KEEP_BUFFER`] for a large message is kept while
-/// the thread's messages stay large, up to this size, and dropped by the
-/// first message that fits in `KEEP_BUFFER`: a stream of 16 MiB messages
-/// must not pay 4 096 page faults for a fresh buffer on each put and get
-/// (that made 16 MiB messages 10× slower than 2 MiB ones). The price: a
-/// thread whose last message was large holds its buffer until its next
-/// put or get.
-const KEEP_LARGE: usize = 64 << 20;
-
 thread_local! {
     static ENCODE_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static DECODE_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` with the thread's buffer in `cell`; `f` gives its result and
-/// the size of the message it handled.
+/// the size of the message it handled ([`codec::NO_MESSAGE`]: none).
 fn with_buffer<R>(
     cell: &'static std::thread::LocalKey<RefCell<Vec<u8>>>,
     f: impl FnOnce(&mut Vec<u8>) -> (R, usize),
@@ -111,10 +98,7 @@ fn with_buffer<R>(
     cell.with(|c| match c.try_borrow_mut() {
         Ok(mut buf) => {
             let (r, used) = f(&mut buf);
-            let cap = buf.capacity();
-            if cap > KEEP_BUFFER && (used <= KEEP_BUFFER || cap > KEEP_LARGE) {
-                *buf = Vec::new();
-            }
+            codec::trim_buffer(&mut buf, used);
             r
         }
         // Re-entered (a value's Serialize putting on a queue): a fresh one.
@@ -337,7 +321,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     Fail::Closed => GetError::Closed,
                     Fail::Error(e) => GetError::Failed(e),
                 }),
-                0,
+                codec::NO_MESSAGE, // nothing taken: the buffer stays as it is
             ),
         })
     }
@@ -712,16 +696,25 @@ mod tests {
         assert_eq!(q.get().unwrap().len(), 16 << 20);
         assert!(cap(&ENCODE_BUF) >= 16 << 20, "kept for the next large put");
         assert!(cap(&DECODE_BUF) >= 16 << 20, "kept for the next large get");
+        // A poll of the empty queue takes nothing and keeps it.
+        assert!(q.try_get().is_err());
+        assert!(cap(&DECODE_BUF) >= 16 << 20, "kept after an empty poll");
         q.put(serde_bytes::ByteBuf::from(vec![2u8; 10])).unwrap();
         assert_eq!(q.get().unwrap().len(), 10);
-        assert!(cap(&ENCODE_BUF) <= KEEP_BUFFER, "a small put gave it back");
-        assert!(cap(&DECODE_BUF) <= KEEP_BUFFER, "a small get gave it back");
+        assert!(
+            cap(&ENCODE_BUF) <= codec::KEEP_BUFFER,
+            "a small put gave it back"
+        );
+        assert!(
+            cap(&DECODE_BUF) <= codec::KEEP_BUFFER,
+            "a small get gave it back"
+        );
         // Past KEEP_LARGE nothing is kept.
-        q.put(serde_bytes::ByteBuf::from(vec![3u8; KEEP_LARGE + 1]))
+        q.put(serde_bytes::ByteBuf::from(vec![3u8; codec::KEEP_LARGE + 1]))
             .unwrap();
-        assert_eq!(q.get().unwrap().len(), KEEP_LARGE + 1);
-        assert!(cap(&ENCODE_BUF) <= KEEP_BUFFER);
-        assert!(cap(&DECODE_BUF) <= KEEP_BUFFER);
+        assert_eq!(q.get().unwrap().len(), codec::KEEP_LARGE + 1);
+        assert!(cap(&ENCODE_BUF) <= codec::KEEP_BUFFER);
+        assert!(cap(&DECODE_BUF) <= codec::KEEP_BUFFER);
     }
 
     #[test]

@@ -374,7 +374,9 @@ struct Layout {
 }
 
 impl Layout {
-    /// The layout Python gives `items` at creation, and the segment's size.
+    /// The layout for `items` at creation, and the segment's size: Python's
+    /// for ASCII text; a str slot is sized by its UTF-8 bytes, where
+    /// CPython 3.11 counts characters (and so cuts non-ASCII strings).
     fn for_items(items: &[ListItem]) -> Result<(Layout, usize)> {
         let too_big = || {
             Error::new(

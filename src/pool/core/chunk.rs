@@ -161,7 +161,9 @@ impl Chunk {
     pub(crate) fn push_item(&mut self, item: &[u8], fds: Option<ItemExtra>) {
         if let Some((fds, live)) = fds {
             if live.is_some() {
-                self.shm_bytes += frame::shm_len(item).unwrap_or(0);
+                self.shm_bytes = self
+                    .shm_bytes
+                    .saturating_add(frame::shm_len(item).unwrap_or(0));
             }
             self.fds.push((self.count, fds, live));
         }
