@@ -292,11 +292,13 @@ c.close()
 "#;
 
 const PY_LISTENER: &str = r#"
-import sys, tempfile, os
+import sys, tempfile, os, atexit, shutil
 from multiprocessing.connection import Listener
 family, key = sys.argv[1], sys.argv[2].encode()
 if family == "unix":
-    address = os.path.join(tempfile.mkdtemp(), "sock")
+    where = tempfile.mkdtemp(prefix="multiproc-test-")
+    atexit.register(shutil.rmtree, where, True)  # nothing left in /tmp
+    address = os.path.join(where, "sock")
 else:
     address = ("127.0.0.1", 0)
 l = Listener(address, authkey=key)
