@@ -300,7 +300,7 @@ impl Agent {
         match cmd.query(c) {
             Ok(v) => Some(v),
             Err(e) => {
-                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                if broker::connection_lost(&e) {
                     self.conn = None;
                 }
                 log::debug!(target: "multiproc", "cluster agent: {e}");
@@ -857,7 +857,7 @@ impl Fetcher {
             if let Err(e) = round() {
                 if e.code() == Some("NOGROUP") {
                     ensure_group(c, &self.keys);
-                } else if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                } else if broker::connection_lost(&e) {
                     conn = None;
                 } else {
                     log::warn!(target: "multiproc", "cluster agent {}: {e}", self.name);

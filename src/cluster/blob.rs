@@ -136,6 +136,11 @@ pub(crate) fn note_stored(stored: &mut Stored, hash: [u8; 32], ttl: Duration) {
     stored.insert(hash, Some(Instant::now()));
 }
 
+/// Notes that the broker may have lost every blob (after a reconnect).
+pub(crate) fn doubt_all(stored: &mut Stored) {
+    stored.values_mut().for_each(|at| *at = None);
+}
+
 /// Notes that the broker may have lost `hash` (stored again before use).
 pub(crate) fn doubt(stored: &mut Stored, hash: &[u8; 32]) {
     if let Some(at) = stored.get_mut(hash) {
@@ -253,7 +258,7 @@ pub(crate) enum Miss {
 /// A failed query as a [`Miss`]: a lost connection is worth trying again,
 /// a refusal (`NOPERM`, `WRONGTYPE`...) is not.
 fn miss(e: redis::RedisError) -> Miss {
-    if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+    if super::broker::connection_lost(&e) {
         Miss::Broker(e)
     } else {
         Miss::Failed(Error::new(

@@ -70,6 +70,12 @@ impl Keys {
     }
 }
 
+/// Whether `e` means the connection is gone (reconnect and try again),
+/// not a command the broker refused.
+pub(crate) fn connection_lost(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_timeout()
+}
+
 /// The broker's clock, in milliseconds (`TIME`): agents' heartbeats are
 /// compared with it, not with a machine's own clock.
 pub(crate) fn broker_ms(conn: &mut redis::Connection) -> redis::RedisResult<u64> {

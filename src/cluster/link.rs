@@ -20,64 +20,13 @@ use redis::streams::StreamReadReply;
 
 use super::blob::{self, Blob, ItemBlobs, Stored, Uploads};
 use super::broker::{self, Broker, Keys};
+use super::options::ClusterOptions;
 use super::wire::{self, Part, Reply, TaskEntry};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pool::core::Chunk;
 use crate::pool::core::remote::{Answer, FuncParts, JobLimits, Remote};
 use crate::sys;
 use crate::sys::epoll::Doorbell;
-
-/// How a cluster pool waits for the cluster and how long it bears losses.
-#[derive(Clone, Debug)]
-pub struct ClusterOptions {
-    pub(crate) agent_wait: Duration,
-    pub(crate) broker_timeout: Duration,
-    pub(crate) max_losses: u32,
-    pub(crate) caller_ttl: Duration,
-}
-
-impl Default for ClusterOptions {
-    fn default() -> Self {
-        ClusterOptions {
-            agent_wait: Duration::from_secs(10),
-            broker_timeout: Duration::from_secs(30),
-            max_losses: 2,
-            caller_ttl: Duration::from_secs(30),
-        }
-    }
-}
-
-impl ClusterOptions {
-    /// How long `build`, and later a call with work in flight, waits for
-    /// an agent of this build before it fails (default 10 s).
-    pub fn agent_wait(mut self, d: Duration) -> Self {
-        self.agent_wait = d;
-        self
-    }
-
-    /// How long the broker may be unreachable before every call fails
-    /// with [`ErrorKind::Io`] ("lost the broker"; default 30 s).
-    pub fn broker_timeout(mut self, d: Duration) -> Self {
-        self.broker_timeout = d;
-        self
-    }
-
-    /// How many times a chunk is run again after the agent running it was
-    /// lost; past that its items fail with [`ErrorKind::WorkerLost`]
-    /// naming the last agent (default 2).
-    pub fn max_losses(mut self, n: u32) -> Self {
-        self.max_losses = n;
-        self
-    }
-
-    /// How long the caller's keys outlive it if it dies without closing
-    /// its pool (default 30 s; refreshed every tenth of it). Agents stop
-    /// its work once they are gone.
-    pub fn caller_ttl(mut self, d: Duration) -> Self {
-        self.caller_ttl = d.max(Duration::from_millis(300));
-        self
-    }
-}
 
 /// A chunk sent and not answered.
 struct Sent {
@@ -388,7 +337,7 @@ impl Remote for Link {
         if let Some(c) = self.conn() {
             match pipe.query::<(String,)>(c) {
                 Ok((got,)) => id = Some(got),
-                Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
+                Err(e) if broker::connection_lost(&e) => {
                     log::debug!(target: "multiproc", "cluster broker: {e}");
                     self.conn = None;
                     // The reader sends it, blobs first; later chunks must
@@ -597,6 +546,142 @@ fn answers_of(s: &Sent, reply: Reply, out: &mut Vec<Answer>) {
     }
 }
 
+/// Keeps the blobs of what is in flight alive as long as it is, and
+/// stores again those the broker lost.
+fn refresh_blobs(c: &mut redis::Connection, at: &Where, sh: &Shared) -> redis::RedisResult<()> {
+    let ttl = at.options.caller_ttl;
+    let mut blobs: HashMap<[u8; 32], Arc<Blob>> = HashMap::new();
+    for s in sh.lock().sent.values() {
+        for b in &s.blobs {
+            blobs.entry(b.at.hash).or_insert_with(|| b.clone());
+        }
+    }
+    let blobs: Vec<Arc<Blob>> = blobs.into_values().collect();
+    for some in blobs.chunks(256) {
+        let mut pipe = redis::pipe();
+        for b in some {
+            pipe.cmd("PEXPIRE")
+                .arg(at.keys.blob(&at.caller, &b.at.hex()))
+                .arg(ms(ttl));
+        }
+        let kept: Vec<bool> = pipe.query(c)?;
+        let gone: Vec<&Arc<Blob>> = some
+            .iter()
+            .zip(&kept)
+            .filter(|(_, k)| !**k)
+            .map(|(b, _)| b)
+            .collect();
+        store_blobs(c, at, &gone)?;
+        let mut st = sh.lock();
+        for b in some {
+            blob::note_stored(&mut st.stored, b.at.hash, ttl);
+        }
+    }
+    Ok(())
+}
+
+/// Sends again what waits to be sent (after a broker restart, or a send
+/// that failed), each blob it names first, once.
+fn resend(c: &mut redis::Connection, at: &Where, sh: &Shared) -> redis::RedisResult<()> {
+    type Unsent = (u64, Arc<Vec<u8>>, Vec<Arc<Blob>>);
+    let unsent: Vec<Unsent> = sh
+        .lock()
+        .sent
+        .iter()
+        .filter(|(_, s)| s.id.is_none() && !s.sending)
+        .map(|(&k, s)| (k, s.entry.clone(), s.blobs.clone()))
+        .collect();
+    if !unsent.is_empty() {
+        log::debug!(target: "multiproc", "cluster: sending {} chunks again", unsent.len());
+    }
+    let ttl = at.options.caller_ttl;
+    for (k, entry, blobs) in unsent {
+        let need: Vec<&Arc<Blob>> = {
+            let st = sh.lock();
+            let mut seen = HashSet::new();
+            blobs
+                .iter()
+                .filter(|b| seen.insert(b.at.hash) && !blob::fresh(&st.stored, &b.at.hash, ttl))
+                .collect()
+        };
+        store_blobs(c, at, &need)?;
+        {
+            let mut st = sh.lock();
+            for b in &need {
+                blob::note_stored(&mut st.stored, b.at.hash, ttl);
+            }
+        }
+        let id: String = redis::cmd("XADD")
+            .arg(at.keys.tasks())
+            .arg("*")
+            .arg(wire::FIELD)
+            .arg(entry.as_slice())
+            .query(c)?;
+        if let Some(s) = sh.lock().sent.get_mut(&k) {
+            s.id = Some(id);
+        }
+    }
+    Ok(())
+}
+
+/// After the broker came back with this caller's keys: entries added in
+/// its last moments (not yet in its append-only file) may be gone. An
+/// agent deletes an entry in the same transaction that adds its answer,
+/// so an entry missing once every answer was read was lost: it is marked
+/// to be sent again. Returns whether to check again next round (an entry
+/// was being sent meanwhile).
+fn verify_sent(
+    c: &mut redis::Connection,
+    at: &Where,
+    sh: &Shared,
+    reply_key: &str,
+    last: &mut String,
+) -> redis::RedisResult<bool> {
+    #[cfg(feature = "test-hooks")]
+    VERIFIES.fetch_add(1, Ordering::Relaxed);
+    let (ids, busy): (Vec<(u64, String)>, bool) = {
+        let st = sh.lock();
+        let ids = st
+            .sent
+            .iter()
+            .filter(|(_, s)| !s.sending)
+            .filter_map(|(&k, s)| Some((k, s.id.clone()?)))
+            .collect();
+        (ids, st.sent.values().any(|s| s.sending))
+    };
+    let mut missing = Vec::new();
+    for some in ids.chunks(256) {
+        let mut pipe = redis::pipe();
+        for (_, id) in some {
+            pipe.cmd("XRANGE").arg(at.keys.tasks()).arg(id).arg(id);
+        }
+        let found: Vec<Vec<redis::Value>> = pipe.query(c)?;
+        missing.extend(
+            some.iter()
+                .zip(found)
+                .filter(|(_, f)| f.is_empty())
+                .map(|((k, _), _)| *k),
+        );
+    }
+    // Every answer that came (not only a first batch), so that an answered
+    // chunk is not taken for a lost one.
+    while read_replies(c, reply_key, last, None, sh)? > 0 {}
+    if !missing.is_empty() {
+        let mut st = sh.lock();
+        let mut again = 0;
+        for k in missing {
+            if let Some(s) = st.sent.get_mut(&k) {
+                s.id = None;
+                again += 1;
+            }
+        }
+        log::warn!(target: "multiproc", "the cluster broker came back without {again} chunks: sending them again");
+        #[cfg(feature = "test-hooks")]
+        RESENT.fetch_add(again, Ordering::Relaxed);
+    }
+    Ok(busy)
+}
+
 /// Stores `blobs` (again).
 fn store_blobs(
     c: &mut redis::Connection,
@@ -734,23 +819,18 @@ fn read_loop(mut conn: Option<redis::Connection>, at: &Where, sh: &Shared, build
                         .query(&mut c)
                         .unwrap_or(false);
                     verify = known;
-                    if known {
-                        // Its last moments may be lost, blobs included.
-                        for at in sh.lock().stored.values_mut() {
-                            *at = None;
-                        }
-                    }
+                    // Its last moments, or all of its data, may be lost:
+                    // blobs included.
+                    let mut st = sh.lock();
+                    blob::doubt_all(&mut st.stored);
                     if !known {
                         log::warn!(target: "multiproc", "the cluster broker came back without this caller's work: sending it again");
                         last = "0-0".into();
-                        let mut st = sh.lock();
-                        for at in st.stored.values_mut() {
-                            *at = None;
-                        }
                         for s in st.sent.values_mut() {
                             s.id = None;
                         }
                     }
+                    drop(st);
                     conn = Some(c);
                     lost_since = None;
                     next_refresh = Instant::now();
@@ -786,35 +866,7 @@ fn read_loop(mut conn: Option<redis::Connection>, at: &Where, sh: &Shared, build
                     .arg(ttl)
                     .ignore()
                     .query::<()>(c)?;
-                // The blobs of what is in flight live as long as it does
-                // (stored again if the broker lost them).
-                let mut blobs: HashMap<[u8; 32], Arc<Blob>> = HashMap::new();
-                for s in sh.lock().sent.values() {
-                    for b in &s.blobs {
-                        blobs.entry(b.at.hash).or_insert_with(|| b.clone());
-                    }
-                }
-                let blobs: Vec<Arc<Blob>> = blobs.into_values().collect();
-                for some in blobs.chunks(256) {
-                    let mut pipe = redis::pipe();
-                    for b in some {
-                        pipe.cmd("PEXPIRE")
-                            .arg(at.keys.blob(&at.caller, &b.at.hex()))
-                            .arg(ttl);
-                    }
-                    let kept: Vec<bool> = pipe.query(c)?;
-                    let gone: Vec<&Arc<Blob>> = some
-                        .iter()
-                        .zip(&kept)
-                        .filter(|(_, k)| !**k)
-                        .map(|(b, _)| b)
-                        .collect();
-                    store_blobs(c, at, &gone)?;
-                    let mut st = sh.lock();
-                    for b in some {
-                        blob::note_stored(&mut st.stored, b.at.hash, at.options.caller_ttl);
-                    }
-                }
+                refresh_blobs(c, at, sh)?;
                 let now = broker::broker_ms(c)?;
                 let (n, _) = broker::live_agents(c, &at.keys, now)?;
                 let busy = sh.lock().in_flight > 0;
@@ -826,105 +878,15 @@ fn read_loop(mut conn: Option<redis::Connection>, at: &Where, sh: &Shared, build
                     fail(ErrorKind::Timeout, no_agent(at, &build).to_string());
                 }
             }
-            // What waits to be sent (after a broker restart).
-            type Unsent = (u64, Arc<Vec<u8>>, Vec<Arc<Blob>>);
-            let unsent: Vec<Unsent> = sh
-                .lock()
-                .sent
-                .iter()
-                .filter(|(_, s)| s.id.is_none() && !s.sending)
-                .map(|(&k, s)| (k, s.entry.clone(), s.blobs.clone()))
-                .collect();
-            if !unsent.is_empty() {
-                log::debug!(target: "multiproc", "cluster: sending {} chunks again", unsent.len());
-            }
-            for (k, entry, blobs) in unsent {
-                // Its blobs again (the broker may have lost them too),
-                // each once.
-                let ttl = at.options.caller_ttl;
-                let need: Vec<&Arc<Blob>> = {
-                    let st = sh.lock();
-                    let mut seen = HashSet::new();
-                    blobs
-                        .iter()
-                        .filter(|b| {
-                            seen.insert(b.at.hash) && !blob::fresh(&st.stored, &b.at.hash, ttl)
-                        })
-                        .collect()
-                };
-                store_blobs(c, at, &need)?;
-                {
-                    let mut st = sh.lock();
-                    for b in &need {
-                        blob::note_stored(&mut st.stored, b.at.hash, ttl);
-                    }
-                }
-                let id: String = redis::cmd("XADD")
-                    .arg(at.keys.tasks())
-                    .arg("*")
-                    .arg(wire::FIELD)
-                    .arg(entry.as_slice())
-                    .query(c)?;
-                if let Some(s) = sh.lock().sent.get_mut(&k) {
-                    s.id = Some(id);
-                }
-            }
+            resend(c, at, sh)?;
             read_replies(c, &reply_key, &mut last, Some(100), sh)?;
             if verify {
-                #[cfg(feature = "test-hooks")]
-                VERIFIES.fetch_add(1, Ordering::Relaxed);
-                // Back after a restart with its data: entries added in the
-                // last moments before it (not yet in its append-only file)
-                // may be gone. An agent deletes an entry in the same
-                // transaction that adds its answer, so an entry missing
-                // after the answers were read was lost: it is sent again.
-                // One being sent now is checked in the next round.
-                let (ids, busy): (Vec<(u64, String)>, bool) = {
-                    let st = sh.lock();
-                    let ids = st
-                        .sent
-                        .iter()
-                        .filter(|(_, s)| !s.sending)
-                        .filter_map(|(&k, s)| Some((k, s.id.clone()?)))
-                        .collect();
-                    (ids, st.sent.values().any(|s| s.sending))
-                };
-                verify = busy;
-                let mut missing = Vec::new();
-                for some in ids.chunks(256) {
-                    let mut pipe = redis::pipe();
-                    for (_, id) in some {
-                        pipe.cmd("XRANGE").arg(at.keys.tasks()).arg(id).arg(id);
-                    }
-                    let found: Vec<Vec<redis::Value>> = pipe.query(c)?;
-                    missing.extend(
-                        some.iter()
-                            .zip(found)
-                            .filter(|(_, f)| f.is_empty())
-                            .map(|((k, _), _)| *k),
-                    );
-                }
-                // Every answer that came (not only a first batch), so that
-                // an answered chunk is not taken for a lost one.
-                while read_replies(c, &reply_key, &mut last, None, sh)? > 0 {}
-                if !missing.is_empty() {
-                    let mut st = sh.lock();
-                    let mut again = 0;
-                    for k in missing {
-                        if let Some(s) = st.sent.get_mut(&k) {
-                            s.id = None;
-                            again += 1;
-                        }
-                    }
-                    log::warn!(target: "multiproc", "the cluster broker came back without {again} chunks: sending them again");
-                    #[cfg(feature = "test-hooks")]
-                    RESENT.fetch_add(again, Ordering::Relaxed);
-                }
+                verify = verify_sent(c, at, sh, &reply_key, &mut last)?;
             }
             Ok(())
         })();
         if let Err(e) = round {
-            if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+            if broker::connection_lost(&e) {
                 log::warn!(target: "multiproc", "lost the cluster broker: {e}; reconnecting");
                 conn = None;
             } else {

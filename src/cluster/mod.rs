@@ -29,11 +29,12 @@ mod agent;
 mod blob;
 mod broker;
 pub(crate) mod link;
+mod options;
 pub(crate) mod wire;
 
 pub use self::agent::Worker;
 pub use self::broker::{Broker, CONNECT_TIMEOUT, build_id};
-pub use self::link::ClusterOptions;
+pub use self::options::ClusterOptions;
 
 /// Test support, not part of the API: how many times this process's
 /// cluster pools checked their entries after the broker came back with

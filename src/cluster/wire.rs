@@ -194,9 +194,9 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Res
 mod tests {
     use super::*;
 
-    #[test]
-    fn item_ends_outside_the_items_are_refused() {
-        let mut e = TaskEntry {
+    /// An entry of these items, ends and blobs (the rest plain).
+    fn entry(items: Vec<u8>, ends: Vec<u32>, blobs: Vec<ItemBlobs>) -> TaskEntry {
+        TaskEntry {
             caller: "c".into(),
             seq: 1,
             job: 1,
@@ -204,15 +204,20 @@ mod tests {
             first: 0,
             func: vec![],
             captured: None,
-            items: vec![1, 2, 3],
-            ends: vec![1, 3],
-            blobs: vec![],
+            items,
+            ends,
+            blobs,
             timeout_ns: None,
             retries: 0,
             retry_panics: false,
             max_losses: 2,
             reply_ttl_ms: 1000,
-        };
+        }
+    }
+
+    #[test]
+    fn item_ends_outside_the_items_are_refused() {
+        let mut e = entry(vec![1, 2, 3], vec![1, 3], vec![]);
         assert_eq!(e.item_slices().unwrap(), vec![&[1u8][..], &[2, 3][..]]);
         e.ends = vec![2, 1];
         assert!(e.item_slices().is_none());
@@ -222,7 +227,7 @@ mod tests {
 
     #[test]
     fn blobs_must_name_items_of_the_chunk_in_order() {
-        use super::super::blob::{BlobRef, ItemBlobs};
+        use super::super::blob::BlobRef;
         let r = BlobRef {
             hash: [1; 32],
             len: 8,
@@ -232,23 +237,11 @@ mod tests {
             shm,
             refs: vec![r; n],
         };
-        let mut e = TaskEntry {
-            caller: "c".into(),
-            seq: 1,
-            job: 1,
-            what: "map(f)".into(),
-            first: 0,
-            func: vec![],
-            captured: None,
-            items: vec![0; 16],
-            ends: vec![8, 16],
-            blobs: vec![item(0, true, 1), item(1, false, 3)],
-            timeout_ns: None,
-            retries: 0,
-            retry_panics: false,
-            max_losses: 2,
-            reply_ttl_ms: 1000,
-        };
+        let mut e = entry(
+            vec![0; 16],
+            vec![8, 16],
+            vec![item(0, true, 1), item(1, false, 3)],
+        );
         assert!(e.blobs_valid());
         for bad in [
             vec![item(1, false, 1), item(0, false, 1)],
